@@ -1,0 +1,51 @@
+# KioskHub: `make up` runs the platform on this machine, `make test` runs the whole suite.
+
+SHELL       := /bin/bash
+PYTHON      ?= python3
+VENV        := .venv
+BIN         := $(VENV)/bin
+CONFIG      ?= kioskhub.yaml
+PY_STAMP    := $(VENV)/.installed-base
+TEST_STAMP  := $(VENV)/.installed-test
+NODE_STAMP  := node_modules/.installed
+PYTEST_ARGS ?=
+
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: up test lint check-config system-packages clean
+
+up: $(PY_STAMP) $(NODE_STAMP)
+	@$(BIN)/kioskhub init --config $(CONFIG)
+	@$(BIN)/kioskhub up --config $(CONFIG)
+
+test: $(TEST_STAMP) $(NODE_STAMP) system-packages
+	$(BIN)/ruff check hub spawner image_builder extensions tests benchmarks
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check hub spawner image_builder extensions tests benchmarks
+
+check-config: $(PY_STAMP)
+	$(BIN)/kioskhub check-config --config $(CONFIG)
+
+system-packages:
+	@tests/require-system-packages
+
+$(BIN)/uv:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.4'
+
+$(PY_STAMP): pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e .
+	@touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[test]'
+	@touch $@ $(PY_STAMP)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+clean:
+	rm -rf $(VENV) node_modules

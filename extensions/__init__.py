@@ -1,0 +1,1 @@
+"""Jupyter server and JupyterLab extensions that run inside user servers."""

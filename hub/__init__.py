@@ -1,0 +1,1 @@
+"""KioskHub: JupyterHub assembled for research labs."""

@@ -1,0 +1,132 @@
+"""The ``kioskhub`` command: init, check-config, up."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+
+from .config_file import ConfigError, load_site
+from .jupyterhub_settings import PROXY_NAME, find_proxy_command
+from .sample_data import write_sample_data
+from .site_config import Site
+from .state_dir import SECRETS_FILE, prepare_state_dir
+
+DEFAULT_CONFIG = "kioskhub.yaml"
+SAMPLE_DATA = Path(".kioskhub") / "sample-data"
+EXIT_CONFIG_ERROR = 2
+EXIT_MISSING_TOOL = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_CONFIG_ERROR
+    try:
+        return args.run(args)
+    except ConfigError as error:
+        print(f"kioskhub: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kioskhub", description="KioskHub: interactive analysis for research labs."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, run, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--config",
+            type=Path,
+            default=Path(os.environ.get("KIOSKHUB_CONFIG", DEFAULT_CONFIG)),
+            help="site config file (default: $KIOSKHUB_CONFIG or ./kioskhub.yaml)",
+        )
+        sub.set_defaults(run=run)
+        return sub
+
+    command("init", init, "Write a commented kioskhub.yaml and sample data, if missing.")
+    command("check-config", check_config, "Validate the site config and summarise it.")
+    command("up", up, "Start the hub in the foreground; Ctrl-C stops it and its servers.")
+    return parser
+
+
+def init(args: argparse.Namespace) -> int:
+    path: Path = args.config
+    if path.exists():
+        print(f"Keeping the existing {path}")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(resources.files("hub").joinpath("default_config.yaml").read_text())
+        print(f"Wrote {path}: a commented site config with the defaults")
+    sample = path.resolve().parent / SAMPLE_DATA
+    if not sample.exists():
+        write_sample_data(sample)
+        print(f"Wrote sample data to {sample}")
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    site = load_site(args.config)
+    print(f"{args.config}: valid")
+    print(_summary(site))
+    return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    site = load_site(args.config)
+    proxy = find_proxy_command()
+    if proxy is None:
+        print(
+            f"kioskhub: {PROXY_NAME} was not found on PATH or in node_modules/.bin. "
+            "Run `make up`, or `npm install` in the KioskHub folder.",
+            file=sys.stderr,
+        )
+        return EXIT_MISSING_TOOL
+    passwords = prepare_state_dir(site)
+    print(_banner(site, passwords), flush=True)
+    os.environ["KIOSKHUB_CONFIG"] = str(args.config.resolve())
+    hub_config = resources.files("hub").joinpath("jupyterhub_config.py")
+    os.execv(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)])
+
+
+def _summary(site: Site) -> str:
+    mounts = ", ".join(
+        f"{m.name} ({m.source} → {m.mount_path}, {'read-only' if m.read_only else 'writable'})"
+        for m in site.data_mounts
+    )
+    return "\n".join(
+        [
+            f"  url:          {site.hub.url}",
+            f"  state folder: {site.hub.state_dir}",
+            f"  sign-in:      {site.auth.type}; admins: {', '.join(site.hub.admin_users)}",
+            f"  backend:      {site.spawner.backend}",
+            f"  homes:        {site.home.root}",
+            f"  data mounts:  {mounts or 'none'}",
+        ]
+    )
+
+
+def _banner(site: Site, passwords) -> str:
+    secrets_file = site.hub.state_dir / SECRETS_FILE
+    user_source = "auth.shared_password" if site.auth.shared_password else str(secrets_file)
+    admin_source = "auth.admin_password" if site.auth.admin_password else str(secrets_file)
+    return "\n".join(
+        [
+            "",
+            f"  KioskHub is starting at {site.hub.url}",
+            "",
+            "  Sign in with any username (lowercase letters, digits, '.', '_', '-') and",
+            f"  the shared password:  {passwords.user}    (from {user_source})",
+            f"  Admins ({', '.join(site.hub.admin_users)}) use the admin password:",
+            f"                        {passwords.admin}    (from {admin_source})",
+            "",
+            "  Press Ctrl-C to stop the hub, the proxy and every server it started.",
+            "",
+        ]
+    )

@@ -1,0 +1,27 @@
+"""The JupyterHub config file that ``kioskhub up`` hands to JupyterHub.
+
+It reads the site config named by ``KIOSKHUB_CONFIG`` and applies the settings
+derived from it; every choice lives in ``jupyterhub_settings``.
+"""
+
+import os
+import sys
+
+from hub.config_file import ConfigError, load_site
+from hub.jupyterhub_settings import apply_settings, find_proxy_command, jupyterhub_settings
+from hub.state_dir import prepare_state_dir
+
+c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
+
+try:
+    site = load_site(os.environ.get("KIOSKHUB_CONFIG", "kioskhub.yaml"))
+except ConfigError as error:
+    print(error, file=sys.stderr)
+    sys.exit(2)
+
+apply_settings(
+    c,
+    jupyterhub_settings(
+        site, prepare_state_dir(site), find_proxy_command() or "configurable-http-proxy"
+    ),
+)

@@ -1,0 +1,65 @@
+"""Site → JupyterHub settings: a pure mapping from the site config to traitlets config."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .site_config import PACKAGE_ROOT, USERNAME_PATTERN, Site
+from .state_dir import Passwords
+
+PROXY_NAME = "configurable-http-proxy"
+
+
+def find_proxy_command() -> str | None:
+    """configurable-http-proxy from PATH, else from the project's own node_modules."""
+    on_path = shutil.which(PROXY_NAME)
+    if on_path:
+        return on_path
+    local = PACKAGE_ROOT / "node_modules" / ".bin" / PROXY_NAME
+    return str(local) if local.exists() else None
+
+
+def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) -> dict[str, Any]:
+    """The traitlets config (class name → {trait: value}) that runs ``site``."""
+    state: Path = site.hub.state_dir
+    ports = site.hub.internal_ports
+    return {
+        "JupyterHub": {
+            "bind_url": site.hub.url + "/",
+            "hub_ip": "127.0.0.1",
+            "hub_port": ports.hub,
+            "db_url": f"sqlite:///{state / 'jupyterhub.sqlite'}",
+            "cookie_secret_file": str(state / "jupyterhub_cookie_secret"),
+            "pid_file": str(state / "jupyterhub.pid"),
+            "authenticator_class": "hub.auth.KioskAuthenticator",
+            "spawner_class": "spawner.local_process.KioskSpawner",
+            "cleanup_servers": site.hub.cleanup_servers,
+            "log_level": site.hub.log_level,
+        },
+        "ConfigurableHTTPProxy": {
+            "command": [proxy_command],
+            "api_url": f"http://127.0.0.1:{ports.proxy_api}",
+            "pid_file": str(state / "proxy.pid"),
+        },
+        "KioskAuthenticator": {
+            "user_password": passwords.user,
+            "admin_password": passwords.admin,
+            "admin_users": set(site.hub.admin_users),
+            "allow_all": True,
+            "username_pattern": USERNAME_PATTERN,
+        },
+        "KioskSpawner": {
+            "site": site,
+            "start_timeout": site.spawner.start_timeout,
+            "http_timeout": site.spawner.http_timeout,
+        },
+    }
+
+
+def apply_settings(config: Any, settings: dict[str, Any]) -> None:
+    """Copy ``settings`` onto a traitlets Config object (``c`` in a config file)."""
+    for class_name, traits in settings.items():
+        for trait, value in traits.items():
+            setattr(config[class_name], trait, value)

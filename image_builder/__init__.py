@@ -1,0 +1,1 @@
+"""Environment catalog and builds (local and GitLab CI)."""

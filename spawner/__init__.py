@@ -1,0 +1,1 @@
+"""KioskSpawner: the user's choice → LaunchSpec → one spawn backend."""

@@ -1,0 +1,1 @@
+"""Test support: running hubs and clients that act as a user would."""

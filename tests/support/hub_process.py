@@ -1,0 +1,138 @@
+"""Start and stop a real KioskHub (hub + configurable-http-proxy) the way `make up` does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import requests
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def write_site_config(folder: Path, **overrides) -> Path:
+    """Write a kioskhub.yaml for a test hub on free ports, with its state under ``folder``."""
+    config = {
+        "hub": {
+            "url": f"http://127.0.0.1:{free_port()}",
+            "state_dir": "state",
+            "admin_users": ["admin"],
+            "internal_ports": {"hub": free_port(), "proxy_api": free_port()},
+        },
+        "auth": {"shared_password": "correct-horse-battery"},
+        "home": {"root": "homes"},
+        "data_mounts": [{"name": "data", "source": "data", "mount_path": "/data"}],
+    }
+    for section, values in overrides.items():
+        if isinstance(values, dict) and isinstance(config.get(section), dict):
+            config[section] = {**config[section], **values}
+        else:
+            config[section] = values
+    path = folder / "kioskhub.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def kioskhub_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{REPO / 'node_modules' / '.bin'}{os.pathsep}{VENV_BIN}{os.pathsep}{env['PATH']}"
+    return env
+
+
+@dataclass
+class HubProcess:
+    """A running `kioskhub up`, its URL, and every process it started."""
+
+    config: Path
+    url: str
+    process: subprocess.Popen
+    log: Path
+    seen_pids: set[int] = field(default_factory=set)
+
+    def api(self, path: str, token: str, method: str = "GET", **kwargs) -> requests.Response:
+        headers = {"Authorization": f"token {token}", **kwargs.pop("headers", {})}
+        return requests.request(
+            method, f"{self.url}/hub/api{path}", headers=headers, timeout=30, **kwargs
+        )
+
+    def record_descendants(self) -> set[int]:
+        """Remember every process below the hub, so a later check can prove they are gone."""
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return self.seen_pids
+        self.seen_pids |= {child.pid for child in children} | {self.process.pid}
+        return self.seen_pids
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 60) -> int:
+        """Stop the hub as Ctrl-C does and return its exit code."""
+        self.record_descendants()
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            raise
+
+    def leftover_processes(self, grace: float = 10) -> list[str]:
+        """Processes started by this hub that are still alive after ``grace`` seconds."""
+        deadline = time.monotonic() + grace
+        while True:
+            alive = []
+            for pid in self.seen_pids:
+                try:
+                    proc = psutil.Process(pid)
+                    if proc.status() != psutil.STATUS_ZOMBIE:
+                        alive.append(f"{pid}: {' '.join(proc.cmdline())}")
+                except psutil.NoSuchProcess:
+                    pass
+            if not alive or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.5)
+
+
+def start_hub(config: Path, log: Path, timeout: float = 60) -> HubProcess:
+    """Run `kioskhub up` on ``config`` and wait until the hub answers through the proxy."""
+    site = yaml.safe_load(config.read_text())
+    url = site["hub"]["url"]
+    handle = log.open("ab")
+    process = subprocess.Popen(
+        [str(VENV_BIN / "kioskhub"), "up", "--config", str(config)],
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env=kioskhub_env(),
+        start_new_session=True,
+    )
+    hub = HubProcess(config=config, url=url, process=process, log=log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"kioskhub up exited with {process.returncode}:\n{hub.log_text()}")
+        try:
+            if requests.get(f"{url}/hub/api/", timeout=2).status_code == 200:
+                hub.record_descendants()
+                return hub
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.3)
+    hub.stop(signal.SIGKILL)
+    raise TimeoutError(f"hub at {url} did not answer within {timeout}s:\n{hub.log_text()}")
