@@ -1,7 +1,11 @@
 # KioskHub: `make up` runs the platform on this machine, `make test` runs the whole suite.
 
 SHELL       := /bin/bash
-PYTHON      ?= python3
+# A system-wide Python 3.11+ is preferred: when the hub runs as root, the users' own
+# accounts must be able to run the venv's interpreter (one under /root is out of reach).
+PYTHON      ?= $(shell for p in /usr/bin/python3 /usr/local/bin/python3 python3; do \
+                 $$p -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' \
+                 2>/dev/null && { echo $$p; break; }; done)
 VENV        := .venv
 BIN         := $(VENV)/bin
 CONFIG      ?= kioskhub.yaml

@@ -1,4 +1,4 @@
-"""The ``kioskhub`` command: init, check-config, up."""
+"""The ``kioskhub`` command: init, check-config, up, config-reference."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from .config_file import ConfigError, load_site
+from .config_reference import render_reference
 from .jupyterhub_settings import PROXY_NAME, find_proxy_command
 from .sample_data import write_sample_data
 from .site_config import Site
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     command("init", init, "Write a commented kioskhub.yaml and sample data, if missing.")
     command("check-config", check_config, "Validate the site config and summarise it.")
     command("up", up, "Start the hub in the foreground; Ctrl-C stops it and its servers.")
+    command("config-reference", config_reference, "Print the config reference (Markdown).")
     return parser
 
 
@@ -93,6 +95,11 @@ def up(args: argparse.Namespace) -> int:
     os.environ["KIOSKHUB_CONFIG"] = str(args.config.resolve())
     hub_config = resources.files("hub").joinpath("jupyterhub_config.py")
     os.execv(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)])
+
+
+def config_reference(args: argparse.Namespace) -> int:
+    print(render_reference(), end="")
+    return 0
 
 
 def _summary(site: Site) -> str:

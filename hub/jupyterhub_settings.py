@@ -10,6 +10,7 @@ from .site_config import PACKAGE_ROOT, USERNAME_PATTERN, Site
 from .state_dir import Passwords
 
 PROXY_NAME = "configurable-http-proxy"
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def find_proxy_command() -> str | None:
@@ -37,6 +38,10 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
             "spawner_class": "spawner.local_process.KioskSpawner",
             "cleanup_servers": site.hub.cleanup_servers,
             "log_level": site.hub.log_level,
+            "template_paths": [str(TEMPLATES)],
+            "load_groups": {
+                name: {"users": list(members)} for name, members in site.groups.items()
+            },
         },
         "ConfigurableHTTPProxy": {
             "command": [proxy_command],

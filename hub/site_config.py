@@ -9,41 +9,37 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,31}$"
-"""Hub usernames: lowercase, 1–32 characters, safe in URLs, paths and account names."""
+from .site_choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
+from .site_config_paths import ConfigPath
+
+USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,28}$"
+"""Hub usernames: lowercase, 1–29 characters, safe in URLs, paths and system account names
+(with the three-character account prefix they stay within Linux's 32)."""
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_EXAMPLES = PACKAGE_ROOT / "notebooks" / "examples"
 
 
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    base = (info.context or {}).get("base_dir")
-    value = value.expanduser()
-    if not value.is_absolute() and base is not None:
-        value = Path(base) / value
-    return value.resolve() if base is not None else value
-
-
-ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
-"""A path in the site config; relative paths are taken from the config file's folder."""
+def check_username(name: str) -> str:
+    """Return ``name`` when it is a valid hub username, else raise ValueError saying why."""
+    if not re.fullmatch(USERNAME_PATTERN, name):
+        raise ValueError(
+            f"invalid username {name!r}: use 1–29 characters of lowercase letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
+    return name
 
 
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, revalidate_instances="always"
+    )
 
 
 class InternalPorts(Section):
@@ -65,13 +61,18 @@ class HubSettings(Section):
     admin_users: tuple[str, ...] = Field(
         ("admin",), description="Usernames that get admin rights in the hub."
     )
-    internal_ports: InternalPorts = InternalPorts()
+    internal_ports: InternalPorts = Field(
+        InternalPorts(),
+        description="Ports on 127.0.0.1 that the hub's own parts use to talk to each other.",
+    )
     cleanup_servers: bool = Field(
         True,
         description="Stop every user server when the hub stops. Turn off to let servers "
         "keep running across a hub restart.",
     )
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="How much the hub logs; DEBUG is verbose, for tracking down problems."
+    )
 
     @field_validator("url")
     @classmethod
@@ -119,6 +120,18 @@ class SpawnerSettings(Section):
     http_timeout: int = Field(
         60, ge=5, description="Seconds a started server may take to answer HTTP."
     )
+    isolation: Literal["auto", "system-users", "shared-account"] = Field(
+        "auto",
+        description="system-users: each hub user runs as a system account of their own "
+        "(needs root); shared-account: every server runs as the hub's own account, with no "
+        "isolation between users; auto: system-users when the hub runs as root.",
+    )
+    system_user_prefix: str = Field(
+        "kh-",
+        pattern=r"^[a-z_][a-z0-9_-]{0,2}$",
+        description="Prefix of the system accounts made for hub users (kh-ada for ada), so "
+        "that a hub username never maps onto an existing system account such as root.",
+    )
 
 
 class HomeSettings(Section):
@@ -133,6 +146,16 @@ class DataMount(Section):
     source: ConfigPath = Field(description="Folder on this machine that holds the data.")
     mount_path: str = Field("/data", description="Where the data appears inside a server.")
     read_only: bool = Field(True, description="Refuse writes to this mount.")
+    groups: tuple[str, ...] = Field(
+        (), description="JupyterHub groups that get this mount; empty means everyone."
+    )
+
+    @field_validator("mount_path")
+    @classmethod
+    def _absolute_mount_path(cls, value: str) -> str:
+        if not value.startswith("/") or "/../" in f"{value}/" or value.rstrip("/") == "":
+            raise ValueError(f"expected an absolute path like /data below /, got {value!r}")
+        return value.rstrip("/")
 
     @model_validator(mode="after")
     def _source_exists(self) -> DataMount:
@@ -163,28 +186,52 @@ class ExampleSettings(Section):
 class Site(Section):
     """The whole site: everything ``kioskhub.yaml`` can say."""
 
-    hub: HubSettings = HubSettings()
-    auth: AuthSettings = AuthSettings()
-    spawner: SpawnerSettings = SpawnerSettings()
-    home: HomeSettings = HomeSettings()
-    data_mounts: tuple[DataMount, ...] = ()
-    examples: ExampleSettings = ExampleSettings()
+    hub: HubSettings = Field(
+        HubSettings(), description="The hub itself: its URL, state folder and admins."
+    )
+    auth: AuthSettings = Field(AuthSettings(), description="How users sign in.")
+    spawner: SpawnerSettings = Field(
+        SpawnerSettings(), description="How and where user servers are started."
+    )
+    home: HomeSettings = Field(HomeSettings(), description="Persistent home folders, one per user.")
+    environments: tuple[Environment, ...] = Field(
+        (DEFAULT_ENVIRONMENT,), description="Software environments offered in the spawn form."
+    )
+    profiles: tuple[ResourceProfile, ...] = Field(
+        (DEFAULT_PROFILE,), description="Resource profiles offered in the spawn form."
+    )
+    data_mounts: tuple[DataMount, ...] = Field(
+        (),
+        description="Central data folders made visible in user servers and linked into each home.",
+    )
+    examples: ExampleSettings = Field(
+        ExampleSettings(), description="Example notebooks handed to each user once."
+    )
+    groups: dict[str, tuple[str, ...]] = Field(
+        {},
+        description="JupyterHub groups and their members, loaded at start. Groups can also "
+        "be managed by an authenticator or in the hub's admin page.",
+    )
 
-    @field_validator("data_mounts")
+    @field_validator("environments", "profiles", "data_mounts")
     @classmethod
-    def _unique_mounts(cls, value: tuple[DataMount, ...]) -> tuple[DataMount, ...]:
-        names = [m.name for m in value]
+    def _unique_names(cls, value: tuple, info) -> tuple:
+        names = [item.name for item in value]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
-            raise ValueError(f"mount names must be unique; repeated: {', '.join(dupes)}")
+            raise ValueError(f"names must be unique; repeated: {', '.join(dupes)}")
+        if info.field_name != "data_mounts":
+            if not value:
+                raise ValueError("list at least one")
+            defaults = [item.name for item in value if item.default]
+            if len(defaults) > 1:
+                raise ValueError(f"only one may be the default; marked: {', '.join(defaults)}")
         return value
 
-
-def check_username(name: str) -> str:
-    """Return ``name`` when it is a valid hub username, else raise ValueError saying why."""
-    if not re.fullmatch(USERNAME_PATTERN, name):
-        raise ValueError(
-            f"invalid username {name!r}: use 1–32 characters of lowercase letters, digits, "
-            "'.', '_' or '-', starting with a letter or digit"
-        )
-    return name
+    @model_validator(mode="after")
+    def _unique_mount_paths(self) -> Site:
+        paths = [m.mount_path for m in self.data_mounts]
+        dupes = sorted({p for p in paths if paths.count(p) > 1})
+        if dupes:
+            raise ValueError(f"data_mounts: two mounts share mount_path {', '.join(dupes)}")
+        return self

@@ -22,10 +22,17 @@ class Passwords:
 
 
 def prepare_state_dir(site: Site) -> Passwords:
-    """Create the state folder (0700) and return the passwords, generating missing ones."""
+    """Create the state folder and return the passwords, generating missing ones.
+
+    The folder is 0711: user accounts may pass through it to their homes, but not list
+    it; the secrets inside are 0600.
+    """
     state = site.hub.state_dir
     state.mkdir(parents=True, exist_ok=True)
-    os.chmod(state, 0o700)
+    os.chmod(state, 0o711)
+    database = state / "jupyterhub.sqlite"
+    database.touch(mode=0o600)
+    os.chmod(database, 0o600)
     stored = _read_secrets(state / SECRETS_FILE)
     generated = {
         "user_password": stored.get("user_password") or secrets.token_urlsafe(9),

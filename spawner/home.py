@@ -1,10 +1,11 @@
-"""Preparing a user's home folder: create it, hand out the examples once, link the data."""
+"""Preparing a user's home folder: create it, hand out the examples once, hand it over."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from pathlib import Path
 
 from .launch_spec import LaunchSpec
 
@@ -12,20 +13,31 @@ EXAMPLES_LEDGER = ".kioskhub/examples-copied.json"
 """Records which examples a home has received, so they are copied once and never again."""
 
 
-def prepare_home(spec: LaunchSpec) -> list[str]:
-    """Create ``spec.home`` (0700), copy new examples and link data mounts.
+def prepare_home(spec: LaunchSpec, owner: tuple[int, int] | None = None) -> list[str]:
+    """Create ``spec.home`` (0700) and copy in the examples it has never received.
 
-    Returns the names of the example files copied this time.
+    With ``owner`` (uid, gid), everything created here is handed to that account.
+    Returns the names of the examples copied this time.
     """
     home = spec.home
-    home.mkdir(parents=True, exist_ok=True)
+    home.parent.mkdir(parents=True, exist_ok=True)
+    home.mkdir(exist_ok=True)
     os.chmod(home, 0o700)
     copied = _copy_new_examples(spec) if spec.examples_source else []
-    for mount in spec.mounts:
-        link = home / mount.name
-        if not link.exists() and not link.is_symlink():
-            link.symlink_to(mount.source, target_is_directory=True)
+    if owner:
+        os.chown(home, *owner)
+        for name in (spec.examples_target, EXAMPLES_LEDGER.split("/")[0]):
+            _chown_tree(home / name, owner)
     return copied
+
+
+def _chown_tree(path: Path, owner: tuple[int, int]) -> None:
+    if not path.exists():
+        return
+    os.chown(path, *owner, follow_symlinks=False)
+    for folder, dirs, files in os.walk(path):
+        for name in dirs + files:
+            os.chown(os.path.join(folder, name), *owner, follow_symlinks=False)
 
 
 def _copy_new_examples(spec: LaunchSpec) -> list[str]:

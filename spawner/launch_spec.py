@@ -1,16 +1,25 @@
 """LaunchSpec: everything a backend needs to start one user server, as plain data.
 
-``build_launch_spec`` is a pure function of the site config and the user; backends
-turn the spec into their native form (argv and environment, a Pod manifest, ...)
-and do only I/O.
+``build_launch_spec`` is a pure function of the site config, the user, their groups
+and the options they chose. It either returns the spec or raises ChoiceError with a
+message for the user. Backends turn the spec into their native form (argv and
+environment, a Pod manifest, ...) and do only I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.site_choices import Choice, Environment, ResourceProfile
 from hub.site_config import Site
+
+OPTION_KEYS = ("environment", "profile")
+
+
+class ChoiceError(ValueError):
+    """The user's choice cannot be launched; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -24,26 +33,125 @@ class MountSpec:
 
 
 @dataclass(frozen=True)
+class EnvironmentSpec:
+    """The environment a server runs in: a venv prefix on this machine, or an image."""
+
+    name: str
+    kind: str
+    prefix: Path | None = None
+    image: str | None = None
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """What to run for one user, independent of where it runs."""
 
     username: str
+    environment: EnvironmentSpec
+    profile: str
+    cpu: float
+    memory_bytes: int
     home: Path
     default_url: str
+    gpu_count: int = 0
+    gpu_type: str | None = None
+    server_name: str = ""
     mounts: tuple[MountSpec, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     examples_source: Path | None = None
     examples_target: str = "examples"
 
 
-def build_launch_spec(site: Site, username: str) -> LaunchSpec:
-    """Turn the site config and a username into the LaunchSpec for that user's server."""
-    mounts = tuple(MountSpec(m.name, m.source, m.mount_path, m.read_only) for m in site.data_mounts)
-    env = {"KIOSKHUB_USER": username}
-    if mounts:
-        env["KIOSKHUB_DATA_DIR"] = str(mounts[0].source)
+def allowed(choices: Iterable[Choice], groups: Iterable[str]) -> list[Choice]:
+    """The choices that a member of ``groups`` may use, in config order."""
+    member_of = set(groups)
+    return [c for c in choices if not c.groups or member_of & set(c.groups)]
+
+
+def pick(kind: str, choices: tuple[Choice, ...], name: str | None, groups: Iterable[str]):
+    """The named choice, or the default among the allowed ones; ChoiceError when refused."""
+    groups = sorted(groups)
+    usable = allowed(choices, groups)
+    if name is None:
+        if not usable:
+            raise ChoiceError(f"No {kind} is available to your groups; ask the site's admins.")
+        return next((c for c in usable if c.default), usable[0])
+    chosen = next((c for c in choices if c.name == name), None)
+    if chosen is None:
+        names = ", ".join(c.name for c in usable) or "(none)"
+        raise ChoiceError(f"Unknown {kind} {name!r}. Choose one of: {names}.")
+    if chosen not in usable:
+        raise ChoiceError(
+            f"The {kind} {name!r} is only for the groups {', '.join(chosen.groups)}; "
+            f"you are in {', '.join(groups) or 'no group'}."
+        )
+    return chosen
+
+
+def normalise_options(options: Mapping[str, object] | None) -> dict[str, str]:
+    """Check the keys and types of ``user_options`` (from the form, a launch link or the API)."""
+    options = dict(options or {})
+    unknown = sorted(set(options) - set(OPTION_KEYS))
+    if unknown:
+        raise ChoiceError(
+            f"Unknown option {', '.join(map(repr, unknown))}; "
+            f"the options are: {', '.join(OPTION_KEYS)}."
+        )
+    clean = {}
+    for key, value in options.items():
+        if isinstance(value, list) and len(value) == 1:
+            value = value[0]
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            raise ChoiceError(f"Option {key!r} must be a name (a string), got {value!r}.")
+        clean[key] = value
+    return clean
+
+
+def build_launch_spec(
+    site: Site,
+    username: str,
+    groups: Iterable[str] = (),
+    options: Mapping[str, object] | None = None,
+    *,
+    server_name: str = "",
+    gpus_available: bool = False,
+) -> LaunchSpec:
+    """Turn the site config, a user and their choice into the LaunchSpec of their server."""
+    groups = list(groups)
+    options = normalise_options(options)
+    environment: Environment = pick(
+        "environment", site.environments, options.get("environment"), groups
+    )
+    profile: ResourceProfile = pick("profile", site.profiles, options.get("profile"), groups)
+    if profile.gpu.count and not gpus_available:
+        raise ChoiceError(
+            f"The profile {profile.name!r} needs {profile.gpu.count} GPU(s), but this site "
+            f"has no NVIDIA GPU for its {site.spawner.backend} backend. Choose a CPU profile."
+        )
+    mounts = tuple(
+        MountSpec(m.name, m.source, m.mount_path, m.read_only)
+        for m in allowed(site.data_mounts, groups)
+    )
+    env = {
+        "KIOSKHUB_USER": username,
+        "KIOSKHUB_ENVIRONMENT": environment.name,
+        "KIOSKHUB_PROFILE": profile.name,
+        "CPU_LIMIT": f"{profile.cpu:g}",
+        "MEM_LIMIT": str(profile.memory),
+    }
     return LaunchSpec(
         username=username,
+        server_name=server_name,
+        environment=EnvironmentSpec(
+            environment.name, environment.kind, environment.path, environment.image
+        ),
+        profile=profile.name,
+        cpu=profile.cpu,
+        memory_bytes=profile.memory,
+        gpu_count=profile.gpu.count,
+        gpu_type=profile.gpu.type,
         home=site.home.root / username,
         default_url=site.spawner.default_url,
         mounts=mounts,

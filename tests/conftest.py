@@ -1,20 +1,43 @@
-"""Shared fixtures: a real hub started as `make up` starts it, on free ports."""
+"""Shared fixtures: real hubs started as `make up` starts them, on free ports."""
 
 from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from hub.sample_data import write_sample_data
 from tests.support.hub_process import start_hub, write_site_config
+from tests.support.venvs import make_server_venv
 
 SHARED_PASSWORD = "correct-horse-battery"
 
 
+def open_for_accounts(folder: Path) -> None:
+    """Let other system accounts pass through ``folder`` and its parents (pytest makes 0700)."""
+    for parent in [folder, *folder.parents]:
+        mode = parent.stat().st_mode & 0o777
+        if not mode & 0o001:
+            os.chmod(parent, mode | 0o711)
+
+
+def open_folder(prefix: str) -> Path:
+    """A new folder below /tmp that user accounts may enter (pytest's own tmp is 0700)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"kioskhub-{prefix}-", dir="/tmp"))
+    open_for_accounts(folder)
+    return folder
+
+
 @pytest.fixture
-def site_folder(tmp_path):
-    """A folder holding a test site's config, state, homes and sample data."""
-    write_sample_data(tmp_path / "data")
-    return tmp_path
+def site_folder():
+    """A folder for a test site's config, state, homes and sample data."""
+    folder = open_folder("site")
+    write_sample_data(folder / "data")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
@@ -25,3 +48,11 @@ def running_hub(site_folder):
     yield hub
     if hub.process.poll() is None:
         hub.stop()
+
+
+@pytest.fixture(scope="session")
+def second_venv() -> Path:
+    """A second server environment (its own venv with the hub's server versions)."""
+    folder = open_folder("environments")
+    yield make_server_venv(folder / "analysis")
+    shutil.rmtree(folder, ignore_errors=True)

@@ -36,7 +36,9 @@ def write_site_config(folder: Path, **overrides) -> Path:
         },
         "auth": {"shared_password": "correct-horse-battery"},
         "home": {"root": "homes"},
-        "data_mounts": [{"name": "data", "source": "data", "mount_path": "/data"}],
+        "data_mounts": [
+            {"name": "data", "source": "data", "mount_path": str(folder / "mnt" / "data")}
+        ],
     }
     for section, values in overrides.items():
         if isinstance(values, dict) and isinstance(config.get(section), dict):

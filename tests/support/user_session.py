@@ -126,16 +126,21 @@ class UserSession:
             "content": {"code": code, "silent": False, "store_history": False},
             "channel": "shell",
         }
-        result = {"stdout": "", "stderr": "", "result": None, "error": None}
+        result = {"stdout": "", "stderr": "", "result": None, "error": None, "died": False}
         headers = {"Authorization": f"token {self.token}"}
         deadline = time.monotonic() + timeout
         with connect(ws_url, additional_headers=headers, open_timeout=30) as ws:
             ws.send(json.dumps(request))
             while time.monotonic() < deadline:
                 message = json.loads(ws.recv(timeout=deadline - time.monotonic()))
-                if message.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
                 kind, content = message["msg_type"], message["content"]
+                if kind == "status" and content["execution_state"] in ("restarting", "dead"):
+                    result["died"] = True
+                    died_at = time.monotonic()
+                if message.get("parent_header", {}).get("msg_id") != msg_id:
+                    if result["died"] and time.monotonic() - died_at > 10:
+                        return result
+                    continue
                 if kind == "stream":
                     result[content["name"]] += content["text"]
                 elif kind == "execute_result":

@@ -1,0 +1,128 @@
+"""What a user chooses from at spawn time: environments and resource profiles."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from .site_config_paths import ConfigPath
+
+_UNITS = {
+    "": 1,
+    "k": 10**3,
+    "m": 10**6,
+    "g": 10**9,
+    "t": 10**12,
+    "ki": 2**10,
+    "mi": 2**20,
+    "gi": 2**30,
+    "ti": 2**40,
+}
+
+
+def parse_bytes(value: object) -> object:
+    """'2G', '512Mi', '1.5GiB' or a plain number → bytes; other input is left to validation."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?)?[bB]?\s*", value)
+        if not match:
+            raise ValueError(
+                f"expected a size like 512M, 2G or 4GiB, got {value!r}"
+            )
+        number, unit = match.groups()
+        return int(float(number) * _UNITS[(unit or "").lower()])
+    return value
+
+
+ByteSize = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)]
+"""A memory size in bytes; the config may write it as 512M, 2G, 4GiB."""
+
+Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
+"""A short identifier used in URLs, launch links and the API."""
+
+
+class Choice(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, revalidate_instances="always"
+    )
+
+    name: Name = Field(description="Identifier used in launch links and the API.")
+    display_name: str = Field("", description="Name shown in the spawn form.")
+    description: str = Field("", description="One or two sentences shown in the spawn form.")
+    default: bool = Field(False, description="Preselected in the spawn form.")
+    groups: tuple[str, ...] = Field(
+        (), description="JupyterHub groups allowed to use this; empty means everyone."
+    )
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name
+
+
+class Environment(Choice):
+    """A software environment a server runs in."""
+
+    kind: Literal["venv", "image", "repository"] = Field(
+        "venv",
+        description="venv: an existing Python virtual environment on this machine; "
+        "image: a container image (container backends); repository: built from a git "
+        "repository by the image builder.",
+    )
+    path: ConfigPath | None = Field(
+        None,
+        description="For kind venv: the venv folder. Empty means KioskHub's own environment.",
+    )
+    image: str | None = Field(None, description="For kind image: the image reference.")
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> Environment:
+        if self.kind == "image" and not self.image:
+            raise ValueError("an environment of kind 'image' needs 'image: <reference>'")
+        if self.kind != "image" and self.image:
+            raise ValueError(f"'image' is only for kind 'image', not {self.kind!r}")
+        if self.kind != "venv" and self.path:
+            raise ValueError(f"'path' is only for kind 'venv', not {self.kind!r}")
+        return self
+
+
+class GpuRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int = Field(0, ge=0, le=16, description="Number of GPUs.")
+    type: str | None = Field(
+        None, description="GPU model to match, e.g. 'A100' or 'H100'; empty means any."
+    )
+
+
+class ResourceProfile(Choice):
+    """How much of the machine a server may use."""
+
+    cpu: float = Field(1.0, gt=0, le=512, description="CPU cores (a hard quota).")
+    memory: ByteSize = Field(
+        2 * 10**9, description="Memory limit (hard), e.g. 2G or 512Mi."
+    )
+    gpu: GpuRequest = Field(GpuRequest(), description="GPUs assigned to the server.")
+
+
+DEFAULT_ENVIRONMENT = Environment(
+    name="default",
+    display_name="Python 3",
+    description="KioskHub's own environment: JupyterLab, ipykernel, ipywidgets, matplotlib.",
+    default=True,
+    path=None,
+)
+DEFAULT_PROFILE = ResourceProfile(
+    name="small",
+    display_name="Small",
+    description="1 CPU core and 2 GB of memory.",
+    default=True,
+)
+
+
+def own_environment_path() -> Path:
+    """The venv KioskHub itself runs in (the default environment's path)."""
+    import sys
+
+    return Path(sys.prefix)

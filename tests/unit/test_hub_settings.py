@@ -1,0 +1,287 @@
+"""Literal-expectation tests of the pure steps from the site config to a running server.
+
+Site → JupyterHub settings, site + user → LaunchSpec, and the two small I/O steps that the
+hub runs before a server starts (the state folder, the user's home), plus the username rule
+that the authenticator enforces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from tornado import web
+
+from hub.auth import KioskAuthenticator
+from hub.config_file import load_site
+from hub.jupyterhub_settings import jupyterhub_settings
+from hub.site_config import PACKAGE_ROOT, USERNAME_PATTERN, Site, check_username
+from hub.state_dir import SECRETS_FILE, Passwords, prepare_state_dir
+from spawner.home import EXAMPLES_LEDGER, prepare_home
+from spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec, build_launch_spec
+
+
+def small_site(folder: Path, **sections) -> Site:
+    """A site like a lab's first kioskhub.yaml, with its folders under ``folder``."""
+    (folder / "data").mkdir(exist_ok=True)
+    (folder / "examples").mkdir(exist_ok=True)
+    config = {
+        "hub": {
+            "url": "http://127.0.0.1:9000",
+            "state_dir": "state",
+            "admin_users": ["boss"],
+            "internal_ports": {"hub": 9001, "proxy_api": 9002},
+            "log_level": "DEBUG",
+        },
+        "auth": {"shared_password": "correct-horse"},
+        "spawner": {"start_timeout": 30},
+        "home": {"root": "homes"},
+        "data_mounts": [{"name": "beamtime", "source": "data", "mount_path": "/data"}],
+        "examples": {"source": "examples"},
+        "groups": {"physics": ["ada", "grace"]},
+        **sections,
+    }
+    return Site.model_validate(config, context={"base_dir": folder})
+
+
+def test_jupyterhub_settings(tmp_path):
+    site = small_site(tmp_path)
+    passwords = Passwords(user="correct-horse", admin="a" * 32)
+
+    settings = jupyterhub_settings(site, passwords, "/path/chp")
+
+    assert settings == {
+        "JupyterHub": {
+            "bind_url": "http://127.0.0.1:9000/",
+            "hub_ip": "127.0.0.1",
+            "hub_port": 9001,
+            "db_url": f"sqlite:///{tmp_path}/state/jupyterhub.sqlite",
+            "cookie_secret_file": f"{tmp_path}/state/jupyterhub_cookie_secret",
+            "pid_file": f"{tmp_path}/state/jupyterhub.pid",
+            "authenticator_class": "hub.auth.KioskAuthenticator",
+            "spawner_class": "spawner.local_process.KioskSpawner",
+            "cleanup_servers": True,
+            "log_level": "DEBUG",
+            "template_paths": [str(PACKAGE_ROOT / "hub" / "templates")],
+            "load_groups": {"physics": {"users": ["ada", "grace"]}},
+        },
+        "ConfigurableHTTPProxy": {
+            "command": ["/path/chp"],
+            "api_url": "http://127.0.0.1:9002",
+            "pid_file": f"{tmp_path}/state/proxy.pid",
+        },
+        "KioskAuthenticator": {
+            "user_password": "correct-horse",
+            "admin_password": "a" * 32,
+            "admin_users": {"boss"},
+            "allow_all": True,
+            "username_pattern": USERNAME_PATTERN,
+        },
+        "KioskSpawner": {"site": site, "start_timeout": 30, "http_timeout": 60},
+    }
+
+
+def test_launch_spec_with_the_defaults(tmp_path):
+    site = small_site(tmp_path)
+
+    spec = build_launch_spec(site, "ada")
+
+    assert spec == LaunchSpec(
+        username="ada",
+        environment=EnvironmentSpec("default", "venv", None, None),
+        profile="small",
+        cpu=1.0,
+        memory_bytes=2_000_000_000,
+        home=tmp_path / "homes" / "ada",
+        default_url="/lab",
+        mounts=(MountSpec("beamtime", tmp_path / "data", "/data", True),),
+        env={
+            "KIOSKHUB_USER": "ada",
+            "KIOSKHUB_ENVIRONMENT": "default",
+            "KIOSKHUB_PROFILE": "small",
+            "CPU_LIMIT": "1",
+            "MEM_LIMIT": "2000000000",
+        },
+        examples_source=tmp_path / "examples",
+        examples_target="examples",
+    )
+
+
+def test_launch_spec_for_a_chosen_profile_and_group_mounts(tmp_path):
+    (tmp_path / "calibration").mkdir()
+    site = small_site(
+        tmp_path,
+        profiles=[
+            {"name": "small", "default": True},
+            {"name": "large", "cpu": 8, "memory": "32Gi", "groups": ["physics"]},
+        ],
+        data_mounts=[
+            {"name": "beamtime", "source": "data", "mount_path": "/data"},
+            {
+                "name": "calibration",
+                "source": "calibration",
+                "mount_path": "/calibration",
+                "read_only": False,
+                "groups": ["physics"],
+            },
+        ],
+    )
+
+    spec = build_launch_spec(site, "grace", ["physics"], {"profile": "large"}, server_name="x")
+
+    assert spec == LaunchSpec(
+        username="grace",
+        server_name="x",
+        environment=EnvironmentSpec("default", "venv", None, None),
+        profile="large",
+        cpu=8.0,
+        memory_bytes=32 * 2**30,
+        home=tmp_path / "homes" / "grace",
+        default_url="/lab",
+        mounts=(
+            MountSpec("beamtime", tmp_path / "data", "/data", True),
+            MountSpec("calibration", tmp_path / "calibration", "/calibration", False),
+        ),
+        env={
+            "KIOSKHUB_USER": "grace",
+            "KIOSKHUB_ENVIRONMENT": "default",
+            "KIOSKHUB_PROFILE": "large",
+            "CPU_LIMIT": "8",
+            "MEM_LIMIT": str(32 * 2**30),
+        },
+        examples_source=tmp_path / "examples",
+        examples_target="examples",
+    )
+
+
+def test_home_receives_each_example_once(tmp_path):
+    site = small_site(tmp_path)
+    examples = tmp_path / "examples"
+    (examples / "getting-started.ipynb").write_text("{}")
+    (examples / "dask.ipynb").write_text("{}")
+    (examples / ".ipynb_checkpoints").mkdir()
+    spec = build_launch_spec(site, "ada")
+    home = tmp_path / "homes" / "ada"
+
+    first = prepare_home(spec)
+    (home / "examples" / "dask.ipynb").unlink()
+    (home / "examples" / "getting-started.ipynb").write_text("my edits")
+    (examples / "new-in-spring.ipynb").write_text("{}")
+    second = prepare_home(spec)
+    third = prepare_home(spec)
+
+    assert first == ["dask.ipynb", "getting-started.ipynb"]
+    assert second == ["new-in-spring.ipynb"]
+    assert third == []
+    assert sorted(p.name for p in (home / "examples").iterdir()) == [
+        "getting-started.ipynb",
+        "new-in-spring.ipynb",
+    ]
+    assert (home / "examples" / "getting-started.ipynb").read_text() == "my edits"
+    assert json.loads((home / EXAMPLES_LEDGER).read_text()) == [
+        "dask.ipynb",
+        "getting-started.ipynb",
+        "new-in-spring.ipynb",
+    ]
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="handing a home to another account needs root")
+def test_home_is_handed_to_the_owner(tmp_path):
+    site = small_site(tmp_path)
+    (tmp_path / "examples" / "getting-started.ipynb").write_text("{}")
+    owner = (65534, 65534)
+
+    prepare_home(build_launch_spec(site, "ada"), owner=owner)
+
+    home = tmp_path / "homes" / "ada"
+    for path in [home, home / "examples", home / "examples" / "getting-started.ipynb"]:
+        assert (path.stat().st_uid, path.stat().st_gid) == owner
+    assert (home / EXAMPLES_LEDGER).stat().st_uid == 65534
+
+
+def test_state_dir_generates_passwords_once(tmp_path):
+    site = small_site(tmp_path, auth={})
+    secrets_file = tmp_path / "state" / SECRETS_FILE
+
+    first = prepare_state_dir(site)
+    second = prepare_state_dir(site)
+
+    assert first == second
+    assert len(first.user) >= 8 and len(first.admin) >= 32
+    assert json.loads(secrets_file.read_text()) == {
+        "user_password": first.user,
+        "admin_password": first.admin,
+    }
+    assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o711
+
+
+def test_passwords_set_in_the_config_win(tmp_path):
+    generated = prepare_state_dir(small_site(tmp_path, auth={}))
+
+    only_user = prepare_state_dir(small_site(tmp_path, auth={"shared_password": "lab-secret"}))
+    both = prepare_state_dir(
+        small_site(tmp_path, auth={"shared_password": "lab-secret", "admin_password": "b" * 32})
+    )
+
+    assert only_user == Passwords(user="lab-secret", admin=generated.admin)
+    assert both == Passwords(user="lab-secret", admin="b" * 32)
+    stored = json.loads((tmp_path / "state" / SECRETS_FILE).read_text())
+    assert stored == {"user_password": generated.user, "admin_password": generated.admin}
+
+
+GOOD_USERNAMES = ["ada", "a", "0day", "grace.hopper", "x_1-2", "a" * 29]
+BAD_USERNAMES = ["", "Ada", "-ada", ".ada", "_ada", "a b", "a" * 30, "ada/..", "åda", "ada\n"]
+
+
+@pytest.mark.parametrize("name", GOOD_USERNAMES)
+def test_good_username(name):
+    assert check_username(name) == name
+
+
+@pytest.mark.parametrize("name", BAD_USERNAMES)
+def test_bad_username(name):
+    with pytest.raises(ValueError) as raised:
+        check_username(name)
+
+    assert str(raised.value) == (
+        f"invalid username {name!r}: use 1–29 characters of lowercase letters, digits, "
+        "'.', '_' or '-', starting with a letter or digit"
+    )
+
+
+def test_authenticator_normalises_then_checks_the_username():
+    authenticator = KioskAuthenticator(
+        user_password="correct-horse", admin_password="a" * 32, admin_users={"boss"}
+    )
+
+    def sign_in(username: str, password: str):
+        return asyncio.run(
+            authenticator.authenticate(None, {"username": username, "password": password})
+        )
+
+    assert sign_in(" Ada ", "correct-horse") == {"name": "ada", "admin": False, "groups": []}
+    assert sign_in("boss", "a" * 32) == {"name": "boss", "admin": True, "groups": []}
+    assert sign_in("ada", "wrong-horse") is None
+    with pytest.raises(web.HTTPError) as refused:
+        sign_in("a b", "correct-horse")
+    assert refused.value.status_code == 400
+    assert refused.value.args == (
+        "Invalid username 'a b': use 1–29 characters of lowercase letters, digits, "
+        "'.', '_' or '-', starting with a letter or digit",
+    )
+
+
+def test_default_paths_are_taken_from_the_config_folder(tmp_path):
+    config = tmp_path / "kioskhub.yaml"
+    config.write_text("")
+
+    site = load_site(config)
+
+    assert site.hub.state_dir == tmp_path / ".kioskhub"
+    assert site.home.root == tmp_path / ".kioskhub" / "homes"
