@@ -115,6 +115,8 @@ def _summary(site: Site) -> str:
             f"  backend:      {site.spawner.backend}",
             f"  homes:        {site.home.root}",
             f"  data mounts:  {mounts or 'none'}",
+            f"  environments: {', '.join(e.name for e in site.environments)}",
+            f"  profiles:     {', '.join(p.name for p in site.profiles)}",
         ]
     )
 

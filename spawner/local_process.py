@@ -30,7 +30,7 @@ from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec
 from .local_accounts import closed_ancestor, ensure_account
 from .local_limits import limit_server, limits_state, reattach_limits
 from .local_plan import LocalLaunch, local_launch
-from .spawn_form import options_from_form, render_spawn_form
+from .spawn_form import format_bytes, options_from_form, render_spawn_form
 
 STATE_VERSION = 1
 LOG_TAIL_LINES = 20
@@ -121,11 +121,15 @@ class KioskSpawner(LocalProcessSpawner):
     # ---- start --------------------------------------------------------------
 
     async def start(self):
+        self._progress_events = []
         spec = self._check_choice(self.user_options)
+        self._report(10, f"Environment {spec.environment.name}, profile {spec.profile}")
         if self.isolated and os.geteuid() != 0:
             raise web.HTTPError(
                 500, "spawner.isolation is system-users, but the hub does not run as root."
             )
+        if self.isolated:
+            self._report(20, "Preparing your system account")
         account = await ensure_account(self.site, spec) if self.isolated else None
         gpu_devices = await self._assign_gpus(spec)
         try:
@@ -134,12 +138,16 @@ class KioskSpawner(LocalProcessSpawner):
             )
         except ChoiceError as error:
             raise web.HTTPError(400, "%s", str(error)) from None
+        self._report(35, "Preparing your home folder")
         copied = prepare_home(spec, (account.uid, account.gid) if account else None)
         self._check_environment(plan)
         if copied:
             self.log.info("Copied examples %s into %s", ", ".join(copied), spec.home)
         self._prepare_data_folders(plan)
         if account:
+            self._report(
+                50, f"Limiting the server to {spec.cpu:g} CPU and {format_bytes(spec.memory_bytes)}"
+            )
             self.limits = limit_server(self._server_id, spec)
             plan = replace(plan, cgroup_procs=self.limits.procs_files if self.limits else ())
             self.cmd = plan.launcher_argv()
@@ -148,6 +156,7 @@ class KioskSpawner(LocalProcessSpawner):
         self._plan = plan
         self.notebook_dir = str(plan.home)
         self.default_url = spec.default_url
+        self._report(65, "Starting JupyterLab")
         log = self._open_log()
         self.popen_kwargs = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": "/"}
         try:
@@ -155,8 +164,24 @@ class KioskSpawner(LocalProcessSpawner):
         finally:
             log.close()
         self.pid_started = psutil.Process(self.pid).create_time()
+        self._report(80, "Waiting for the server to answer")
         await self._wait_listening(ip, port)
         return ip, port
+
+    def _report(self, percent: int, message: str) -> None:
+        self._progress_events.append({"progress": percent, "message": message})
+
+    async def progress(self):
+        """Yield the steps of the start in progress as they happen."""
+        sent = 0
+        while True:
+            events = getattr(self, "_progress_events", [])
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            if not self._spawn_pending:
+                return
+            await asyncio.sleep(0.2)
 
     @property
     def _server_id(self) -> str:
@@ -328,4 +353,3 @@ class KioskSpawner(LocalProcessSpawner):
         if self.gpu_uuids:
             gpu_assignments.release_assignment(self.site.hub.state_dir, self._server_id)
             self.gpu_uuids = ""
-

@@ -52,7 +52,9 @@ def write_site_config(folder: Path, **overrides) -> Path:
 
 def kioskhub_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PATH"] = f"{REPO / 'node_modules' / '.bin'}{os.pathsep}{VENV_BIN}{os.pathsep}{env['PATH']}"
+    extra = env.pop("KIOSKHUB_TEST_EXTRA_PATH", "")
+    parts = [extra, str(REPO / "node_modules" / ".bin"), str(VENV_BIN), env["PATH"]]
+    env["PATH"] = os.pathsep.join(part for part in parts if part)
     return env
 
 
