@@ -8,8 +8,11 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from image_builder.cli import add_env_command
+
 from .config_file import ConfigError, load_site
 from .config_reference import render_reference
+from .image_cli import add_image_command
 from .jupyterhub_settings import PROXY_NAME, find_proxy_command
 from .sample_data import write_sample_data
 from .site_config import Site
@@ -55,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     command("check-config", check_config, "Validate the site config and summarise it.")
     command("up", up, "Start the hub in the foreground; Ctrl-C stops it and its servers.")
     command("config-reference", config_reference, "Print the config reference (Markdown).")
+    add_env_command(commands, Path(os.environ.get("KIOSKHUB_CONFIG", DEFAULT_CONFIG)))
+    add_image_command(commands)
     return parser
 
 

@@ -8,6 +8,7 @@ import os
 import sys
 
 from hub.config_file import ConfigError, load_site
+from hub.dask_gateway import write_gateway_config
 from hub.jupyterhub_settings import apply_settings, find_proxy_command, jupyterhub_settings
 from hub.state_dir import prepare_state_dir
 
@@ -25,3 +26,4 @@ apply_settings(
         site, prepare_state_dir(site), find_proxy_command() or "configurable-http-proxy"
     ),
 )
+write_gateway_config(site)

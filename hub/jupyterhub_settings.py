@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
+from image_builder.hub_service import builder_hub_settings
+
+from .dask_gateway import gateway_hub_settings, merge_settings
 from .site_config import PACKAGE_ROOT, USERNAME_PATTERN, Site
 from .state_dir import Passwords
 
@@ -26,7 +30,7 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
     """The traitlets config (class name → {trait: value}) that runs ``site``."""
     state: Path = site.hub.state_dir
     ports = site.hub.internal_ports
-    return {
+    settings = {
         "JupyterHub": {
             "bind_url": site.hub.url + "/",
             "hub_ip": "127.0.0.1",
@@ -61,6 +65,8 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
             "http_timeout": site.spawner.http_timeout,
         },
     }
+    settings = merge_settings(settings, gateway_hub_settings(site, python=sys.executable))
+    return merge_settings(settings, builder_hub_settings(site, python=sys.executable))
 
 
 def apply_settings(config: Any, settings: dict[str, Any]) -> None:

@@ -75,6 +75,16 @@ class Environment(Choice):
         description="For kind venv: the venv folder. Empty means KioskHub's own environment.",
     )
     image: str | None = Field(None, description="For kind image: the image reference.")
+    repository: str | None = Field(
+        None,
+        description="For kind repository: the git URL (or absolute path, where "
+        "builder.allow_local_paths) that the image builder builds at start.",
+    )
+    ref: str | None = Field(
+        None,
+        description="For kind repository: the branch, tag or commit to build; empty means "
+        "the default branch.",
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Environment:
@@ -84,6 +94,12 @@ class Environment(Choice):
             raise ValueError(f"'image' is only for kind 'image', not {self.kind!r}")
         if self.kind != "venv" and self.path:
             raise ValueError(f"'path' is only for kind 'venv', not {self.kind!r}")
+        if self.kind == "repository" and not self.repository:
+            raise ValueError("an environment of kind 'repository' needs 'repository: <git URL>'")
+        if self.kind != "repository" and (self.repository or self.ref):
+            raise ValueError(
+                f"'repository' and 'ref' are only for kind 'repository', not {self.kind!r}"
+            )
         return self
 
 

@@ -13,8 +13,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from image_builder.config import BuilderSettings
+from image_builder.gitlab_settings import GitLabSettings
+
 from .site_choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
 from .site_config_paths import ConfigPath
+from .site_dask import DaskSettings, unknown_dask_profiles
+from .site_pods import PodSettings, pod_settings_problems
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,28}$"
 """Hub usernames: lowercase, 1–29 characters, safe in URLs, paths and system account names
@@ -110,8 +115,11 @@ class AuthSettings(Section):
 
 
 class SpawnerSettings(Section):
-    backend: Literal["local"] = Field(
-        "local", description="Where user servers run. 'local': processes on this machine."
+    backend: Literal["local", "podman", "kubernetes"] = Field(
+        "local",
+        description="Where user servers run. 'local': processes on this machine; 'podman': "
+        "container pods on this machine; 'kubernetes': pods in a cluster (KubeSpawner). "
+        "Both pod backends run the same Pod manifest (see pods).",
     )
     default_url: str = Field("/lab", description="Where a user lands in their server.")
     start_timeout: int = Field(
@@ -212,6 +220,24 @@ class Site(Section):
         description="JupyterHub groups and their members, loaded at start. Groups can also "
         "be managed by an authenticator or in the hub's admin page.",
     )
+    dask: DaskSettings = Field(
+        DaskSettings(), description="Scale-out with Dask Gateway, run as a hub service."
+    )
+    pods: PodSettings = Field(
+        PodSettings(),
+        description="Container pods (spawner.backend podman or kubernetes): image, account, "
+        "home claims, data volumes and GPU scheduling.",
+    )
+    builder: BuilderSettings = Field(
+        BuilderSettings(),
+        description="Environments built from git repositories: the catalog, the builds and "
+        "the sources they may fetch.",
+    )
+    gitlab: GitLabSettings = Field(
+        GitLabSettings(),
+        description="Environments built by the users' own GitLab CI: the GitLab instance, "
+        "the projects it may build and how KioskHub follows the pipelines.",
+    )
 
     @field_validator("environments", "profiles", "data_mounts")
     @classmethod
@@ -234,4 +260,18 @@ class Site(Section):
         dupes = sorted({p for p in paths if paths.count(p) > 1})
         if dupes:
             raise ValueError(f"data_mounts: two mounts share mount_path {', '.join(dupes)}")
+        unknown = unknown_dask_profiles(self.dask, [p.name for p in self.profiles])
+        if unknown:
+            raise ValueError(
+                f"dask.profiles: {', '.join(unknown)} is not a resource profile; "
+                f"the profiles are: {', '.join(p.name for p in self.profiles)}"
+            )
+        problems = pod_settings_problems(
+            self.pods,
+            self.spawner.backend,
+            [m.name for m in self.data_mounts],
+            [p.name for p in self.profiles],
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub.dask_gateway import client_env
 from hub.site_choices import Choice, Environment, ResourceProfile
 from hub.site_config import Site
 
@@ -140,6 +141,7 @@ def build_launch_spec(
         "KIOSKHUB_PROFILE": profile.name,
         "CPU_LIMIT": f"{profile.cpu:g}",
         "MEM_LIMIT": str(profile.memory),
+        **client_env(site, profile.name),
     }
     return LaunchSpec(
         username=username,

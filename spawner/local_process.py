@@ -8,6 +8,7 @@ then into a LocalLaunch plan, and supplies the account, home, limits and GPUs.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import shutil
 import socket
@@ -23,8 +24,10 @@ from tornado import web
 from traitlets import Any, Instance, Unicode, default
 
 from hub.site_config import Site
+from image_builder.spawn_catalog import open_reader, site_for_user
 
 from . import gpu_assignments, gpus
+from .dask_clusters import stop_user_clusters
 from .home import prepare_home
 from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec
 from .local_accounts import closed_ancestor, ensure_account
@@ -74,9 +77,15 @@ class KioskSpawner(LocalProcessSpawner):
     def _groups(self) -> list[str]:
         return [group.name for group in self.user.groups]
 
+    def user_site(self) -> Site:
+        """The site as this user sees it, with their environments from the build catalog."""
+        if not hasattr(self, "_catalog"):
+            self._catalog = open_reader(self.site)
+        return site_for_user(self.site, self.user.name, self._groups(), self._catalog)
+
     def launch_spec(self, options=None) -> LaunchSpec:
         return build_launch_spec(
-            self.site,
+            self.user_site(),
             self.user.name,
             self._groups(),
             self.user_options if options is None else options,
@@ -87,7 +96,7 @@ class KioskSpawner(LocalProcessSpawner):
     def _render_options_form(self, spawner) -> str:
         groups = self._groups()
         return render_spawn_form(
-            allowed(self.site.environments, groups),
+            allowed(self.user_site().environments, groups),
             allowed(self.site.profiles, groups),
             self.user_options or {},
         )
@@ -114,7 +123,8 @@ class KioskSpawner(LocalProcessSpawner):
             spec = self.launch_spec(options)
         except ChoiceError:
             return ", ".join(f"{k}: {v}" for k, v in options.items())
-        environment = next(e for e in self.site.environments if e.name == spec.environment.name)
+        environments = self.user_site().environments
+        environment = next(e for e in environments if e.name == spec.environment.name)
         profile = next(p for p in self.site.profiles if p.name == spec.profile)
         return f"{environment.title} · {profile.title}"
 
@@ -148,7 +158,7 @@ class KioskSpawner(LocalProcessSpawner):
             self._report(
                 50, f"Limiting the server to {spec.cpu:g} CPU and {format_bytes(spec.memory_bytes)}"
             )
-            self.limits = limit_server(self._server_id, spec)
+            self.limits = limit_server(self._cgroup_name, spec)
             plan = replace(plan, cgroup_procs=self.limits.procs_files if self.limits else ())
             self.cmd = plan.launcher_argv()
         else:
@@ -182,6 +192,12 @@ class KioskSpawner(LocalProcessSpawner):
             if not self._spawn_pending:
                 return
             await asyncio.sleep(0.2)
+
+    @property
+    def _cgroup_name(self) -> str:
+        """Unique per hub too: two hubs on one machine may both have a user 'ada'."""
+        hub_tag = hashlib.sha256(str(self.site.hub.state_dir).encode()).hexdigest()[:8]
+        return f"{self._server_id}.{hub_tag}"
 
     @property
     def _server_id(self) -> str:
@@ -290,6 +306,9 @@ class KioskSpawner(LocalProcessSpawner):
 
     def get_args(self):
         args = super().get_args()
+        # Explains memory-limit kills in the cell's output; a no-op where the
+        # environment lacks KioskHub's extensions package.
+        args.append("--ServerApp.jpserver_extensions=extensions.memory_notice=True")
         if os.geteuid() == 0 and not self.isolated:
             args.append("--allow-root")
         return args
@@ -340,6 +359,7 @@ class KioskSpawner(LocalProcessSpawner):
         return status
 
     async def stop(self, now=False):
+        await stop_user_clusters(self.site, self.api_token, self._log_name)
         await super().stop(now=now)
         await self._release()
 

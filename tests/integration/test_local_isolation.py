@@ -11,6 +11,7 @@ from hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import start_hub, write_site_config
 from tests.support.user_session import UserSession
+from tests.support.user_session import signed_in as sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -53,10 +54,7 @@ def site(second_venv):
 
 
 def signed_in(hub, name: str) -> UserSession:
-    user = UserSession(hub.url, name)
-    user.login(SHARED_PASSWORD)
-    user.request_token()
-    return user
+    return sign_in(hub.url, name, SHARED_PASSWORD)
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import start_hub, write_site_config
 from tests.support.user_session import UserSession
+from tests.support.user_session import signed_in as sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -89,10 +90,7 @@ def site():
 
 
 def signed_in(hub, name: str) -> UserSession:
-    user = UserSession(hub.url, name)
-    user.login(SHARED_PASSWORD)
-    user.request_token()
-    return user
+    return sign_in(hub.url, name, SHARED_PASSWORD)
 
 
 def test_spawn_form_offers_what_the_user_may_choose(site):
@@ -197,8 +195,8 @@ def test_restarted_hub_keeps_running_servers_and_forgets_dead_ones():
     finally:
         if hub.process.poll() is None:
             hub.stop()
-        for proc in psutil.process_iter(["cmdline"]):
-            if any(str(folder) in part for part in proc.info["cmdline"] or []):
+        for proc in psutil.process_iter(["environ"]):
+            if (proc.info["environ"] or {}).get("HOME", "").startswith(str(folder)):
                 proc.kill()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -208,7 +206,10 @@ def _server_pid(folder: Path, name: str) -> int:
     while time.monotonic() < deadline:
         for proc in psutil.process_iter(["cmdline", "environ"]):
             try:
-                if (proc.info["environ"] or {}).get("JUPYTERHUB_USER") == name:
+                env = proc.info["environ"] or {}
+                if env.get("JUPYTERHUB_USER") == name and env.get("HOME", "").startswith(
+                    str(folder)
+                ):
                     return proc.pid
             except psutil.Error:
                 continue

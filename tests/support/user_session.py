@@ -132,14 +132,18 @@ class UserSession:
         with connect(ws_url, additional_headers=headers, open_timeout=30) as ws:
             ws.send(json.dumps(request))
             while time.monotonic() < deadline:
-                message = json.loads(ws.recv(timeout=deadline - time.monotonic()))
+                wait = deadline - time.monotonic()
+                try:
+                    raw = ws.recv(timeout=min(wait, 5) if result["died"] else wait)
+                except TimeoutError:
+                    if result["died"]:
+                        return result
+                    raise
+                message = json.loads(raw)
                 kind, content = message["msg_type"], message["content"]
                 if kind == "status" and content["execution_state"] in ("restarting", "dead"):
                     result["died"] = True
-                    died_at = time.monotonic()
                 if message.get("parent_header", {}).get("msg_id") != msg_id:
-                    if result["died"] and time.monotonic() - died_at > 10:
-                        return result
                     continue
                 if kind == "stream":
                     result[content["name"]] += content["text"]
@@ -150,3 +154,11 @@ class UserSession:
                 elif kind == "status" and content["execution_state"] == "idle":
                     return result
         raise TimeoutError(f"no reply to {code!r} within {timeout}s")
+
+
+def signed_in(hub_url: str, name: str, password: str) -> UserSession:
+    """A user who signed in on the login form and holds an API token."""
+    user = UserSession(hub_url, name)
+    user.login(password)
+    user.request_token()
+    return user

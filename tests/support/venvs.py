@@ -13,8 +13,9 @@ UV = Path(sys.executable).parent / "uv"
 def make_server_venv(path: Path, extra: tuple[str, ...] = ()) -> Path:
     """Create a venv at ``path`` holding the hub's versions of the server packages."""
     if not (path / "bin" / "jupyterhub-singleuser").exists():
-        subprocess.run([str(UV), "venv", "--quiet", "--python", sys.executable, str(path)],
-                       check=True)
+        subprocess.run(
+            [str(UV), "venv", "--quiet", "--python", sys.executable, str(path)], check=True
+        )
         packages = [
             f"jupyterhub=={version('jupyterhub')}",
             f"jupyterlab=={version('jupyterlab')}",
@@ -22,8 +23,15 @@ def make_server_venv(path: Path, extra: tuple[str, ...] = ()) -> Path:
             *extra,
         ]
         subprocess.run(
-            [str(UV), "pip", "install", "--quiet", "--python", str(path / "bin" / "python"),
-             *packages],
+            [
+                str(UV),
+                "pip",
+                "install",
+                "--quiet",
+                "--python",
+                str(path / "bin" / "python"),
+                *packages,
+            ],
             check=True,
         )
     return path

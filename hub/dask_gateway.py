@@ -1,0 +1,227 @@
+"""Dask Gateway as a hub-managed service: pure builders from the Site.
+
+- ``gateway_config``: the traitlets config of dask-gateway-server (written as JSON into the
+  state folder at start, see ``write_gateway_config``);
+- ``gateway_hub_settings``: the JupyterHub service, the role that lets users reach it and
+  the scope that each server's token needs to use it;
+- ``client_env``: the environment that makes ``Gateway().new_cluster()`` work with no
+  arguments in a user server, and points dask-labextension at the gateway.
+
+The gateway's API and the clusters' dashboards are served under the hub's URL at
+``/services/dask-gateway/`` (the hub's proxy forwards there to the gateway's own proxy);
+schedulers are reached through the gateway's TLS proxy on a local port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .site_config import Site
+
+SERVICE_NAME = "dask-gateway"
+SERVICE_PREFIX = f"/services/{SERVICE_NAME}"
+ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
+SERVER_SCOPES = ("users:activity!user", "access:servers!server")
+"""The scopes of JupyterHub's default 'server' role, which a server's token keeps."""
+
+BACKENDS = "hub.dask_gateway_backend"
+CONFIG_FILE = "dask_gateway_config.json"
+
+
+@dataclass(frozen=True)
+class GatewayAddresses:
+    """Where the gateway is reached: from servers, from browsers, and for schedulers."""
+
+    internal: str
+    public: str
+    scheduler_proxy: str
+
+
+def gateway_addresses(site: Site) -> GatewayAddresses:
+    ports = site.dask.ports
+    return GatewayAddresses(
+        internal=f"http://127.0.0.1:{ports.http}{SERVICE_PREFIX}",
+        public=f"{site.hub.url}{SERVICE_PREFIX}",
+        scheduler_proxy=f"gateway://127.0.0.1:{ports.scheduler_proxy}",
+    )
+
+
+def gateway_folder(site: Site) -> Path:
+    """The gateway's folder in the state folder: its config and the clusters' work folders."""
+    return site.hub.state_dir / SERVICE_NAME
+
+
+def servers_isolated(site: Site, euid: int) -> bool:
+    """Whether user servers (and so clusters) run as per-user system accounts."""
+    mode = site.spawner.isolation
+    return mode == "system-users" or (mode == "auto" and euid == 0)
+
+
+def profile_options(site: Site) -> list[dict[str, Any]]:
+    """Each resource profile with the worker and cluster size of its Dask clusters."""
+    options = []
+    for profile in site.profiles:
+        workers = site.dask.workers_for(profile.name)
+        idle = workers.idle_timeout
+        options.append(
+            {
+                "name": profile.name,
+                "groups": list(profile.groups),
+                "worker_cores": workers.worker_cores,
+                "worker_memory": workers.worker_memory,
+                "max_workers": workers.max_workers,
+                "idle_timeout": site.dask.idle_timeout if idle is None else idle,
+            }
+        )
+    return options
+
+
+def default_profile(site: Site) -> str:
+    return next((p.name for p in site.profiles if p.default), site.profiles[0].name)
+
+
+def gateway_config(site: Site, *, isolated: bool, own_prefix: Path) -> dict[str, Any]:
+    """The traitlets config (class name → {trait: value}) of dask-gateway-server for ``site``.
+
+    Clusters run as the users' system accounts when ``isolated``, else as the gateway's own
+    account; their processes come from KioskHub's own environment at ``own_prefix``.
+    """
+    dask = site.dask
+    ports = dask.ports
+    limits = dask.user_limits
+    backend = "KioskLocalBackend" if isolated else "KioskSharedLocalBackend"
+    bin_dir = own_prefix / "bin"
+    return {
+        "DaskGateway": {
+            "address": f"127.0.0.1:{ports.api}",
+            "backend_class": f"{BACKENDS}.{backend}",
+            "authenticator_class": f"{BACKENDS}.KioskHubAuthenticator",
+            "log_level": site.hub.log_level,
+        },
+        "Proxy": {
+            "address": f"127.0.0.1:{ports.http}",
+            "tcp_address": f"127.0.0.1:{ports.scheduler_proxy}",
+            "prefix": SERVICE_PREFIX,
+        },
+        "KioskHubAuthenticator": {"allowed_groups": list(dask.groups)},
+        "KioskBackend": {
+            "profiles": profile_options(site),
+            "default_profile": default_profile(site),
+            "max_clusters": limits.max_clusters,
+            "max_cores": limits.max_cores,
+            "max_memory": limits.max_memory,
+            "clusters_directory": str(gateway_folder(site) / "clusters"),
+            "account_prefix": site.spawner.system_user_prefix,
+        },
+        "ClusterConfig": {
+            "scheduler_cmd": [str(bin_dir / "dask"), "scheduler"],
+            "worker_cmd": [str(bin_dir / "dask"), "worker"],
+            "scheduler_cores": dask.scheduler.cores,
+            "scheduler_memory": dask.scheduler.memory,
+            "idle_timeout": float(dask.idle_timeout),
+        },
+    }
+
+
+def gateway_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
+    """The JupyterHub settings that run the gateway as a service, or {} when it is off.
+
+    The gateway checks each request with the caller's own token (``GET /hub/api/user``),
+    so its own token needs no scope. Users need ``access:services!service=dask-gateway``
+    (granted to every user; the gateway itself refuses users outside ``dask.groups`` with
+    a message), and each server's token carries it so that code in the server can call
+    the gateway.
+    """
+    if not site.dask.enabled:
+        return {}
+    folder = gateway_folder(site)
+    return {
+        "JupyterHub": {
+            "services": [
+                {
+                    "name": SERVICE_NAME,
+                    "url": f"http://127.0.0.1:{site.dask.ports.http}",
+                    "command": [python, "-m", "dask_gateway_server", "--config",
+                                str(folder / CONFIG_FILE)],
+                    "cwd": str(folder),
+                    "display": False,
+                }
+            ],
+            "load_roles": [{"name": "user", "scopes": ["self", ACCESS_SCOPE]}],
+        },
+        "KioskSpawner": {"server_token_scopes": [*SERVER_SCOPES, ACCESS_SCOPE]},
+    }
+
+
+def client_env(
+    site: Site, profile: str, addresses: GatewayAddresses | None = None
+) -> dict[str, str]:
+    """Environment of a user server: dask-gateway's client config and dask-labextension's.
+
+    The user's server profile becomes the default ``profile`` option of new clusters.
+    ``addresses`` default to the embedded gateway's.
+    """
+    if not site.dask.enabled:
+        return {}
+    addresses = addresses or gateway_addresses(site)
+    return {
+        "DASK_GATEWAY__ADDRESS": addresses.internal,
+        "DASK_GATEWAY__PUBLIC_ADDRESS": addresses.public,
+        "DASK_GATEWAY__PROXY_ADDRESS": addresses.scheduler_proxy,
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+        "DASK_GATEWAY__CLUSTER__OPTIONS__PROFILE": profile,
+        "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",
+        "DASK_LABEXTENSION__FACTORY__CLASS": "GatewayCluster",
+    }
+
+
+def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` added: lists are extended, and a role given twice (by name)
+    gets the scopes of both."""
+    merged = {name: dict(traits) for name, traits in base.items()}
+    for class_name, traits in extra.items():
+        target = merged.setdefault(class_name, {})
+        for trait, value in traits.items():
+            if trait == "load_roles":
+                target[trait] = _merge_roles(target.get(trait, []), value)
+            elif isinstance(value, list) and isinstance(target.get(trait), list):
+                target[trait] = [*target[trait], *value]
+            else:
+                target[trait] = value
+    return merged
+
+
+def _merge_roles(roles: list[dict], extra: list[dict]) -> list[dict]:
+    merged = [dict(role) for role in roles]
+    for role in extra:
+        same = next((r for r in merged if r["name"] == role["name"]), None)
+        if same is None:
+            merged.append(dict(role))
+        else:
+            scopes = same.get("scopes", [])
+            same["scopes"] = [*scopes, *(s for s in role.get("scopes", []) if s not in scopes)]
+    return merged
+
+
+def write_gateway_config(site: Site, *, euid: int | None = None) -> Path | None:
+    """Write the gateway's config into the state folder; None when the gateway is off."""
+    if not site.dask.enabled:
+        return None
+    folder = gateway_folder(site)
+    clusters = folder / "clusters"
+    clusters.mkdir(parents=True, exist_ok=True)
+    for path in (folder, clusters):
+        os.chmod(path, 0o711)
+    config = gateway_config(
+        site,
+        isolated=servers_isolated(site, os.geteuid() if euid is None else euid),
+        own_prefix=Path(sys.prefix),
+    )
+    path = folder / CONFIG_FILE
+    path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+    return path

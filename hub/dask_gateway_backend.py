@@ -1,0 +1,284 @@
+"""KioskHub's classes inside dask-gateway-server: authenticator, options, limits, accounts.
+
+These run in the gateway service's process (``hub.dask_gateway`` writes the config that
+names them). They subclass dask-gateway-server's own classes:
+
+- ``KioskHubAuthenticator``: JupyterHub's authenticator, refusing users outside the
+  configured groups with a message;
+- ``KioskBackend``: cluster options from the site's resource profiles and per-user limits
+  (clusters, cores, memory) across all of a user's clusters;
+- ``KioskLocalBackend``: clusters as the user's system account (``kh-<user>``), used when
+  KioskHub isolates servers; ``KioskSharedLocalBackend`` runs them as the gateway's account.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+
+from aiohttp import web
+from dask_gateway_server.auth import JupyterHubAuthenticator
+from dask_gateway_server.backends.base import PublicException
+from dask_gateway_server.backends.db_base import DBBackendBase
+from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
+from dask_gateway_server.options import Options, Select
+from traitlets import Dict, Float, Integer, List, Unicode, default
+
+from spawner.spawn_form import format_bytes
+
+
+class KioskHubAuthenticator(JupyterHubAuthenticator):
+    """JupyterHub users, limited to members of ``allowed_groups`` when that is set."""
+
+    allowed_groups = List(
+        Unicode(),
+        help="JupyterHub groups whose members may use the gateway; empty means everyone.",
+        config=True,
+    )
+
+    def refusal(self, user) -> str | None:
+        """Why ``user`` may not use the gateway, or None when they may."""
+        if not self.allowed_groups or user.groups & set(self.allowed_groups):
+            return None
+        return (
+            f"Dask Gateway is only for members of the groups {', '.join(self.allowed_groups)}; "
+            f"{user.name} is in {', '.join(sorted(user.groups)) or 'no group'}. "
+            "Ask the site's admins to add you."
+        )
+
+    async def authenticate_and_handle(self, request, handler):
+        async def gated(request):
+            refusal = self.refusal(request["user"])
+            if refusal:
+                # dask-gateway's client shows the body's message for 422 (as ValueError), as
+                # for the gateway's other refusals; for 403 it shows only "Forbidden".
+                return web.json_response({"error": refusal}, status=422)
+            return await handler(request)
+
+        return await super().authenticate_and_handle(request, gated)
+
+
+class ProfileOptions:
+    """The cluster options of a user: a ``profile`` among those their groups allow.
+
+    Callable as dask-gateway's ``Backend.cluster_options`` on any backend. Each profile
+    (a dict: name, groups, worker_cores, worker_memory, max_workers, idle_timeout) sets
+    the worker size, the most workers and the idle timeout of the cluster.
+    """
+
+    def __init__(self, profiles: list[dict], default: str):
+        self.profiles = profiles
+        self.default = default
+
+    def allowed(self, user) -> list[dict]:
+        return [p for p in self.profiles if not p["groups"] or set(p["groups"]) & user.groups]
+
+    def __call__(self, user) -> Options:
+        names = [p["name"] for p in self.allowed(user)]
+        if not names:
+            return Options(handler=self._no_profile)
+        preset = self.default if self.default in names else names[0]
+        return Options(
+            Select("profile", names, default=preset, label="Resource profile"),
+            handler=self._profile_config,
+        )
+
+    def _profile_config(self, options, user) -> dict:
+        profile = next(p for p in self.profiles if p["name"] == options.profile)
+        return {
+            "worker_cores": profile["worker_cores"],
+            "worker_memory": profile["worker_memory"],
+            "cluster_max_workers": profile["max_workers"],
+            "idle_timeout": float(profile["idle_timeout"]),
+        }
+
+    @staticmethod
+    def _no_profile(options, user):
+        raise ValueError("No resource profile is available to your groups; ask the site's admins.")
+
+
+class KioskBackend(DBBackendBase):
+    """Cluster options from resource profiles, and per-user limits on all of a user's clusters.
+
+    Users pick a ``profile`` (default: their server's profile, set by the server's
+    environment); it sets worker cores and memory, the most workers and the idle timeout.
+    """
+
+    profiles = List(
+        Dict(),
+        help="Resource profiles: name, groups, worker_cores, worker_memory, max_workers, "
+        "idle_timeout.",
+        config=True,
+    )
+    default_profile = Unicode(help="Profile used when the client names none.", config=True)
+    max_clusters = Integer(
+        None, allow_none=True, help="Most active clusters per user.", config=True
+    )
+    max_cores = Float(
+        None, allow_none=True, help="Most cores of all of a user's clusters.", config=True
+    )
+    max_memory = Integer(
+        None, allow_none=True, help="Most bytes of all of a user's clusters.", config=True
+    )
+    account_prefix = Unicode(
+        "kh-", help="Prefix of the system account of each hub user.", config=True
+    )
+
+    @default("cluster_options")
+    def _default_cluster_options(self):
+        return self.options_for
+
+    # ---- options ---------------------------------------------------------------------
+
+    def options_for(self, user) -> Options:
+        return ProfileOptions(self.profiles, self.default_profile)(user)
+
+    # ---- per-user limits -------------------------------------------------------------
+
+    def _use(self, config, workers: int) -> tuple[float, int]:
+        """Cores and bytes of a cluster of ``config`` with ``workers`` workers."""
+        cores = config["scheduler_cores"] + workers * config["worker_cores"]
+        memory = config["scheduler_memory"] + workers * config["worker_memory"]
+        return cores, memory
+
+    def _use_of_others(self, username: str, exclude: str | None = None) -> tuple[float, int]:
+        cores, memory = 0.0, 0
+        for cluster in self.db.list_clusters(username=username):
+            if cluster.name != exclude:
+                workers = self._scale_requests.get(cluster.name, cluster.count)
+                c, m = self._use(cluster.config, workers)
+                cores, memory = cores + c, memory + m
+        return cores, memory
+
+    def limit_breach(self, username: str, config, workers: int, exclude=None) -> str | None:
+        """What a cluster of ``config`` with ``workers`` workers would exceed, or None."""
+        other_cores, other_memory = self._use_of_others(username, exclude)
+        cores, memory = self._use(config, workers)
+        if self.max_cores is not None and other_cores + cores > self.max_cores:
+            return (
+                f"{cores:g} cores, while your clusters may use {self.max_cores:g} cores in all "
+                f"and your other clusters use {other_cores:g}"
+            )
+        if self.max_memory is not None and other_memory + memory > self.max_memory:
+            return (
+                f"{format_bytes(memory)} of memory, while your clusters may use "
+                f"{format_bytes(self.max_memory)} in all and your other clusters use "
+                f"{format_bytes(other_memory)}"
+            )
+        return None
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._scale_requests: dict[str, int] = {}
+        """The last scale request per cluster, ahead of the scheduler's next heartbeat."""
+
+    async def start_cluster(self, user, cluster_options):
+        options, config = await self.process_cluster_options(user, cluster_options)
+        self.account(user.name)
+        active = self.db.list_clusters(username=user.name)
+        if self.max_clusters is not None and len(active) >= self.max_clusters:
+            raise PublicException(
+                f"You already run {len(active)} Dask cluster(s), the most one user may run "
+                f"at once is {self.max_clusters}. Shut one down first (cluster.shutdown(), "
+                "or Gateway().stop_cluster(name) for each of Gateway().list_clusters())."
+            )
+        breach = self.limit_breach(user.name, config.to_dict(), 0)
+        if breach:
+            raise PublicException(f"A new cluster's scheduler would use {breach}.")
+        cluster = self.db.create_cluster(user.name, options, config.to_dict())
+        self.log.info("Created cluster %s for user %s", cluster.name, user.name)
+        self.queue.put(cluster)
+        return cluster.name
+
+    async def forward_message_to_scheduler(self, cluster, msg):
+        """Refuse a scale request beyond the user's limits; hold adaptive scaling within them."""
+        if msg.get("op") == "scale":
+            breach = self.limit_breach(cluster.username, cluster.config, msg["count"], cluster.name)
+            if breach:
+                raise PublicException(
+                    f"Scaling cluster {cluster.name} to {msg['count']} workers would use "
+                    f"{breach}. Scale to fewer workers, or shut down another cluster."
+                )
+            self._scale_requests[cluster.name] = msg["count"]
+        elif msg.get("op") == "adapt":
+            self._scale_requests.pop(cluster.name, None)
+        if msg.get("op") == "adapt" and msg.get("maximum") is not None:
+            most = msg["maximum"]
+            while most > 0 and self.limit_breach(
+                cluster.username, cluster.config, most, cluster.name
+            ):
+                most -= 1
+            msg = {**msg, "maximum": most, "minimum": min(msg.get("minimum") or 0, most)}
+        await super().forward_message_to_scheduler(cluster, msg)
+
+    async def do_stop_cluster(self, cluster):
+        self._scale_requests.pop(cluster.name, None)
+        await super().do_stop_cluster(cluster)
+
+    # ---- working folders -------------------------------------------------------------
+
+    def account(self, username: str) -> pwd.struct_passwd | None:
+        """The system account that runs ``username``'s clusters; None: the gateway's own."""
+        return None
+
+    def setup_working_directory(self, cluster):
+        """The cluster's folder below ``clusters_directory``, with its TLS files, owned by
+        the cluster's account. (Replaces the upstream method, which hands each character
+        of the certificate paths to ``chown``.)"""
+        workdir = os.path.join(self.clusters_directory, cluster.name)
+        certs, logs = self.get_certs_directory(workdir), self.get_logs_directory(workdir)
+        for path in (workdir, certs, logs):
+            os.makedirs(path, 0o700, exist_ok=True)
+        cert_path, key_path = self._get_tls_paths(workdir)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        for path, data in ((cert_path, cluster.tls_cert), (key_path, cluster.tls_key)):
+            with os.fdopen(os.open(path, flags, 0o600), "wb") as handle:
+                handle.write(data)
+        account = self.account(cluster.username)
+        if account is not None:
+            for path in (workdir, certs, logs, cert_path, key_path):
+                os.chown(path, account.pw_uid, account.pw_gid)
+        return workdir
+
+
+class KioskLocalBackend(KioskBackend, LocalBackend):
+    """Clusters as local processes of the user's system account (``kh-<user>``)."""
+
+    def account(self, username: str) -> pwd.struct_passwd:
+        name = f"{self.account_prefix}{username}"
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            raise PublicException(
+                f"The system account {name} does not exist yet: start your server once "
+                "from the hub, then create the cluster."
+            ) from None
+
+    def set_file_permissions(self, paths, username):
+        account = self.account(username)
+        for path in paths:
+            os.chown(path, account.pw_uid, account.pw_gid)
+
+    def get_env(self, cluster):
+        env = super().get_env(cluster)
+        account = self.account(cluster.username)
+        env.update(USER=account.pw_name, LOGNAME=account.pw_name, HOME=account.pw_dir)
+        return env
+
+    def make_preexec_fn(self, cluster):  # pragma: no cover (runs in the child)
+        account = self.account(cluster.username)
+        groups = [g.gr_gid for g in grp.getgrall() if account.pw_name in g.gr_mem]
+        workdir = cluster.state["workdir"]
+
+        def preexec():
+            os.setgid(account.pw_gid)
+            os.setgroups(groups)
+            os.setuid(account.pw_uid)
+            os.chdir(workdir)
+
+        return preexec
+
+
+class KioskSharedLocalBackend(KioskBackend, UnsafeLocalBackend):
+    """Clusters as local processes of the gateway's own account (the hub is not root)."""

@@ -1,0 +1,164 @@
+"""Runs catalog builds: queue → builder → catalog, with the log saved as it grows.
+
+``BuildRunner`` is the one place that connects the catalog, the bounded ``BuildQueue`` and the
+builders. It re-checks every source against the site's current rules before a build starts
+(the config may have changed since the environment was registered), records success or
+failure through ``catalog_store``, and on start re-queues builds that a restart interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from .build_log import BuildLog
+from .build_queue import BuildQueue
+from .builder_base import BuildFailed, BuildRequest, EnvironmentBuilder
+from .catalog import BuildRecord
+from .catalog_db import Catalog
+from .catalog_store import (
+    finish_failed,
+    finish_ready,
+    save_progress,
+    start_build,
+    unfinished_builds,
+)
+from .config import BuilderSettings
+from .source_safety import (
+    RepositorySource,
+    UnsafeSource,
+    check_ref,
+    check_repository_url,
+    check_subdir,
+)
+
+log = logging.getLogger(__name__)
+SAVE_INTERVAL = 1.0
+
+
+def check_source(settings: BuilderSettings, url: str, *, trusted: bool = False) -> RepositorySource:
+    """``url`` under the site's rules; ``trusted`` (the site's own config) may use local paths."""
+    hosts = settings.allowed_hosts
+    if trusted and (host := urlsplit(url).hostname):
+        hosts = (*hosts, host.lower())
+    return check_repository_url(
+        url,
+        allowed_schemes=settings.allowed_schemes,
+        allowed_hosts=hosts,
+        allow_local_paths=settings.allow_local_paths or trusted,
+    )
+
+
+class BuildRunner:
+    """Queues catalog builds and runs each with the builder its environment names."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        settings: BuilderSettings,
+        builders: Mapping[str, EnvironmentBuilder],
+    ) -> None:
+        self.catalog = catalog
+        self.settings = settings
+        self.builders = dict(builders)
+        self.queue = BuildQueue(
+            self._run,
+            self._fail,
+            concurrency=settings.concurrency,
+            timeout=settings.build_timeout,
+        )
+
+    # ---- requests -----------------------------------------------------------------------
+
+    def submit(self, build_id: int) -> BuildLog:
+        return self.queue.submit(build_id)
+
+    def cancel(self, build_id: int) -> bool:
+        return self.queue.cancel(build_id)
+
+    def log_of(self, build_id: int) -> BuildLog | None:
+        return self.queue.log_of(build_id)
+
+    def reconcile(self) -> list[int]:
+        """Queue again every build that a stopped builder left queued or building."""
+        with self.catalog.session() as session:
+            ids = [build.id for build in unfinished_builds(session)]
+        for build_id in ids:
+            self.submit(build_id)
+        return ids
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+    # ---- one build ------------------------------------------------------------------------
+
+    async def _run(self, build_id: int, build_log: BuildLog) -> None:
+        with self.catalog.session() as session:
+            build = session.get(BuildRecord, build_id)
+            if build is None:
+                return
+            row = build.environment
+            start_build(session, build)
+            owner, name, builder_name = row.owner, row.name, row.builder
+            url, ref, subdir = row.repo_url, build.ref, row.subdir
+        build_log.progress(1, f"Build {build_id} of {owner}/{name} with the {builder_name} builder")
+        builder = self.builders.get(builder_name)
+        try:
+            if builder is None:
+                raise BuildFailed(
+                    f"the {builder_name} builder is not available in this builder service"
+                )
+            request = BuildRequest(
+                build_id=build_id,
+                owner=owner,
+                name=name,
+                source=check_source(self.settings, url or "", trusted=owner == "site"),
+                ref=check_ref(ref),
+                subdir=check_subdir(subdir),
+            )
+            saver = asyncio.create_task(self._keep_saving(build_id, build_log))
+            try:
+                artifact = await builder.build(request, build_log)
+            finally:
+                saver.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await saver
+        except (BuildFailed, UnsafeSource) as error:
+            build_log.line(f"Build failed: {error}")
+            build_log.finish("failed")
+            with self.catalog.session() as session:
+                finish_failed(
+                    session, session.get(BuildRecord, build_id), str(error), build_log.text()
+                )
+            return
+        build_log.finish("ready")
+        with self.catalog.session() as session:
+            finish_ready(session, session.get(BuildRecord, build_id), artifact, build_log.text())
+
+    async def _fail(self, build_id: int, build_log: BuildLog, message: str) -> None:
+        build_log.finish("failed")
+        with self.catalog.session() as session:
+            build = session.get(BuildRecord, build_id)
+            if build is not None and build.status not in ("ready", "failed"):
+                finish_failed(session, build, message, build_log.text())
+
+    async def _keep_saving(self, build_id: int, build_log: BuildLog) -> None:
+        """Write the growing log and progress to the catalog, for readers in other processes."""
+        saved = -1
+        while True:
+            await asyncio.sleep(SAVE_INTERVAL)
+            if len(build_log.lines) == saved:
+                continue
+            saved = len(build_log.lines)
+            try:
+                with self.catalog.session() as session:
+                    build = session.get(BuildRecord, build_id)
+                    if build is not None:
+                        save_progress(
+                            session, build, build_log.text(), build_log.percent, build_log.phase
+                        )
+            except Exception:  # a busy database must not fail the build
+                log.warning("could not save the log of build %s", build_id, exc_info=True)

@@ -1,0 +1,215 @@
+"""Where and as whom build steps run: a fresh folder, a minimal environment, a build account.
+
+A build runs code from the repository (``setup.py``, ``postBuild``), so it must not see the
+hub's secrets or other users' files:
+
+- every step is an argv list run with a *minimal* environment (no hub tokens, no variables
+  inherited from the hub), in a fresh temporary folder;
+- when the hub runs as root, every step runs as the unprivileged build account
+  (``builder.build_account``, made with ``useradd`` on first use), which cannot read the
+  hub's state folder (0711, secrets 0600) or users' homes (0700);
+- each step is its own process group, killed as a whole when the build is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from .build_log import BuildLog
+from .builder_base import BuildFailed
+
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+NETWORK_VARIABLES = (
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "PIP_CERT",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "UV_INDEX_URL",
+    "UV_DEFAULT_INDEX",
+    "UV_EXTRA_INDEX_URL",
+    "UV_INDEX",
+    "UV_NATIVE_TLS",
+    "UV_SYSTEM_CERTS",
+)
+"""The hub's variables a build inherits: how this machine reaches package indexes (CA
+bundles, proxies, index mirrors). Nothing else of the hub's environment gets through."""
+
+
+@dataclass(frozen=True)
+class BuildAccount:
+    """The account build steps run as; None fields mean the hub's own account."""
+
+    name: str
+    uid: int | None = None
+    gid: int | None = None
+
+    @property
+    def switches(self) -> bool:
+        return self.uid is not None
+
+
+async def ensure_build_account(name: str) -> BuildAccount:
+    """The build account when root (created if missing), else the hub's own account."""
+    if os.geteuid() != 0:
+        return BuildAccount(name=pwd.getpwuid(os.geteuid()).pw_name)
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        process = await asyncio.create_subprocess_exec(
+            useradd,
+            "--system",
+            "--user-group",
+            "--no-create-home",
+            "--no-log-init",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            "--comment",
+            "KioskHub environment builds",
+            name,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await process.communicate()
+        if process.returncode != 0 and not _exists(name):
+            raise BuildFailed(
+                f"could not create the build account {name!r}: {output.decode().strip()}"
+            ) from None
+        entry = pwd.getpwnam(name)
+    return BuildAccount(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+def _exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+def give_to(path: Path, account: BuildAccount, mode: int = 0o700) -> Path:
+    """Make ``path`` (a folder) the build account's own, closed to others unless ``mode`` says."""
+    path.mkdir(parents=True, exist_ok=True)
+    if account.switches:
+        os.chown(path, account.uid, account.gid)
+    os.chmod(path, mode)
+    return path
+
+
+def make_workdir(account: BuildAccount) -> Path:
+    """A fresh folder for one build (checkout, HOME, temp files), owned by the build account."""
+    work = Path(tempfile.mkdtemp(prefix="kioskhub-build-"))
+    give_to(work, account)
+    for sub in ("home", "tmp"):
+        give_to(work / sub, account)
+    return work
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def seal(path: Path) -> None:
+    """Hand a finished artifact to root and make it read-only to everyone else (0755/0644)."""
+    if os.geteuid() != 0:
+        return
+    for root, dirs, files in os.walk(path):
+        os.lchown(root, 0, 0)
+        os.chmod(root, 0o755)
+        for name in dirs + files:
+            full = os.path.join(root, name)
+            os.lchown(full, 0, 0)
+            if not os.path.islink(full) and name in files:
+                mode = os.stat(full).st_mode
+                os.chmod(full, 0o755 if mode & 0o111 else 0o644)
+
+
+def minimal_environment(work: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The only variables a build step sees: PATH, HOME, TMPDIR, locale, network, ``extra``."""
+    env = {name: os.environ[name] for name in NETWORK_VARIABLES if os.environ.get(name)}
+    env |= {
+        "PATH": SYSTEM_PATH,
+        "HOME": str(work / "home"),
+        "TMPDIR": str(work / "tmp"),
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+    }
+    env.update(extra or {})
+    return env
+
+
+async def run_step(
+    argv: list[str],
+    *,
+    log: BuildLog,
+    account: BuildAccount,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float | None = None,
+    echo: bool = True,
+) -> tuple[int, str]:
+    """Run ``argv`` (never a shell string) as the build account; stream its output to ``log``.
+
+    Returns (exit status, output). Cancellation or ``timeout`` kills the whole process group.
+    """
+    if echo:
+        log.line("$ " + " ".join(argv))
+    kwargs = {}
+    if account.switches:
+        kwargs = {"user": account.uid, "group": account.gid, "extra_groups": []}
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        cwd=str(cwd),
+        env=dict(env),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+        umask=0o022,
+        **kwargs,
+    )
+    output: list[str] = []
+
+    async def pump() -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            text = raw.decode(errors="replace").rstrip("\n")
+            output.append(text)
+            log.line(text)
+
+    try:
+        async with asyncio.timeout(timeout):
+            await pump()
+            status = await process.wait()
+    except (asyncio.CancelledError, TimeoutError):
+        _kill_group(process.pid)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(process.wait(), 10)
+        raise
+    return status, "\n".join(output)
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,104 @@
+"""The ``builder:`` section of ``kioskhub.yaml``: the catalog, the builds and what they may fetch.
+
+It lives here, beside the code it configures, and ``hub.site_config.Site`` includes it. The
+paths that default to the hub's state folder are resolved by the functions below, because a
+section does not know the state folder it sits beside.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hub.site_config_paths import ConfigPath
+
+HOST_PATTERN = re.compile(
+    r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
+)
+
+
+class BuilderSettings(BaseModel):
+    """Environments built from git repositories: catalog, builds, allowed sources."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, revalidate_instances="always"
+    )
+
+    enabled: bool = Field(
+        False,
+        description="Run the environment builder service: users register git repositories, "
+        "KioskHub builds them and offers them in the spawn form.",
+    )
+    port: int = Field(8090, ge=1, le=65535, description="Port on 127.0.0.1 of the builder service.")
+    catalog_url: str = Field(
+        "",
+        description="SQLAlchemy URL of the environment catalog (e.g. "
+        "postgresql+psycopg://user@db/kioskhub). Empty: an SQLite file "
+        "environments.sqlite in the state folder.",
+    )
+    environments_dir: ConfigPath | None = Field(
+        None,
+        description="Folder that holds the built venvs, one per content hash; user accounts "
+        "must be able to enter it. Empty: environments/ in the state folder.",
+    )
+    cache_dir: ConfigPath | None = Field(
+        None,
+        description="Download cache shared by builds (uv's cache). Empty: builder-cache/ in "
+        "the state folder.",
+    )
+    allowed_schemes: tuple[Literal["https", "http", "ssh", "git"], ...] = Field(
+        ("https",), description="URL schemes that repository URLs may use."
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        ("github.com", "gitlab.com"),
+        description="Hosts that repository URLs may name; '*.example.org' allows every "
+        "subdomain of example.org. IP addresses are never allowed.",
+    )
+    allow_local_paths: bool = Field(
+        False,
+        description="Allow repositories given as absolute paths on this machine. The build "
+        "reads them as the build account, so it sees only what that account may read.",
+    )
+    concurrency: int = Field(1, ge=1, le=16, description="Builds that run at the same time.")
+    build_timeout: int = Field(
+        1800, ge=10, description="Seconds a build may take before it is stopped and failed."
+    )
+    build_account: str = Field(
+        "kh-build",
+        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
+        description="System account that runs the build steps when the hub runs as root "
+        "(created on the first build). Without root, builds run as the hub's account.",
+    )
+    default_builder: Literal["local", "container"] = Field(
+        "local",
+        description="local: a uv venv on this machine; container: repo2docker with docker "
+        "or podman (needs a container engine and a reachable base image).",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        lowered = tuple(host.lower() for host in value)
+        for host in lowered:
+            if not HOST_PATTERN.fullmatch(host) or re.fullmatch(r"[\d.]+", host):
+                raise ValueError(
+                    f"{host!r} is not a host name; write names like gitlab.example.org or "
+                    "*.example.org (IP addresses are not allowed)"
+                )
+        return lowered
+
+
+def catalog_url(settings: BuilderSettings, state_dir: Path) -> str:
+    """The catalog's SQLAlchemy URL: the configured one, else SQLite in the state folder."""
+    return settings.catalog_url or f"sqlite:///{state_dir / 'environments.sqlite'}"
+
+
+def environments_dir(settings: BuilderSettings, state_dir: Path) -> Path:
+    return settings.environments_dir or state_dir / "environments"
+
+
+def cache_dir(settings: BuilderSettings, state_dir: Path) -> Path:
+    return settings.cache_dir or state_dir / "builder-cache"

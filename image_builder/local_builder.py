@@ -1,0 +1,255 @@
+"""The local builder: a repository → a uv venv on this machine, content-addressed.
+
+Steps, each as the build account with a minimal environment: fetch the ref, read the spec,
+create the venv (uv; ``python -m venv`` + pip when uv is missing) with jupyterhub,
+jupyterlab and ipykernel at the hub's own versions plus the repository's requirements, run
+``postBuild``, seal the venv read-only, smoke-test it. The venv lives at
+``<environments_dir>/<content hash>``; the same hash is reused without building.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+from .build_log import BuildLog
+from .build_sandbox import (
+    SYSTEM_PATH,
+    BuildAccount,
+    ensure_build_account,
+    give_to,
+    make_workdir,
+    minimal_environment,
+    remove_tree,
+    run_step,
+    seal,
+)
+from .builder_base import BUILDER_VERSION, Artifact, BuildFailed, BuildRequest, EnvironmentBuilder
+from .git_checkout import fetch_for_build
+from .repo_spec import RepoSpec, content_hash, detect_spec
+from .smoke_test import smoke_test
+
+MARKER = "kioskhub-environment.json"
+SERVER_PACKAGES = ("jupyterhub", "jupyterlab", "ipykernel")
+
+
+def server_requirements() -> tuple[str, ...]:
+    """The server packages pinned to the versions the hub itself runs."""
+    return tuple(f"{name}=={version(name)}" for name in SERVER_PACKAGES)
+
+
+def find_pythons() -> dict[str, Path]:
+    """Interpreters on this machine that other accounts can run: '3.11' → /usr/bin/python3.11."""
+    found: dict[str, Path] = {}
+    own = Path(sys.executable).resolve()
+    candidates = [own] + [
+        Path(folder) / f"python3.{minor}"
+        for folder in ("/usr/bin", "/usr/local/bin")
+        for minor in range(8, 20)
+    ]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            match = re.search(r"python(3\.\d+)$", path.name)
+            key = match.group(1) if match else f"{sys.version_info[0]}.{sys.version_info[1]}"
+            if path == own:
+                key = f"{sys.version_info[0]}.{sys.version_info[1]}"
+            found.setdefault(key, path)
+    return found
+
+
+def choose_python(requested: str | None, available: dict[str, Path]) -> tuple[str, Path]:
+    """The interpreter for a spec: runtime.txt's version, else the hub's own."""
+    own = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    wanted = requested or own
+    if wanted not in available:
+        raise BuildFailed(
+            f"runtime.txt asks for Python {wanted}, but this machine has "
+            f"{', '.join(sorted(available)) or 'none'}; change runtime.txt to one of these "
+            "(or ask the site's admins to install it, or use the container builder)."
+        )
+    return wanted, available[wanted]
+
+
+def full_version(python: Path) -> str:
+    out = subprocess.run(
+        [str(python), "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return out.stdout.strip()
+
+
+class LocalBuilder(EnvironmentBuilder):
+    """Builds venvs with uv under ``environments_dir``; see the module docstring."""
+
+    kind = "local"
+
+    def __init__(
+        self,
+        *,
+        environments_dir: Path,
+        cache_dir: Path,
+        account_name: str = "kh-build",
+        uv: str | None = None,
+        step_timeout: float | None = None,
+    ) -> None:
+        self.environments_dir = environments_dir
+        self.cache_dir = cache_dir
+        self.account_name = account_name
+        self.uv = uv if uv is not None else (shutil.which("uv") or _venv_uv())
+        self.step_timeout = step_timeout
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def build(self, request: BuildRequest, log: BuildLog) -> Artifact:
+        account = await ensure_build_account(self.account_name)
+        if not account.switches:
+            log.line(f"Building as the hub's own account ({account.name}): the hub is not root.")
+        self.environments_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.environments_dir, 0o755)
+        give_to(self.cache_dir, account)
+        work = make_workdir(account)
+        try:
+            return await self._build_in(work, request, log, account)
+        finally:
+            remove_tree(work)
+
+    async def _build_in(
+        self, work: Path, request: BuildRequest, log: BuildLog, account: BuildAccount
+    ) -> Artifact:
+        env = minimal_environment(work)
+        checkout, root = await fetch_for_build(request, work, log=log, account=account, env=env)
+        log.line(f"Commit {checkout.commit_sha}")
+        log.progress(15, "Reading the repository's spec")
+        spec = detect_spec(root)
+        log.line("Found: " + ", ".join(spec.summary()))
+        python_minor, python = choose_python(spec.python_version, find_pythons())
+        python_version = full_version(python)
+        key = content_hash(
+            spec,
+            python_version=python_version,
+            builder_version=BUILDER_VERSION,
+            server_packages=server_requirements(),
+            tree_sha=checkout.tree_sha,
+        )
+        target = self.environments_dir / key
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            if (target / MARKER).is_file():
+                log.progress(95, f"Reusing the environment built from the same spec: {target}")
+                return Artifact(checkout.commit_sha, key, venv_path=str(target), reused=True)
+            remove_tree(target)
+            try:
+                await self._make_venv(target, spec, python, root, work, log, account)
+                seal(target)
+                log.progress(85, "Smoke test: the server command and a kernel")
+                await smoke_test(target, log=log, account=account, cwd=work, env=env)
+            except BaseException:
+                remove_tree(target)
+                raise
+            (target / MARKER).write_text(
+                json.dumps(
+                    {
+                        "commit_sha": checkout.commit_sha,
+                        "content_hash": key,
+                        "python": python_version,
+                        "builder_version": BUILDER_VERSION,
+                        "server_packages": list(server_requirements()),
+                        "spec": spec.summary(),
+                        "source": request.source.url,
+                    },
+                    indent=2,
+                )
+            )
+            os.chmod(target / MARKER, 0o644)
+        log.progress(100, f"Ready: {target}")
+        return Artifact(checkout.commit_sha, key, venv_path=str(target))
+
+    async def _make_venv(
+        self,
+        target: Path,
+        spec: RepoSpec,
+        python: Path,
+        root: Path,
+        work: Path,
+        log: BuildLog,
+        account: BuildAccount,
+    ) -> None:
+        give_to(target, account, 0o755)
+        env = minimal_environment(
+            work,
+            {
+                "UV_CACHE_DIR": str(self.cache_dir),
+                "UV_LINK_MODE": "copy",
+                "UV_PYTHON_DOWNLOADS": "never",
+                "UV_NO_CONFIG": "1",
+                "PIP_CONFIG_FILE": "/dev/null",
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            },
+        )
+        log.progress(25, f"Creating the venv with Python {python}")
+        if self.uv:
+            create = [
+                self.uv,
+                "venv",
+                "--quiet",
+                "--allow-existing",
+                "--python",
+                str(python),
+                str(target),
+            ]
+        else:
+            create = [str(python), "-m", "venv", str(target)]
+        await self._step(create, log, account, work, env, "creating the venv")
+        packages = [*server_requirements(), *spec.pip_packages]
+        if spec.requirements:
+            packages += ["-r", str(spec.requirements)]
+        if spec.install_project:
+            packages.append(str(root))
+        log.progress(35, "Installing the server packages and the repository's requirements")
+        if self.uv:
+            install = [
+                self.uv,
+                "pip",
+                "install",
+                "--python",
+                str(target / "bin" / "python"),
+                *packages,
+            ]
+        else:
+            install = [str(target / "bin" / "python"), "-m", "pip", "install", *packages]
+        await self._step(install, log, account, root, env, "installing packages")
+        if spec.post_build:
+            log.progress(75, "Running postBuild")
+            post_env = {
+                **env,
+                "PATH": f"{target / 'bin'}:{SYSTEM_PATH}",
+                "VIRTUAL_ENV": str(target),
+                "KIOSKHUB_ENVIRONMENT_PREFIX": str(target),
+            }
+            await self._step(
+                ["/bin/bash", str(spec.post_build)], log, account, root, post_env, "postBuild"
+            )
+
+    async def _step(
+        self, argv: list[str], log: BuildLog, account: BuildAccount, cwd: Path, env, what: str
+    ) -> None:
+        status, output = await run_step(
+            argv, log=log, account=account, cwd=cwd, env=env, timeout=self.step_timeout
+        )
+        if status != 0:
+            last = [line for line in output.splitlines() if line.strip()][-4:]
+            raise BuildFailed(f"{what} failed (exit {status}): " + " / ".join(last))
+
+
+def _venv_uv() -> str | None:
+    candidate = Path(sys.executable).parent / "uv"
+    return str(candidate) if candidate.exists() else None

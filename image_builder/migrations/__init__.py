@@ -1,0 +1,1 @@
+"""Alembic migrations of the environment catalog (``upgrade head`` runs on start)."""

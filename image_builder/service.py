@@ -1,0 +1,149 @@
+"""The environment builder service: ``python -m image_builder.service`` (started by the hub).
+
+On start it opens the catalog (``alembic upgrade head``), mirrors the site config's
+environments into it (building those of kind ``repository``), queues again any build a
+restart interrupted, and serves the REST API and the page below the service's prefix
+(``/services/environments/``). State lives in the catalog; the process keeps only the running
+builds and their live logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from urllib.parse import urlsplit
+
+from tornado import web
+
+from hub.site_config import Site
+
+from .build_runner import BuildRunner
+from .builder_base import EnvironmentBuilder
+from .catalog_db import Catalog, open_catalog
+from .catalog_store import queue_build, sync_site_environments
+from .config import cache_dir, catalog_url, environments_dir
+from .container_builder import ContainerBuilder, find_engine
+from .gitlab_service import gitlab_builders, gitlab_routes, public_webhook_url
+from .gitlab_webhook import PipelineEventBus
+from .hub_service import SERVICE_NAME, SITE_VARIABLE, site_from_json
+from .local_builder import LocalBuilder
+from .service_api import BuilderState, api_routes
+from .service_page import page_routes
+
+log = logging.getLogger("kioskhub.environments")
+SERVICE_PREFIX = f"/services/{SERVICE_NAME}/"
+
+
+def make_builders(
+    site: Site, catalog: Catalog, events: PipelineEventBus, prefix: str
+) -> dict[str, EnvironmentBuilder]:
+    """The builders this service runs: local always, container where an engine exists,
+    GitLab CI where the site configured GitLab."""
+    settings = site.builder
+    state = site.hub.state_dir
+    builders: dict[str, EnvironmentBuilder] = {
+        "local": LocalBuilder(
+            environments_dir=environments_dir(settings, state),
+            cache_dir=cache_dir(settings, state),
+            account_name=settings.build_account,
+        )
+    }
+    engine = find_engine()
+    if engine.available:
+        builders["container"] = ContainerBuilder(engine, account_name=settings.build_account)
+    else:
+        log.info("Container builds are off: %s", engine.reason)
+    builders.update(
+        gitlab_builders(
+            site.gitlab, catalog, events, webhook_url=public_webhook_url(site.hub.url, prefix)
+        )
+    )
+    return builders
+
+
+def start_catalog(
+    site: Site,
+    runner_factory=BuildRunner,
+    events: PipelineEventBus | None = None,
+    prefix: str = SERVICE_PREFIX,
+) -> tuple[Catalog, BuildRunner]:
+    """Open and migrate the catalog, sync the site's environments and queue what needs it."""
+    catalog = open_catalog(catalog_url(site.builder, site.hub.state_dir))
+    builders = make_builders(site, catalog, events or PipelineEventBus(), prefix)
+    runner = runner_factory(catalog, site.builder, builders)
+    with catalog.session() as session:
+        to_build = sync_site_environments(session, site.environments)
+        new_builds = [queue_build(session, row) for row in to_build]
+        session.flush()
+        new_ids = [build.id for build in new_builds]
+    for name in runner.reconcile():
+        log.info("Queued build %s again after a restart", name)
+    for build_id in new_ids:
+        runner.submit(build_id)
+    return catalog, runner
+
+
+def make_app(
+    site: Site,
+    catalog: Catalog,
+    runner: BuildRunner,
+    prefix: str,
+    events: PipelineEventBus | None = None,
+) -> web.Application:
+    state = BuilderState(catalog, runner, site.builder)
+    gitlab = gitlab_routes(prefix, site.gitlab, events) if events and site.gitlab.url else []
+    return web.Application(
+        api_routes(prefix, state) + page_routes(prefix, state) + gitlab,
+        cookie_secret=secrets.token_bytes(32),
+        xsrf_cookies=True,
+        service_prefix=prefix,
+    )
+
+
+async def serve(site: Site) -> None:
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", SERVICE_PREFIX)
+    url = urlsplit(
+        os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{site.builder.port}")
+    )
+    events = PipelineEventBus()
+    catalog, runner = start_catalog(site, events=events, prefix=prefix)
+    app = make_app(site, catalog, runner, prefix, events)
+    server = app.listen(url.port or site.builder.port, url.hostname or "127.0.0.1")
+    log.info("Environments service at %s (prefix %s)", url.geturl(), prefix)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    server.stop()
+    await runner.close()
+    catalog.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m image_builder.service")
+    parser.add_argument("--config", help=f"site config file (default: ${SITE_VARIABLE})")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s"
+    )
+    if args.config:
+        from hub.config_file import load_site
+
+        site = load_site(args.config)
+    elif os.environ.get(SITE_VARIABLE):
+        site = site_from_json(os.environ[SITE_VARIABLE])
+    else:
+        print(f"{parser.prog}: give --config or set ${SITE_VARIABLE}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(site))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The catalog as the spawner sees it: ready environments as ``Environment`` choices for a user.
+
+The spawner does not know about builds. It asks ``site_for_user`` for the site as one user
+sees it, and gets the config's environments (those of kind ``repository`` replaced by their
+built venv or image, once built) plus the user's own and shared catalog environments, each
+pinned to the commit of its last successful build. Everything after that (the form, the
+choice, the LaunchSpec, the launch) is the spawner's ordinary path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from hub.site_choices import Environment
+from hub.site_config import Site
+
+from .catalog import SITE_OWNER, EnvironmentRecord
+from .catalog_access import Viewer, can_see
+from .catalog_db import Catalog, has_schema, open_catalog
+from .config import catalog_url
+
+log = logging.getLogger(__name__)
+
+
+def open_reader(site: Site) -> Catalog | None:
+    """The catalog for reading (never created or migrated here), or None when builds are off."""
+    if not site.builder.enabled:
+        return None
+    return open_catalog(catalog_url(site.builder, site.hub.state_dir), migrate=False)
+
+
+def site_for_user(
+    site: Site, username: str, groups: Iterable[str], catalog: Catalog | None
+) -> Site:
+    """``site`` with the environments that ``username`` may launch from the catalog."""
+    if catalog is None:
+        return site
+    environments = environments_for(site, username, groups, catalog)
+    return site.model_copy(update={"environments": environments})
+
+
+def environments_for(
+    site: Site, username: str, groups: Iterable[str], catalog: Catalog
+) -> tuple[Environment, ...]:
+    """The site's environments, resolved, then the user's launchable catalog environments."""
+    database = catalog.engine.url.database
+    if catalog.engine.url.get_backend_name() == "sqlite" and database:
+        if not Path(database).exists():  # the service has not made it yet; do not create it
+            return site.environments
+    try:
+        if not has_schema(catalog.engine):
+            return site.environments
+        with catalog.session() as session:
+            rows = session.scalars(select(EnvironmentRecord).order_by(EnvironmentRecord.id)).all()
+    except SQLAlchemyError:
+        log.warning("The environment catalog could not be read", exc_info=True)
+        return site.environments
+    by_site_name = {row.name: row for row in rows if row.owner == SITE_OWNER}
+    resolved = [_resolve_site(env, by_site_name.get(env.name)) for env in site.environments]
+    viewer = Viewer(username, frozenset(groups))
+    own_and_shared = [
+        _as_choice(row)
+        for row in rows
+        if row.owner != SITE_OWNER and row.launchable and can_see(row, viewer)
+    ]
+    return tuple(resolved + own_and_shared)
+
+
+def _resolve_site(environment: Environment, row: EnvironmentRecord | None) -> Environment:
+    """A config environment of kind repository becomes its built venv (or image), once built."""
+    if environment.kind != "repository" or row is None or not row.launchable:
+        return environment
+    return Environment(
+        name=environment.name,
+        display_name=environment.display_name,
+        description=_pinned(environment.description, row),
+        default=environment.default,
+        groups=environment.groups,
+        **_artifact(row),
+    )
+
+
+def _as_choice(row: EnvironmentRecord) -> Environment:
+    title = row.display_name or row.name
+    return Environment(
+        name=row.spawn_name,
+        display_name=f"{title} ({row.owner})",
+        description=_pinned(row.description, row),
+        **_artifact(row),
+    )
+
+
+def _artifact(row: EnvironmentRecord) -> dict:
+    if row.venv_path:
+        return {"kind": "venv", "path": Path(row.venv_path)}
+    return {"kind": "image", "image": row.image_ref}
+
+
+def _pinned(description: str, row: EnvironmentRecord) -> str:
+    source = row.repo_url or ""
+    if row.subdir:
+        source += f" ({row.subdir})"
+    commit = f" @ {row.commit_sha[:12]}" if row.commit_sha else ""
+    pinned = f"Built from {source}{commit}." if source else ""
+    return " ".join(part for part in (description, pinned) if part)

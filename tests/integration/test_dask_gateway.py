@@ -1,0 +1,264 @@
+"""Scale-out with Dask Gateway on a real hub: clusters from a kernel, limits, groups, lifetime.
+
+One hub for the module (the gateway runs as its service). lise and emmy may use the
+gateway (group ``scientists``), otto may not. Each user may run 2 clusters and 3 cores
+in all (a scheduler counts 1 core, a worker 1). The profile ``brief`` times out after 6
+idle seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+from aiohttp import ClientResponseError
+from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
+
+from hub.sample_data import write_sample_data
+from tests.conftest import SHARED_PASSWORD, open_folder
+from tests.support.hub_process import free_port, start_hub, write_site_config
+from tests.support.user_session import UserSession
+from tests.support.user_session import signed_in as sign_in
+
+pytestmark = pytest.mark.integration
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "examples" / "dask-scale-out.ipynb"
+IDLE_SECONDS = 6
+
+
+@pytest.fixture(scope="module")
+def site():
+    folder = open_folder("dask")
+    write_sample_data(folder / "data")
+    ports = {"http": free_port(), "scheduler_proxy": free_port(), "api": free_port()}
+    config = write_site_config(
+        folder,
+        profiles=[
+            {"name": "small", "cpu": 1, "memory": "1Gi", "default": True},
+            {"name": "brief", "cpu": 1, "memory": "1Gi"},
+        ],
+        groups={"scientists": ["lise", "emmy"]},
+        dask={
+            "enabled": True,
+            "groups": ["scientists"],
+            "workers": {"worker_cores": 1, "worker_memory": "500M", "max_workers": 3},
+            "profiles": [{"name": "brief", "idle_timeout": IDLE_SECONDS}],
+            "scheduler": {"cores": 1, "memory": "500M"},
+            "user_limits": {"max_clusters": 2, "max_cores": 3},
+            "ports": ports,
+        },
+    )
+    hub = start_hub(config, folder / "hub.log")
+    gateways: dict[str, Gateway] = {}
+    yield {"hub": hub, "folder": folder, "gateways": gateways}
+    gateways.clear()  # each client closes itself when collected (closing twice fails)
+    if hub.process.poll() is None:
+        hub.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def signed_in(hub, name: str) -> UserSession:
+    return sign_in(hub.url, name, SHARED_PASSWORD)
+
+
+@pytest.fixture(scope="module")
+def lise(site):
+    user = signed_in(site["hub"], "lise")
+    events = user.spawn()
+    assert events[-1].get("ready"), events
+    return user
+
+
+@pytest.fixture(scope="module")
+def emmy(site):
+    """Signed in with a server, so that her system account exists."""
+    user = signed_in(site["hub"], "emmy")
+    events = user.spawn()
+    assert events[-1].get("ready"), events
+    return user
+
+
+def gateway_for(site, user: UserSession) -> Gateway:
+    """The gateway as ``user`` reaches it through the hub's URL, with a token of theirs.
+
+    One client per user for the module: each holds an event loop in a thread.
+    """
+    if user.username not in site["gateways"]:
+        config_file = site["folder"] / "state" / "dask-gateway" / "dask_gateway_config.json"
+        config = json.loads(config_file.read_text())
+        site["gateways"][user.username] = Gateway(
+            address=f"{site['hub'].url}/services/dask-gateway",
+            proxy_address=f"gateway://{config['Proxy']['tcp_address']}",
+            auth=JupyterHubAuth(api_token=user.token),
+        )
+    return site["gateways"][user.username]
+
+
+def dask_processes(account: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["username", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.info["username"] == account and "dask" in cmdline:
+            found.append(proc)
+    return found
+
+
+def running_cluster(gateway: Gateway, **options) -> str:
+    """The name of a new cluster, once it runs."""
+    name = gateway.submit(**options)
+    wait_until(lambda: gateway.get_cluster(name).status.name == "RUNNING", 60, f"{name} never ran")
+    return name
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise TimeoutError(f"after {timeout}s: {what}")
+
+
+PROBE = """
+import getpass, json, urllib.request
+with urllib.request.urlopen(cluster.dashboard_link, timeout=30) as reply:
+    dashboard = reply.status
+print("PROBE", json.dumps({
+    "accounts": sorted(set(client.run(getpass.getuser).values())),
+    "link": cluster.dashboard_link,
+    "dashboard": dashboard,
+    "options": dict(gateway.cluster_options()),
+}))
+"""
+
+
+def test_the_example_notebook_scales_out_from_a_users_kernel(site, lise):
+    cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    code = "\n".join([*cells[:-1], PROBE, cells[-1]])
+
+    reply = lise.execute(code, timeout=240)
+
+    assert reply["error"] is None, reply
+    out = reply["stdout"]
+    assert "has 2 workers" in out and "Dask cluster shut down" in out, out
+    assert "mean of x + x.T: 1.0" in out and "from 26 sensors" in out, out
+    probe = json.loads(out.split("PROBE ", 1)[1].splitlines()[0])
+    assert probe["accounts"] == ["kh-lise"]
+    assert probe["link"].startswith(f"{site['hub'].url}/services/dask-gateway/clusters/")
+    assert probe["dashboard"] == 200
+    assert probe["options"] == {"profile": "small"}
+    assert gateway_for(site, lise).list_clusters() == []
+
+
+def test_the_lab_extensions_new_cluster_button_uses_the_gateway(site, lise):
+    created = lise.server("/dask/clusters/", "PUT")
+    assert created.status_code == 200, created.text
+    model = created.json()
+    try:
+        assert model["dashboard_link"].startswith(
+            f"{site['hub'].url}/services/dask-gateway/clusters/"
+        )
+        assert [c.name for c in gateway_for(site, lise).list_clusters()] == [
+            model["dashboard_link"].split("/clusters/")[1].split("/")[0]
+        ]
+    finally:
+        assert lise.server(f"/dask/clusters/{model['id']}", "DELETE").status_code == 204
+    wait_until(lambda: not gateway_for(site, lise).list_clusters(), 30, "cluster left running")
+
+
+def test_per_user_limits_refuse_with_a_clear_error(site, lise):
+    gateway = gateway_for(site, lise)
+    first = gateway.submit()
+    try:
+        with pytest.raises(
+            GatewayClusterError,
+            match="would use 4 cores, while your clusters "
+            "may use 3 cores in all and your other clusters use 0",
+        ):
+            gateway.scale_cluster(first, 3)
+        second = gateway.submit()
+        with pytest.raises(
+            ValueError,
+            match="You already run 2 Dask cluster.s., the most one user may run at once is 2",
+        ):
+            gateway.submit()
+        with pytest.raises(GatewayClusterError, match="your other clusters use 1"):
+            gateway.scale_cluster(first, 2)
+    finally:
+        for name in (first, locals().get("second")):
+            if name:
+                gateway.stop_cluster(name)
+
+
+def test_users_can_neither_list_nor_reach_each_others_clusters(site, lise, emmy):
+    theirs = running_cluster(gateway_for(site, emmy))
+    mine = gateway_for(site, lise)
+
+    assert theirs not in [c.name for c in mine.list_clusters()]
+    for attempt in (
+        lambda: mine.get_cluster(theirs),  # what connect() asks first: the TLS credentials
+        lambda: mine.scale_cluster(theirs, 1),
+        lambda: mine.stop_cluster(theirs),
+    ):
+        with pytest.raises(ClientResponseError, match="403"):
+            attempt()
+    assert [c.name for c in gateway_for(site, emmy).list_clusters()] == [theirs]
+    gateway_for(site, emmy).stop_cluster(theirs)
+
+
+def test_stopping_the_server_stops_the_users_clusters(site, lise):
+    gateway = gateway_for(site, lise)
+    cluster = running_cluster(gateway)
+    gateway.scale_cluster(cluster, 1)
+    wait_until(lambda: len(dask_processes("kh-lise")) >= 2, 60, "no scheduler and worker")
+
+    lise.stop_server()
+
+    assert gateway.list_clusters() == []
+    wait_until(lambda: not dask_processes("kh-lise"), 30, "cluster processes are left")
+    assert f"Stopped the Dask clusters of lise with their server: {cluster}" in (
+        site["hub"].log_text()
+    )
+
+
+def test_idle_clusters_time_out(site, emmy):
+    gateway = gateway_for(site, emmy)
+    started = time.monotonic()
+    cluster = running_cluster(gateway, profile="brief")
+
+    wait_until(
+        lambda: cluster not in [c.name for c in gateway.list_clusters()],
+        60,
+        "the idle cluster is still running",
+    )
+
+    assert time.monotonic() - started >= IDLE_SECONDS
+    wait_until(lambda: gateway.get_cluster(cluster).status.name == "STOPPED", 30, "not stopped")
+
+
+def test_the_gateway_is_only_for_its_groups(site):
+    otto = signed_in(site["hub"], "otto")
+
+    for attempt in (gateway_for(site, otto).list_clusters, gateway_for(site, otto).submit):
+        with pytest.raises(ValueError) as refused:
+            attempt()
+        assert str(refused.value) == (
+            "Dask Gateway is only for members of the groups scientists; otto is in no group. "
+            "Ask the site's admins to add you."
+        )
+
+
+def test_stopping_the_hub_leaves_no_gateway_or_cluster_behind(site, emmy):
+    running_cluster(gateway_for(site, emmy))
+    site["hub"].record_descendants()
+    assert dask_processes("kh-emmy"), "the cluster's scheduler is not running"
+
+    assert site["hub"].stop() == 0
+
+    assert site["hub"].leftover_processes() == []

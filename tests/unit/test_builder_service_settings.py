@@ -1,0 +1,90 @@
+"""The builder service's hub settings, its OpenAPI document and its declared authorization."""
+
+from __future__ import annotations
+
+import json
+
+from hub.site_config import Site
+from image_builder import service_api
+from image_builder.hub_service import builder_hub_settings, site_from_json
+from image_builder.openapi import openapi_document
+
+
+def site(tmp_path, **builder) -> Site:
+    (tmp_path / "examples").mkdir(exist_ok=True)
+    return Site.model_validate(
+        {
+            "hub": {"state_dir": str(tmp_path / "state")},
+            "auth": {"shared_password": "correct-horse"},
+            "examples": {"source": str(tmp_path / "examples")},
+            "builder": builder,
+        }
+    )
+
+
+def test_off_by_default(tmp_path):
+    assert builder_hub_settings(site(tmp_path), python="/py") == {}
+
+
+def test_service_role_and_user_access(tmp_path):
+    settings = builder_hub_settings(site(tmp_path, enabled=True, port=8123), python="/py")
+    service = settings["JupyterHub"]["services"][0]
+    environment = service.pop("environment")
+    assert settings == {
+        "JupyterHub": {
+            "services": [
+                {
+                    "name": "environments",
+                    "url": "http://127.0.0.1:8123",
+                    "command": ["/py", "-m", "image_builder.service"],
+                    "cwd": str(tmp_path / "state"),
+                    "oauth_no_confirm": True,
+                    "display": True,
+                }
+            ],
+            "load_roles": [
+                {"name": "user", "scopes": ["self", "access:services!service=environments"]},
+                {
+                    "name": "kioskhub-environments",
+                    "description": "The environment builder: reads who a user is and their groups",
+                    "services": ["environments"],
+                    "scopes": ["read:users:name", "read:users:groups"],
+                },
+            ],
+        }
+    }
+    handed = json.loads(environment["KIOSKHUB_SITE_JSON"])
+    assert "auth" not in handed  # the passwords stay with the hub
+    assert site_from_json(environment["KIOSKHUB_SITE_JSON"]).builder.port == 8123
+
+
+def test_every_api_method_declares_who_may_call_it():
+    routes = service_api.api_routes("/services/environments/", state=None)
+    for _, handler, *_ in routes:
+        for method in ("get", "post", "put", "delete"):
+            if method in handler.__dict__ and handler is not service_api.OpenAPIHandler:
+                assert getattr(handler.__dict__[method], "permission", None) in (
+                    "user",
+                    "see",
+                    "manage",
+                ), f"{handler.__name__}.{method}"
+    assert service_api.EnvironmentHandler.delete.permission == "manage"
+    assert service_api.EnvironmentHandler.get.permission == "see"
+    assert service_api.VisibilityHandler.put.permission == "manage"
+
+
+def test_openapi_document_lists_every_route():
+    document = openapi_document("/services/environments/")
+    assert document["openapi"] == "3.1.0"
+    assert document["servers"] == [{"url": "/services/environments"}]
+    assert set(document["paths"]) == {
+        "/api/environments",
+        "/api/environments/{id}",
+        "/api/environments/{id}/rebuild",
+        "/api/environments/{id}/cancel",
+        "/api/environments/{id}/visibility",
+        "/api/environments/{id}/log",
+        "/api/environments/{id}/builds/{build_id}",
+        "/api/openapi.json",
+    }
+    assert set(document["paths"]["/api/environments/{id}"]) == {"parameters", "get", "delete"}
