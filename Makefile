@@ -11,23 +11,29 @@ BIN         := $(VENV)/bin
 CONFIG      ?= kioskhub.yaml
 PY_STAMP    := $(VENV)/.installed-base
 TEST_STAMP  := $(VENV)/.installed-test
+BENCH_STAMP := $(VENV)/.installed-bench
 NODE_STAMP  := node_modules/.installed
 PYTEST_ARGS ?=
+BENCH_ARGS  ?=
 
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: up test lint check-config system-packages clean
+.PHONY: up test lint check-config system-packages clean bench
 
 up: $(PY_STAMP) $(NODE_STAMP)
 	@$(BIN)/kioskhub init --config $(CONFIG)
 	@$(BIN)/kioskhub up --config $(CONFIG)
 
 test: $(TEST_STAMP) $(NODE_STAMP) system-packages
-	$(BIN)/ruff check hub spawner image_builder extensions tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Side-by-side benchmarks (scripts, not tests): tables, JSON and PNG in benchmarks/results/.
+bench: $(BENCH_STAMP) $(NODE_STAMP)
+	$(BIN)/python -m benchmarks.run_all $(BENCH_ARGS)
+
 lint: $(TEST_STAMP)
-	$(BIN)/ruff check hub spawner image_builder extensions tests benchmarks
+	$(BIN)/ruff check .
 
 check-config: $(PY_STAMP)
 	$(BIN)/kioskhub check-config --config $(CONFIG)
@@ -45,6 +51,10 @@ $(PY_STAMP): pyproject.toml | $(BIN)/uv
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/uv
 	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[test]'
+	@touch $@ $(PY_STAMP)
+
+$(BENCH_STAMP): pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[bench]'
 	@touch $@ $(PY_STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
