@@ -123,7 +123,11 @@ function follow(env) {
       refresh();
     }
   };
-  source.onerror = () => { source.close(); };
+  // The stream replays the whole log: start afresh whenever it (re)connects.
+  source.onopen = () => { log.textContent = ""; };
+  source.onerror = () => {
+    document.getElementById("phase").textContent = "Connection lost; reconnecting…";
+  };
 }
 
 document.getElementById("register").addEventListener("submit", async (event) => {
@@ -140,4 +144,8 @@ document.getElementById("register").addEventListener("submit", async (event) => 
 });
 
 refresh().catch((e) => say(e.message, true));
-setInterval(() => refresh().catch(() => {}), 5000);
+// Refresh the table, but not under a user who is choosing in it.
+setInterval(() => {
+  if (document.getElementById("environments").contains(document.activeElement)) return;
+  refresh().catch(() => {});
+}, 5000);
