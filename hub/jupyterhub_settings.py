@@ -10,6 +10,7 @@ from typing import Any
 from image_builder.hub_service import builder_hub_settings
 
 from .dask_gateway import gateway_hub_settings, merge_settings
+from .pod_backends import with_spawner_backend
 from .site_config import PACKAGE_ROOT, USERNAME_PATTERN, Site
 from .state_dir import Passwords
 
@@ -66,7 +67,8 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
         },
     }
     settings = merge_settings(settings, gateway_hub_settings(site, python=sys.executable))
-    return merge_settings(settings, builder_hub_settings(site, python=sys.executable))
+    settings = merge_settings(settings, builder_hub_settings(site, python=sys.executable))
+    return with_spawner_backend(settings, site)
 
 
 def apply_settings(config: Any, settings: dict[str, Any]) -> None:

@@ -1,0 +1,267 @@
+"""PodmanSpawner: each user's server as a container pod on this machine, run by podman.
+
+It runs the very Pod manifest that a Kubernetes cluster would get (``pod_manifest``), with
+``podman kube play``: memory and CPU limits, read-only data mounts, the non-root account
+and the home claim all come from the manifest. The server's port is published on the
+host's loopback only; the pod reaches the hub's API through slirp4netns. Every podman
+command uses the project's ``containers.conf`` (``podman_cli``). The pod's name and port
+are kept in the spawner state (versioned), so a restarted hub re-adopts a running pod.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+
+import yaml
+from jupyterhub.spawner import Spawner
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Any, Integer, Unicode, default
+
+from .dask_clusters import stop_user_clusters
+from .home import prepare_home
+from .launch_spec import ChoiceError, LaunchSpec
+from .pod_choice import PodChoice
+from .pod_image import BaseImageRecipe
+from .pod_manifest import SERVER_PORT, PodTarget, build_home_claim, build_pod, environment_image
+from .podman_cli import PodmanError, run_podman
+from .podman_plan import (
+    POD_NETWORK,
+    PodmanNames,
+    bound_claim,
+    hub_labels,
+    hub_tag,
+    names_from_state,
+    pod_state,
+    podman_names,
+    server_env_for_pod,
+)
+from .spawn_form import format_bytes
+
+LOG_TAIL_LINES = 20
+STOP_GRACE_SECONDS = 5
+
+
+def free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PodmanSpawner(PodChoice, Spawner):
+    """Start each user's JupyterLab as a podman pod from the shared Pod manifest."""
+
+    pod_name = Unicode("", help="Name of the running pod (kept in the state).")
+    host_port = Integer(0, help="Loopback port the server is published on.")
+    image = Unicode("", help="Image the running pod was started from.")
+    names = Any(None, allow_none=True, help="PodmanNames of the running pod.")
+    base_image = Unicode(
+        help="The site base image, for KioskHub's own environment when pods.image is empty."
+    ).tag(config=True)
+
+    gpus_available = False
+    """GPUs in local pods are not supported yet: GPU profiles are refused with a message."""
+
+    @default("base_image")
+    def _default_base_image(self):
+        return BaseImageRecipe().image_ref
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return self.refuse_bad_choice
+
+    @default("env_keep")
+    def _default_env_keep(self):
+        return []  # the hub's PATH and VIRTUAL_ENV mean nothing inside the image
+
+    @default("options_form")
+    def _default_options_form(self):
+        return lambda spawner: self.render_choice_form()
+
+    def options_from_form(self, formdata):
+        return self.choice_from_form(formdata)
+
+    def options_from_query(self, query):
+        return self.choice_from_form(query)
+
+    # ---- start --------------------------------------------------------------
+
+    def report(self, percent: int, message: str) -> None:
+        self._progress_events.append({"progress": percent, "message": message})
+
+    async def progress(self):
+        """Yield the steps of the start in progress as they happen."""
+        sent = 0
+        while True:
+            events = getattr(self, "_progress_events", [])
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            if not self._spawn_pending:
+                return
+            await asyncio.sleep(0.2)
+
+    async def start(self):
+        self._progress_events = []
+        try:
+            return await self._start()
+        except PodmanError as error:
+            raise web.HTTPError(500, "%s", f"Your server could not be started: {error}") from None
+
+    async def _start(self):
+        spec = self.check_choice(self.user_options)
+        pods = self.site.pods
+        try:
+            image = environment_image(spec, pods, self.base_image)
+        except ChoiceError as error:
+            raise web.HTTPError(400, "%s", str(error)) from None
+        self.report(10, f"Environment {spec.environment.name} ({image}), profile {spec.profile}")
+        await self._check_image(image)
+        names = podman_names(spec, hub_tag(self.site.hub.state_dir))
+        self.report(25, "Preparing your home folder")
+        copied = prepare_home(spec, (pods.uid, pods.gid))
+        if copied:
+            self.log.info("Copied examples %s into %s", ", ".join(copied), spec.home)
+        await self._ensure_home_volume(spec, names)
+        self.ip, self.port = "0.0.0.0", SERVER_PORT
+        host_port = free_loopback_port()
+        pod = build_pod(
+            spec,
+            pods,
+            PodTarget(
+                pod_name=names.pod,
+                home_claim=names.home_claim,
+                image=image,
+                command=("jupyterhub-singleuser", *self.get_args()),
+                server_env=server_env_for_pod(self.get_env()),
+                labels=hub_labels(names),
+                publish=("127.0.0.1", host_port),
+            ),
+        )
+        self.report(
+            45,
+            f"Starting pod {names.pod}: {spec.cpu:g} CPU, {format_bytes(spec.memory_bytes)}",
+        )
+        await run_podman("pod", "rm", "--force", "--ignore", names.pod)
+        await run_podman(
+            "kube", "play", "--network", POD_NETWORK, "-", stdin=yaml.safe_dump(pod).encode()
+        )
+        self.names, self.pod_name, self.host_port, self.image = names, names.pod, host_port, image
+        self.report(70, "Waiting for JupyterLab to answer")
+        await self._wait_answering(spec)
+        return "127.0.0.1", host_port
+
+    async def _check_image(self, image: str) -> None:
+        found = await run_podman("image", "exists", image, check=False)
+        if found.returncode != 0:
+            raise web.HTTPError(
+                500,
+                "%s",
+                f"The image {image} is not in podman's storage on this machine. The site's "
+                "admins can build the site base image with `kioskhub image build-base`.",
+            )
+
+    async def _ensure_home_volume(self, spec: LaunchSpec, names: PodmanNames) -> None:
+        """Provision the home claim as a podman volume bound to the user's home folder."""
+        exists = await run_podman("volume", "exists", names.home_claim, check=False)
+        if exists.returncode == 0:
+            return
+        claim = bound_claim(build_home_claim(spec, self.site.pods, names.home_claim), spec.home)
+        await run_podman("kube", "play", "-", stdin=yaml.safe_dump(claim).encode())
+
+    async def _wait_answering(self, spec: LaunchSpec) -> None:
+        """Return once the server answers HTTP; explain with its log when it cannot."""
+        url = f"http://127.0.0.1:{self.host_port}{self.server.base_url if self.server else '/'}api"
+        deadline = time.monotonic() + max(self.start_timeout - 5, 5)
+        client = AsyncHTTPClient()
+        while time.monotonic() < deadline:
+            status, code = await self._container_status()
+            if status not in ("running", "created", "configured", "initialized"):
+                tail = await self.log_tail()
+                await self._remove_pod()
+                raise web.HTTPError(
+                    500,
+                    "%s",
+                    f"Your server exited during start (status {status}, exit code {code}). "
+                    f"Its last log lines:\n{tail}",
+                )
+            try:
+                await client.fetch(url, request_timeout=2, raise_error=False)
+                return
+            except (OSError, HTTPClientError):
+                await asyncio.sleep(0.3)
+        tail = await self.log_tail()
+        raise web.HTTPError(
+            500,
+            "%s",
+            f"Your server did not start within {self.start_timeout} seconds. "
+            f"Its last log lines:\n{tail}",
+        )
+
+    async def _container_status(self) -> tuple[str, int]:
+        """('running', 0), ('exited', 137), ... or ('missing', 0) for the server's container."""
+        if not self.names:
+            return "missing", 0
+        found = await run_podman(
+            "container", "inspect", "--format", "json", self.names.container, check=False
+        )
+        if found.returncode != 0:
+            return "missing", 0
+        state = json.loads(found.stdout)[0]["State"]
+        return state["Status"], int(state.get("ExitCode", 0))
+
+    async def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        if not self.names:
+            return "(no log)"
+        found = await run_podman(
+            "logs", "--tail", str(lines), self.names.container, check=False
+        )
+        return (found.stdout + found.stderr).strip() or "(no log)"
+
+    # ---- state, poll, stop --------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        if self.names:
+            state.update(pod_state(self.names, self.host_port, self.image))
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        found = names_from_state(state)
+        if found:
+            self.names, self.host_port, self.image = found
+            self.pod_name = self.names.pod
+
+    def clear_state(self):
+        super().clear_state()
+        self.names, self.pod_name, self.host_port, self.image = None, "", 0, ""
+
+    async def poll(self):
+        """None while the server's container runs; its exit code once it stopped; 0 if gone."""
+        if not self.names:
+            return 0
+        status, code = await self._container_status()
+        if status in ("running", "created", "configured", "initialized"):
+            return None
+        if status == "missing":
+            self.clear_state()
+            return 0
+        return code
+
+    async def stop(self, now=False):
+        await stop_user_clusters(self.site, self.api_token, self._log_name)
+        await self._remove_pod(grace=0 if now else STOP_GRACE_SECONDS)
+
+    async def _remove_pod(self, grace: int = STOP_GRACE_SECONDS) -> None:
+        if not self.names:
+            return
+        try:
+            await run_podman(
+                "pod", "rm", "--force", "--ignore", "--time", str(grace), self.names.pod
+            )
+        except PodmanError as error:
+            self.log.warning("Could not remove pod %s: %s", self.names.pod, error)

@@ -1,0 +1,76 @@
+"""Running podman: always with the project's own ``containers.conf``, never touching /etc.
+
+Every podman command KioskHub runs goes through ``podman_command`` (argv and environment)
+or ``run_podman`` (async, output captured), so ``CONTAINERS_CONF`` points at
+``spawner/containers.conf`` (cgroupfs, runc, no default ulimits) wherever podman is run
+from: the hub, the ``kioskhub image`` command, or the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+CONTAINERS_CONF = Path(__file__).resolve().parent / "containers.conf"
+
+
+class PodmanError(RuntimeError):
+    """A podman command failed; the message names the command and podman's own words."""
+
+
+class PodmanMissing(PodmanError):
+    """podman is not installed on this machine."""
+
+
+def find_podman() -> str:
+    """The podman executable, or PodmanMissing saying how to install it."""
+    found = shutil.which("podman")
+    if not found:
+        raise PodmanMissing(
+            "podman is not installed on this machine; install the Debian packages podman "
+            "and runc (apt-get install podman runc)"
+        )
+    return found
+
+
+def podman_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for podman: ``base`` (default: ours) with the project's CONTAINERS_CONF."""
+    env = dict(os.environ if base is None else base)
+    env["CONTAINERS_CONF"] = str(CONTAINERS_CONF)
+    return env
+
+
+def podman_command(*args: str) -> list[str]:
+    """The argv of ``podman ARGS``."""
+    return [find_podman(), *args]
+
+
+@dataclass(frozen=True)
+class PodmanResult:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+async def run_podman(*args: str, stdin: bytes | None = None, check: bool = True) -> PodmanResult:
+    """Run ``podman ARGS``; with ``check``, a non-zero exit raises PodmanError."""
+    process = await asyncio.create_subprocess_exec(
+        *podman_command(*args),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=podman_env(),
+    )
+    out, err = await process.communicate(stdin)
+    result = PodmanResult(
+        process.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    )
+    if check and result.returncode != 0:
+        raise PodmanError(
+            f"`podman {' '.join(args[:3])}` failed (exit status {result.returncode}): "
+            f"{result.stderr.strip() or result.stdout.strip()}"
+        )
+    return result

@@ -1,0 +1,318 @@
+"""KioskKubeSpawner's start/poll/stop against the Kubernetes API simulation.
+
+KubeSpawner runs unchanged: it creates the home claim and the pod through kubernetes_asyncio,
+follows them with its watch-based reflectors, reports progress from events, polls the pod's
+phase and deletes it on stop. The tests check what reached the API (the shared Pod manifest),
+the phases and events the cluster went through, and KioskHub's choices (profiles generated
+from the site config, gated by groups).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from tornado import web
+
+from hub.site_config import Site
+from spawner.kube import KioskKubeSpawner
+from spawner.pod_manifest import to_dict
+from tests.kube_sim import KubernetesSimulation
+from tests.support.kube_cluster import kube_spawner, use_kubeconfig
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "kioskhub"
+IMAGE = "quay.io/jupyter/base-notebook:2024-10-07"
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    with KubernetesSimulation() as simulation:
+        simulation.add_namespace(NAMESPACE)
+        use_kubeconfig(monkeypatch, simulation.write_kubeconfig(tmp_path / "kubeconfig"))
+        yield simulation
+
+
+@pytest.fixture
+def site(tmp_path) -> Site:
+    (tmp_path / "data").mkdir()
+    return Site.model_validate(
+        {
+            "spawner": {"backend": "kubernetes"},
+            "environments": [
+                {"name": "default", "display_name": "Python 3", "default": True},
+                {"name": "root", "kind": "image", "image": "rocker/r-ver:4.4"},
+            ],
+            "profiles": [
+                {"name": "small", "cpu": 0.5, "memory": "1Gi", "default": True},
+                {"name": "gpu", "cpu": 4, "memory": "16Gi", "gpu": {"count": 1, "type": "A100"},
+                 "groups": ["physics"]},
+                {"name": "gpu-anywhere", "cpu": 1, "memory": "2Gi", "gpu": {"count": 1}},
+            ],
+            "data_mounts": [{"name": "data", "source": str(tmp_path / "data"),
+                             "mount_path": "/data"}],
+            "pods": {
+                "image": IMAGE,
+                "namespace": NAMESPACE,
+                "home": {"storage_class": "standard", "capacity": "5Gi"},
+                "data_volumes": [{"mount": "data", "type": "nfs", "server": "nfs.lab.org",
+                                  "path": "/export/data"}],
+                "profiles": [
+                    {"name": "gpu",
+                     "node_selector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
+                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
+                                      "effect": "NoSchedule"}]},
+                ],
+            },
+        }
+    )
+
+
+def run(scenario):
+    """Run ``scenario`` on a fresh loop, then stop KubeSpawner's shared reflectors."""
+
+    async def main():
+        try:
+            return await scenario()
+        finally:
+            await KioskKubeSpawner._stop_all_reflectors()
+
+    return asyncio.run(main())
+
+
+async def start_with_progress(spawner) -> tuple[str, list[str]]:
+    messages: list[str] = []
+    start = spawner.start()
+
+    async def follow():
+        async for event in spawner.progress():
+            messages.append(event["message"])
+
+    follower = asyncio.ensure_future(follow())
+    url = await start
+    await asyncio.wait_for(follower, 10)
+    return url, messages
+
+
+async def wait_for(condition, timeout: float = 10):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := await condition()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met")
+        await asyncio.sleep(0.05)
+    return result
+
+
+def test_start_poll_stop_runs_the_shared_manifest_through_the_api(cluster, site):
+    async def scenario():
+        spawner = kube_spawner(site, "ada", options={"environment": "default", "profile": "small"})
+        url, progress = await start_with_progress(spawner)
+        running = await spawner.poll()
+        sent = to_dict(await spawner.get_pod_manifest())
+        state = spawner.get_state()
+        await spawner.stop()
+        return url, progress, running, sent, state, await spawner.poll()
+
+    url, progress, running, sent, state, after_stop = run(scenario)
+
+    assert url.startswith("http://127.244.0.") and url.endswith(":8888")
+    assert running is None
+    assert after_stop == 1
+    assert [m.split(" ", 2)[2] for m in progress] == [
+        f"Successfully assigned {NAMESPACE}/jupyter-ada to sim-cpu-1",
+        f'Pulling image "{IMAGE}"',
+        f'Successfully pulled image "{IMAGE}" in 1.2s',
+        "Created container notebook",
+        "Started container notebook",
+    ]
+    assert cluster.events_for("jupyter-ada", NAMESPACE) == [
+        ("Normal", "Scheduled", f"Successfully assigned {NAMESPACE}/jupyter-ada to sim-cpu-1"),
+        ("Normal", "Pulling", f'Pulling image "{IMAGE}"'),
+        ("Normal", "Pulled", f'Successfully pulled image "{IMAGE}" in 1.2s'),
+        ("Normal", "Created", "Created container notebook"),
+        ("Normal", "Started", "Started container notebook"),
+        ("Normal", "Killing", "Stopping container notebook"),
+    ]
+    assert cluster.watch_history("pods", "jupyter-ada") == [
+        ("ADDED", "Pending"),
+        ("MODIFIED", "Pending"),
+        ("MODIFIED", "Running"),
+        ("MODIFIED", "Running"),
+        ("DELETED", "Running"),
+    ]
+    assert "jupyter-ada" not in cluster.objects("pods", NAMESPACE)
+    claim = cluster.objects("persistentvolumeclaims", NAMESPACE)["claim-ada"]
+    assert claim["status"]["phase"] == "Bound"
+    assert claim["spec"]["resources"] == {"requests": {"storage": "5Gi"}}
+    assert claim["metadata"]["labels"]["kioskhub/user"] == "ada"
+    assert state == {
+        "kubespawner_version": state["kubespawner_version"],
+        "pod_name": "jupyter-ada",
+        "namespace": NAMESPACE,
+        "dns_name": f"jupyter-ada.{NAMESPACE}.svc.cluster.local",
+        "pvc_name": "claim-ada",
+    }
+    assert ("POST", f"/api/v1/namespaces/{NAMESPACE}/pods", "") in cluster.requests
+    assert any(m == "DELETE" and p.endswith("/pods/jupyter-ada") for m, p, _ in cluster.requests)
+    assert cluster.warnings == []
+    container = sent["spec"]["containers"][0]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert container["image"] == IMAGE
+    assert container["args"] == ["jupyterhub-singleuser"]
+    assert container["resources"] == {
+        "limits": {"cpu": "500m", "memory": "1Gi"},
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+    }
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert sent["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert sent["spec"]["volumes"] == [
+        {"name": "home", "persistentVolumeClaim": {"claimName": "claim-ada"}},
+        {"name": "data-data",
+         "nfs": {"server": "nfs.lab.org", "path": "/export/data", "readOnly": True}},
+    ]
+    assert env["JUPYTERHUB_API_TOKEN"] == "token-of-ada"
+    assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:8888/"
+    assert env["KIOSKHUB_PROFILE"] == "small"
+    labels = sent["metadata"]["labels"]
+    assert labels["component"] == "singleuser-server"
+    assert labels["hub.jupyter.org/username"] == "ada"
+    assert labels["kioskhub/environment"] == "default"
+
+
+def test_the_pod_the_cluster_stored_is_the_manifest_the_builder_made(cluster, site):
+    async def scenario():
+        spawner = kube_spawner(site, "ada", options={"environment": "root", "profile": "small"})
+        await spawner.start()
+        built = to_dict(await spawner.get_pod_manifest())
+        stored = cluster.objects("pods", NAMESPACE)["jupyter-ada"]
+        await spawner.stop(now=True)
+        return built, stored
+
+    built, stored = run(scenario)
+
+    assert stored["spec"].pop("nodeName") == "sim-cpu-1"
+    assert stored["spec"] == built["spec"]
+    assert {k: stored["metadata"][k] for k in ("name", "labels", "annotations")} == (
+        {k: built["metadata"][k] for k in ("name", "labels", "annotations")}
+    )
+    assert stored["spec"]["containers"][0]["image"] == "rocker/r-ver:4.4"
+
+
+def test_gpu_profile_lands_on_the_gpu_node_with_its_gpu(cluster, site):
+    async def scenario():
+        spawner = kube_spawner(site, "ada", groups=["physics"], options={"profile": "gpu"})
+        await spawner.start()
+        pod = cluster.objects("pods", NAMESPACE)["jupyter-ada"]
+        await spawner.stop(now=True)
+        return pod
+
+    pod = run(scenario)
+
+    assert pod["spec"]["nodeName"] == "sim-gpu-1"
+    assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert pod["spec"]["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {
+        "cpu": "4", "memory": "16Gi", "nvidia.com/gpu": "1"
+    }
+
+
+def test_an_unschedulable_pod_fails_the_start_with_the_schedulers_reason(cluster, site):
+    async def scenario():
+        spawner = kube_spawner(site, "bob", options={"profile": "gpu-anywhere"}, start_timeout=3)
+        with pytest.raises(TimeoutError):
+            await spawner.start()
+        messages = [event["message"] async for event in spawner.progress()]
+        phase = cluster.objects("pods", NAMESPACE)["jupyter-bob"]["status"]["phase"]
+        await spawner.stop(now=True)
+        return messages, phase
+
+    messages, phase = run(scenario)
+
+    reason = (
+        "0/2 nodes are available: 1 Insufficient nvidia.com/gpu, "
+        "1 node(s) had untolerated taint {nvidia.com/gpu: present}."
+    )
+    assert phase == "Pending"
+    assert ("Warning", "FailedScheduling", reason) in cluster.events_for("jupyter-bob", NAMESPACE)
+    assert "jupyter-bob" not in cluster.objects("pods", NAMESPACE)
+
+
+def test_a_server_that_exits_is_reported_by_poll_and_its_pod_removed(cluster, site):
+    async def scenario():
+        spawner = kube_spawner(site, "ada")
+        await spawner.start()
+        cluster.terminate("jupyter-ada", 137, NAMESPACE)
+
+        async def exited():
+            status = await spawner.poll()
+            return None if status is None else (status,)
+
+        (status,) = await wait_for(exited)
+        await wait_for(lambda: _gone(cluster, "jupyter-ada"))
+        return status
+
+    assert run(scenario) == 137
+    assert ("MODIFIED", "Failed") in cluster.watch_history("pods", "jupyter-ada")
+
+
+async def _gone(cluster, name):
+    return name not in cluster.objects("pods", NAMESPACE)
+
+
+def test_a_restarted_hub_readopts_the_running_pod(cluster, site):
+    async def scenario():
+        first = kube_spawner(site, "ada", options={"profile": "small"})
+        await first.start()
+        state = first.get_state()
+        await KioskKubeSpawner._stop_all_reflectors()  # the old hub process is gone
+        again = kube_spawner(site, "ada")
+        again.load_state(state)
+        running = await again.poll()
+        await again.stop(now=True)
+        return running, await again.poll()
+
+    assert run(scenario) == (None, 1)
+    assert cluster.watch_history("pods", "jupyter-ada")[-1][0] == "DELETED"
+
+
+def test_profile_list_is_generated_from_the_site_and_gated_by_groups(cluster, site):
+    async def scenario():
+        ada = kube_spawner(site, "ada", groups=["physics"])
+        bob = kube_spawner(site, "bob")
+        lists = ada.site_profile_list(), bob.site_profile_list()
+        form = await bob._render_options_form_dynamically(bob)
+        bob.user_options = {"profile": "gpu"}
+        with pytest.raises(web.HTTPError) as refused:
+            await bob.load_user_options()
+        bob.user_options = {"environment": "root", "profile": "small"}
+        await bob.load_user_options()
+        chosen = (bob.image, bob.cpu_limit, bob.mem_limit)
+        parsed = (
+            bob.options_from_form({"profile": ["small"],
+                                   "profile-option-small--environment": ["root"]}),
+            bob.options_from_query({"environment": ["root"]}),
+        )
+        return lists, form, refused.value, chosen, parsed
+
+    (for_ada, for_bob), form, refused, chosen, parsed = run(scenario)
+
+    assert [p["slug"] for p in for_ada] == ["small", "gpu", "gpu-anywhere"]
+    assert [p["slug"] for p in for_bob] == ["small", "gpu-anywhere"]
+    assert for_bob[0]["kubespawner_override"] == {
+        "cpu_limit": 0.5, "cpu_guarantee": 0.5, "mem_limit": 2**30, "mem_guarantee": 2**30
+    }
+    assert for_bob[0]["profile_options"]["environment"]["choices"] == {
+        "default": {"display_name": "Python 3", "default": True,
+                    "kubespawner_override": {"image": IMAGE}},
+        "root": {"display_name": "root", "default": False,
+                 "kubespawner_override": {"image": "rocker/r-ver:4.4"}},
+    }
+    assert 'value="small"' in form and 'value="gpu-anywhere"' in form
+    assert 'value="gpu"' not in form
+    assert refused.status_code == 400
+    assert "only for the groups physics" in refused.log_message % refused.args
+    assert chosen == ("rocker/r-ver:4.4", 0.5, 2**30)
+    assert parsed == ({"profile": "small", "environment": "root"}, {"environment": "root"})
