@@ -189,6 +189,8 @@ class LocalBuilder(EnvironmentBuilder):
             {
                 "UV_CACHE_DIR": str(self.cache_dir),
                 "UV_LINK_MODE": "copy",
+                # Compiled once here: users cannot write into the sealed venv later.
+                "UV_COMPILE_BYTECODE": "1",
                 "UV_PYTHON_DOWNLOADS": "never",
                 "UV_NO_CONFIG": "1",
                 "PIP_CONFIG_FILE": "/dev/null",

@@ -1,0 +1,1 @@
+"""Side-by-side performance measurements of KioskHub (scripts, not tests); see README.md."""
