@@ -297,6 +297,12 @@ class Kubelet:
         server.listen(ports[0]["containerPort"], address)
         self._containers[pod["metadata"]["uid"]] = server
 
+    def stop_containers(self) -> None:
+        """Free every pod address, so the next simulation in this process can use it."""
+        for server in self._containers.values():
+            server.stop()
+        self._containers.clear()
+
     def _stop_container(self, pod: dict) -> None:
         server = self._containers.pop(pod["metadata"]["uid"], None)
         if server is not None:

@@ -79,6 +79,7 @@ class KubernetesSimulation:
         self._ready.set()
         self._loop.run_forever()
         server.stop()
+        self.kubelet.stop_containers()
 
     # ---- control, on the simulation's loop --------------------------------------------
 
