@@ -20,9 +20,7 @@ def assigned_elsewhere(state_dir: Path, server_id: str) -> set[str]:
     folder = state_dir / FOLDER
     if not folder.is_dir():
         return set()
-    return {
-        entry.name for entry in folder.iterdir() if entry.read_text().strip() != server_id
-    }
+    return {entry.name for entry in folder.iterdir() if entry.read_text().strip() != server_id}
 
 
 def record_assignment(state_dir: Path, server_id: str, chosen: Iterable[Gpu]) -> None:

@@ -37,9 +37,7 @@ def profile_overrides(profile: ResourceProfile, pods: PodSettings) -> dict[str, 
     if placement and placement.node_selector:
         overrides["node_selector"] = dict(placement.node_selector)
     if placement and placement.tolerations:
-        overrides["tolerations"] = [
-            t.model_dump(exclude_none=True) for t in placement.tolerations
-        ]
+        overrides["tolerations"] = [t.model_dump(exclude_none=True) for t in placement.tolerations]
     return overrides
 
 
@@ -78,9 +76,7 @@ def profile_list(
             ),
             "default": profile.name == default_profile,
             "kubespawner_override": profile_overrides(profile, pods),
-            "profile_options": {
-                "environment": {"display_name": "Environment", "choices": choices}
-            },
+            "profile_options": {"environment": {"display_name": "Environment", "choices": choices}},
         }
         for profile in usable_profiles
     ]

@@ -27,9 +27,7 @@ def limit_server(server_id: str, spec: LaunchSpec) -> cgroups.ServerCgroup | Non
     layout = cgroups.current_layout()
     plan = cgroups.plan_limits(server_id, spec.memory_bytes, spec.cpu, layout)
     try:
-        stale = cgroups.ServerCgroup(
-            dirs=tuple(step.path for step in plan if step.kind == "group")
-        )
+        stale = cgroups.ServerCgroup(dirs=tuple(step.path for step in plan if step.kind == "group"))
         stale.remove()
         return cgroups.apply_limits(plan)
     except (cgroups.CgroupError, OSError) as error:

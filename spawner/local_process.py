@@ -33,13 +33,14 @@ from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec
 from .local_accounts import closed_ancestor, ensure_account
 from .local_limits import limit_server, limits_state, reattach_limits
 from .local_plan import LocalLaunch, local_launch
+from .spawn_feedback import ChoiceSummary, SpawnFeedback
 from .spawn_form import format_bytes, options_from_form, render_spawn_form
 
 STATE_VERSION = 1
 LOG_TAIL_LINES = 20
 
 
-class KioskSpawner(LocalProcessSpawner):
+class KioskSpawner(ChoiceSummary, SpawnFeedback, LocalProcessSpawner):
     """Start each user's JupyterLab as a local ``jupyterhub-singleuser`` process.
 
     As root, each hub user runs as a system account of their own, in a private mount
@@ -115,31 +116,18 @@ class KioskSpawner(LocalProcessSpawner):
         except ChoiceError as error:
             raise web.HTTPError(400, "%s", str(error)) from None
 
-    @property
-    def choice_summary(self) -> str:
-        """'Python 3 · Small (1 CPU, 2 GB)' for the hub's home page."""
-        options = self.user_options or {}
-        try:
-            spec = self.launch_spec(options)
-        except ChoiceError:
-            return ", ".join(f"{k}: {v}" for k, v in options.items())
-        environments = self.user_site().environments
-        environment = next(e for e in environments if e.name == spec.environment.name)
-        profile = next(p for p in self.site.profiles if p.name == spec.profile)
-        return f"{environment.title} · {profile.title}"
-
     # ---- start --------------------------------------------------------------
 
     async def start(self):
         self._progress_events = []
         spec = self._check_choice(self.user_options)
-        self._report(10, f"Environment {spec.environment.name}, profile {spec.profile}")
+        self.report(10, f"Environment {spec.environment.name}, profile {spec.profile}")
         if self.isolated and os.geteuid() != 0:
             raise web.HTTPError(
                 500, "spawner.isolation is system-users, but the hub does not run as root."
             )
         if self.isolated:
-            self._report(20, "Preparing your system account")
+            self.report(20, "Preparing your system account")
         account = await ensure_account(self.site, spec) if self.isolated else None
         gpu_devices = await self._assign_gpus(spec)
         try:
@@ -148,14 +136,14 @@ class KioskSpawner(LocalProcessSpawner):
             )
         except ChoiceError as error:
             raise web.HTTPError(400, "%s", str(error)) from None
-        self._report(35, "Preparing your home folder")
+        self.report(35, "Preparing your home folder")
         copied = prepare_home(spec, (account.uid, account.gid) if account else None)
         self._check_environment(plan)
         if copied:
             self.log.info("Copied examples %s into %s", ", ".join(copied), spec.home)
         self._prepare_data_folders(plan)
         if account:
-            self._report(
+            self.report(
                 50, f"Limiting the server to {spec.cpu:g} CPU and {format_bytes(spec.memory_bytes)}"
             )
             self.limits = limit_server(self._cgroup_name, spec)
@@ -166,7 +154,7 @@ class KioskSpawner(LocalProcessSpawner):
         self._plan = plan
         self.notebook_dir = str(plan.home)
         self.default_url = spec.default_url
-        self._report(65, "Starting JupyterLab")
+        self.report(65, "Starting JupyterLab")
         log = self._open_log()
         self.popen_kwargs = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": "/"}
         try:
@@ -174,24 +162,9 @@ class KioskSpawner(LocalProcessSpawner):
         finally:
             log.close()
         self.pid_started = psutil.Process(self.pid).create_time()
-        self._report(80, "Waiting for the server to answer")
+        self.report(80, "Waiting for the server to answer")
         await self._wait_listening(ip, port)
         return ip, port
-
-    def _report(self, percent: int, message: str) -> None:
-        self._progress_events.append({"progress": percent, "message": message})
-
-    async def progress(self):
-        """Yield the steps of the start in progress as they happen."""
-        sent = 0
-        while True:
-            events = getattr(self, "_progress_events", [])
-            while sent < len(events):
-                yield events[sent]
-                sent += 1
-            if not self._spawn_pending:
-                return
-            await asyncio.sleep(0.2)
 
     @property
     def _cgroup_name(self) -> str:

@@ -17,6 +17,7 @@ from hub.site_config import Site
 from image_builder.spawn_catalog import open_reader, site_for_user
 
 from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec
+from .spawn_feedback import ChoiceSummary
 from .spawn_form import options_from_form, render_spawn_form
 
 
@@ -25,7 +26,7 @@ def runs_in_a_pod(environment: Environment) -> bool:
     return environment.kind == "image" or (environment.kind == "venv" and environment.path is None)
 
 
-class PodChoice(LoggingConfigurable):
+class PodChoice(ChoiceSummary, LoggingConfigurable):
     """The choice (environment × profile × mounts) → LaunchSpec part of a pod spawner."""
 
     site = Instance(Site, config=True, help="The validated site config (set by KioskHub).")
@@ -80,16 +81,3 @@ class PodChoice(LoggingConfigurable):
         options = options_from_form(formdata)
         self.check_choice(options)
         return options
-
-    @property
-    def choice_summary(self) -> str:
-        """'Python 3 · Small' for the hub's home page."""
-        options = self.user_options or {}
-        try:
-            spec = self.launch_spec(options)
-        except ChoiceError:
-            return ", ".join(f"{k}: {v}" for k, v in options.items())
-        environments = self.user_site().environments
-        environment = next(e for e in environments if e.name == spec.environment.name)
-        profile = next(p for p in self.site.profiles if p.name == spec.profile)
-        return f"{environment.title} · {profile.title}"

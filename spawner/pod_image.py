@@ -53,7 +53,8 @@ def debian_mirror(sources: dict[str, str], suite: str = DEFAULT_SUITE) -> str:
     debian = [
         (uri.rstrip("/"), suites)
         for uri, suites in candidates
-        if re.match(r"https?://", uri) and "security" not in uri
+        if re.match(r"https?://", uri)
+        and "security" not in uri
         and any(s.split("-")[0] == suite or s in ("stable", "testing") for s in suites)
     ]
     for uri, suites in debian:

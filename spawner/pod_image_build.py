@@ -156,8 +156,11 @@ def host_package_access(env: dict[str, str] | None = None) -> tuple[list[str], l
     bundle = next(
         (
             path
-            for path in (env.get("PIP_CERT"), env.get("SSL_CERT_FILE"),
-                         "/etc/ssl/certs/ca-certificates.crt")
+            for path in (
+                env.get("PIP_CERT"),
+                env.get("SSL_CERT_FILE"),
+                "/etc/ssl/certs/ca-certificates.crt",
+            )
             if path and Path(path).is_file()
         ),
         None,
@@ -188,8 +191,17 @@ def _build(recipe: BaseImageRecipe, report: Report) -> None:
         volumes, build_args = host_package_access()
         _stream(
             podman_command(
-                "build", "--network", "host", "--layers=false", *volumes, *build_args,
-                "-t", recipe.image_ref, "-f", str(containerfile), context,
+                "build",
+                "--network",
+                "host",
+                "--layers=false",
+                *volumes,
+                *build_args,
+                "-t",
+                recipe.image_ref,
+                "-f",
+                str(containerfile),
+                context,
             ),
             report,
             summarise,

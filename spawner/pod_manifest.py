@@ -52,8 +52,16 @@ def memory_quantity(size: int) -> str:
     """Bytes as the shortest exact Kubernetes quantity: 419430400 → '400Mi', 2*10**9 → '2G'."""
     exact = [str(size)] + [
         f"{size // factor}{unit}"
-        for unit, factor in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10),
-                             ("T", 10**12), ("G", 10**9), ("M", 10**6), ("k", 10**3))
+        for unit, factor in (
+            ("Ti", 2**40),
+            ("Gi", 2**30),
+            ("Mi", 2**20),
+            ("Ki", 2**10),
+            ("T", 10**12),
+            ("G", 10**9),
+            ("M", 10**6),
+            ("k", 10**3),
+        )
         if size % factor == 0
     ]
     return min(exact, key=len)

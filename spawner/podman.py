@@ -39,6 +39,7 @@ from .podman_plan import (
     podman_names,
     server_env_for_pod,
 )
+from .spawn_feedback import SpawnFeedback
 from .spawn_form import format_bytes
 
 LOG_TAIL_LINES = 20
@@ -51,7 +52,7 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-class PodmanSpawner(PodChoice, Spawner):
+class PodmanSpawner(SpawnFeedback, PodChoice, Spawner):
     """Start each user's JupyterLab as a podman pod from the shared Pod manifest."""
 
     pod_name = Unicode("", help="Name of the running pod (kept in the state).")
@@ -88,21 +89,6 @@ class PodmanSpawner(PodChoice, Spawner):
         return self.choice_from_form(query)
 
     # ---- start --------------------------------------------------------------
-
-    def report(self, percent: int, message: str) -> None:
-        self._progress_events.append({"progress": percent, "message": message})
-
-    async def progress(self):
-        """Yield the steps of the start in progress as they happen."""
-        sent = 0
-        while True:
-            events = getattr(self, "_progress_events", [])
-            while sent < len(events):
-                yield events[sent]
-                sent += 1
-            if not self._spawn_pending:
-                return
-            await asyncio.sleep(0.2)
 
     async def start(self):
         self._progress_events = []
@@ -216,9 +202,7 @@ class PodmanSpawner(PodChoice, Spawner):
     async def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         if not self.names:
             return "(no log)"
-        found = await run_podman(
-            "logs", "--tail", str(lines), self.names.container, check=False
-        )
+        found = await run_podman("logs", "--tail", str(lines), self.names.container, check=False)
         return (found.stdout + found.stderr).strip() or "(no log)"
 
     # ---- state, poll, stop --------------------------------------------------
