@@ -19,6 +19,7 @@ import os
 import pwd
 import shutil
 import signal
+import stat
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -131,18 +132,34 @@ def remove_tree(path: Path) -> None:
 
 
 def seal(path: Path) -> None:
-    """Hand a finished artifact to root and make it read-only to everyone else (0755/0644)."""
+    """Hand a finished artifact to root and make it read-only to everyone else (0755/0644).
+
+    Entries that are already so (the server layer's files, hard-linked in) are left alone.
+    """
     if os.geteuid() != 0:
         return
     for root, dirs, files in os.walk(path):
-        os.lchown(root, 0, 0)
-        os.chmod(root, 0o755)
-        for name in dirs + files:
+        _give_to_root(root, 0o755)
+        for name in files:
             full = os.path.join(root, name)
-            os.lchown(full, 0, 0)
-            if not os.path.islink(full) and name in files:
-                mode = os.stat(full).st_mode
-                os.chmod(full, 0o755 if mode & 0o111 else 0o644)
+            if os.path.islink(full):
+                _give_to_root(full, None)
+            else:
+                executable = os.lstat(full).st_mode & 0o111
+                _give_to_root(full, 0o755 if executable else 0o644)
+        for name in dirs:
+            full = os.path.join(root, name)
+            if os.path.islink(full):
+                _give_to_root(full, None)
+
+
+def _give_to_root(path: str, mode: int | None) -> None:
+    """Own ``path`` by root and give it ``mode`` (None: a link, owner only), when not so yet."""
+    status = os.lstat(path)
+    if status.st_uid != 0 or status.st_gid != 0:
+        os.lchown(path, 0, 0)
+    if mode is not None and stat.S_IMODE(status.st_mode) != mode:
+        os.chmod(path, mode)
 
 
 def minimal_environment(work: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:

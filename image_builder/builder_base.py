@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from .build_log import BuildLog
 from .source_safety import RepositorySource
 
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 """Part of every content hash: bump it when the build recipe changes, to stop reuse."""
 
 

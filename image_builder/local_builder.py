@@ -1,8 +1,9 @@
 """The local builder: a repository → a uv venv on this machine, content-addressed.
 
 Steps, each as the build account with a minimal environment: fetch the ref, read the spec,
-create the venv (uv; ``python -m venv`` + pip when uv is missing) with jupyterhub,
-jupyterlab and ipykernel at the hub's own versions plus the repository's requirements, run
+create the venv (uv; ``python -m venv`` + pip when uv is missing) as a clone of the server
+layer (jupyterhub, jupyterlab and ipykernel at the hub's own versions, installed and
+compiled once: ``server_layer``), install the repository's requirements on top, run
 ``postBuild``, seal the venv read-only, smoke-test it. The venv lives at
 ``<environments_dir>/<content hash>``; the same hash is reused without building.
 """
@@ -34,6 +35,15 @@ from .build_sandbox import (
 from .builder_base import BUILDER_VERSION, Artifact, BuildFailed, BuildRequest, EnvironmentBuilder
 from .git_checkout import fetch_for_build
 from .repo_spec import RepoSpec, content_hash, detect_spec
+from .server_layer import (
+    LAYER_MARKER,
+    LAYERS_FOLDER,
+    clone_layer,
+    installed_distributions,
+    layer_intact,
+    layer_key,
+    make_read_only,
+)
 from .smoke_test import smoke_test
 
 MARKER = "kioskhub-environment.json"
@@ -146,12 +156,20 @@ class LocalBuilder(EnvironmentBuilder):
             if (target / MARKER).is_file():
                 log.progress(95, f"Reusing the environment built from the same spec: {target}")
                 return Artifact(checkout.commit_sha, key, venv_path=str(target), reused=True)
+            layer = await self._server_layer(python, python_version, work, log, account)
             remove_tree(target)
             try:
-                await self._make_venv(target, spec, python, root, work, log, account)
+                layer_distributions = await self._make_venv(
+                    target, spec, python, root, work, log, account, layer
+                )
                 seal(target)
+                check_server = bool(spec.post_build) or not layer_intact(
+                    layer_distributions, installed_distributions(target)
+                )
                 log.progress(85, "Smoke test: the server command and a kernel")
-                await smoke_test(target, log=log, account=account, cwd=work, env=env)
+                await smoke_test(
+                    target, log=log, account=account, cwd=work, env=env, check_server=check_server
+                )
             except BaseException:
                 remove_tree(target)
                 raise
@@ -163,6 +181,7 @@ class LocalBuilder(EnvironmentBuilder):
                         "python": python_version,
                         "builder_version": BUILDER_VERSION,
                         "server_packages": list(server_requirements()),
+                        "server_layer": layer.name,
                         "spec": spec.summary(),
                         "source": request.source.url,
                     },
@@ -173,6 +192,97 @@ class LocalBuilder(EnvironmentBuilder):
         log.progress(100, f"Ready: {target}")
         return Artifact(checkout.commit_sha, key, venv_path=str(target))
 
+    async def _server_layer(
+        self, python: Path, python_version: str, work: Path, log: BuildLog, account: BuildAccount
+    ) -> Path:
+        """The server layer for ``python``, prepared (installed, compiled, sealed, tested) once."""
+        packages = server_requirements()
+        key = layer_key(
+            python_version=python_version, server_packages=packages, builder_version=BUILDER_VERSION
+        )
+        layers = self.environments_dir / LAYERS_FOLDER
+        layer = layers / key
+        async with self._locks.setdefault(f"layer-{key}", asyncio.Lock()):
+            if (layer / LAYER_MARKER).is_file():
+                return layer
+            log.progress(
+                20,
+                f"Preparing the server layer for Python {python_version} "
+                f"({', '.join(packages)}); once per hub version, later builds start from it",
+            )
+            layers.mkdir(exist_ok=True)
+            os.chmod(layers, 0o755)
+            remove_tree(layer)
+            give_to(layer, account, 0o755)
+            try:
+                await self._step(
+                    self._create_command(python, layer),
+                    log,
+                    account,
+                    work,
+                    self._install_environment(work),
+                    "creating the server layer",
+                )
+                await self._step(
+                    self._install_command(layer, list(packages)),
+                    log,
+                    account,
+                    work,
+                    self._install_environment(work),
+                    "installing the server layer",
+                )
+                seal(layer)
+                if os.geteuid() != 0:
+                    make_read_only(layer)
+                await smoke_test(
+                    layer, log=log, account=account, cwd=work, env=minimal_environment(work)
+                )
+            except BaseException:
+                remove_tree(layer)
+                raise
+            (layer / LAYER_MARKER).write_text(
+                json.dumps({"python": python_version, "server_packages": list(packages)}, indent=2)
+            )
+            os.chmod(layer / LAYER_MARKER, 0o444)
+        return layer
+
+    def _install_environment(self, work: Path) -> dict[str, str]:
+        return minimal_environment(
+            work,
+            {
+                "UV_CACHE_DIR": str(self.cache_dir),
+                # Hard links would share inodes with the cache, which seal() gives to root;
+                # the build account may then no longer link them (protected_hardlinks).
+                "UV_LINK_MODE": "copy",
+                # Compiled here, for the modules the install adds: users cannot write
+                # bytecode into a sealed venv later.
+                "UV_COMPILE_BYTECODE": "1",
+                "UV_PYTHON_DOWNLOADS": "never",
+                "UV_NO_CONFIG": "1",
+                "PIP_CONFIG_FILE": "/dev/null",
+                "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+            },
+        )
+
+    def _create_command(self, python: Path, target: Path) -> list[str]:
+        if self.uv:
+            return [
+                self.uv,
+                "venv",
+                "--quiet",
+                "--allow-existing",
+                "--python",
+                str(python),
+                str(target),
+            ]
+        return [str(python), "-m", "venv", str(target)]
+
+    def _install_command(self, target: Path, packages: list[str]) -> list[str]:
+        python = str(target / "bin" / "python")
+        if self.uv:
+            return [self.uv, "pip", "install", "--python", python, *packages]
+        return [python, "-m", "pip", "install", *packages]
+
     async def _make_venv(
         self,
         target: Path,
@@ -182,53 +292,28 @@ class LocalBuilder(EnvironmentBuilder):
         work: Path,
         log: BuildLog,
         account: BuildAccount,
-    ) -> None:
+        layer: Path,
+    ) -> set[str]:
+        """Create the venv from the server layer, install the requirements, run postBuild.
+
+        Returns the layer's distributions, to tell whether the install replaced any.
+        """
         give_to(target, account, 0o755)
-        env = minimal_environment(
-            work,
-            {
-                "UV_CACHE_DIR": str(self.cache_dir),
-                "UV_LINK_MODE": "copy",
-                # Compiled once here: users cannot write into the sealed venv later.
-                "UV_COMPILE_BYTECODE": "1",
-                "UV_PYTHON_DOWNLOADS": "never",
-                "UV_NO_CONFIG": "1",
-                "PIP_CONFIG_FILE": "/dev/null",
-                "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-            },
+        env = self._install_environment(work)
+        log.progress(25, f"Creating the venv with Python {python} from the server layer")
+        await self._step(
+            self._create_command(python, target), log, account, work, env, "creating the venv"
         )
-        log.progress(25, f"Creating the venv with Python {python}")
-        if self.uv:
-            create = [
-                self.uv,
-                "venv",
-                "--quiet",
-                "--allow-existing",
-                "--python",
-                str(python),
-                str(target),
-            ]
-        else:
-            create = [str(python), "-m", "venv", str(target)]
-        await self._step(create, log, account, work, env, "creating the venv")
+        layer_distributions = await asyncio.to_thread(clone_layer, layer, target, account)
         packages = [*server_requirements(), *spec.pip_packages]
         if spec.requirements:
             packages += ["-r", str(spec.requirements)]
         if spec.install_project:
             packages.append(str(root))
         log.progress(35, "Installing the server packages and the repository's requirements")
-        if self.uv:
-            install = [
-                self.uv,
-                "pip",
-                "install",
-                "--python",
-                str(target / "bin" / "python"),
-                *packages,
-            ]
-        else:
-            install = [str(target / "bin" / "python"), "-m", "pip", "install", *packages]
-        await self._step(install, log, account, root, env, "installing packages")
+        await self._step(
+            self._install_command(target, packages), log, account, root, env, "installing packages"
+        )
         if spec.post_build:
             log.progress(75, "Running postBuild")
             post_env = {
@@ -240,6 +325,7 @@ class LocalBuilder(EnvironmentBuilder):
             await self._step(
                 ["/bin/bash", str(spec.post_build)], log, account, root, post_env, "postBuild"
             )
+        return layer_distributions
 
     async def _step(
         self, argv: list[str], log: BuildLog, account: BuildAccount, cwd: Path, env, what: str

@@ -13,11 +13,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from jupyterhub import __version__ as jupyterhub_version
 
 from hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
@@ -33,6 +35,9 @@ set -e
 echo "made by postBuild" > "$VIRTUAL_ENV/share/kioskhub-postbuild.txt"
 if env | grep -q '^JUPYTERHUB_'; then echo "HUB VARIABLES LEAKED"; else echo "no hub variables"; fi
 if cat {secrets} > /dev/null 2>&1; then echo "SECRETS READABLE"; else echo "secrets unreadable"; fi
+shared="$(python -c 'import jupyterlab; print(jupyterlab.__file__)')"
+if echo "# changed" >> "$shared" 2>/dev/null; then echo "LAYER WRITABLE"
+else echo "layer read-only"; fi
 """
 
 
@@ -139,9 +144,11 @@ def test_register_watch_the_build_and_launch_it(site, ada):
     lines = [e["line"] for e in events if "line" in e]
     percents = [e["progress"] for e in events if "progress" in e]
     assert percents == sorted(percents) and percents[-1] == 100
+    assert any("Preparing the server layer" in line for line in lines)
     assert any("Installing the server packages" in line for line in lines)
     assert any("kernel said 1+1 = 2" in line for line in lines)
     assert "no hub variables" in lines
+    assert "layer read-only" in lines
     if os.geteuid() == 0:
         assert "secrets unreadable" in lines
 
@@ -166,6 +173,40 @@ def test_register_watch_the_build_and_launch_it(site, ada):
         ada.user.stop_server()
     assert result["error"] is None, result
     assert result["stdout"].split() == ["beam", "=", "1", "made", "by", "postBuild", str(venv)]
+
+
+def test_a_second_repository_starts_from_the_prepared_server_layer(site, ada):
+    repo = site["folder"] / "second-repo"
+    repo.mkdir()
+    git(repo, "init", "--quiet")
+    (repo / "requirements.txt").write_text("tomli-w\n# a second analysis\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "--quiet", "-m", "Second analysis")
+    reply = ada.call("POST", "/environments", json={"name": "second", "repository": str(repo)})
+    events = ada.follow(reply.json()["id"])
+    lines = [e["line"] for e in events if "line" in e]
+    assert events[-1]["status"] == "ready", lines
+    assert not any("Preparing the server layer" in line for line in lines)
+    assert "The server packages are the server layer's, unchanged: checking a kernel." in lines
+    assert any("kernel said 1+1 = 2" in line for line in lines)
+
+    venv = Path(
+        ada.call("GET", f"/environments/{reply.json()['id']}").json()["artifact"]["venv_path"]
+    )
+    layers = list((site["folder"] / "state" / "environments" / "server-layers").iterdir())
+    assert len(layers) == 1
+    module = "lib/python{}.{}/site-packages/jupyterlab/__init__.py".format(*sys.version_info)
+    assert os.path.samefile(venv / module, layers[0] / module), "not linked from the layer"
+    assert "# changed" not in (venv / module).read_text()
+    script = (venv / "bin" / "jupyterhub-singleuser").read_text().splitlines()[0]
+    assert script == f"#!{venv}/bin/python"
+    version = subprocess.run(
+        [venv / "bin" / "jupyterhub-singleuser", "--version"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert version.stdout.strip() == jupyterhub_version, version.stderr
 
 
 def test_cache_hit_and_a_failed_rebuild_that_keeps_the_ready_environment(site, ada):
