@@ -45,16 +45,20 @@ $(BIN)/uv:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check 'uv>=0.4'
 
+# Bytecode is compiled at install: user servers run as their own accounts, which cannot
+# write it into this venv, and would otherwise compile every module again at each start.
+UV_INSTALL = $(BIN)/uv pip install --python $(BIN)/python --quiet --compile-bytecode
+
 $(PY_STAMP): pyproject.toml | $(BIN)/uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e .
+	$(UV_INSTALL) -e .
 	@touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[test]'
+	$(UV_INSTALL) -e '.[test]'
 	@touch $@ $(PY_STAMP)
 
 $(BENCH_STAMP): pyproject.toml | $(BIN)/uv
-	$(BIN)/uv pip install --python $(BIN)/python --quiet -e '.[bench]'
+	$(UV_INSTALL) -e '.[bench]'
 	@touch $@ $(PY_STAMP)
 
 $(NODE_STAMP): package.json package-lock.json
