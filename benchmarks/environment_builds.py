@@ -21,7 +21,7 @@ environments folder and one builder cache, one uv cache.
   venv is reused);
 - server imports: how long an account that cannot write into the venv (as the users'
   accounts cannot write into a sealed one) takes to import the server's modules, in the
-  built venv, in the plain uv venv, and in that venv after ``compileall`` (uv writes no
+  built venv (bytecode from the server layer) and in the plain uv venv (uv writes no
   bytecode by default; pip does).
 
     .venv/bin/python -m benchmarks.environment_builds --requirements tomli-w requests
@@ -213,15 +213,11 @@ async def measure(args, folder: Path) -> list[dict]:
                  plain_install("pip", folder / f"pip-venv-{build_id}", requirements, pip_cache))
     if args.imports:
         built = artifact.venv_path
-        report.progress("server imports as a user account: the built venv, then with bytecode")
+        report.progress("server imports as a user account: the built venv, the plain uv venv")
         note("server imports, built venv", "python (as nobody)", import_seconds(Path(built)),
              pyc_files=count_pyc(Path(built)))
         plain_venv = folder / f"uv-venv-{build_id}"
         note("server imports, uv venv", "python (as nobody)", import_seconds(plain_venv),
-             pyc_files=count_pyc(plain_venv))
-        run([str(plain_venv / "bin" / "python"), "-m", "compileall", "-q", str(plain_venv)],
-            dict(os.environ))
-        note("server imports, + compileall", "python (as nobody)", import_seconds(plain_venv),
              pyc_files=count_pyc(plain_venv))
     for i in range(args.repeat):
         build_id += 1

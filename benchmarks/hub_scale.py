@@ -129,7 +129,7 @@ async def scale_run(kind: str, args) -> dict:
         report.progress(f"{kind}: user list latency after the restart")
         result["after_restart"] = await latencies(client, args.repeat)
         report.progress(f"{kind}: stopping {len(running)} servers")
-        await stop_all(client, running, len(running))
+        await stop_all(client, running, args.concurrency)
     finally:
         if client is not None:
             await client.close()

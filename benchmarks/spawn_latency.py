@@ -69,8 +69,7 @@ async def stop_all(client: HubClient, names: list[str], concurrency: int) -> lis
 
 async def spawn_round(hub: BenchHub, client: HubClient, names: list[str], concurrency: int,
                       first_start: bool) -> dict:
-    """Spawn every user in ``names`` with at most ``concurrency`` in flight; then stop all
-    at once."""
+    """Spawn every user in ``names`` with at most ``concurrency`` in flight; then stop all."""
     gate = asyncio.Semaphore(concurrency)
     done = 0
 
@@ -89,7 +88,7 @@ async def spawn_round(hub: BenchHub, client: HubClient, names: list[str], concur
     outcomes = await asyncio.gather(*(one(n) for n in names))
     usage = monitor.stop()
     report.progress(f"  {hub.kind}: stopping {len(names)} servers")
-    stops = await stop_all(client, names, len(names))
+    stops = await stop_all(client, names, max(concurrency, 10))
     latencies = [o.seconds for o in outcomes if o.ok]
     server_peaks = [mib(v) for v in usage.server_peak_rss.values()]
     return {
