@@ -217,7 +217,7 @@ class HubClient:
                     await reply.read()
                     if reply.status == 200:
                         return
-                    last = reply.status
+                    last = f"{reply.status} {reply.headers.get('Location', '')}".strip()
             except aiohttp.ClientError as error:
                 last = str(error)
             await asyncio.sleep(0.1)

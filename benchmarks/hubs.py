@@ -36,6 +36,8 @@ from tests.support.hub_process import (
     write_site_config,
 )
 
+from . import report
+
 USER_PASSWORD = "bench-shared-password"
 ADMIN_PASSWORD = "bench-admin-password-of-32-characters"
 ADMIN = "admin"
@@ -110,6 +112,12 @@ class BenchHub:
         return seconds
 
     def remove(self) -> None:
+        """Remove the hub's folder; its log is kept as ``results/logs/<folder>.log``."""
+        log = self.folder / "hub.log"
+        if log.exists():
+            kept = report.RESULTS / "logs"
+            kept.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(log, kept / f"{self.folder.name}.log")
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
