@@ -16,6 +16,8 @@ import subprocess
 import sys
 import time
 
+import psutil
+
 from . import report
 from .stats import verdict
 
@@ -53,6 +55,17 @@ def targets_of(name: str) -> list[tuple[str, bool | None, str]]:
     return found
 
 
+def settle(idle_percent: float = 15, longest: float = 90) -> None:
+    """Wait until the machine is idle (the last benchmark's processes have gone), at most
+    ``longest`` seconds, so that no benchmark starts on a machine still busy with the last."""
+    started = time.monotonic()
+    while (busy := psutil.cpu_percent(interval=1)) > idle_percent:
+        if time.monotonic() - started > longest:
+            report.progress(f"the machine is still {busy:.0f}% busy; starting anyway")
+            return
+        report.progress(f"waiting for the machine to settle ({busy:.0f}% busy)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", choices=BENCHMARKS, default=list(BENCHMARKS))
@@ -63,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     durations: dict[str, tuple[float, int]] = {}
     for name in args.only:
         flags = shlex.split(getattr(args, name))
+        settle()
         report.progress(f"=== {name} {' '.join(flags)}")
         started = time.monotonic()
         status = subprocess.call([sys.executable, "-m", f"benchmarks.{name}", *flags])
