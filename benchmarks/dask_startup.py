@@ -138,8 +138,7 @@ class PlainGateway:
 def remove_scratch_space(account: str) -> None:
     """Remove what the benchmark user's clusters leave outside the hub's folder: dask's
     ``/tmp/dask-scratch-space-<uid>``, and the home folder that the account's passwd entry
-    names. That is the home of the run that created the account, and the clusters (HOME
-    from passwd) write ``~/.config/dask`` into it again on every run."""
+    names: the home of the run that created the account, left behind by that run."""
     tmp = Path(tempfile.gettempdir())
     with contextlib.suppress(KeyError):
         entry = pwd.getpwnam(account)

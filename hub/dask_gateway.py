@@ -117,6 +117,7 @@ def gateway_config(site: Site, *, isolated: bool, own_prefix: Path) -> dict[str,
             "max_memory": limits.max_memory,
             "clusters_directory": str(gateway_folder(site) / "clusters"),
             "account_prefix": site.spawner.system_user_prefix,
+            "homes_directory": str(site.home.root),
         },
         "ClusterConfig": {
             "scheduler_cmd": [str(bin_dir / "dask"), "scheduler"],

@@ -124,6 +124,12 @@ class KioskBackend(DBBackendBase):
     account_prefix = Unicode(
         "kh-", help="Prefix of the system account of each hub user.", config=True
     )
+    homes_directory = Unicode(
+        "",
+        help="The site's home folders (home.root): a cluster's HOME is <this>/<user>, as "
+        "for the user's server, when that folder exists.",
+        config=True,
+    )
 
     @default("cluster_options")
     def _default_cluster_options(self):
@@ -263,8 +269,19 @@ class KioskLocalBackend(KioskBackend, LocalBackend):
     def get_env(self, cluster):
         env = super().get_env(cluster)
         account = self.account(cluster.username)
-        env.update(USER=account.pw_name, LOGNAME=account.pw_name, HOME=account.pw_dir)
+        env.update(USER=account.pw_name, LOGNAME=account.pw_name, HOME=self.home(cluster.username))
         return env
+
+    def home(self, username: str) -> str:
+        """The user's home on this site; the account's own (passwd) when it has none yet.
+
+        The passwd entry names the home of the site that made the account first, which
+        another site on the same machine must not write into.
+        """
+        site_home = os.path.join(self.homes_directory, username) if self.homes_directory else ""
+        if site_home and os.path.isdir(site_home):
+            return site_home
+        return self.account(username).pw_dir
 
     def make_preexec_fn(self, cluster):  # pragma: no cover (runs in the child)
         account = self.account(cluster.username)

@@ -126,11 +126,13 @@ def wait_until(condition, timeout: float, what: str):
 
 
 PROBE = """
-import getpass, json, urllib.request
+import getpass, json, os, urllib.request
 with urllib.request.urlopen(cluster.dashboard_link, timeout=30) as reply:
     dashboard = reply.status
 print("PROBE", json.dumps({
     "accounts": sorted(set(client.run(getpass.getuser).values())),
+    "homes": sorted(set(client.run(lambda: os.environ["HOME"]).values())),
+    "server_home": os.environ["HOME"],
     "link": cluster.dashboard_link,
     "dashboard": dashboard,
     "options": dict(gateway.cluster_options()),
@@ -150,6 +152,7 @@ def test_the_example_notebook_scales_out_from_a_users_kernel(site, lise):
     assert "mean of x + x.T: 1.0" in out and "from 26 sensors" in out, out
     probe = json.loads(out.split("PROBE ", 1)[1].splitlines()[0])
     assert probe["accounts"] == ["kh-lise"]
+    assert probe["homes"] == [probe["server_home"]], "workers and server disagree on HOME"
     assert probe["link"].startswith(f"{site['hub'].url}/services/dask-gateway/clusters/")
     assert probe["dashboard"] == 200
     assert probe["options"] == {"profile": "small"}

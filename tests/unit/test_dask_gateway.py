@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pwd
 import socket
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,7 +28,12 @@ from hub.dask_gateway import (
     merge_settings,
     write_gateway_config,
 )
-from hub.dask_gateway_backend import KioskHubAuthenticator, KioskSharedLocalBackend, ProfileOptions
+from hub.dask_gateway_backend import (
+    KioskHubAuthenticator,
+    KioskLocalBackend,
+    KioskSharedLocalBackend,
+    ProfileOptions,
+)
 from hub.dask_gateway_kube import kube_extra_config, kube_gateway_values, kube_jupyterhub_values
 from hub.jupyterhub_settings import jupyterhub_settings
 from hub.site_config import Site
@@ -110,6 +116,7 @@ def test_gateway_config(tmp_path):
             "max_memory": 100_000_000_000,
             "clusters_directory": f"{tmp_path}/state/dask-gateway/clusters",
             "account_prefix": "kh-",
+            "homes_directory": f"{tmp_path}/.kioskhub/homes",
         },
         "ClusterConfig": {
             "scheduler_cmd": ["/opt/kh/bin/dask", "scheduler"],
@@ -417,6 +424,16 @@ def limited_backend(*clusters, **limits) -> KioskSharedLocalBackend:
     backend = KioskSharedLocalBackend(profiles=[SMALL], default_profile="small", **limits)
     backend.db = SimpleNamespace(list_clusters=lambda username: list(clusters))
     return backend
+
+
+def test_a_clusters_home_is_the_users_home_on_this_site(tmp_path):
+    backend = KioskLocalBackend(
+        profiles=[SMALL], default_profile="small", homes_directory=str(tmp_path), account_prefix=""
+    )
+    # Before the user's first server there is no home on this site: passwd's entry.
+    assert backend.home("root") == pwd.getpwnam("root").pw_dir
+    (tmp_path / "root").mkdir()
+    assert backend.home("root") == str(tmp_path / "root")
 
 
 def test_limits_hold_across_a_users_clusters():
