@@ -112,10 +112,15 @@ def _exists(name: str) -> bool:
 def give_to(path: Path, account: BuildAccount, mode: int = 0o700) -> Path:
     """Make ``path`` (a folder) the build account's own, closed to others unless ``mode`` says."""
     path.mkdir(parents=True, exist_ok=True)
+    hand_to(path, account, mode)
+    return path
+
+
+def hand_to(path: Path, account: BuildAccount, mode: int) -> None:
+    """Give an existing file or folder to the build account, with ``mode``."""
     if account.switches:
         os.chown(path, account.uid, account.gid)
     os.chmod(path, mode)
-    return path
 
 
 def make_workdir(account: BuildAccount) -> Path:

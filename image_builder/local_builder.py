@@ -159,12 +159,10 @@ class LocalBuilder(EnvironmentBuilder):
             layer = await self._server_layer(python, python_version, work, log, account)
             remove_tree(target)
             try:
-                layer_distributions = await self._make_venv(
-                    target, spec, python, root, work, log, account, layer
-                )
+                await self._make_venv(target, spec, python, root, work, log, account, layer)
                 seal(target)
                 check_server = bool(spec.post_build) or not layer_intact(
-                    layer_distributions, installed_distributions(target)
+                    installed_distributions(layer), installed_distributions(target)
                 )
                 log.progress(85, "Smoke test: the server command and a kernel")
                 await smoke_test(
@@ -214,13 +212,14 @@ class LocalBuilder(EnvironmentBuilder):
             os.chmod(layers, 0o755)
             remove_tree(layer)
             give_to(layer, account, 0o755)
+            env = self._install_environment(work)
             try:
                 await self._step(
                     self._create_command(python, layer),
                     log,
                     account,
                     work,
-                    self._install_environment(work),
+                    env,
                     "creating the server layer",
                 )
                 await self._step(
@@ -228,7 +227,7 @@ class LocalBuilder(EnvironmentBuilder):
                     log,
                     account,
                     work,
-                    self._install_environment(work),
+                    env,
                     "installing the server layer",
                 )
                 seal(layer)
@@ -293,18 +292,15 @@ class LocalBuilder(EnvironmentBuilder):
         log: BuildLog,
         account: BuildAccount,
         layer: Path,
-    ) -> set[str]:
-        """Create the venv from the server layer, install the requirements, run postBuild.
-
-        Returns the layer's distributions, to tell whether the install replaced any.
-        """
+    ) -> None:
+        """Create the venv from the server layer, install the requirements, run postBuild."""
         give_to(target, account, 0o755)
         env = self._install_environment(work)
         log.progress(25, f"Creating the venv with Python {python} from the server layer")
         await self._step(
             self._create_command(python, target), log, account, work, env, "creating the venv"
         )
-        layer_distributions = await asyncio.to_thread(clone_layer, layer, target, account)
+        await asyncio.to_thread(clone_layer, layer, target, account)
         packages = [*server_requirements(), *spec.pip_packages]
         if spec.requirements:
             packages += ["-r", str(spec.requirements)]
@@ -325,7 +321,6 @@ class LocalBuilder(EnvironmentBuilder):
             await self._step(
                 ["/bin/bash", str(spec.post_build)], log, account, root, post_env, "postBuild"
             )
-        return layer_distributions
 
     async def _step(
         self, argv: list[str], log: BuildLog, account: BuildAccount, cwd: Path, env, what: str

@@ -24,7 +24,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from .build_sandbox import BuildAccount
+from .build_sandbox import BuildAccount, give_to, hand_to
 
 LAYERS_FOLDER = "server-layers"
 LAYER_MARKER = "kioskhub-server-layer.json"
@@ -57,13 +57,13 @@ def installed_distributions(venv: Path) -> set[str]:
     return found
 
 
-def clone_layer(layer: Path, target: Path, owner: BuildAccount) -> set[str]:
+def clone_layer(layer: Path, target: Path, owner: BuildAccount) -> None:
     """Clone ``layer`` into ``target`` (a venv just made): link its files, rewrite its scripts.
 
     Entries the venv tool already made in ``target`` (``bin/python``, ``pyvenv.cfg``, the
     activate scripts) are kept. New folders and rewritten scripts belong to ``owner`` (the
     build account), so the install can add and remove files; the linked files stay the
-    layer's, sealed. Returns the layer's distributions (see ``layer_intact``).
+    layer's, sealed.
     """
     old_prefix, new_prefix = str(layer).encode(), str(target).encode()
     for root, dirs, files in os.walk(layer):
@@ -71,8 +71,7 @@ def clone_layer(layer: Path, target: Path, owner: BuildAccount) -> set[str]:
         relative_dir = source_dir.relative_to(layer)
         destination_dir = target / relative_dir
         if not destination_dir.exists():
-            destination_dir.mkdir()
-            _give(destination_dir, owner, 0o755)
+            give_to(destination_dir, owner, 0o755)
         for name in [*files, *dirs]:
             source, destination = source_dir / name, destination_dir / name
             is_link = source.is_symlink()
@@ -82,12 +81,11 @@ def clone_layer(layer: Path, target: Path, owner: BuildAccount) -> set[str]:
                 continue
             if is_link:
                 os.symlink(os.readlink(source), destination)
-            elif relative_dir.parts == ("bin",) and old_prefix in source.read_bytes():
-                destination.write_bytes(source.read_bytes().replace(old_prefix, new_prefix))
-                _give(destination, owner, stat.S_IMODE(source.stat().st_mode))
+            elif relative_dir.parts == ("bin",) and old_prefix in (script := source.read_bytes()):
+                destination.write_bytes(script.replace(old_prefix, new_prefix))
+                hand_to(destination, owner, stat.S_IMODE(source.stat().st_mode))
             else:
                 _link_or_copy(source, destination)
-    return installed_distributions(layer)
 
 
 def make_read_only(path: Path) -> None:
@@ -107,9 +105,3 @@ def _link_or_copy(source: Path, destination: Path) -> None:
         if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
             raise
         shutil.copy2(source, destination)  # keeps the mtime, so the bytecode stays valid
-
-
-def _give(path: Path, owner: BuildAccount, mode: int) -> None:
-    if owner.switches:
-        os.chown(path, owner.uid, owner.gid)
-    os.chmod(path, mode)

@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 import uuid
 from dataclasses import dataclass
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
-from tornado.web import Application
+
+from tests.support.threaded_api import ThreadedAPI
 
 from .api import ROUTES, NotFoundHandler
 from .model import Delivery, GitLabModel, Pipeline
@@ -37,68 +35,32 @@ class DeliveryRecord:
     response_code: int
 
 
-class GitLabSimulation:
+class GitLabSimulation(ThreadedAPI):
     """Start with ``with GitLabSimulation() as gitlab:``; ``gitlab.url`` is its base URL."""
 
+    name = "GitLab simulation"
+    routes = ROUTES
+    not_found = NotFoundHandler
+
     def __init__(self, *, step_interval: float = 0.05):
+        super().__init__()
         self.step_interval = step_interval
         self.model = GitLabModel()
         self.requests: list[tuple[str, str, str]] = []
         self.deliveries: list[DeliveryRecord] = []
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
-        self._server: HTTPServer | None = None
         self._outbox: asyncio.Queue | None = None
+        self._tasks: list[asyncio.Task] = []
 
-    def __enter__(self) -> GitLabSimulation:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> GitLabSimulation:
-        sockets = bind_sockets(0, "127.0.0.1")
-        port = sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
+    def on_start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.model.web_url = self.url
-        self._thread = threading.Thread(
-            target=self._run, args=(sockets,), daemon=True, name="gitlab-sim"
-        )
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the GitLab simulation did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self, sockets) -> None:
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        self._loop = loop
-        application = Application(
-            [(pattern, handler, {"simulation": self}) for pattern, handler in ROUTES],
-            default_handler_class=NotFoundHandler,
-            default_handler_args={"simulation": self},
-        )
-        self._server = HTTPServer(application)
-        self._server.add_sockets(sockets)
         self._outbox = asyncio.Queue()
-        tasks = [loop.create_task(self._tick()), loop.create_task(self._sender())]
-        loop.call_soon(self._ready.set)
-        try:
-            loop.run_forever()
-        finally:
-            for task in tasks:
-                task.cancel()
-            self._server.stop()
-            loop.run_until_complete(asyncio.sleep(0))
-            loop.close()
+        self._tasks = [loop.create_task(self._tick()), loop.create_task(self._sender())]
+
+    def on_stop(self, loop: asyncio.AbstractEventLoop) -> None:
+        for task in self._tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
 
     # --- pipelines ----------------------------------------------------------------------
 

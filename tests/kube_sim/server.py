@@ -12,25 +12,28 @@ from __future__ import annotations
 import asyncio
 import copy
 import secrets
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_sockets
-from tornado.web import Application
+
+from tests.support.threaded_api import ThreadedAPI
 
 from .api import ROUTES, NotFoundHandler
 from .kubelet import DEFAULT_NODES, Kubelet
 from .model import ClusterModel
 
 
-class KubernetesSimulation:
+class KubernetesSimulation(ThreadedAPI):
     """Start with ``with KubernetesSimulation() as cluster:``; ``cluster.url`` is its URL."""
 
+    name = "Kubernetes simulation"
+    routes = ROUTES
+    not_found = NotFoundHandler
+
     def __init__(self, *, step: float = 0.05, nodes=DEFAULT_NODES, history_limit: int = 1000):
+        super().__init__()
         self.step = step
         self.nodes = nodes
         self.token = secrets.token_hex(16)
@@ -38,47 +41,11 @@ class KubernetesSimulation:
         self.kubelet: Kubelet | None = None
         self.requests: list[tuple[str, str, str]] = []
         self.warnings: list[str] = []
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._ready = threading.Event()
 
-    def __enter__(self) -> KubernetesSimulation:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    def start(self) -> KubernetesSimulation:
-        sockets = bind_sockets(0, "127.0.0.1")
-        self.url = f"http://127.0.0.1:{sockets[0].getsockname()[1]}"
-        self._thread = threading.Thread(target=self._run, args=(sockets,), daemon=True,
-                                        name="kube-sim")
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("the Kubernetes simulation did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self, sockets) -> None:
-        self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(self._loop)
+    def on_start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.kubelet = Kubelet(self.model, self.nodes, self.step)
-        routes = [(pattern, handler, {"simulation": self}) for pattern, handler in ROUTES]
-        application = Application(
-            routes, default_handler_class=NotFoundHandler,
-            default_handler_args={"simulation": self},
-        )
-        server = HTTPServer(application)
-        server.add_sockets(sockets)
-        self._ready.set()
-        self._loop.run_forever()
-        server.stop()
+
+    def on_stop(self, loop: asyncio.AbstractEventLoop) -> None:
         self.kubelet.stop_containers()
 
     # ---- control, on the simulation's loop --------------------------------------------

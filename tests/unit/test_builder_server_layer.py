@@ -70,7 +70,8 @@ def test_a_clone_links_the_files_and_rewrites_the_scripts(tmp_path):
     target = make_new_venv(tmp_path)
     owner = BuildAccount(name="builder")
 
-    distributions = clone_layer(layer, target, owner)
+    clone_layer(layer, target, owner)
+    distributions = installed_distributions(layer)
 
     assert distributions == {"tornado-6.6", "jupyterlab-4.6.6"}
     module = target / SITE / "tornado" / "__init__.py"
