@@ -1,7 +1,7 @@
 """Environment builds: KioskHub's local builder against plain ``uv pip install`` and ``pip``.
 
 A git repository with a ``requirements.txt`` is made on disk. KioskHub's ``LocalBuilder``
-(``image_builder.local_builder``, the builder that the environments service runs, called
+(``kioskhub.image_builder.local_builder``, the builder that the environments service runs, called
 through its documented ``build(BuildRequest, BuildLog)``) builds it as the build account:
 fetch, spec, ``uv venv`` as a clone of the server layer (prepared once per hub version:
 the server packages installed, compiled and tested), ``uv pip install`` of the server
@@ -38,10 +38,10 @@ import sys
 import time
 from pathlib import Path
 
-from image_builder.build_log import BuildLog
-from image_builder.builder_base import Artifact, BuildRequest
-from image_builder.local_builder import LocalBuilder, server_requirements
-from image_builder.source_safety import check_repository_url
+from kioskhub.image_builder.build_log import BuildLog
+from kioskhub.image_builder.builder_base import Artifact, BuildRequest
+from kioskhub.image_builder.local_builder import LocalBuilder, server_requirements
+from kioskhub.image_builder.source_safety import check_repository_url
 
 from . import report
 from .hubs import open_folder

@@ -27,7 +27,7 @@ from typing import Any
 import psutil
 import requests
 
-from hub.sample_data import write_sample_data
+from kioskhub.hub.sample_data import write_sample_data
 from tests.support.hub_process import (
     HubProcess,
     free_port,

@@ -47,8 +47,8 @@ def missing_piece() -> str | None:
     if shutil.which("podman") is None:
         return "podman is not installed (apt-get install podman runc)"
     try:
-        from spawner.pod_image import BaseImageRecipe
-        from spawner.podman_cli import podman_command, podman_env
+        from kioskhub.spawner.pod_image import BaseImageRecipe
+        from kioskhub.spawner.podman_cli import podman_command, podman_env
 
         image = BaseImageRecipe().image_ref
         found = subprocess.run(podman_command("image", "exists", image), env=podman_env(),
@@ -128,8 +128,8 @@ async def measure(users: int, variants: tuple[str, ...]) -> dict:
 
 def remove_home_volumes(state_dir: Path) -> None:
     """Remove the home volumes that this run's podman hub made (homes outlive pods)."""
-    from spawner.podman_cli import podman_command, podman_env
-    from spawner.podman_plan import hub_tag
+    from kioskhub.spawner.podman_cli import podman_command, podman_env
+    from kioskhub.spawner.podman_plan import hub_tag
 
     listing = subprocess.run(podman_command("volume", "ls", "--format", "{{.Name}}"),
                              env=podman_env(), capture_output=True, text=True, timeout=60)

@@ -9,7 +9,7 @@ cell that was running, and a warning in the server log.
 
 Enable it in a server with either argument; ``extensions`` must be importable there::
 
-    --ServerApp.kernel_websocket_connection_class=extensions.memory_notice.MemoryNoticeConnection
+    --ServerApp.kernel_websocket_connection_class=kioskhub.extensions.memory_notice.MemoryNoticeConnection
     --ServerApp.jpserver_extensions=extensions.memory_notice=True
 
 The first stops the server at start-up where the module cannot be imported; the second
@@ -397,7 +397,7 @@ def _exit_status(kernel_manager) -> int | None:
 
 
 def _jupyter_server_extension_points():
-    return [{"module": "extensions.memory_notice"}]
+    return [{"module": "kioskhub.extensions.memory_notice"}]
 
 
 def _load_jupyter_server_extension(serverapp) -> None:

@@ -8,7 +8,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from image_builder.cli import add_env_command
+from kioskhub.image_builder.cli import add_env_command
 
 from .config_file import ConfigError, load_site
 from .config_reference import render_reference
@@ -69,7 +69,7 @@ def init(args: argparse.Namespace) -> int:
         print(f"Keeping the existing {path}")
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(resources.files("hub").joinpath("default_config.yaml").read_text())
+        path.write_text(resources.files("kioskhub.hub").joinpath("default_config.yaml").read_text())
         print(f"Wrote {path}: a commented site config with the defaults")
     sample = path.resolve().parent / SAMPLE_DATA
     if not sample.exists():
@@ -98,7 +98,7 @@ def up(args: argparse.Namespace) -> int:
     passwords = prepare_state_dir(site)
     print(_banner(site, passwords), flush=True)
     os.environ["KIOSKHUB_CONFIG"] = str(args.config.resolve())
-    hub_config = resources.files("hub").joinpath("jupyterhub_config.py")
+    hub_config = resources.files("kioskhub.hub").joinpath("jupyterhub_config.py")
     os.execv(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)])
 
 

@@ -6,7 +6,7 @@ section per config section, each with a table of key path, type, default and des
 docs/configuration.md can hold it between two markers and a test can check that it is
 current. Refresh it with::
 
-    python -m hub.config_reference --write docs/configuration.md
+    python -m kioskhub.hub.config_reference --write docs/configuration.md
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .site_config import PACKAGE_ROOT, Site
 
 START_MARKER = "<!-- reference:start -->"
 END_MARKER = "<!-- reference:end -->"
-WRITE_COMMAND = "python -m hub.config_reference --write docs/configuration.md"
+WRITE_COMMAND = "python -m kioskhub.hub.config_reference --write docs/configuration.md"
 
 TYPE_NAMES = {int: "integer", float: "number", bool: "true/false", str: "string", Path: "path"}
 BYTE_UNITS = (
@@ -39,7 +39,7 @@ BYTE_UNITS = (
     ("M", 10**6),
 )
 BYTE_SIZE_VALIDATOR = "parse_bytes"
-"""Name of the validator that marks a field as a memory size (hub.site_choices.ByteSize)."""
+"""Name of the validator that marks a field as a memory size (``site_choices.ByteSize``)."""
 
 
 def render_reference(model: type[BaseModel] = Site) -> str:
@@ -306,7 +306,7 @@ def _one_line(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m hub.config_reference",
+        prog="python -m kioskhub.hub.config_reference",
         description="Print the configuration reference, or refresh it in a Markdown file.",
     )
     parser.add_argument(

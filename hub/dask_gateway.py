@@ -29,7 +29,7 @@ ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 SERVER_SCOPES = ("users:activity!user", "access:servers!server")
 """The scopes of JupyterHub's default 'server' role, which a server's token keeps."""
 
-BACKENDS = "hub.dask_gateway_backend"
+BACKENDS = "kioskhub.hub.dask_gateway_backend"
 CONFIG_FILE = "dask_gateway_config.json"
 
 

@@ -1,6 +1,6 @@
 """KioskHub's classes inside dask-gateway-server: authenticator, options, limits, accounts.
 
-These run in the gateway service's process (``hub.dask_gateway`` writes the config that
+These run in the gateway service's process (``kioskhub.hub.dask_gateway`` writes the config that
 names them). They subclass dask-gateway-server's own classes:
 
 - ``KioskHubAuthenticator``: JupyterHub's authenticator, refusing users outside the
@@ -25,7 +25,7 @@ from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
 from dask_gateway_server.options import Options, Select
 from traitlets import Dict, Float, Integer, List, Unicode, default
 
-from spawner.spawn_form import format_bytes
+from kioskhub.spawner.spawn_form import format_bytes
 
 
 class KioskHubAuthenticator(JupyterHubAuthenticator):

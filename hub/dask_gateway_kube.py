@@ -2,7 +2,7 @@
 
 Pure functions of the Site, for KioskHub's Helm chart (which depends on the dask-gateway
 chart rather than copying it). The gateway pod runs KioskHub's own image, which holds
-dask-gateway-server and ``hub.dask_gateway_backend``, so the cluster options per resource
+dask-gateway-server and ``kioskhub.hub.dask_gateway_backend``, so the cluster options per resource
 profile and the group gate are the same classes as in the embedded default; the chart's
 ``KubeBackend`` starts the clusters. Per-user limits across clusters are a feature of the
 local backend (``KioskBackend``); on Kubernetes, namespace quotas do that job.
@@ -45,9 +45,9 @@ def _resources(cores: float, memory: int) -> dict[str, Any]:
 def kube_extra_config(site: Site) -> str:
     """Python for the chart's ``gateway.extraConfig``: KioskHub's options and group gate."""
     return (
-        "from hub.dask_gateway_backend import ProfileOptions\n"
+        "from kioskhub.hub.dask_gateway_backend import ProfileOptions\n"
         "c.DaskGateway.authenticator_class = "
-        "'hub.dask_gateway_backend.KioskHubAuthenticator'\n"
+        "'kioskhub.hub.dask_gateway_backend.KioskHubAuthenticator'\n"
         f"c.KioskHubAuthenticator.allowed_groups = {list(site.dask.groups)!r}\n"
         f"c.KubeBackend.cluster_options = ProfileOptions(\n"
         f"    {profile_options(site)!r},\n"

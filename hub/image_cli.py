@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from spawner.pod_image_build import BuildError, build_base_image, default_recipe
+from kioskhub.spawner.pod_image_build import BuildError, build_base_image, default_recipe
 
 
 def add_image_command(commands) -> None:

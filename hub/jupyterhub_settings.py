@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from image_builder.hub_service import builder_hub_settings
+from kioskhub.image_builder.hub_service import builder_hub_settings
 
 from .dask_gateway import gateway_hub_settings, merge_settings
 from .pod_backends import with_spawner_backend
@@ -39,8 +39,8 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
             "db_url": f"sqlite:///{state / 'jupyterhub.sqlite'}",
             "cookie_secret_file": str(state / "jupyterhub_cookie_secret"),
             "pid_file": str(state / "jupyterhub.pid"),
-            "authenticator_class": "hub.auth.KioskAuthenticator",
-            "spawner_class": "spawner.local_process.KioskSpawner",
+            "authenticator_class": "kioskhub.hub.auth.KioskAuthenticator",
+            "spawner_class": "kioskhub.spawner.local_process.KioskSpawner",
             "cleanup_servers": site.hub.cleanup_servers,
             "log_level": site.hub.log_level,
             "template_paths": [str(TEMPLATES)],

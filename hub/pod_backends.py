@@ -12,9 +12,9 @@ from typing import Any
 from .site_config import Site
 
 SPAWNER_CLASSES = {
-    "local": "spawner.local_process.KioskSpawner",
-    "podman": "spawner.podman.PodmanSpawner",
-    "kubernetes": "spawner.kube.KioskKubeSpawner",
+    "local": "kioskhub.spawner.local_process.KioskSpawner",
+    "podman": "kioskhub.spawner.podman.PodmanSpawner",
+    "kubernetes": "kioskhub.spawner.kube.KioskKubeSpawner",
 }
 
 

@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from image_builder.config import BuilderSettings
-from image_builder.gitlab_settings import GitLabSettings
+from kioskhub.image_builder.config import BuilderSettings
+from kioskhub.image_builder.gitlab_settings import GitLabSettings
 
 from .site_choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
 from .site_config_paths import ConfigPath

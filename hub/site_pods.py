@@ -1,6 +1,6 @@
 """The ``pods:`` section of the site config: container pods, on podman or on Kubernetes.
 
-One Pod manifest serves both backends (``spawner.pod_manifest``); this section holds what
+One Pod manifest serves both backends (``kioskhub.spawner.pod_manifest``); this section holds what
 the manifest needs beyond the user's choice: the image of KioskHub's own environment, the
 account servers run as, the home volume, how each data mount reaches a pod (hostPath, a
 PVC, NFS or a CSI driver), and where GPU profiles are scheduled (node selector and

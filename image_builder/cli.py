@@ -105,7 +105,7 @@ async def _dockerfile(source, ref: str, subdir: str) -> str:
 
 
 def print_catalog(args: argparse.Namespace) -> int:
-    from hub.config_file import load_site
+    from kioskhub.hub.config_file import load_site
 
     from .catalog_access import Viewer
     from .catalog_db import open_catalog

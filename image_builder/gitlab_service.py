@@ -1,6 +1,7 @@
 """What the environments service mounts and runs for the GitLab CI path, from ``gitlab:``.
 
-Two functions for ``image_builder.service`` (and ``public_webhook_url`` to pass to the first):
+Two functions for ``kioskhub.image_builder.service`` (and ``public_webhook_url`` to pass
+to the first):
 
 - ``gitlab_builders(settings, catalog, events)``: ``{"gitlab-ci": GitLabCIBuilder}`` when
   ``gitlab.url`` is set and KioskHub's token is in the environment; ``{}`` otherwise, with the

@@ -1,6 +1,7 @@
 """The builder as a JupyterHub service: the hub settings that run it, and what it is handed.
 
-Hub-managed: the hub starts ``python -m image_builder.service`` with its API token and OAuth
+Hub-managed: the hub starts ``python -m kioskhub.image_builder.service`` with its API token and
+OAuth
 client, and proxies ``/services/environments/``. The service's own token may only read user
 names, admin flags and groups (``read:users:name``, ``read:users:groups``); every user may
 access the service (``access:services!service=environments``), which decides per handler
@@ -13,7 +14,7 @@ import json
 import os
 from typing import Any
 
-from hub.site_config import Site
+from kioskhub.hub.site_config import Site
 
 from .build_sandbox import NETWORK_VARIABLES
 
@@ -33,7 +34,7 @@ def builder_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
                 {
                     "name": SERVICE_NAME,
                     "url": f"http://127.0.0.1:{site.builder.port}",
-                    "command": [python, "-m", "image_builder.service"],
+                    "command": [python, "-m", "kioskhub.image_builder.service"],
                     "environment": {
                         SITE_VARIABLE: site_json(site),
                         **network_environment(),

@@ -1,4 +1,4 @@
-"""The environment builder service: ``python -m image_builder.service`` (started by the hub).
+"""The environment builder service: ``python -m kioskhub.image_builder.service`` (run by the hub).
 
 On start it opens the catalog (``alembic upgrade head``), mirrors the site config's
 environments into it (building those of kind ``repository``), queues again any build a
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from tornado import web
 
-from hub.site_config import Site
+from kioskhub.hub.site_config import Site
 
 from .build_runner import BuildRunner
 from .builder_base import EnvironmentBuilder
@@ -126,14 +126,14 @@ async def serve(site: Site) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m image_builder.service")
+    parser = argparse.ArgumentParser(prog="python -m kioskhub.image_builder.service")
     parser.add_argument("--config", help=f"site config file (default: ${SITE_VARIABLE})")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s"
     )
     if args.config:
-        from hub.config_file import load_site
+        from kioskhub.hub.config_file import load_site
 
         site = load_site(args.config)
     elif os.environ.get(SITE_VARIABLE):

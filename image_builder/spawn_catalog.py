@@ -16,8 +16,8 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from hub.site_choices import Environment
-from hub.site_config import Site
+from kioskhub.hub.site_choices import Environment
+from kioskhub.hub.site_config import Site
 
 from .catalog import SITE_OWNER, EnvironmentRecord
 from .catalog_access import Viewer, can_see

@@ -14,8 +14,8 @@ import logging
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from hub.dask_gateway import gateway_addresses
-from hub.site_config import Site
+from kioskhub.hub.dask_gateway import gateway_addresses
+from kioskhub.hub.site_config import Site
 
 TIMEOUT = 10.0
 

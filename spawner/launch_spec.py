@@ -12,9 +12,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.dask_gateway import client_env
-from hub.site_choices import Choice, Environment, ResourceProfile
-from hub.site_config import Site
+from kioskhub.hub.dask_gateway import client_env
+from kioskhub.hub.site_choices import Choice, Environment, ResourceProfile
+from kioskhub.hub.site_config import Site
 
 OPTION_KEYS = ("environment", "profile")
 

@@ -1,6 +1,6 @@
 """Runs as root between the hub and a user's server: private mounts, cgroups, account, exec.
 
-Usage: ``python -m spawner.local_launcher PLAN_JSON -- COMMAND...`` (see
+Usage: ``python -m kioskhub.spawner.local_launcher PLAN_JSON -- COMMAND...`` (see
 ``LocalLaunch.launcher_argv``). Every step fails loudly: a server that cannot be
 isolated as planned does not start.
 """

@@ -55,7 +55,8 @@ class LocalLaunch:
             "user": self.account.name if self.account else None,
             "home": str(self.home),
         }
-        return [python, "-m", "spawner.local_launcher", json.dumps(plan), "--", *self.command]
+        launcher = "kioskhub.spawner.local_launcher"
+        return [python, "-m", launcher, json.dumps(plan), "--", *self.command]
 
 
 def environment_prefix(spec: LaunchSpec, own_prefix: Path) -> Path:

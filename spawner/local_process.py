@@ -23,8 +23,8 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Any, Instance, Unicode, default
 
-from hub.site_config import Site
-from image_builder.spawn_catalog import open_reader, site_for_user
+from kioskhub.hub.site_config import Site
+from kioskhub.image_builder.spawn_catalog import open_reader, site_for_user
 
 from . import gpu_assignments, gpus
 from .dask_clusters import stop_user_clusters

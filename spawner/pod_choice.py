@@ -12,9 +12,9 @@ from tornado import web
 from traitlets import Instance
 from traitlets.config import LoggingConfigurable
 
-from hub.site_choices import Environment
-from hub.site_config import Site
-from image_builder.spawn_catalog import open_reader, site_for_user
+from kioskhub.hub.site_choices import Environment
+from kioskhub.hub.site_config import Site
+from kioskhub.image_builder.spawn_catalog import open_reader, site_for_user
 
 from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec
 from .spawn_feedback import ChoiceSummary

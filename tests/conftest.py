@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.sample_data import write_sample_data
+from kioskhub.hub.sample_data import write_sample_data
 from tests.support.hub_process import start_hub, write_site_config
 from tests.support.venvs import make_server_venv
 

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from image_builder.catalog import Base
+from kioskhub.image_builder.catalog import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -17,7 +17,7 @@ import time
 import pytest
 import requests
 
-from hub.sample_data import write_sample_data
+from kioskhub.hub.sample_data import write_sample_data
 from tests.browser.test_lab_in_browser import (
     fail_on_spawn_error,
     lab_or_spawn_form,

@@ -1,5 +1,5 @@
 """KioskHub's GitLab routes (webhook receiver, CI template) served on the calling event loop,
-exactly as ``image_builder.gitlab_service.gitlab_routes`` gives them to the service."""
+exactly as ``kioskhub.image_builder.gitlab_service.gitlab_routes`` gives them to the service."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
-from image_builder.gitlab_service import TEMPLATE_PATH, WEBHOOK_PATH, gitlab_routes
-from image_builder.gitlab_settings import GitLabSettings
-from image_builder.gitlab_webhook import PipelineEventBus
+from kioskhub.image_builder.gitlab_service import TEMPLATE_PATH, WEBHOOK_PATH, gitlab_routes
+from kioskhub.image_builder.gitlab_settings import GitLabSettings
+from kioskhub.image_builder.gitlab_webhook import PipelineEventBus
 
 PREFIX = "/services/environments/"
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from image_builder.build_log import BuildLog
-from image_builder.builder_base import BuildFailed, BuildRequest
-from image_builder.container_builder import ContainerBuilder, ContainerEngine, find_engine
-from image_builder.source_safety import check_repository_url
+from kioskhub.image_builder.build_log import BuildLog
+from kioskhub.image_builder.builder_base import BuildFailed, BuildRequest
+from kioskhub.image_builder.container_builder import ContainerBuilder, ContainerEngine, find_engine
+from kioskhub.image_builder.source_safety import check_repository_url
 
 pytestmark = pytest.mark.integration
 KIOSKHUB = str(Path(sys.executable).parent / "kioskhub")

@@ -21,7 +21,7 @@ import pytest
 import requests
 from jupyterhub import __version__ as jupyterhub_version
 
-from hub.sample_data import write_sample_data
+from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import free_port, start_hub, write_site_config
 from tests.support.user_session import UserSession

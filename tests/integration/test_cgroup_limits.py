@@ -17,7 +17,7 @@ import uuid
 import psutil
 import pytest
 
-from spawner.cgroups import (
+from kioskhub.spawner.cgroups import (
     CgroupError,
     CgroupLayout,
     CgroupWrite,

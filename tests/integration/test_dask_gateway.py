@@ -19,7 +19,7 @@ import pytest
 from aiohttp import ClientResponseError
 from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 
-from hub.sample_data import write_sample_data
+from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import free_port, start_hub, write_site_config
 from tests.support.user_session import UserSession

@@ -13,17 +13,21 @@ import time
 import pytest
 import requests
 
-from image_builder.gitlab_connection import GitLabConnection, GitLabForbidden, GitLabNotFound
-from image_builder.gitlab_pipeline_variables import PipelineInputError, pipeline_request
-from image_builder.gitlab_pipelines import (
+from kioskhub.image_builder.gitlab_connection import (
+    GitLabConnection,
+    GitLabForbidden,
+    GitLabNotFound,
+)
+from kioskhub.image_builder.gitlab_pipeline_variables import PipelineInputError, pipeline_request
+from kioskhub.image_builder.gitlab_pipelines import (
     FollowTimings,
     GitLabCIBuilds,
     LogAppended,
     PipelineFinished,
     PipelineStatusChanged,
 )
-from image_builder.gitlab_settings import CI_TEMPLATE
-from image_builder.gitlab_webhook import PipelineEventBus
+from kioskhub.image_builder.gitlab_settings import CI_TEMPLATE
+from kioskhub.image_builder.gitlab_webhook import PipelineEventBus
 from tests.gitlab_sim import GitLabSimulation
 from tests.gitlab_sim.receiver import start_webhook_receiver, template_url
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from image_builder.gitlab_settings import CI_TEMPLATE
+from kioskhub.image_builder.gitlab_settings import CI_TEMPLATE
 
 pytestmark = pytest.mark.integration
 

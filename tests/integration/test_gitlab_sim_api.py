@@ -12,7 +12,7 @@ import gitlab.exceptions
 import pytest
 import requests
 
-from image_builder.gitlab_webhook import JobEvent, PipelineEvent, parse_event
+from kioskhub.image_builder.gitlab_webhook import JobEvent, PipelineEvent, parse_event
 from tests.gitlab_sim import GitLabSimulation
 
 pytestmark = pytest.mark.integration

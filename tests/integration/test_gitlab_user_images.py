@@ -7,8 +7,12 @@ import asyncio
 
 import pytest
 
-from image_builder.gitlab_connection import GitLabAuthError, GitLabConnection, GitLabNotFound
-from image_builder.gitlab_registry import (
+from kioskhub.image_builder.gitlab_connection import (
+    GitLabAuthError,
+    GitLabConnection,
+    GitLabNotFound,
+)
+from kioskhub.image_builder.gitlab_registry import (
     gitlab_token_from_auth_state,
     image_for_commit,
     list_user_images,

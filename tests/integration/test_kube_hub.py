@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from hub.sample_data import write_sample_data
+from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.kube_sim import KubernetesSimulation
 from tests.support.hub_process import start_hub, write_site_config

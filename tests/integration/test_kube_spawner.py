@@ -14,9 +14,9 @@ import asyncio
 import pytest
 from tornado import web
 
-from hub.site_config import Site
-from spawner.kube import KioskKubeSpawner
-from spawner.pod_manifest import to_dict
+from kioskhub.hub.site_config import Site
+from kioskhub.spawner.kube import KioskKubeSpawner
+from kioskhub.spawner.pod_manifest import to_dict
 from tests.kube_sim import KubernetesSimulation
 from tests.support.kube_cluster import kube_spawner, use_kubeconfig
 

@@ -26,14 +26,14 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
-from extensions.memory_notice import MemoryCgroup, locate_memory_cgroup
+from kioskhub.extensions.memory_notice import MemoryCgroup, locate_memory_cgroup
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 LIMIT = 400 * 2**20
 WS_PROTOCOL_V1 = "v1.kernel.websocket.jupyter.org"
-CONNECTION_CLASS = "extensions.memory_notice.MemoryNoticeConnection"
+CONNECTION_CLASS = "kioskhub.extensions.memory_notice.MemoryNoticeConnection"
 ENABLE_BY = {
     "connection-class": f"--ServerApp.kernel_websocket_connection_class={CONNECTION_CLASS}",
     "server-extension": "--ServerApp.jpserver_extensions=extensions.memory_notice=True",

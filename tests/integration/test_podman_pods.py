@@ -16,9 +16,9 @@ import time
 
 import pytest
 
-from hub.sample_data import write_sample_data
-from spawner.pod_image import IMAGE_UID
-from spawner.podman_plan import hub_tag
+from kioskhub.hub.sample_data import write_sample_data
+from kioskhub.spawner.pod_image import IMAGE_UID
+from kioskhub.spawner.podman_plan import hub_tag
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import start_hub, write_site_config
 from tests.support.podman import (

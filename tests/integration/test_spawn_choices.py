@@ -11,7 +11,7 @@ import psutil
 import pytest
 import requests
 
-from hub.sample_data import write_sample_data
+from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import start_hub, write_site_config
 from tests.support.user_session import UserSession

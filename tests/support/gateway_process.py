@@ -1,7 +1,7 @@
 """A real dask-gateway-server outside any hub, configured as KioskHub configures it.
 
 For running example notebooks with a plain kernel: the gateway uses KioskHub's backend
-and options (``hub.dask_gateway.gateway_config``), with dask-gateway's own simple
+and options (``kioskhub.hub.dask_gateway.gateway_config``), with dask-gateway's own simple
 authenticator in place of JupyterHub's, and clusters run as the test's own account.
 """
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import requests
 
-from hub.dask_gateway import gateway_addresses, gateway_config
-from hub.site_config import Site
+from kioskhub.hub.dask_gateway import gateway_addresses, gateway_config
+from kioskhub.hub.site_config import Site
 from tests.support.hub_process import free_port
 
 SIMPLE_AUTH = "dask_gateway_server.auth.SimpleAuthenticator"

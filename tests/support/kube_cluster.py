@@ -17,8 +17,8 @@ from jupyterhub.objects import Hub
 from kubernetes_asyncio.config import kube_config
 from kubespawner.clients import load_config
 
-from hub.site_config import Site
-from spawner.kube import KioskKubeSpawner
+from kioskhub.hub.site_config import Site
+from kioskhub.spawner.kube import KioskKubeSpawner
 
 
 def use_kubeconfig(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from spawner.podman_cli import podman_command, podman_env
+from kioskhub.spawner.podman_cli import podman_command, podman_env
 
 KIOSKHUB = Path(sys.executable).parent / "kioskhub"
 TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap", "conmon": "conmon"}

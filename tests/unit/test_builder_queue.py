@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from image_builder.build_queue import BuildQueue, QueueFull
+from kioskhub.image_builder.build_queue import BuildQueue, QueueFull
 
 
 class Recorder:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from image_builder.builder_base import BuildFailed, NeedsContainerBuilder
-from image_builder.local_builder import choose_python
-from image_builder.repo_spec import content_hash, detect_spec, pip_only_dependencies
+from kioskhub.image_builder.builder_base import BuildFailed, NeedsContainerBuilder
+from kioskhub.image_builder.local_builder import choose_python
+from kioskhub.image_builder.repo_spec import content_hash, detect_spec, pip_only_dependencies
 
 
 def repo(tmp_path, **files):

@@ -6,8 +6,8 @@ import os
 import stat
 from pathlib import Path
 
-from image_builder.build_sandbox import BuildAccount
-from image_builder.server_layer import (
+from kioskhub.image_builder.build_sandbox import BuildAccount
+from kioskhub.image_builder.server_layer import (
     LAYER_MARKER,
     clone_layer,
     installed_distributions,

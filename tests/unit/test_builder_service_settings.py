@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from hub.site_config import Site
-from image_builder import service_api
-from image_builder.hub_service import builder_hub_settings, site_from_json
-from image_builder.openapi import openapi_document
+from kioskhub.hub.site_config import Site
+from kioskhub.image_builder import service_api
+from kioskhub.image_builder.hub_service import builder_hub_settings, site_from_json
+from kioskhub.image_builder.openapi import openapi_document
 
 
 def site(tmp_path, **builder) -> Site:
@@ -36,7 +36,7 @@ def test_service_role_and_user_access(tmp_path):
                 {
                     "name": "environments",
                     "url": "http://127.0.0.1:8123",
-                    "command": ["/py", "-m", "image_builder.service"],
+                    "command": ["/py", "-m", "kioskhub.image_builder.service"],
                     "cwd": str(tmp_path / "state"),
                     "oauth_no_confirm": True,
                     "display": True,

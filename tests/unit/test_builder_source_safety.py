@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from image_builder.source_safety import (
+from kioskhub.image_builder.source_safety import (
     RepositorySource,
     UnsafeSource,
     check_ref,

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from hub.site_choices import Environment
-from hub.site_config import Site
-from image_builder.builder_base import Artifact
-from image_builder.catalog import EnvironmentRecord, check_visibility
-from image_builder.catalog_access import Viewer, can_manage, can_see, can_share_with
-from image_builder.catalog_db import open_catalog
-from image_builder.catalog_store import (
+from kioskhub.hub.site_choices import Environment
+from kioskhub.hub.site_config import Site
+from kioskhub.image_builder.builder_base import Artifact
+from kioskhub.image_builder.catalog import EnvironmentRecord, check_visibility
+from kioskhub.image_builder.catalog_access import Viewer, can_manage, can_see, can_share_with
+from kioskhub.image_builder.catalog_db import open_catalog
+from kioskhub.image_builder.catalog_store import (
     Conflict,
     finish_failed,
     finish_ready,
@@ -22,7 +22,7 @@ from image_builder.catalog_store import (
     sync_site_environments,
     visible,
 )
-from image_builder.spawn_catalog import environments_for
+from kioskhub.image_builder.spawn_catalog import environments_for
 
 ADA = Viewer("ada", frozenset({"physics"}))
 BOB = Viewer("bob")

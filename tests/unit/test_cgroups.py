@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from spawner.cgroups import (
+from kioskhub.spawner.cgroups import (
     CgroupError,
     CgroupLayout,
     CgroupWrite,

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from hub.config_reference import (
+from kioskhub.hub.config_reference import (
     END_MARKER,
     START_MARKER,
     WRITE_COMMAND,
@@ -22,7 +22,7 @@ from hub.config_reference import (
     replace_block,
     section_model,
 )
-from hub.site_config import PACKAGE_ROOT, Section, Site
+from kioskhub.hub.site_config import PACKAGE_ROOT, Section, Site
 
 DOCS = PACKAGE_ROOT / "docs" / "configuration.md"
 KIOSKHUB = Path(sys.executable).parent / "kioskhub"

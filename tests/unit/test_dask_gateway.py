@@ -20,26 +20,30 @@ from dask_gateway_server.models import User
 from tornado import web
 from traitlets.config import Config
 
-from hub.config_file import ConfigError, load_site
-from hub.dask_gateway import (
+from kioskhub.hub.config_file import ConfigError, load_site
+from kioskhub.hub.dask_gateway import (
     client_env,
     gateway_config,
     gateway_hub_settings,
     merge_settings,
     write_gateway_config,
 )
-from hub.dask_gateway_backend import (
+from kioskhub.hub.dask_gateway_backend import (
     KioskHubAuthenticator,
     KioskLocalBackend,
     KioskSharedLocalBackend,
     ProfileOptions,
 )
-from hub.dask_gateway_kube import kube_extra_config, kube_gateway_values, kube_jupyterhub_values
-from hub.jupyterhub_settings import jupyterhub_settings
-from hub.site_config import Site
-from hub.state_dir import Passwords
-from spawner.dask_clusters import stop_user_clusters
-from spawner.launch_spec import build_launch_spec
+from kioskhub.hub.dask_gateway_kube import (
+    kube_extra_config,
+    kube_gateway_values,
+    kube_jupyterhub_values,
+)
+from kioskhub.hub.jupyterhub_settings import jupyterhub_settings
+from kioskhub.hub.site_config import Site
+from kioskhub.hub.state_dir import Passwords
+from kioskhub.spawner.dask_clusters import stop_user_clusters
+from kioskhub.spawner.launch_spec import build_launch_spec
 
 DASK = {
     "enabled": True,
@@ -98,8 +102,8 @@ def test_gateway_config(tmp_path):
     assert config == {
         "DaskGateway": {
             "address": "127.0.0.1:8084",
-            "backend_class": "hub.dask_gateway_backend.KioskLocalBackend",
-            "authenticator_class": "hub.dask_gateway_backend.KioskHubAuthenticator",
+            "backend_class": "kioskhub.hub.dask_gateway_backend.KioskLocalBackend",
+            "authenticator_class": "kioskhub.hub.dask_gateway_backend.KioskHubAuthenticator",
             "log_level": "INFO",
         },
         "Proxy": {
@@ -132,7 +136,7 @@ def test_without_isolation_clusters_run_as_the_gateways_account(tmp_path):
     config = gateway_config(dask_site(tmp_path), isolated=False, own_prefix=Path("/opt/kh"))
 
     assert config["DaskGateway"]["backend_class"] == (
-        "hub.dask_gateway_backend.KioskSharedLocalBackend"
+        "kioskhub.hub.dask_gateway_backend.KioskSharedLocalBackend"
     )
 
 
@@ -332,7 +336,8 @@ def test_kube_extra_config_sets_options_and_groups(tmp_path):
 
     exec(kube_extra_config(dask_site(tmp_path)), {"c": c})  # noqa: S102 (the chart runs it so)
 
-    assert c.DaskGateway.authenticator_class == "hub.dask_gateway_backend.KioskHubAuthenticator"
+    authenticator = "kioskhub.hub.dask_gateway_backend.KioskHubAuthenticator"
+    assert c.DaskGateway.authenticator_class == authenticator
     assert c.KioskHubAuthenticator.allowed_groups == ["physics", "chemistry"]
     assert c.KubeClusterConfig.idle_timeout == 600.0
     options = c.KubeBackend.cluster_options

@@ -7,17 +7,17 @@ import gitlab.exceptions
 import pytest
 from pydantic import ValidationError
 
-from image_builder.gitlab_builder import plain_trace
-from image_builder.gitlab_connection import (
+from kioskhub.image_builder.gitlab_builder import plain_trace
+from kioskhub.image_builder.gitlab_connection import (
     GitLabAuthError,
     GitLabError,
     GitLabForbidden,
     GitLabNotFound,
     translate_error,
 )
-from image_builder.gitlab_pipelines import Backoff, TraceCursor
-from image_builder.gitlab_registry import BuiltImage, gitlab_token_from_auth_state
-from image_builder.gitlab_settings import GitLabSettings, api_token
+from kioskhub.image_builder.gitlab_pipelines import Backoff, TraceCursor
+from kioskhub.image_builder.gitlab_registry import BuiltImage, gitlab_token_from_auth_state
+from kioskhub.image_builder.gitlab_settings import GitLabSettings, api_token
 
 
 def test_backoff_doubles_to_its_maximum_and_resets():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from image_builder.gitlab_pipeline_variables import (
+from kioskhub.image_builder.gitlab_pipeline_variables import (
     PipelineInputError,
     PipelineRequest,
     check_namespace_allowed,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from image_builder.gitlab_builder import GitLabCIBuilder
-from image_builder.gitlab_service import gitlab_builders, gitlab_routes, public_webhook_url
-from image_builder.gitlab_settings import CI_TEMPLATE, GitLabSettings
-from image_builder.gitlab_webhook import GitLabWebhookHandler, PipelineEventBus
+from kioskhub.image_builder.gitlab_builder import GitLabCIBuilder
+from kioskhub.image_builder.gitlab_service import gitlab_builders, gitlab_routes, public_webhook_url
+from kioskhub.image_builder.gitlab_settings import CI_TEMPLATE, GitLabSettings
+from kioskhub.image_builder.gitlab_webhook import GitLabWebhookHandler, PipelineEventBus
 
 SECRET = "0123456789abcdef01234567"
 CATALOG = object()  # stored by the builder, not used until a build runs
@@ -85,8 +85,8 @@ def test_the_builder_adds_the_public_webhook_when_a_secret_is_set():
 def test_the_environments_service_serves_the_gitlab_webhook_and_builder(tmp_path, monkeypatch):
     from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
-    from hub.config_file import load_site
-    from image_builder.service import make_app, start_catalog
+    from kioskhub.hub.config_file import load_site
+    from kioskhub.image_builder.service import make_app, start_catalog
 
     config = tmp_path / "kioskhub.yaml"
     config.write_text(

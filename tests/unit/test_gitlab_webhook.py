@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from image_builder.gitlab_webhook import (
+from kioskhub.image_builder.gitlab_webhook import (
     JobEvent,
     PipelineEvent,
     PipelineEventBus,

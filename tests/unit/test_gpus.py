@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from spawner.gpus import (
+from kioskhub.spawner.gpus import (
     NVIDIA_SMI_COMPUTE_APPS_QUERY,
     NVIDIA_SMI_QUERY,
     Gpu,

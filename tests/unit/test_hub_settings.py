@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from tornado import web
 
-from hub.auth import KioskAuthenticator
-from hub.config_file import load_site
-from hub.jupyterhub_settings import jupyterhub_settings
-from hub.site_config import PACKAGE_ROOT, USERNAME_PATTERN, Site, check_username
-from hub.state_dir import SECRETS_FILE, Passwords, prepare_state_dir
-from spawner.home import EXAMPLES_LEDGER, prepare_home
-from spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec, build_launch_spec
+from kioskhub.hub.auth import KioskAuthenticator
+from kioskhub.hub.config_file import load_site
+from kioskhub.hub.jupyterhub_settings import jupyterhub_settings
+from kioskhub.hub.site_config import PACKAGE_ROOT, USERNAME_PATTERN, Site, check_username
+from kioskhub.hub.state_dir import SECRETS_FILE, Passwords, prepare_state_dir
+from kioskhub.spawner.home import EXAMPLES_LEDGER, prepare_home
+from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec, build_launch_spec
 
 
 def small_site(folder: Path, **sections) -> Site:
@@ -62,8 +62,8 @@ def test_jupyterhub_settings(tmp_path):
             "db_url": f"sqlite:///{tmp_path}/state/jupyterhub.sqlite",
             "cookie_secret_file": f"{tmp_path}/state/jupyterhub_cookie_secret",
             "pid_file": f"{tmp_path}/state/jupyterhub.pid",
-            "authenticator_class": "hub.auth.KioskAuthenticator",
-            "spawner_class": "spawner.local_process.KioskSpawner",
+            "authenticator_class": "kioskhub.hub.auth.KioskAuthenticator",
+            "spawner_class": "kioskhub.spawner.local_process.KioskSpawner",
             "cleanup_servers": True,
             "log_level": "DEBUG",
             "template_paths": [str(PACKAGE_ROOT / "hub" / "templates")],

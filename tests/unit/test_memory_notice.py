@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from extensions.memory_notice import (
+from kioskhub.extensions.memory_notice import (
     MemoryCgroup,
     MemoryEvents,
     RunningCell,

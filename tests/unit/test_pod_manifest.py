@@ -12,9 +12,9 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from hub.site_pods import DataVolume, HomeVolume, PodProfile, PodSettings, Toleration
-from spawner.launch_spec import ChoiceError, EnvironmentSpec, LaunchSpec, MountSpec
-from spawner.pod_manifest import (
+from kioskhub.hub.site_pods import DataVolume, HomeVolume, PodProfile, PodSettings, Toleration
+from kioskhub.spawner.launch_spec import ChoiceError, EnvironmentSpec, LaunchSpec, MountSpec
+from kioskhub.spawner.pod_manifest import (
     PodTarget,
     build_home_claim,
     build_pod,

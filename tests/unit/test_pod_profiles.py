@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from hub.site_choices import Environment, GpuRequest, ResourceProfile
-from hub.site_pods import PodProfile, PodSettings, Toleration
-from spawner.kube_profiles import profile_list
+from kioskhub.hub.site_choices import Environment, GpuRequest, ResourceProfile
+from kioskhub.hub.site_pods import PodProfile, PodSettings, Toleration
+from kioskhub.spawner.kube_profiles import profile_list
 
 ENVIRONMENTS = (
     Environment(name="default", display_name="Python 3", default=True),

@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub.config_file import ConfigError, load_site
-from hub.jupyterhub_settings import jupyterhub_settings
-from hub.site_config import PACKAGE_ROOT
-from hub.state_dir import Passwords
-from spawner.launch_spec import EnvironmentSpec, LaunchSpec
-from spawner.pod_image import BaseImageRecipe, debian_mirror
-from spawner.pod_image_build import BuildError, build_base_image
-from spawner.podman_cli import CONTAINERS_CONF, podman_env
-from spawner.podman_plan import (
+from kioskhub.hub.config_file import ConfigError, load_site
+from kioskhub.hub.jupyterhub_settings import jupyterhub_settings
+from kioskhub.hub.site_config import PACKAGE_ROOT
+from kioskhub.hub.state_dir import Passwords
+from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec
+from kioskhub.spawner.pod_image import BaseImageRecipe, debian_mirror
+from kioskhub.spawner.pod_image_build import BuildError, build_base_image
+from kioskhub.spawner.podman_cli import CONTAINERS_CONF, podman_env
+from kioskhub.spawner.podman_plan import (
     bound_claim,
     hub_tag,
     names_from_state,
@@ -96,9 +96,9 @@ def test_pod_config_mistakes_name_the_key_and_the_fix(tmp_path, config, message)
 @pytest.mark.parametrize(
     "backend, spawner_class",
     [
-        ("local", "spawner.local_process.KioskSpawner"),
-        ("podman", "spawner.podman.PodmanSpawner"),
-        ("kubernetes", "spawner.kube.KioskKubeSpawner"),
+        ("local", "kioskhub.spawner.local_process.KioskSpawner"),
+        ("podman", "kioskhub.spawner.podman.PodmanSpawner"),
+        ("kubernetes", "kioskhub.spawner.kube.KioskKubeSpawner"),
     ],
 )
 def test_the_backend_picks_the_spawner_class_and_hands_it_the_site(

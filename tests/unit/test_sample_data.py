@@ -2,7 +2,7 @@
 
 import csv
 
-from hub.sample_data import (
+from kioskhub.hub.sample_data import (
     README_NAME,
     SAMPLE_COLUMNS,
     SAMPLE_CSV_NAME,
