@@ -5,14 +5,14 @@ from __future__ import annotations
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 from tornado import web
 
-from .site_config import check_username
+from kioskhub.hub.schema.site import check_username
 
 
 class KioskAuthenticator(SharedPasswordAuthenticator):
     """SharedPasswordAuthenticator that explains why a username is refused.
 
     Usernames are normalised (trimmed, lowercased) and must match
-    ``site_config.USERNAME_PATTERN``; a bad one gets a message on the login page instead of
+    ``schema.site.USERNAME_PATTERN``; a bad one gets a message on the login page instead of
     the generic "Invalid username or password".
     """
 

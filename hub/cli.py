@@ -8,14 +8,14 @@ import sys
 from importlib import resources
 from pathlib import Path
 
+from kioskhub.hub.schema.config_file import ConfigError, load_site
+from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.cli import add_env_command
 
-from .config_file import ConfigError, load_site
 from .config_reference import render_reference
 from .image_cli import add_image_command
 from .jupyterhub_settings import PROXY_NAME, find_proxy_command
 from .sample_data import write_sample_data
-from .site_config import Site
 from .state_dir import SECRETS_FILE, prepare_state_dir
 
 DEFAULT_CONFIG = "kioskhub.yaml"

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from .site_config import PACKAGE_ROOT, Site
+from kioskhub.hub.schema.site import PACKAGE_ROOT, Site
 
 START_MARKER = "<!-- reference:start -->"
 END_MARKER = "<!-- reference:end -->"
@@ -39,7 +39,7 @@ BYTE_UNITS = (
     ("M", 10**6),
 )
 BYTE_SIZE_VALIDATOR = "parse_bytes"
-"""Name of the validator that marks a field as a memory size (``site_choices.ByteSize``)."""
+"""Name of the validator that marks a field as a memory size (``schema.choices.ByteSize``)."""
 
 
 def render_reference(model: type[BaseModel] = Site) -> str:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .site_config import Site
+from kioskhub.hub.schema.site import Site
 
 SERVICE_NAME = "dask-gateway"
 SERVICE_PREFIX = f"/services/{SERVICE_NAME}"

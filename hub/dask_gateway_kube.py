@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from kioskhub.hub.schema.site import Site
+
 from .dask_gateway import (
     ACCESS_SCOPE,
     SERVER_SCOPES,
@@ -22,7 +24,6 @@ from .dask_gateway import (
     default_profile,
     profile_options,
 )
-from .site_config import Site
 
 HUB_SECRET = "hub"
 """The Secret in which zero-to-jupyterhub keeps the tokens of the hub's services."""

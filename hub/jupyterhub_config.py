@@ -7,9 +7,9 @@ derived from it; every choice lives in ``jupyterhub_settings``.
 import os
 import sys
 
-from kioskhub.hub.config_file import ConfigError, load_site
 from kioskhub.hub.dask_gateway import write_gateway_config
 from kioskhub.hub.jupyterhub_settings import apply_settings, find_proxy_command, jupyterhub_settings
+from kioskhub.hub.schema.config_file import ConfigError, load_site
 from kioskhub.hub.state_dir import prepare_state_dir
 
 c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)

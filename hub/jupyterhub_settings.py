@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kioskhub.hub.schema.site import PACKAGE_ROOT, USERNAME_PATTERN, Site
 from kioskhub.image_builder.hub_service import builder_hub_settings
 
 from .dask_gateway import gateway_hub_settings, merge_settings
 from .pod_backends import with_spawner_backend
-from .site_config import PACKAGE_ROOT, USERNAME_PATTERN, Site
 from .state_dir import Passwords
 
 PROXY_NAME = "configurable-http-proxy"

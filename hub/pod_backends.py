@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .site_config import Site
+from kioskhub.hub.schema.site import Site
 
 SPAWNER_CLASSES = {
     "local": "kioskhub.spawner.local_process.KioskSpawner",

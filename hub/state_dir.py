@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from .site_config import Site
+from kioskhub.hub.schema.site import Site
 
 SECRETS_FILE = "secrets.json"
 

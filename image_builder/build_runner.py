@@ -14,6 +14,8 @@ import logging
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+from kioskhub.hub.schema.builder import BuilderSettings
+
 from .build_log import BuildLog
 from .build_queue import BuildQueue
 from .builder_base import BuildFailed, BuildRequest, EnvironmentBuilder
@@ -26,7 +28,6 @@ from .catalog_store import (
     start_build,
     unfinished_builds,
 )
-from .config import BuilderSettings
 from .source_safety import (
     RepositorySource,
     UnsafeSource,

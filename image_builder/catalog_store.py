@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kioskhub.hub.site_choices import Environment, own_environment_path
+from kioskhub.hub.schema.choices import Environment, own_environment_path
 
 from .builder_base import Artifact
 from .catalog import (

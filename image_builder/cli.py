@@ -16,10 +16,11 @@ import os
 import sys
 from pathlib import Path
 
+from kioskhub.hub.schema.builder import BuilderSettings, catalog_url
+
 from .build_log import BuildLog
 from .build_sandbox import BuildAccount, make_workdir, minimal_environment, remove_tree
 from .builder_base import BuildFailed
-from .config import BuilderSettings, catalog_url
 from .container_builder import find_engine, render_dockerfile
 from .source_safety import UnsafeSource, check_ref, check_subdir
 
@@ -105,7 +106,7 @@ async def _dockerfile(source, ref: str, subdir: str) -> str:
 
 
 def print_catalog(args: argparse.Namespace) -> int:
-    from kioskhub.hub.config_file import load_site
+    from kioskhub.hub.schema.config_file import load_site
 
     from .catalog_access import Viewer
     from .catalog_db import open_catalog

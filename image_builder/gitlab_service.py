@@ -22,12 +22,13 @@ from collections.abc import Mapping
 
 from tornado.web import RequestHandler
 
+from kioskhub.hub.schema.gitlab import GitLabSettings, api_token
+
 from .builder_base import EnvironmentBuilder
 from .catalog_db import Catalog
 from .gitlab_builder import CatalogPipelineMemory, GitLabCIBuilder
 from .gitlab_connection import GitLabConnection
 from .gitlab_pipelines import GitLabCIBuilds
-from .gitlab_settings import GitLabSettings, api_token
 from .gitlab_webhook import PipelineEventBus, webhook_route
 
 log = logging.getLogger("kioskhub.environments.gitlab")

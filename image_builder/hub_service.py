@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any
 
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.site import Site
 
 from .build_sandbox import NETWORK_VARIABLES
 

@@ -20,13 +20,13 @@ from urllib.parse import urlsplit
 
 from tornado import web
 
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.builder import cache_dir, catalog_url, environments_dir
+from kioskhub.hub.schema.site import Site
 
 from .build_runner import BuildRunner
 from .builder_base import EnvironmentBuilder
 from .catalog_db import Catalog, open_catalog
 from .catalog_store import queue_build, sync_site_environments
-from .config import cache_dir, catalog_url, environments_dir
 from .container_builder import ContainerBuilder, find_engine
 from .gitlab_service import gitlab_builders, gitlab_routes, public_webhook_url
 from .gitlab_webhook import PipelineEventBus
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s"
     )
     if args.config:
-        from kioskhub.hub.config_file import load_site
+        from kioskhub.hub.schema.config_file import load_site
 
         site = load_site(args.config)
     elif os.environ.get(SITE_VARIABLE):

@@ -23,6 +23,8 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.iostream import StreamClosedError
 
+from kioskhub.hub.schema.builder import BuilderSettings
+
 from .build_queue import QueueFull
 from .build_runner import BuildRunner, check_source
 from .catalog import SITE_OWNER, BuildRecord, EnvironmentRecord
@@ -38,7 +40,6 @@ from .catalog_store import (
     set_visibility,
     visible,
 )
-from .config import BuilderSettings
 from .openapi import openapi_document
 from .source_safety import UnsafeSource, check_ref, check_subdir
 

@@ -16,13 +16,13 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from kioskhub.hub.site_choices import Environment
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.builder import catalog_url
+from kioskhub.hub.schema.choices import Environment
+from kioskhub.hub.schema.site import Site
 
 from .catalog import SITE_OWNER, EnvironmentRecord
 from .catalog_access import Viewer, can_see
 from .catalog_db import Catalog, has_schema, open_catalog
-from .config import catalog_url
 
 log = logging.getLogger(__name__)
 

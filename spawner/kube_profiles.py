@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from kioskhub.hub.site_choices import Environment, ResourceProfile
-from kioskhub.hub.site_pods import PodSettings
+from kioskhub.hub.schema.choices import Environment, ResourceProfile
+from kioskhub.hub.schema.pods import PodSettings
 
 from .launch_spec import allowed
 from .spawn_form import describe_resources

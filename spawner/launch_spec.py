@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kioskhub.hub.dask_gateway import client_env
-from kioskhub.hub.site_choices import Choice, Environment, ResourceProfile
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.choices import Choice, Environment, ResourceProfile
+from kioskhub.hub.schema.site import Site
 
 OPTION_KEYS = ("environment", "profile")
 

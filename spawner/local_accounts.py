@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tornado import web
 
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.site import Site
 
 from .launch_spec import LaunchSpec
 from .local_plan import Account

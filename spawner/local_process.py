@@ -23,7 +23,7 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Any, Instance, Unicode, default
 
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.spawn_catalog import open_reader, site_for_user
 
 from . import gpu_assignments, gpus

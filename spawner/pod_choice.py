@@ -12,8 +12,8 @@ from tornado import web
 from traitlets import Instance
 from traitlets.config import LoggingConfigurable
 
-from kioskhub.hub.site_choices import Environment
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.choices import Environment
+from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.spawn_catalog import open_reader, site_for_user
 
 from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec

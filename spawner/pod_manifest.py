@@ -18,7 +18,7 @@ from kubernetes_asyncio.client import ApiClient, V1PersistentVolumeClaim, V1Pod
 from kubespawner.objects import make_pod, make_pvc
 from kubespawner.slugs import is_valid_label, safe_slug
 
-from kioskhub.hub.site_pods import DataVolume, PodSettings
+from kioskhub.hub.schema.pods import DataVolume, PodSettings
 
 from .launch_spec import ChoiceError, LaunchSpec, MountSpec
 

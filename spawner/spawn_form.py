@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from kioskhub.hub.site_choices import Environment, ResourceProfile
+from kioskhub.hub.schema.choices import Environment, ResourceProfile
 
 FORM_STYLE = """
 <style>

@@ -7,8 +7,8 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
+from kioskhub.hub.schema.gitlab import GitLabSettings
 from kioskhub.image_builder.gitlab_service import TEMPLATE_PATH, WEBHOOK_PATH, gitlab_routes
-from kioskhub.image_builder.gitlab_settings import GitLabSettings
 from kioskhub.image_builder.gitlab_webhook import PipelineEventBus
 
 PREFIX = "/services/environments/"

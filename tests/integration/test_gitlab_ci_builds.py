@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 
+from kioskhub.hub.schema.gitlab import CI_TEMPLATE
 from kioskhub.image_builder.gitlab_connection import (
     GitLabConnection,
     GitLabForbidden,
@@ -26,7 +27,6 @@ from kioskhub.image_builder.gitlab_pipelines import (
     PipelineFinished,
     PipelineStatusChanged,
 )
-from kioskhub.image_builder.gitlab_settings import CI_TEMPLATE
 from kioskhub.image_builder.gitlab_webhook import PipelineEventBus
 from tests.gitlab_sim import GitLabSimulation
 from tests.gitlab_sim.receiver import start_webhook_receiver, template_url

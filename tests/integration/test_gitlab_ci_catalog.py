@@ -9,13 +9,13 @@ import asyncio
 
 import pytest
 
+from kioskhub.hub.schema.builder import BuilderSettings
 from kioskhub.image_builder.build_log import BuildLog
 from kioskhub.image_builder.build_runner import BuildRunner, check_source
 from kioskhub.image_builder.builder_base import BuildFailed, BuildRequest
 from kioskhub.image_builder.catalog import BuildRecord, EnvironmentRecord
 from kioskhub.image_builder.catalog_db import open_catalog
 from kioskhub.image_builder.catalog_store import builder_state, queue_build, register
-from kioskhub.image_builder.config import BuilderSettings
 from kioskhub.image_builder.gitlab_builder import CatalogPipelineMemory, GitLabCIBuilder
 from kioskhub.image_builder.gitlab_connection import GitLabConnection
 from kioskhub.image_builder.gitlab_pipeline_variables import pipeline_request

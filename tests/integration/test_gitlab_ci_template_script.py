@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kioskhub.image_builder.gitlab_settings import CI_TEMPLATE
+from kioskhub.hub.schema.gitlab import CI_TEMPLATE
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import asyncio
 import pytest
 from tornado import web
 
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.site import Site
 from kioskhub.spawner.kube import KioskKubeSpawner
 from kioskhub.spawner.pod_manifest import to_dict
 from tests.kube_sim import KubernetesSimulation

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from kioskhub.hub.site_config import PACKAGE_ROOT
+from kioskhub.hub.schema.site import PACKAGE_ROOT
 from kioskhub.spawner.pod_image import IMAGE_UID, server_versions
 from kioskhub.spawner.podman_cli import CONTAINERS_CONF
 from tests.support.podman import KIOSKHUB, build_base_image, podman, require_pod_tools

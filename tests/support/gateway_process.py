@@ -19,7 +19,7 @@ from pathlib import Path
 import requests
 
 from kioskhub.hub.dask_gateway import gateway_addresses, gateway_config
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.site import Site
 from tests.support.hub_process import free_port
 
 SIMPLE_AUTH = "dask_gateway_server.auth.SimpleAuthenticator"

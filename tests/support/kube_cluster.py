@@ -17,7 +17,7 @@ from jupyterhub.objects import Hub
 from kubernetes_asyncio.config import kube_config
 from kubespawner.clients import load_config
 
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.site import Site
 from kioskhub.spawner.kube import KioskKubeSpawner
 
 

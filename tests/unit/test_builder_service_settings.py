@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder import service_api
 from kioskhub.image_builder.hub_service import builder_hub_settings, site_from_json
 from kioskhub.image_builder.openapi import openapi_document

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from kioskhub.hub.site_choices import Environment
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.choices import Environment
+from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.builder_base import Artifact
 from kioskhub.image_builder.catalog import EnvironmentRecord, check_visibility
 from kioskhub.image_builder.catalog_access import Viewer, can_manage, can_see, can_share_with

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kioskhub.hub.site_config import HubSettings
+from kioskhub.hub.schema.site import HubSettings
 
 KIOSKHUB = Path(sys.executable).parent / "kioskhub"
 EXIT_CONFIG_ERROR = 2

@@ -22,7 +22,7 @@ from kioskhub.hub.config_reference import (
     replace_block,
     section_model,
 )
-from kioskhub.hub.site_config import PACKAGE_ROOT, Section, Site
+from kioskhub.hub.schema.site import PACKAGE_ROOT, Section, Site
 
 DOCS = PACKAGE_ROOT / "docs" / "configuration.md"
 KIOSKHUB = Path(sys.executable).parent / "kioskhub"

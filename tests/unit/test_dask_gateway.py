@@ -20,7 +20,6 @@ from dask_gateway_server.models import User
 from tornado import web
 from traitlets.config import Config
 
-from kioskhub.hub.config_file import ConfigError, load_site
 from kioskhub.hub.dask_gateway import (
     client_env,
     gateway_config,
@@ -40,7 +39,8 @@ from kioskhub.hub.dask_gateway_kube import (
     kube_jupyterhub_values,
 )
 from kioskhub.hub.jupyterhub_settings import jupyterhub_settings
-from kioskhub.hub.site_config import Site
+from kioskhub.hub.schema.config_file import ConfigError, load_site
+from kioskhub.hub.schema.site import Site
 from kioskhub.hub.state_dir import Passwords
 from kioskhub.spawner.dask_clusters import stop_user_clusters
 from kioskhub.spawner.launch_spec import build_launch_spec

@@ -7,12 +7,12 @@ import re
 
 import yaml
 
+from kioskhub.hub.schema.gitlab import CI_TEMPLATE, GitLabSettings
 from kioskhub.image_builder.gitlab_pipeline_variables import (
     BUILD_VARIABLE,
     REF_VARIABLE,
     SUBDIR_VARIABLE,
 )
-from kioskhub.image_builder.gitlab_settings import CI_TEMPLATE, GitLabSettings
 
 GITLAB_DEFAULT_STAGES = {".pre", "build", "test", "deploy", ".post"}
 IMAGE = "$CI_REGISTRY_IMAGE/kioskhub-env:$CI_COMMIT_SHA"

@@ -7,6 +7,7 @@ import gitlab.exceptions
 import pytest
 from pydantic import ValidationError
 
+from kioskhub.hub.schema.gitlab import GitLabSettings, api_token
 from kioskhub.image_builder.gitlab_builder import plain_trace
 from kioskhub.image_builder.gitlab_connection import (
     GitLabAuthError,
@@ -17,7 +18,6 @@ from kioskhub.image_builder.gitlab_connection import (
 )
 from kioskhub.image_builder.gitlab_pipelines import Backoff, TraceCursor
 from kioskhub.image_builder.gitlab_registry import BuiltImage, gitlab_token_from_auth_state
-from kioskhub.image_builder.gitlab_settings import GitLabSettings, api_token
 
 
 def test_backoff_doubles_to_its_maximum_and_resets():

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
+from kioskhub.hub.schema.gitlab import CI_TEMPLATE, GitLabSettings
 from kioskhub.image_builder.gitlab_builder import GitLabCIBuilder
 from kioskhub.image_builder.gitlab_service import gitlab_builders, gitlab_routes, public_webhook_url
-from kioskhub.image_builder.gitlab_settings import CI_TEMPLATE, GitLabSettings
 from kioskhub.image_builder.gitlab_webhook import GitLabWebhookHandler, PipelineEventBus
 
 SECRET = "0123456789abcdef01234567"
@@ -85,7 +85,7 @@ def test_the_builder_adds_the_public_webhook_when_a_secret_is_set():
 def test_the_environments_service_serves_the_gitlab_webhook_and_builder(tmp_path, monkeypatch):
     from tornado.httputil import HTTPHeaders, HTTPServerRequest, RequestStartLine
 
-    from kioskhub.hub.config_file import load_site
+    from kioskhub.hub.schema.config_file import load_site
     from kioskhub.image_builder.service import make_app, start_catalog
 
     config = tmp_path / "kioskhub.yaml"

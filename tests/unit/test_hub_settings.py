@@ -17,9 +17,9 @@ import pytest
 from tornado import web
 
 from kioskhub.hub.auth import KioskAuthenticator
-from kioskhub.hub.config_file import load_site
 from kioskhub.hub.jupyterhub_settings import jupyterhub_settings
-from kioskhub.hub.site_config import PACKAGE_ROOT, USERNAME_PATTERN, Site, check_username
+from kioskhub.hub.schema.config_file import load_site
+from kioskhub.hub.schema.site import PACKAGE_ROOT, USERNAME_PATTERN, Site, check_username
 from kioskhub.hub.state_dir import SECRETS_FILE, Passwords, prepare_state_dir
 from kioskhub.spawner.home import EXAMPLES_LEDGER, prepare_home
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec, build_launch_spec

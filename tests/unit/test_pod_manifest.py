@@ -12,7 +12,7 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from kioskhub.hub.site_pods import DataVolume, HomeVolume, PodProfile, PodSettings, Toleration
+from kioskhub.hub.schema.pods import DataVolume, HomeVolume, PodProfile, PodSettings, Toleration
 from kioskhub.spawner.launch_spec import ChoiceError, EnvironmentSpec, LaunchSpec, MountSpec
 from kioskhub.spawner.pod_manifest import (
     PodTarget,

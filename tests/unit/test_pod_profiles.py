@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kioskhub.hub.site_choices import Environment, GpuRequest, ResourceProfile
-from kioskhub.hub.site_pods import PodProfile, PodSettings, Toleration
+from kioskhub.hub.schema.choices import Environment, GpuRequest, ResourceProfile
+from kioskhub.hub.schema.pods import PodProfile, PodSettings, Toleration
 from kioskhub.spawner.kube_profiles import profile_list
 
 ENVIRONMENTS = (

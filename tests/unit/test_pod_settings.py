@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kioskhub.hub.config_file import ConfigError, load_site
 from kioskhub.hub.jupyterhub_settings import jupyterhub_settings
-from kioskhub.hub.site_config import PACKAGE_ROOT
+from kioskhub.hub.schema.config_file import ConfigError, load_site
+from kioskhub.hub.schema.site import PACKAGE_ROOT
 from kioskhub.hub.state_dir import Passwords
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec
 from kioskhub.spawner.pod_image import BaseImageRecipe, debian_mirror

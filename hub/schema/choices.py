@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from .site_config_paths import ConfigPath
+from .paths import ConfigPath
 
 _UNITS = {
     "": 1,

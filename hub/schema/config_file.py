@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .site_config import Site
+from .site import Site
 
 
 class ConfigError(Exception):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .site_choices import ByteSize, Name
+from .choices import ByteSize, Name
 
 
 class DaskSection(BaseModel):

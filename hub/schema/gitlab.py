@@ -1,6 +1,6 @@
 """The ``gitlab:`` section of ``kioskhub.yaml``: environments built by GitLab CI.
 
-It lives beside the code it configures; ``kioskhub.hub.site_config.Site`` includes it. Secrets
+It lives beside the code it configures; ``kioskhub.hub.schema.site.Site`` includes it. Secrets
 stay out
 of the file where they can: KioskHub's own GitLab token is read from an environment variable
 that the section names (``api_token_env``), never from the config.
@@ -16,9 +16,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kioskhub.hub.site_config_paths import ConfigPath
+from .paths import ConfigPath
 
-CI_TEMPLATE = Path(__file__).resolve().parent / "ci" / "kioskhub-env.gitlab-ci.yml"
+# The template ships with the image builder: kioskhub/image_builder/ci beside kioskhub/hub.
+CI_TEMPLATE = (
+    Path(__file__).resolve().parents[2] / "image_builder" / "ci" / "kioskhub-env.gitlab-ci.yml"
+)
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
 
 

@@ -1,6 +1,6 @@
 """The ``builder:`` section of ``kioskhub.yaml``: the catalog, the builds and what they may fetch.
 
-It lives here, beside the code it configures, and ``kioskhub.hub.site_config.Site`` includes it. The
+It lives here, beside the code it configures, and ``kioskhub.hub.schema.site.Site`` includes it. The
 paths that default to the hub's state folder are resolved by the functions below, because a
 section does not know the state folder it sits beside.
 """
@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from kioskhub.hub.site_config_paths import ConfigPath
+from .paths import ConfigPath
 
 HOST_PATTERN = re.compile(
     r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"

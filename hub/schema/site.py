@@ -13,19 +13,18 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kioskhub.image_builder.config import BuilderSettings
-from kioskhub.image_builder.gitlab_settings import GitLabSettings
-
-from .site_choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
-from .site_config_paths import ConfigPath
-from .site_dask import DaskSettings, unknown_dask_profiles
-from .site_pods import PodSettings, pod_settings_problems
+from .builder import BuilderSettings
+from .choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
+from .dask import DaskSettings, unknown_dask_profiles
+from .gitlab import GitLabSettings
+from .paths import ConfigPath
+from .pods import PodSettings, pod_settings_problems
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,28}$"
 """Hub usernames: lowercase, 1–29 characters, safe in URLs, paths and system account names
 (with the three-character account prefix they stay within Linux's 32)."""
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EXAMPLES = PACKAGE_ROOT / "notebooks" / "examples"
 
 
