@@ -4,8 +4,9 @@
   state folder at start, see ``write_gateway_config``);
 - ``gateway_hub_settings``: the JupyterHub service, the role that lets users reach it and
   the scope that each server's token needs to use it;
-- ``client_env``: the environment that makes ``Gateway().new_cluster()`` work with no
-  arguments in a user server, and points dask-labextension at the gateway.
+- ``client_env`` (from ``kioskhub.hub.schema.dask``, a pure function of the Site): the
+  environment that makes ``Gateway().new_cluster()`` work with no arguments in a user
+  server, and points dask-labextension at the gateway.
 
 The gateway's API and the clusters' dashboards are served under the hub's URL at
 ``/services/dask-gateway/`` (the hub's proxy forwards there to the gateway's own proxy);
@@ -17,38 +18,24 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kioskhub.hub.schema.dask import (  # noqa: F401 (client_env is part of this API)
+    SERVICE_NAME,
+    SERVICE_PREFIX,
+    GatewayAddresses,
+    client_env,
+    gateway_addresses,
+)
 from kioskhub.hub.schema.site import Site
 
-SERVICE_NAME = "dask-gateway"
-SERVICE_PREFIX = f"/services/{SERVICE_NAME}"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 SERVER_SCOPES = ("users:activity!user", "access:servers!server")
 """The scopes of JupyterHub's default 'server' role, which a server's token keeps."""
 
 BACKENDS = "kioskhub.hub.dask_gateway_backend"
 CONFIG_FILE = "dask_gateway_config.json"
-
-
-@dataclass(frozen=True)
-class GatewayAddresses:
-    """Where the gateway is reached: from servers, from browsers, and for schedulers."""
-
-    internal: str
-    public: str
-    scheduler_proxy: str
-
-
-def gateway_addresses(site: Site) -> GatewayAddresses:
-    ports = site.dask.ports
-    return GatewayAddresses(
-        internal=f"http://127.0.0.1:{ports.http}{SERVICE_PREFIX}",
-        public=f"{site.hub.url}{SERVICE_PREFIX}",
-        scheduler_proxy=f"gateway://127.0.0.1:{ports.scheduler_proxy}",
-    )
 
 
 def gateway_folder(site: Site) -> Path:
@@ -156,28 +143,6 @@ def gateway_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
             "load_roles": [{"name": "user", "scopes": ["self", ACCESS_SCOPE]}],
         },
         "KioskSpawner": {"server_token_scopes": [*SERVER_SCOPES, ACCESS_SCOPE]},
-    }
-
-
-def client_env(
-    site: Site, profile: str, addresses: GatewayAddresses | None = None
-) -> dict[str, str]:
-    """Environment of a user server: dask-gateway's client config and dask-labextension's.
-
-    The user's server profile becomes the default ``profile`` option of new clusters.
-    ``addresses`` default to the embedded gateway's.
-    """
-    if not site.dask.enabled:
-        return {}
-    addresses = addresses or gateway_addresses(site)
-    return {
-        "DASK_GATEWAY__ADDRESS": addresses.internal,
-        "DASK_GATEWAY__PUBLIC_ADDRESS": addresses.public,
-        "DASK_GATEWAY__PROXY_ADDRESS": addresses.scheduler_proxy,
-        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
-        "DASK_GATEWAY__CLUSTER__OPTIONS__PROFILE": profile,
-        "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",
-        "DASK_LABEXTENSION__FACTORY__CLASS": "GatewayCluster",
     }
 
 

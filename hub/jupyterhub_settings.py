@@ -9,6 +9,7 @@ from typing import Any
 
 from kioskhub.hub.schema.site import PACKAGE_ROOT, USERNAME_PATTERN, Site
 from kioskhub.image_builder.hub_service import builder_hub_settings
+from kioskhub.image_builder.spawn_catalog import CatalogEnvironments
 
 from .dask_gateway import gateway_hub_settings, merge_settings
 from .pod_backends import with_spawner_backend
@@ -68,6 +69,9 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
     }
     settings = merge_settings(settings, gateway_hub_settings(site, python=sys.executable))
     settings = merge_settings(settings, builder_hub_settings(site, python=sys.executable))
+    if site.builder.enabled:
+        # The spawner reads what a user may launch through this (in a thread, on demand).
+        settings["KioskSpawner"]["environments_for_user"] = CatalogEnvironments(site)
     return with_spawner_backend(settings, site)
 
 

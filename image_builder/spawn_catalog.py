@@ -1,15 +1,19 @@
 """The catalog as the spawner sees it: ready environments as ``Environment`` choices for a user.
 
-The spawner does not know about builds. It asks ``site_for_user`` for the site as one user
-sees it, and gets the config's environments (those of kind ``repository`` replaced by their
-built venv or image, once built) plus the user's own and shared catalog environments, each
-pinned to the commit of its last successful build. Everything after that (the form, the
-choice, the LaunchSpec, the launch) is the spawner's ordinary path.
+The spawner does not know about builds, nor this package about spawners. The hub assembly
+sets ``CatalogEnvironments`` as the spawner's ``environments_for_user``: awaited, it reads
+the catalog in a worker thread (never on the hub's event loop) and returns the config's
+environments (those of kind ``repository`` replaced by their built venv or image, once
+built) plus the user's own and shared catalog environments, each pinned to the commit of
+its last successful build. Everything after that (the form, the choice, the LaunchSpec,
+the launch) is the spawner's ordinary path.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -32,6 +36,29 @@ def open_reader(site: Site) -> Catalog | None:
     if not site.builder.enabled:
         return None
     return open_catalog(catalog_url(site.builder, site.hub.state_dir), migrate=False)
+
+
+class CatalogEnvironments:
+    """``await CatalogEnvironments(site)(site, username, groups)``: what the user may launch.
+
+    The catalog is opened on first use, in the worker thread, and kept.
+    """
+
+    def __init__(self, site: Site) -> None:
+        self._site = site
+        self._catalog: Catalog | None = None
+        self._lock = threading.Lock()
+
+    async def __call__(
+        self, site: Site, username: str, groups: Iterable[str]
+    ) -> tuple[Environment, ...]:
+        return await asyncio.to_thread(self.read, site, username, tuple(groups))
+
+    def read(self, site: Site, username: str, groups: tuple[str, ...]) -> tuple[Environment, ...]:
+        with self._lock:
+            if self._catalog is None:
+                self._catalog = open_reader(self._site)
+        return site_for_user(site, username, groups, self._catalog).environments
 
 
 def site_for_user(

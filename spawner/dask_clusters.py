@@ -14,7 +14,7 @@ import logging
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from kioskhub.hub.dask_gateway import gateway_addresses
+from kioskhub.hub.schema.dask import gateway_addresses
 from kioskhub.hub.schema.site import Site
 
 TIMEOUT = 10.0

@@ -2,14 +2,15 @@
 
 KubeSpawner does the talking to the cluster (create the claim and the pod, watch pods and
 events, report progress, delete, keep its versioned state for restarts). KioskHub supplies
-what to run from the same site config as every other backend:
+what to run from the same site config as every other backend, on ``SpawnBackend``'s steps
+(base.py): the choice is checked and the LaunchSpec built once, then ``launch`` is
+KubeSpawner's own start, whose claim and pod are KioskHub's shared manifests
+(``pod_manifest``), the very ones ``podman kube play`` runs on one machine.
 
-- ``profile_list`` is generated from the site's profiles and environments
-  (``kube_profiles``), filtered by the user's groups, so the spawn form and KubeSpawner's
-  own traits match the model; launch links and the REST API take the same
-  ``{"environment", "profile"}`` options;
-- the Pod and the home claim are KioskHub's shared manifests (``pod_manifest``), the very
-  ones ``podman kube play`` runs on one machine.
+``profile_list`` is generated from the site's profiles and the user's environments
+(``kube_profiles``), filtered by the user's groups, so the spawn form and KubeSpawner's own
+traits match the model; launch links and the REST API take the same
+``{"environment", "profile"}`` options.
 
 The cluster is reached as kubernetes_asyncio finds it: in-cluster service account, or the
 kubeconfig named by ``KUBECONFIG`` (else ``~/.kube/config``) when the hub starts.
@@ -21,65 +22,103 @@ from kubespawner import KubeSpawner
 from tornado import web
 from traitlets import default
 
-from .dask_clusters import stop_user_clusters
+from .base import SpawnBackend
 from .kube_profiles import profile_list
-from .launch_spec import ChoiceError
-from .pod_choice import PodChoice
+from .launch_spec import ChoiceError, LaunchSpec
 from .pod_manifest import PodTarget, environment_image, home_claim_model, pod_model
+from .podman import POD_KINDS
 from .spawn_form import options_from_form as kiosk_options_from_form
 
 
-class KioskKubeSpawner(PodChoice, KubeSpawner):
+class KioskKubeSpawner(SpawnBackend, KubeSpawner):
     """KubeSpawner that launches KioskHub's LaunchSpec as KioskHub's Pod manifest."""
+
+    runnable_kinds = POD_KINDS
+    backend_name = "kubernetes"
+    waits_for_answer = False
+    """KubeSpawner waits for the pod to run; JupyterHub then waits for it to answer."""
+
+    progress = KubeSpawner.progress
+    """Progress comes from the pod's events, as KubeSpawner reports them."""
+
+    @default("options_form")
+    def _default_options_form(self):
+        return KubeSpawner._options_form_default(self)
 
     @default("profile_list")
     def _default_profile_list(self):
-        return lambda spawner: spawner.site_profile_list()
-
-    @default("apply_user_options")
-    def _default_apply_user_options(self):
-        return self.refuse_bad_choice
+        return KioskKubeSpawner._user_profile_list
 
     @default("storage_pvc_ensure")
     def _default_storage_pvc_ensure(self):
         return True
 
-    def site_profile_list(self) -> list[dict]:
-        """The profile_list for this spawner's user (their groups decide what is offered)."""
-        site = self.user_site()
-        return profile_list(site.environments, site.profiles, self._groups(), site.pods)
+    def gpus_available(self) -> bool:
+        return True
+
+    async def _user_profile_list(self) -> list[dict]:
+        """During a start, the environments its choice was checked against; else fresh."""
+        starting = getattr(self, "_starting", False)
+        environments = self.checked_environments if starting else None
+        return self.site_profile_list(environments or await self.user_environments())
+
+    def site_profile_list(self, environments=None) -> list[dict]:
+        """The profile_list for this spawner's user (their groups decide what is offered).
+
+        ``environments`` default to the site config's; the escaped display names are safe
+        in KubeSpawner's form template, which does not escape them.
+        """
+        site = self.site
+        offered = self.runnable(site.environments if environments is None else environments)
+        return profile_list(offered, site.profiles, self.groups(), site.pods)
 
     # ---- the choice ---------------------------------------------------------
 
     def options_from_form(self, formdata):
         """KubeSpawner's form (profile + profile option) or KioskHub's form fields."""
-        options = self._options_from_form(formdata) or kiosk_options_from_form(formdata)
-        self.check_choice(options)
-        return options
+        return self._options_from_form(formdata) or kiosk_options_from_form(formdata)
 
     def options_from_query(self, query):
-        return self.choice_from_form(query)
+        return kiosk_options_from_form(query)
 
     async def load_user_options(self):
         """Refuse a choice the user may not make (400, with why), then apply the profile."""
-        self.check_choice(self.user_options)
-        await super().load_user_options()
+        if not getattr(self, "_starting", False):
+            await self.check_choice(self.user_options)
+        await KubeSpawner.load_user_options(self)
+
+    # ---- the steps of a start -------------------------------------------------
+
+    async def prepare(self, spec: LaunchSpec, gpu_devices: str | None) -> None:
+        try:
+            environment_image(spec, self.site.pods, None)
+        except ChoiceError as error:
+            raise web.HTTPError(400, "%s", str(error)) from None
+
+    async def launch(self, spec: LaunchSpec):
+        self._url = await KubeSpawner.start(self)
+        yield {}
+
+    def server_address(self):
+        return self._url
+
+    async def poll_server(self) -> int | None:
+        return await KubeSpawner.poll(self)
+
+    async def stop_server(self, now: bool) -> None:
+        await KubeSpawner.stop(self, now=now)
 
     # ---- the manifests --------------------------------------------------------
 
     async def get_pod_manifest(self):
-        spec = self.check_choice(self.user_options)
-        try:
-            image = environment_image(spec, self.site.pods, None)
-        except ChoiceError as error:
-            raise web.HTTPError(400, "%s", str(error)) from None
+        spec = self.spec or await self.check_choice(self.user_options)
         return pod_model(
             spec,
             self.site.pods,
             PodTarget(
                 pod_name=self.pod_name,
                 home_claim=self.pvc_name,
-                image=image,
+                image=environment_image(spec, self.site.pods, None),
                 command=(*(self.cmd or ["jupyterhub-singleuser"]), *self.get_args()),
                 server_env=self.get_env(),
                 labels=self._build_pod_labels(self._expand_all(self.extra_labels)),
@@ -87,9 +126,4 @@ class KioskKubeSpawner(PodChoice, KubeSpawner):
         )
 
     def get_pvc_manifest(self):
-        spec = self.check_choice(self.user_options)
-        return home_claim_model(spec, self.site.pods, self.pvc_name)
-
-    async def stop(self, now=False):
-        await stop_user_clusters(self.site, self.api_token, self._log_name)
-        await super().stop(now=now)
+        return home_claim_model(self.spec, self.site.pods, self.pvc_name)

@@ -6,11 +6,15 @@ option listing the environments they may use. KubeSpawner's form then posts
 links and the REST API take. The overrides keep KubeSpawner's own traits (image, limits,
 node selector, tolerations) truthful for everything that reads them; the pod itself is built
 from the LaunchSpec by ``pod_manifest``.
+
+Display names and descriptions are plain text (a user names their own environments), and
+KubeSpawner's form template inserts them unescaped: they are HTML-escaped here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from html import escape
 from typing import Any
 
 from kioskhub.hub.schema.choices import Environment, ResourceProfile
@@ -56,7 +60,7 @@ def profile_list(
     )
     choices = {
         environment.name: {
-            "display_name": environment.title,
+            "display_name": escape(environment.title),
             "default": environment.name == default_environment,
             "kubespawner_override": {"image": environment_image_name(environment, pods)},
         }
@@ -69,10 +73,12 @@ def profile_list(
     )
     return [
         {
-            "display_name": profile.title,
+            "display_name": escape(profile.title),
             "slug": profile.name,
-            "description": " — ".join(
-                part for part in (describe_resources(profile), profile.description) if part
+            "description": escape(
+                " — ".join(
+                    part for part in (describe_resources(profile), profile.description) if part
+                )
             ),
             "default": profile.name == default_profile,
             "kubespawner_override": profile_overrides(profile, pods),

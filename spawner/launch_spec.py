@@ -12,8 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kioskhub.hub.dask_gateway import client_env
 from kioskhub.hub.schema.choices import Choice, Environment, ResourceProfile
+from kioskhub.hub.schema.dask import client_env
 from kioskhub.hub.schema.site import Site
 
 OPTION_KEYS = ("environment", "profile")

@@ -21,14 +21,23 @@ def account_name(site: Site, username: str) -> str:
 
 
 async def ensure_account(site: Site, spec: LaunchSpec) -> Account:
-    """The user's system account, created with ``useradd`` on their first start."""
+    """The user's system account, created with ``useradd`` on their first start.
+
+    The account database is read in a thread: NSS may ask a directory server.
+    """
     name = account_name(site, spec.username)
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
+    entry = await asyncio.to_thread(_entry, name)
+    if entry is None:
         await _useradd(name, spec)
-        entry = pwd.getpwnam(name)
+        entry = await asyncio.to_thread(pwd.getpwnam, name)
     return Account(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
+
+
+def _entry(name: str) -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        return None
 
 
 async def _useradd(name: str, spec: LaunchSpec) -> None:

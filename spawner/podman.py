@@ -6,6 +6,7 @@ and the home claim all come from the manifest. The server's port is published on
 host's loopback only; the pod reaches the hub's API through slirp4netns. Every podman
 command uses the project's ``containers.conf`` (``podman_cli``). The pod's name and port
 are kept in the spawner state (versioned), so a restarted hub re-adopts a running pod.
+The steps of a start are ``SpawnBackend``'s (base.py).
 """
 
 from __future__ import annotations
@@ -13,18 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
 
 import yaml
 from jupyterhub.spawner import Spawner
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any, Integer, Unicode, default
 
-from .dask_clusters import stop_user_clusters
+from .base import LOG_TAIL_LINES, SpawnBackend
 from .home import prepare_home
 from .launch_spec import ChoiceError, LaunchSpec
-from .pod_choice import PodChoice
 from .pod_image import BaseImageRecipe
 from .pod_manifest import SERVER_PORT, PodTarget, build_home_claim, build_pod, environment_image
 from .podman_cli import PodmanError, run_podman
@@ -39,11 +37,12 @@ from .podman_plan import (
     podman_names,
     server_env_for_pod,
 )
-from .spawn_feedback import SpawnFeedback
 from .spawn_form import format_bytes
 
-LOG_TAIL_LINES = 20
 STOP_GRACE_SECONDS = 5
+RUNNING = ("running", "created", "configured", "initialized")
+POD_KINDS = frozenset({"image", "own"})
+"""What a pod runs: image environments, and KioskHub's own in the site image."""
 
 
 def free_loopback_port() -> int:
@@ -52,8 +51,12 @@ def free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-class PodmanSpawner(SpawnFeedback, PodChoice, Spawner):
+class PodmanSpawner(SpawnBackend, Spawner):
     """Start each user's JupyterLab as a podman pod from the shared Pod manifest."""
+
+    runnable_kinds = POD_KINDS
+    backend_name = "podman"
+    state_version = 2
 
     pod_name = Unicode("", help="Name of the running pod (kept in the state).")
     host_port = Integer(0, help="Loopback port the server is published on.")
@@ -63,42 +66,17 @@ class PodmanSpawner(SpawnFeedback, PodChoice, Spawner):
         help="The site base image, for KioskHub's own environment when pods.image is empty."
     ).tag(config=True)
 
-    gpus_available = False
-    """GPUs in local pods are not supported yet: GPU profiles are refused with a message."""
-
     @default("base_image")
     def _default_base_image(self):
         return BaseImageRecipe().image_ref
-
-    @default("apply_user_options")
-    def _default_apply_user_options(self):
-        return self.refuse_bad_choice
 
     @default("env_keep")
     def _default_env_keep(self):
         return []  # the hub's PATH and VIRTUAL_ENV mean nothing inside the image
 
-    @default("options_form")
-    def _default_options_form(self):
-        return lambda spawner: self.render_choice_form()
+    # ---- the steps of a start -------------------------------------------------
 
-    def options_from_form(self, formdata):
-        return self.choice_from_form(formdata)
-
-    def options_from_query(self, query):
-        return self.choice_from_form(query)
-
-    # ---- start --------------------------------------------------------------
-
-    async def start(self):
-        self._progress_events = []
-        try:
-            return await self._start()
-        except PodmanError as error:
-            raise web.HTTPError(500, "%s", f"Your server could not be started: {error}") from None
-
-    async def _start(self):
-        spec = self.check_choice(self.user_options)
+    async def prepare(self, spec: LaunchSpec, gpu_devices: str | None) -> None:
         pods = self.site.pods
         try:
             image = environment_image(spec, pods, self.base_image)
@@ -106,21 +84,24 @@ class PodmanSpawner(SpawnFeedback, PodChoice, Spawner):
             raise web.HTTPError(400, "%s", str(error)) from None
         self.report(10, f"Environment {spec.environment.name} ({image}), profile {spec.profile}")
         await self._check_image(image)
-        names = podman_names(spec, hub_tag(self.site.hub.state_dir))
         self.report(25, "Preparing your home folder")
-        copied = prepare_home(spec, (pods.uid, pods.gid))
+        copied = await asyncio.to_thread(prepare_home, spec, (pods.uid, pods.gid))
         if copied:
             self.log.info("Copied examples %s into %s", ", ".join(copied), spec.home)
+        self.image = image
+
+    async def launch(self, spec: LaunchSpec):
+        names = podman_names(spec, hub_tag(self.site.hub.state_dir))
         await self._ensure_home_volume(spec, names)
         self.ip, self.port = "0.0.0.0", SERVER_PORT
         host_port = free_loopback_port()
         pod = build_pod(
             spec,
-            pods,
+            self.site.pods,
             PodTarget(
                 pod_name=names.pod,
                 home_claim=names.home_claim,
-                image=image,
+                image=self.image,
                 command=("jupyterhub-singleuser", *self.get_args()),
                 server_env=server_env_for_pod(self.get_env()),
                 labels=hub_labels(names),
@@ -131,14 +112,26 @@ class PodmanSpawner(SpawnFeedback, PodChoice, Spawner):
             45,
             f"Starting pod {names.pod}: {spec.cpu:g} CPU, {format_bytes(spec.memory_bytes)}",
         )
-        await run_podman("pod", "rm", "--force", "--ignore", names.pod)
-        await run_podman(
+        checkpoint = pod_state(names, host_port, self.image)["podman"]
+        self.readopt(checkpoint)
+        yield checkpoint
+        await self._podman("pod", "rm", "--force", "--ignore", names.pod)
+        await self._podman(
             "kube", "play", "--network", POD_NETWORK, "-", stdin=yaml.safe_dump(pod).encode()
         )
-        self.names, self.pod_name, self.host_port, self.image = names, names.pod, host_port, image
         self.report(70, "Waiting for JupyterLab to answer")
-        await self._wait_answering(spec)
-        return "127.0.0.1", host_port
+
+    def server_address(self):
+        return "127.0.0.1", self.host_port
+
+    def server_url(self) -> str:
+        return f"http://127.0.0.1:{self.host_port}{self.server.base_url if self.server else '/'}api"
+
+    async def _podman(self, *args: str, stdin: bytes | None = None):
+        try:
+            return await run_podman(*args, stdin=stdin)
+        except PodmanError as error:
+            raise web.HTTPError(500, "%s", f"Your server could not be started: {error}") from None
 
     async def _check_image(self, image: str) -> None:
         found = await run_podman("image", "exists", image, check=False)
@@ -156,36 +149,7 @@ class PodmanSpawner(SpawnFeedback, PodChoice, Spawner):
         if exists.returncode == 0:
             return
         claim = bound_claim(build_home_claim(spec, self.site.pods, names.home_claim), spec.home)
-        await run_podman("kube", "play", "-", stdin=yaml.safe_dump(claim).encode())
-
-    async def _wait_answering(self, spec: LaunchSpec) -> None:
-        """Return once the server answers HTTP; explain with its log when it cannot."""
-        url = f"http://127.0.0.1:{self.host_port}{self.server.base_url if self.server else '/'}api"
-        deadline = time.monotonic() + max(self.start_timeout - 5, 5)
-        client = AsyncHTTPClient()
-        while time.monotonic() < deadline:
-            status, code = await self._container_status()
-            if status not in ("running", "created", "configured", "initialized"):
-                tail = await self.log_tail()
-                await self._remove_pod()
-                raise web.HTTPError(
-                    500,
-                    "%s",
-                    f"Your server exited during start (status {status}, exit code {code}). "
-                    f"Its last log lines:\n{tail}",
-                )
-            try:
-                await client.fetch(url, request_timeout=2, raise_error=False)
-                return
-            except (OSError, HTTPClientError):
-                await asyncio.sleep(0.3)
-        tail = await self.log_tail()
-        raise web.HTTPError(
-            500,
-            "%s",
-            f"Your server did not start within {self.start_timeout} seconds. "
-            f"Its last log lines:\n{tail}",
-        )
+        await self._podman("kube", "play", "-", stdin=yaml.safe_dump(claim).encode())
 
     async def _container_status(self) -> tuple[str, int]:
         """('running', 0), ('exited', 137), ... or ('missing', 0) for the server's container."""
@@ -205,42 +169,24 @@ class PodmanSpawner(SpawnFeedback, PodChoice, Spawner):
         found = await run_podman("logs", "--tail", str(lines), self.names.container, check=False)
         return (found.stdout + found.stderr).strip() or "(no log)"
 
-    # ---- state, poll, stop --------------------------------------------------
+    # ---- poll, stop, state --------------------------------------------------------
 
-    def get_state(self):
-        state = super().get_state()
-        if self.names:
-            state.update(pod_state(self.names, self.host_port, self.image))
-        return state
-
-    def load_state(self, state):
-        super().load_state(state)
-        found = names_from_state(state)
-        if found:
-            self.names, self.host_port, self.image = found
-            self.pod_name = self.names.pod
-
-    def clear_state(self):
-        super().clear_state()
-        self.names, self.pod_name, self.host_port, self.image = None, "", 0, ""
-
-    async def poll(self):
+    async def poll_server(self) -> int | None:
         """None while the server's container runs; its exit code once it stopped; 0 if gone."""
         if not self.names:
             return 0
         status, code = await self._container_status()
-        if status in ("running", "created", "configured", "initialized"):
+        if status in RUNNING:
             return None
         if status == "missing":
             self.clear_state()
             return 0
         return code
 
-    async def stop(self, now=False):
-        await stop_user_clusters(self.site, self.api_token, self._log_name)
+    async def stop_server(self, now: bool) -> None:
         await self._remove_pod(grace=0 if now else STOP_GRACE_SECONDS)
 
-    async def _remove_pod(self, grace: int = STOP_GRACE_SECONDS) -> None:
+    async def _remove_pod(self, grace: int) -> None:
         if not self.names:
             return
         try:
@@ -249,3 +195,18 @@ class PodmanSpawner(SpawnFeedback, PodChoice, Spawner):
             )
         except PodmanError as error:
             self.log.warning("Could not remove pod %s: %s", self.names.pod, error)
+
+    def readopt(self, launch_state) -> None:
+        found = names_from_state({"podman": launch_state})
+        if found:
+            self.names, self.host_port, self.image = found
+            self.pod_name = self.names.pod
+
+    def upgrade_state(self, state):
+        """Version 1 kept ``pod_state`` at the top of the state."""
+        return {"launch": state["podman"]} if names_from_state(state) else None
+
+    def clear_state(self):
+        super().clear_state()
+        self.names, self.pod_name, self.host_port, self.image = None, "", 0, ""
+

@@ -7,9 +7,18 @@ user's clusters, and ``groups`` can reserve the gateway for some JupyterHub grou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .choices import ByteSize, Name
+
+if TYPE_CHECKING:
+    from .site import Site
+
+SERVICE_NAME = "dask-gateway"
+SERVICE_PREFIX = f"/services/{SERVICE_NAME}"
 
 
 class DaskSection(BaseModel):
@@ -138,3 +147,43 @@ class DaskSettings(DaskSection):
 def unknown_dask_profiles(dask: DaskSettings, profile_names: list[str]) -> list[str]:
     """Names under ``dask.profiles`` that are not resource profiles of the site."""
     return [p.name for p in dask.profiles if p.name not in profile_names]
+
+
+@dataclass(frozen=True)
+class GatewayAddresses:
+    """Where the gateway is reached: from servers, from browsers, and for schedulers."""
+
+    internal: str
+    public: str
+    scheduler_proxy: str
+
+
+def gateway_addresses(site: Site) -> GatewayAddresses:
+    ports = site.dask.ports
+    return GatewayAddresses(
+        internal=f"http://127.0.0.1:{ports.http}{SERVICE_PREFIX}",
+        public=f"{site.hub.url}{SERVICE_PREFIX}",
+        scheduler_proxy=f"gateway://127.0.0.1:{ports.scheduler_proxy}",
+    )
+
+
+def client_env(
+    site: Site, profile: str, addresses: GatewayAddresses | None = None
+) -> dict[str, str]:
+    """Environment of a user server: dask-gateway's client config and dask-labextension's.
+
+    The user's server profile becomes the default ``profile`` option of new clusters.
+    ``addresses`` default to the embedded gateway's.
+    """
+    if not site.dask.enabled:
+        return {}
+    addresses = addresses or gateway_addresses(site)
+    return {
+        "DASK_GATEWAY__ADDRESS": addresses.internal,
+        "DASK_GATEWAY__PUBLIC_ADDRESS": addresses.public,
+        "DASK_GATEWAY__PROXY_ADDRESS": addresses.scheduler_proxy,
+        "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+        "DASK_GATEWAY__CLUSTER__OPTIONS__PROFILE": profile,
+        "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",
+        "DASK_LABEXTENSION__FACTORY__CLASS": "GatewayCluster",
+    }

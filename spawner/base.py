@@ -1,0 +1,396 @@
+"""The contract of a KioskHub spawn backend; this docstring is the whole of it.
+
+``SpawnBackend`` is mixed in before a JupyterHub spawner class (``Spawner``,
+``LocalProcessSpawner``, ``KubeSpawner``) and implements JupyterHub's ``start``, ``poll``,
+``stop``, ``get_state``, ``load_state`` and the spawn form once, for every backend. A backend
+is one module: a class ``(SpawnBackend, <JupyterHub spawner>)`` that implements the steps
+below, plus its tests; ``hub/pod_backends.py`` names it for ``spawner.backend``.
+
+One start, as JupyterHub drives it
+----------------------------------
+1. ``apply_user_options`` (``check_choice``): the user's environments are awaited from
+   ``environments_for_user`` (the hub assembly wires the build catalog there, read off the
+   event loop), kept to those this backend runs, and the choice becomes a LaunchSpec, or a
+   400 whose message says why. This is the only place a choice is checked.
+2. ``start`` takes that LaunchSpec (built once; it is ``self.spec`` from then on), assigns
+   GPUs when ``assigns_gpus`` and the profile asks for them, then runs the backend's steps:
+
+   - ``prepare(spec)``: checks and I/O that start nothing (accounts, home folder, image).
+   - ``launch(spec)``: an async generator; each dict it yields is a checkpoint merged into
+     ``launch_state`` (and the saved state). If anything fails or is cancelled from the
+     first step of ``launch`` on, ``tear_down()`` runs before the error reaches the user,
+     so a start that fails half way leaves nothing behind; GPUs go back in every case.
+   - ``wait_until_answering(spec)``: the one readiness loop (skipped where
+     ``waits_for_answer`` is False): the server answers HTTP at ``server_url()``, or
+     ``poll_server()`` says it exited, or ``start_timeout`` passes; errors quote ``log_tail()``.
+
+   ``start`` returns ``server_address()``. Progress: ``report(percent, message)``.
+
+What a backend implements
+-------------------------
+- ``runnable_kinds``: the ONE statement of which environments it runs, among
+  ``"venv"`` (a venv on the hub's machine), ``"own"`` (KioskHub's own environment, also
+  the site image) and ``"image"`` (a container image). Unbuilt repositories never run.
+- ``prepare``, ``launch``, ``server_address``, ``server_url``, ``log_tail``.
+- ``poll_server()``: ``None`` while the server runs, its exit status once it has stopped,
+  0 when none was started. ``poll`` adds JupyterHub's rule that a start in progress is
+  running (``None``), and releases GPUs and ``release()`` once the server is gone.
+- ``stop_server(now)``; ``tear_down()`` removes what ``launch`` made (default: a stop).
+- ``release()``: give back what a gone server held on the hub's machine (default: nothing).
+- ``state_version``, ``readopt(launch_state)``: the saved state is
+  ``{"kioskhub": {"version", "launch", "gpus", "summary"}}`` beside the base class's own;
+  ``readopt`` restores the backend's attributes from it after a hub restart, and
+  ``upgrade_state(state)`` turns state written by the backend's previous version into
+  ``{"launch": ..., "gpus": ...}`` (or None) so that running servers are re-adopted.
+- Optional: ``gpus_available()``, ``assigns_gpus``, ``isolation_warning``.
+
+``stop`` stops the user's Dask clusters (while the server's token is valid), then calls
+``stop_server`` and releases GPUs and ``release()``. Nothing here blocks the event loop:
+file and database work runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, ClassVar
+
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Any as AnyTrait
+from traitlets import Callable as CallableTrait
+from traitlets import Dict, Instance, Unicode, default
+
+from kioskhub.hub.schema.choices import Environment
+from kioskhub.hub.schema.site import Site
+
+from . import gpu_assignments, gpus
+from .dask_clusters import stop_user_clusters
+from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec, normalise_options
+from .spawn_feedback import SpawnFeedback
+from .spawn_form import options_from_form, render_spawn_form
+
+EnvironmentsForUser = Callable[[Site, str, tuple[str, ...]], Awaitable[tuple[Environment, ...]]]
+"""``await environments_for_user(site, username, groups)``: every environment the user may
+launch (the site's and the build catalog's), before any backend's filter."""
+
+LOG_TAIL_LINES = 20
+
+
+async def config_environments(site: Site, username: str, groups: tuple[str, ...]):
+    """The environments of the site config alone (no build catalog)."""
+    return site.environments
+
+
+def environment_kind(environment: Environment) -> str:
+    """'venv', 'own' (KioskHub's own environment), 'image' or 'repository' (not built)."""
+    if environment.kind == "venv" and environment.path is None:
+        return "own"
+    return environment.kind
+
+
+REFUSALS = {
+    "repository": "The environment {name!r} has not been built yet. Build it first.",
+    "image": "The environment {name!r} is a container image; the {backend} backend runs "
+    "venv environments. Choose another environment.",
+    "venv": "The environment {name!r} is a venv on the hub's machine, which a pod cannot "
+    "use; choose an image environment.",
+    "own": "KioskHub's own environment {name!r} does not run on the {backend} backend; "
+    "choose another environment.",
+}
+
+
+class SpawnBackend(SpawnFeedback):
+    """The part of every KioskHub spawner that does not depend on where servers run."""
+
+    site = Instance(Site, config=True, help="The validated site config (set by KioskHub).")
+    environments_for_user = CallableTrait(
+        config_environments,
+        config=True,
+        help="Async callable (site, username, groups) → the environments the user may "
+        "launch. KioskHub wires the build catalog here; default: the site config's.",
+    )
+    launch_state = Dict(help="Checkpoints of the running server's launch (saved state).")
+    gpu_uuids = Unicode("", help="GPUs assigned to the running server, comma-separated.")
+    summary = Unicode("", help="'Environment · Profile' of the running server.")
+    spec = AnyTrait(None, allow_none=True, help="The LaunchSpec of the current server.")
+
+    runnable_kinds: ClassVar[frozenset[str]] = frozenset()
+    backend_name: ClassVar[str] = ""
+    state_version: ClassVar[int] = 1
+    assigns_gpus: ClassVar[bool] = False
+    waits_for_answer: ClassVar[bool] = True
+    isolation_warning = ""
+    checked_environments: tuple[Environment, ...] = ()
+
+    @default("options_form")
+    def _default_options_form(self):
+        return SpawnBackend.render_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        return SpawnBackend.check_choice
+
+    # ---- the choice --------------------------------------------------------------
+
+    def groups(self) -> tuple[str, ...]:
+        return tuple(group.name for group in self.user.groups)
+
+    def why_not_runnable(self, environment: Environment) -> str | None:
+        """None if this backend runs ``environment``, else the reason for the user."""
+        kind = environment_kind(environment)
+        if kind in self.runnable_kinds:
+            return None
+        return REFUSALS[kind].format(
+            name=environment.name, backend=self.backend_name
+        )
+
+    async def user_environments(self) -> tuple[Environment, ...]:
+        """Every environment the user may launch (before this backend's filter)."""
+        return tuple(await self.environments_for_user(self.site, self.user.name, self.groups()))
+
+    def runnable(self, environments) -> tuple[Environment, ...]:
+        return tuple(e for e in environments if self.why_not_runnable(e) is None)
+
+    def gpus_available(self) -> bool:
+        """Whether GPU profiles may be chosen; a backend with GPUs says True."""
+        return False
+
+    def build_spec(self, options, environments) -> LaunchSpec:
+        """Pure: the LaunchSpec of ``options`` among ``environments``; ChoiceError if refused."""
+        options = normalise_options(options)
+        named = next((e for e in environments if e.name == options.get("environment")), None)
+        if named is not None and (reason := self.why_not_runnable(named)):
+            raise ChoiceError(reason)
+        site = self.site.model_copy(update={"environments": self.runnable(environments)})
+        return build_launch_spec(
+            site,
+            self.user.name,
+            self.groups(),
+            options,
+            server_name=self.name,
+            gpus_available=self.gpus_available(),
+        )
+
+    async def check_choice(self, options) -> LaunchSpec:
+        """JupyterHub's ``apply_user_options``: the LaunchSpec for the next start, or a 400."""
+        environments = await self.user_environments()
+        try:
+            spec = self.build_spec(options, environments)
+        except ChoiceError as error:
+            raise web.HTTPError(400, "%s", str(error)) from None
+        self._checked = (dict(options or {}), spec, self._summarise(spec, environments))
+        self.checked_environments = environments
+        return spec
+
+    def _summarise(self, spec: LaunchSpec, environments) -> str:
+        environment = next(e for e in environments if e.name == spec.environment.name)
+        profile = next(p for p in self.site.profiles if p.name == spec.profile)
+        return f"{environment.title} · {profile.title}"
+
+    @property
+    def choice_summary(self) -> str:
+        """'Python 3 · Small' for the hub's home page (kept from the start: no I/O here)."""
+        if self.summary:
+            return self.summary
+        return ", ".join(f"{k}: {v}" for k, v in (self.user_options or {}).items())
+
+    async def render_form(self) -> str:
+        """KioskHub's spawn form with the environments and profiles the user may choose."""
+        environments = self.runnable(await self.user_environments())
+        groups = self.groups()
+        return render_spawn_form(
+            allowed(environments, groups), allowed(self.site.profiles, groups), self.user_options
+        )
+
+    def options_from_form(self, formdata):
+        return options_from_form(formdata)
+
+    # ---- start -------------------------------------------------------------------
+
+    async def start(self):
+        self._progress_events = []
+        self._starting = True
+        try:
+            return await self._start_checked(await self._spec_for_start())
+        finally:
+            self._starting = False
+
+    async def _spec_for_start(self) -> LaunchSpec:
+        checked = getattr(self, "_checked", None)
+        self._checked = None
+        if checked is None or checked[0] != dict(self.user_options or {}):
+            await self.check_choice(self.user_options)
+            checked, self._checked = self._checked, None
+        self.spec, self.summary = checked[1], checked[2]
+        return self.spec
+
+    async def _start_checked(self, spec: LaunchSpec):
+        self.launch_state = {}
+        try:
+            gpu_devices = await self._assign_gpus(spec) if self.assigns_gpus else None
+            await self.prepare(spec, gpu_devices)
+        except BaseException:
+            await self._release_all()
+            raise
+        try:
+            async for checkpoint in self.launch(spec):
+                self.launch_state = {**self.launch_state, **checkpoint}
+            if self.waits_for_answer:
+                await self.wait_until_answering()
+        except BaseException:
+            await self._tear_down_quietly()
+            raise
+        return self.server_address()
+
+    async def _tear_down_quietly(self) -> None:
+        self._starting = False  # from here on, poll reports what is left
+        try:
+            await self.tear_down()
+        except Exception:
+            self.log.exception("Could not tear down the failed start of %s", self._log_name)
+        await self._release_all()
+
+    async def wait_until_answering(self) -> None:
+        """Return once the server answers HTTP; explain with its log when it cannot."""
+        deadline = time.monotonic() + max(self.start_timeout - 3, 2)
+        client = AsyncHTTPClient()
+        while time.monotonic() < deadline:
+            status = await self.poll_server()
+            if status is not None:
+                raise web.HTTPError(
+                    500,
+                    "%s",
+                    f"Your server exited during start (exit status {status}). "
+                    f"Its last log lines:\n{await self.log_tail()}",
+                )
+            try:
+                await client.fetch(self.server_url(), request_timeout=2, raise_error=False)
+                return
+            except (OSError, HTTPClientError):
+                await asyncio.sleep(0.2)
+        raise web.HTTPError(
+            500,
+            "%s",
+            f"Your server did not start within {self.start_timeout} seconds. "
+            f"Its last log lines:\n{await self.log_tail()}",
+        )
+
+    # ---- GPUs ----------------------------------------------------------------------
+
+    @property
+    def server_id(self) -> str:
+        return f"{self.user.name}-{self.name}" if self.name else self.user.name
+
+    async def _assign_gpus(self, spec: LaunchSpec) -> str | None:
+        if not spec.gpu_count:
+            return None
+        state_dir = self.site.hub.state_dir
+        try:
+            found, busy = await gpus.discover_gpus()
+            taken = await asyncio.to_thread(
+                gpu_assignments.assigned_elsewhere, state_dir, self.server_id
+            )
+            chosen = gpus.choose_gpus(found, busy, taken, spec.gpu_count, spec.gpu_type)
+        except (gpus.NoFreeGpu, gpus.GpuDiscoveryError) as error:
+            raise web.HTTPError(503, "%s", str(error)) from None
+        await asyncio.to_thread(
+            gpu_assignments.record_assignment, state_dir, self.server_id, chosen
+        )
+        self.gpu_uuids = ",".join(g.uuid for g in chosen)
+        return gpus.cuda_visible_devices(chosen)
+
+    async def _release_all(self) -> None:
+        """Give back the GPUs and what ``release`` frees, once the server is gone."""
+        await self.release()
+        if self.gpu_uuids:
+            await asyncio.to_thread(
+                gpu_assignments.release_assignment, self.site.hub.state_dir, self.server_id
+            )
+            self.gpu_uuids = ""
+
+    # ---- poll, stop, state --------------------------------------------------------------
+
+    async def poll(self):
+        """None while starting or running; the exit status once stopped; 0 if never started."""
+        if getattr(self, "_starting", False):
+            return None
+        status = await self.poll_server()
+        if status is not None:
+            await self._release_all()
+        return status
+
+    async def stop(self, now=False):
+        await stop_user_clusters(self.site, self.api_token, self._log_name)
+        await self.stop_server(now)
+        await self._release_all()
+
+    def get_state(self):
+        state = super().get_state()
+        if self.launch_state:
+            state["kioskhub"] = {
+                "version": self.state_version,
+                "launch": dict(self.launch_state),
+                "gpus": self.gpu_uuids,
+                "summary": self.summary,
+            }
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        saved = state.get("kioskhub")
+        if saved is None:
+            saved = self.upgrade_state(state)
+        elif saved.get("version") != self.state_version:
+            self.log.warning("Ignoring the state of %s: unknown version", self._log_name)
+            saved = None
+        if saved:
+            self.launch_state = dict(saved["launch"])
+            self.gpu_uuids = saved.get("gpus", "")
+            self.summary = saved.get("summary", "")
+            self.readopt(self.launch_state)
+
+    def clear_state(self):
+        super().clear_state()
+        self.launch_state, self.summary, self.spec = {}, "", None
+
+    # ---- the steps a backend implements ------------------------------------------
+
+    async def prepare(self, spec: LaunchSpec, gpu_devices: str | None) -> None:
+        """Checks and I/O before anything starts (nothing here needs a tear-down)."""
+
+    def launch(self, spec: LaunchSpec) -> AsyncIterator[dict[str, Any]]:
+        """Start the server, yielding checkpoints (dicts merged into ``launch_state``)."""
+        raise NotImplementedError
+
+    def server_address(self):
+        """What ``start`` returns to JupyterHub: (ip, port) or a URL."""
+        raise NotImplementedError
+
+    def server_url(self) -> str:
+        """A URL of the server's own API that answers once it is up."""
+        raise NotImplementedError
+
+    async def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return "(no log)"
+
+    async def poll_server(self) -> int | None:
+        raise NotImplementedError
+
+    async def stop_server(self, now: bool) -> None:
+        raise NotImplementedError
+
+    async def tear_down(self) -> None:
+        """Remove whatever ``launch`` made, as far as ``launch_state`` says it got."""
+        await self.stop_server(True)
+
+    async def release(self) -> None:
+        """Give back what a gone server held on the hub's machine."""
+
+    def readopt(self, launch_state: dict[str, Any]) -> None:
+        """Restore the backend's attributes from a saved ``launch_state``."""
+
+    def upgrade_state(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """State written by the previous version, as ``{"launch", "gpus"}``; None if none."""
+        return None
