@@ -20,9 +20,9 @@ One start, as JupyterHub drives it
      ``launch_state`` (and the saved state). If anything fails or is cancelled from the
      first step of ``launch`` on, ``tear_down()`` runs before the error reaches the user,
      so a start that fails half way leaves nothing behind; GPUs go back in every case.
-   - ``wait_until_answering(spec)``: the one readiness loop (skipped where
-     ``waits_for_answer`` is False): the server answers HTTP at ``server_url()``, or
-     ``poll_server()`` says it exited, or ``start_timeout`` passes; errors quote ``log_tail()``.
+   - ``wait_until_answering()``: the one readiness loop (skipped where
+     ``waits_for_answer`` is False): until ``answering()``, or ``poll_server()`` says the
+     server exited, or ``start_timeout`` passes; errors quote ``log_tail()``.
 
    ``start`` returns ``server_address()``. Progress: ``report(percent, message)``.
 
@@ -31,7 +31,8 @@ What a backend implements
 - ``runnable_kinds``: the ONE statement of which environments it runs, among
   ``"venv"`` (a venv on the hub's machine), ``"own"`` (KioskHub's own environment, also
   the site image) and ``"image"`` (a container image). Unbuilt repositories never run.
-- ``prepare``, ``launch``, ``server_address``, ``server_url``, ``log_tail``.
+- ``prepare``, ``launch``, ``server_address``, ``log_tail``, and ``answering()`` (with
+  ``accepts_connections`` or ``answers_http``).
 - ``poll_server()``: ``None`` while the server runs, its exit status once it has stopped,
   0 when none was started. ``poll`` adds JupyterHub's rule that a start in progress is
   running (``None``), and releases GPUs and ``release()`` once the server is gone.
@@ -61,6 +62,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any as AnyTrait
 from traitlets import Callable as CallableTrait
 from traitlets import Dict, Instance, Unicode, default
+from traitlets.config import LoggingConfigurable
 
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
@@ -76,6 +78,25 @@ EnvironmentsForUser = Callable[[Site, str, tuple[str, ...]], Awaitable[tuple[Env
 launch (the site's and the build catalog's), before any backend's filter."""
 
 LOG_TAIL_LINES = 20
+
+
+async def accepts_connections(host: str, port: int) -> bool:
+    """Whether something listens at ``host:port`` (a server on this machine is then up)."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1)
+    except (TimeoutError, OSError):
+        return False
+    writer.close()
+    return True
+
+
+async def answers_http(url: str) -> bool:
+    """Whether ``url`` gets any HTTP answer (a forwarded port accepts before the server)."""
+    try:
+        await AsyncHTTPClient().fetch(url, request_timeout=2, raise_error=False)
+    except (OSError, HTTPClientError):
+        return False
+    return True
 
 
 async def config_environments(site: Site, username: str, groups: tuple[str, ...]):
@@ -101,7 +122,7 @@ REFUSALS = {
 }
 
 
-class SpawnBackend(SpawnFeedback):
+class SpawnBackend(SpawnFeedback, LoggingConfigurable):
     """The part of every KioskHub spawner that does not depend on where servers run."""
 
     site = Instance(Site, config=True, help="The validated site config (set by KioskHub).")
@@ -253,9 +274,8 @@ class SpawnBackend(SpawnFeedback):
         await self._release_all()
 
     async def wait_until_answering(self) -> None:
-        """Return once the server answers HTTP; explain with its log when it cannot."""
+        """Return once ``answering()``; explain with the server's log when it cannot."""
         deadline = time.monotonic() + max(self.start_timeout - 3, 2)
-        client = AsyncHTTPClient()
         while time.monotonic() < deadline:
             status = await self.poll_server()
             if status is not None:
@@ -265,11 +285,9 @@ class SpawnBackend(SpawnFeedback):
                     f"Your server exited during start (exit status {status}). "
                     f"Its last log lines:\n{await self.log_tail()}",
                 )
-            try:
-                await client.fetch(self.server_url(), request_timeout=2, raise_error=False)
+            if await self.answering():
                 return
-            except (OSError, HTTPClientError):
-                await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)
         raise web.HTTPError(
             500,
             "%s",
@@ -368,8 +386,8 @@ class SpawnBackend(SpawnFeedback):
         """What ``start`` returns to JupyterHub: (ip, port) or a URL."""
         raise NotImplementedError
 
-    def server_url(self) -> str:
-        """A URL of the server's own API that answers once it is up."""
+    async def answering(self) -> bool:
+        """Whether the server is up: ``accepts_connections`` or ``answers_http`` of it."""
         raise NotImplementedError
 
     async def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:

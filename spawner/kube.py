@@ -108,6 +108,10 @@ class KioskKubeSpawner(SpawnBackend, KubeSpawner):
     async def stop_server(self, now: bool) -> None:
         await KubeSpawner.stop(self, now=now)
 
+    async def tear_down(self) -> None:
+        """Leave a pod that failed to start until JupyterHub's stop, which follows every
+        failed start: its scheduler events (why it did not run) stay readable until then."""
+
     # ---- the manifests --------------------------------------------------------
 
     async def get_pod_manifest(self):

@@ -23,7 +23,7 @@ from tornado import web
 from traitlets import Any, Unicode
 
 from . import local_files
-from .base import LOG_TAIL_LINES, SpawnBackend
+from .base import LOG_TAIL_LINES, SpawnBackend, accepts_connections
 from .launch_spec import ChoiceError, LaunchSpec
 from .local_accounts import ensure_account
 from .local_limits import limit_server, limits_state, reattach_limits
@@ -127,9 +127,8 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
     def server_address(self):
         return self._address
 
-    def server_url(self) -> str:
-        ip, port = self._address
-        return f"http://{ip}:{port}{self.server.base_url if self.server else '/'}api"
+    async def answering(self) -> bool:
+        return await accepts_connections(*self._address)
 
     @property
     def _cgroup_name(self) -> str:

@@ -20,7 +20,7 @@ from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Any, Integer, Unicode, default
 
-from .base import LOG_TAIL_LINES, SpawnBackend
+from .base import LOG_TAIL_LINES, SpawnBackend, answers_http
 from .home import prepare_home
 from .launch_spec import ChoiceError, LaunchSpec
 from .pod_image import BaseImageRecipe
@@ -124,8 +124,10 @@ class PodmanSpawner(SpawnBackend, Spawner):
     def server_address(self):
         return "127.0.0.1", self.host_port
 
-    def server_url(self) -> str:
-        return f"http://127.0.0.1:{self.host_port}{self.server.base_url if self.server else '/'}api"
+    async def answering(self) -> bool:
+        """By HTTP: podman's port forwarder accepts connections before the server does."""
+        base_url = self.server.base_url if self.server else "/"
+        return await answers_http(f"http://127.0.0.1:{self.host_port}{base_url}api")
 
     async def _podman(self, *args: str, stdin: bytes | None = None):
         try:
