@@ -23,6 +23,7 @@ from tests.support.user_session import UserSession
 pytestmark = pytest.mark.integration
 
 IMAGE = "quay.io/jupyter/base-notebook:2024-10-07"
+XSS = "<img src=x onerror=alert(1)>"
 
 
 @pytest.fixture
@@ -35,8 +36,13 @@ def kube_hub(monkeypatch):
         config = write_site_config(
             folder,
             spawner={"backend": "kubernetes", "http_timeout": 5, "start_timeout": 20},
+            environments=[
+                {"name": "default", "display_name": "Python 3", "default": True},
+                {"name": "shared", "kind": "image", "image": IMAGE, "display_name": XSS},
+            ],
             profiles=[
-                {"name": "small", "cpu": 0.5, "memory": "1Gi", "default": True},
+                {"name": "small", "cpu": 0.5, "memory": "1Gi", "default": True,
+                 "display_name": f"Small {XSS}", "description": XSS},
                 {"name": "gpu", "cpu": 4, "memory": "16Gi", "gpu": {"count": 1},
                  "groups": ["physics"]},
             ],
@@ -88,3 +94,16 @@ def test_the_hub_spawns_through_kubespawner_into_the_cluster(kube_hub):
     assert reasons == ["Scheduled", "Pulling", "Pulled", "Created", "Started", "Killing"]
     assert "jupyter-bob" not in cluster.objects("pods", "lab")
     assert bob.api("/users/bob").json()["servers"] == {}
+
+
+def test_display_names_are_escaped_in_kubespawners_form(kube_hub):
+    """Display names are plain text: a script in one never reaches the form as markup."""
+    hub, _ = kube_hub
+    bob = UserSession(hub.url, "bob")
+    bob.login(SHARED_PASSWORD)
+
+    form = bob.http.get(f"{hub.url}/hub/spawn", timeout=30).text
+
+    assert "<img src=x" not in form
+    assert '<option value="shared" >&lt;img src=x onerror=alert(1)&gt;</option>' in form
+    assert "<h3>Small &lt;img src=x onerror=alert(1)&gt;</h3>" in form
