@@ -32,7 +32,7 @@ What a backend implements
   ``"venv"`` (a venv on the hub's machine), ``"own"`` (KioskHub's own environment, also
   the site image) and ``"image"`` (a container image). Unbuilt repositories never run.
 - ``prepare``, ``launch``, ``server_address``, ``log_tail``, and ``answering()`` (with
-  ``accepts_connections`` or ``answers_http``).
+  ``readiness.accepts_connections`` or ``readiness.answers_http``).
 - ``poll_server()``: ``None`` while the server runs, its exit status once it has stopped,
   0 when none was started. ``poll`` adds JupyterHub's rule that a start in progress is
   running (``None``), and releases GPUs and ``release()`` once the server is gone.
@@ -58,7 +58,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, ClassVar
 
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from traitlets import Any as AnyTrait
 from traitlets import Callable as CallableTrait
 from traitlets import Dict, Instance, Unicode, default
@@ -69,6 +68,7 @@ from kioskhub.hub.schema.site import Site
 
 from . import gpu_assignments, gpus
 from .dask_clusters import stop_user_clusters
+from .environment_kinds import REFUSALS, environment_kind
 from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec, normalise_options
 from .spawn_feedback import SpawnFeedback
 from .spawn_form import options_from_form, render_spawn_form
@@ -80,46 +80,9 @@ launch (the site's and the build catalog's), before any backend's filter."""
 LOG_TAIL_LINES = 20
 
 
-async def accepts_connections(host: str, port: int) -> bool:
-    """Whether something listens at ``host:port`` (a server on this machine is then up)."""
-    try:
-        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1)
-    except (TimeoutError, OSError):
-        return False
-    writer.close()
-    return True
-
-
-async def answers_http(url: str) -> bool:
-    """Whether ``url`` gets any HTTP answer (a forwarded port accepts before the server)."""
-    try:
-        await AsyncHTTPClient().fetch(url, request_timeout=2, raise_error=False)
-    except (OSError, HTTPClientError):
-        return False
-    return True
-
-
 async def config_environments(site: Site, username: str, groups: tuple[str, ...]):
     """The environments of the site config alone (no build catalog)."""
     return site.environments
-
-
-def environment_kind(environment: Environment) -> str:
-    """'venv', 'own' (KioskHub's own environment), 'image' or 'repository' (not built)."""
-    if environment.kind == "venv" and environment.path is None:
-        return "own"
-    return environment.kind
-
-
-REFUSALS = {
-    "repository": "The environment {name!r} has not been built yet. Build it first.",
-    "image": "The environment {name!r} is a container image; the {backend} backend runs "
-    "venv environments. Choose another environment.",
-    "venv": "The environment {name!r} is a venv on the hub's machine, which a pod cannot "
-    "use; choose an image environment.",
-    "own": "KioskHub's own environment {name!r} does not run on the {backend} backend; "
-    "choose another environment.",
-}
 
 
 class SpawnBackend(SpawnFeedback, LoggingConfigurable):
@@ -163,9 +126,7 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         kind = environment_kind(environment)
         if kind in self.runnable_kinds:
             return None
-        return REFUSALS[kind].format(
-            name=environment.name, backend=self.backend_name
-        )
+        return REFUSALS[kind].format(name=environment.name, backend=self.backend_name)
 
     async def user_environments(self) -> tuple[Environment, ...]:
         """Every environment the user may launch (before this backend's filter)."""

@@ -23,11 +23,12 @@ from tornado import web
 from traitlets import Any, Unicode
 
 from . import local_files
-from .base import LOG_TAIL_LINES, SpawnBackend, accepts_connections
+from .base import LOG_TAIL_LINES, SpawnBackend
 from .launch_spec import ChoiceError, LaunchSpec
 from .local_accounts import ensure_account
 from .local_limits import limit_server, limits_state, reattach_limits
 from .local_plan import local_launch
+from .readiness import accepts_connections
 from .spawn_form import format_bytes
 
 PREVIOUS_STATE_KEYS = ("pid_started", "log_path", "limits")

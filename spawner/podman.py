@@ -20,7 +20,7 @@ from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Any, Integer, Unicode, default
 
-from .base import LOG_TAIL_LINES, SpawnBackend, answers_http
+from .base import LOG_TAIL_LINES, SpawnBackend
 from .home import prepare_home
 from .launch_spec import ChoiceError, LaunchSpec
 from .pod_image import BaseImageRecipe
@@ -37,6 +37,7 @@ from .podman_plan import (
     podman_names,
     server_env_for_pod,
 )
+from .readiness import answers_http
 from .spawn_form import format_bytes
 
 STOP_GRACE_SECONDS = 5

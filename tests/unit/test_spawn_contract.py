@@ -22,9 +22,10 @@ from tornado.web import Application, RequestHandler
 
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import PACKAGE_ROOT, Site
-from kioskhub.spawner.base import SpawnBackend, answers_http
+from kioskhub.spawner.base import SpawnBackend
 from kioskhub.spawner.local_process import KioskSpawner
 from kioskhub.spawner.podman import PodmanSpawner
+from kioskhub.spawner.readiness import answers_http
 from tests.support.kube_cluster import Group, HubUser
 
 XSS = "<img src=x onerror=alert(1)>"
