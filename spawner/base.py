@@ -15,7 +15,8 @@ One start, as JupyterHub drives it
 2. ``start`` takes that LaunchSpec (built once; it is ``self.spec`` from then on), assigns
    GPUs when ``assigns_gpus`` and the profile asks for them, then runs the backend's steps:
 
-   - ``prepare(spec)``: checks and I/O that start nothing (accounts, home folder, image).
+   - ``prepare(spec, gpu_devices)``: checks and I/O that start nothing (accounts, home
+     folder, image); ``gpu_devices`` is CUDA_VISIBLE_DEVICES of the assigned GPUs, or None.
    - ``launch(spec)``: an async generator; each dict it yields is a checkpoint merged into
      ``launch_state`` (and the saved state). If anything fails or is cancelled from the
      first step of ``launch`` on, ``tear_down()`` runs before the error reaches the user,
@@ -31,6 +32,8 @@ What a backend implements
 - ``runnable_kinds``: the ONE statement of which environments it runs, among
   ``"venv"`` (a venv on the hub's machine), ``"own"`` (KioskHub's own environment, also
   the site image) and ``"image"`` (a container image). Unbuilt repositories never run.
+  The form offers only these; naming another is a 400 that says why
+  (``environment_kinds``). ``backend_name`` is the name in those messages.
 - ``prepare``, ``launch``, ``server_address``, ``log_tail``, and ``answering()`` (with
   ``readiness.accepts_connections`` or ``readiness.answers_http``).
 - ``poll_server()``: ``None`` while the server runs, its exit status once it has stopped,
@@ -39,7 +42,9 @@ What a backend implements
 - ``stop_server(now)``; ``tear_down()`` removes what ``launch`` made (default: a stop).
 - ``release()``: give back what a gone server held on the hub's machine (default: nothing).
 - ``state_version``, ``readopt(launch_state)``: the saved state is
-  ``{"kioskhub": {"version", "launch", "gpus", "summary"}}`` beside the base class's own;
+  ``{"kioskhub": {"version", "launch", "gpus", "summary"}}`` beside the JupyterHub class's
+  own, written once ``launch`` has yielded a non-empty checkpoint (KubeSpawner keeps its
+  own versioned state, so the Kubernetes backend yields none);
   ``readopt`` restores the backend's attributes from it after a hub restart, and
   ``upgrade_state(state)`` turns state written by the backend's previous version into
   ``{"launch": ..., "gpus": ...}`` (or None) so that running servers are re-adopted.
@@ -142,18 +147,20 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
     def build_spec(self, options, environments) -> LaunchSpec:
         """Pure: the LaunchSpec of ``options`` among ``environments``; ChoiceError if refused."""
         options = normalise_options(options)
-        named = next((e for e in environments if e.name == options.get("environment")), None)
-        if named is not None and (reason := self.why_not_runnable(named)):
-            raise ChoiceError(reason)
         site = self.site.model_copy(update={"environments": self.runnable(environments)})
-        return build_launch_spec(
-            site,
-            self.user.name,
-            self.groups(),
-            options,
-            server_name=self.name,
-            gpus_available=self.gpus_available(),
-        )
+        try:
+            return build_launch_spec(
+                site,
+                self.user.name,
+                self.groups(),
+                options,
+                server_name=self.name,
+                gpus_available=self.gpus_available(),
+            )
+        except ChoiceError as error:
+            named = next((e for e in environments if e.name == options.get("environment")), None)
+            reason = self.why_not_runnable(named) if named else None
+            raise ChoiceError(f"{error} {reason}" if reason else str(error)) from None
 
     async def check_choice(self, options) -> LaunchSpec:
         """JupyterHub's ``apply_user_options``: the LaunchSpec for the next start, or a 400."""

@@ -261,8 +261,9 @@ def test_a_choice_the_backend_cannot_run_is_refused_with_the_reason(tmp_path):
 
     assert refused.status_code == 400
     assert (refused.log_message % refused.args) == (
-        "The environment 'rstudio' is a container image; the loopback backend runs venv "
-        "environments. Choose another environment."
+        "Unknown environment 'rstudio'. Choose one of: default. The environment 'rstudio' is "
+        "a container image; the loopback backend runs venv environments. Choose another "
+        "environment."
     )
     assert spawner.steps == []
     assert 'value="default"' in form and 'value="rstudio"' not in form
