@@ -41,13 +41,18 @@ def open_reader(site: Site) -> Catalog | None:
 class CatalogEnvironments:
     """``await CatalogEnvironments(site)(site, username, groups)``: what the user may launch.
 
-    The catalog is opened on first use, in the worker thread, and kept.
+    The catalog is opened on first use, in the worker thread, and kept: one reader (and one
+    connection pool) serves every spawner of the hub.
     """
 
     def __init__(self, site: Site) -> None:
         self._site = site
         self._catalog: Catalog | None = None
         self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo) -> CatalogEnvironments:
+        """Shared, not copied, when traitlets copies the config for each spawner."""
+        return self
 
     async def __call__(
         self, site: Site, username: str, groups: Iterable[str]

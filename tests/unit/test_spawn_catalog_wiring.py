@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import threading
 
-from kioskhub.hub.jupyterhub_settings import jupyterhub_settings
+from traitlets.config import Config
+
+from kioskhub.hub.jupyterhub_settings import apply_settings, jupyterhub_settings
 from kioskhub.hub.schema.builder import catalog_url
 from kioskhub.hub.schema.site import Site
 from kioskhub.hub.state_dir import Passwords
 from kioskhub.image_builder.builder_base import Artifact
 from kioskhub.image_builder.catalog_db import open_catalog
 from kioskhub.image_builder.catalog_store import finish_ready, register
-from kioskhub.image_builder.spawn_catalog import CatalogEnvironments
 from kioskhub.spawner.local_process import KioskSpawner
 from tests.support.kube_cluster import Group, HubUser
 
@@ -48,11 +49,13 @@ def test_the_form_offers_catalog_environments_read_in_a_thread_and_escaped(tmp_p
         return original(*args)
 
     wired.read = read
-    spawner = KioskSpawner(user=HubUser("ada", [Group("physics")]), **settings["KioskSpawner"])
+    config = Config()
+    apply_settings(config, settings)  # as the hub's config file does
+    spawner = KioskSpawner(user=HubUser("ada", [Group("physics")]), config=config)
 
     form = asyncio.run(spawner.get_options_form())
 
-    assert isinstance(wired, CatalogEnvironments)
+    assert spawner.environments_for_user is wired, "each spawner got a reader of its own"
     assert readers and threading.main_thread() not in readers
     assert 'value="ada.tomli"' in form
     assert "&lt;img src=x onerror=alert(1)&gt; (ada)" in form
