@@ -7,6 +7,7 @@ against the current directory, so the same file means the same thing wherever
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Literal
@@ -25,7 +26,22 @@ USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,28}$"
 (with the three-character account prefix they stay within Linux's 32)."""
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_EXAMPLES = PACKAGE_ROOT / "notebooks" / "examples"
+"""The folder that holds KioskHub's packages: the source checkout, or ``site-packages/kioskhub``."""
+
+
+def shipped_examples() -> Path:
+    """The folder of the example notebooks that ship as the package ``kioskhub.examples``.
+
+    It holds notebooks only (a namespace package), so its folder is asked of the import
+    system: ``importlib.resources`` refuses the extra path entry of an editable install.
+    """
+    spec = importlib.util.find_spec("kioskhub.examples")
+    locations = spec.submodule_search_locations if spec else None
+    folders = [Path(entry) for entry in locations or () if Path(entry).is_dir()]
+    return folders[0] if folders else Path("<kioskhub.examples is not installed>")
+
+
+DEFAULT_EXAMPLES = shipped_examples()
 
 
 def check_username(name: str) -> str:
