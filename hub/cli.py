@@ -125,15 +125,16 @@ def parts_out_of_reach(site: Site, euid: int) -> list[str]:
     if site.spawner.backend != "local" or not servers_isolated(site, euid):
         return []
     needed = {
-        "KioskHub's venv": Path(sys.prefix) / "bin" / "jupyterhub-singleuser",
-        "KioskHub's code": PACKAGE_ROOT / "hub" / "__init__.py",
-        "the users' homes (home.root)": site.home.root / "user",
+        "KioskHub's venv": Path(sys.prefix) / "bin",
+        "KioskHub's code": PACKAGE_ROOT / "hub",
+        "the users' homes (home.root)": site.home.root,
     }
     problems = []
-    for what, path in needed.items():
-        closed = closed_ancestor(path)
+    for what, folder in needed.items():
+        existing = next(path for path in (folder, *folder.parents) if path.exists())
+        closed = closed_ancestor(existing / "entry")
         if closed is not None:
-            problems.append(f"{what}, {path.parent}: {closed} is closed to other accounts")
+            problems.append(f"{what}, {folder}: {closed} is closed to other accounts")
     return problems
 
 
