@@ -171,7 +171,7 @@ def delete(session: Session, row: EnvironmentRecord) -> None:
 def sync_site_environments(
     session: Session, environments: Iterable[Environment]
 ) -> list[EnvironmentRecord]:
-    """Mirror the site config's environments as rows owned by 'site'.
+    """Mirror the site config's environments as rows owned by ``SITE_OWNER``.
 
     Returns the rows of kind 'repository' that need a build (new, never built, or their
     repository or ref changed). Rows of environments gone from the config are deleted.
