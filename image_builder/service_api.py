@@ -33,6 +33,7 @@ from .catalog_db import Catalog
 from .catalog_store import (
     CatalogError,
     NotFound,
+    check_queue_room,
     delete,
     get_visible,
     queue_build,
@@ -41,6 +42,7 @@ from .catalog_store import (
     visible,
 )
 from .openapi import openapi_document
+from .request_body import LimitedBody
 from .source_safety import UnsafeSource, check_ref, check_subdir
 
 
@@ -78,11 +80,15 @@ def requires(permission: str):
     return decorate
 
 
-class APIHandler(HubOAuthenticated, web.RequestHandler):
-    """JSON in and out; errors as {"status", "message"}; never redirects to a login page."""
+class APIHandler(HubOAuthenticated, LimitedBody):
+    """JSON in and out; errors as {"status", "message"}; never redirects to a login page.
+
+    Bodies over ``builder.max_request_bytes`` are refused with 413 before they are read.
+    """
 
     def initialize(self, state: BuilderState) -> None:
         self.state = state
+        self.body_limit = state.settings.max_request_bytes
 
     def get_login_url(self):
         raise web.HTTPError(403, "sign in to the hub, or send an API token")
@@ -104,7 +110,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
 
     def body(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.request.body or b"{}")
+            data = json.loads(self.body_bytes or b"{}")
         except json.JSONDecodeError as error:
             raise web.HTTPError(400, f"the body is not JSON: {error}") from None
         if not isinstance(data, dict):
@@ -183,6 +189,7 @@ class EnvironmentsHandler(APIHandler):
                 f"{', '.join(self.state.runner.builders)}",
             )
         with self.state.catalog.session() as session:
+            check_queue_room(session, viewer.name, settings.max_queued_builds_per_user)
             row, build = register(
                 session,
                 owner=viewer.name,
@@ -227,6 +234,9 @@ class RebuildHandler(APIHandler):
         if row.builder == "site":
             raise web.HTTPError(400, f"{row.name!r} is a site environment; nothing to build")
         body = self.body()
+        check_queue_room(
+            session, row.owner, self.state.settings.max_queued_builds_per_user, viewer.name
+        )
         if body.get("ref"):
             row.ref = check_ref(body["ref"])
         build = queue_build(session, row)
