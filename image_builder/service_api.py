@@ -27,6 +27,7 @@ from kioskhub.hub.schema.builder import BuilderSettings
 
 from .build_queue import QueueFull
 from .build_runner import BuildRunner, check_source
+from .builder_base import BuildFailed
 from .catalog import SITE_OWNER, BuildRecord, EnvironmentRecord
 from .catalog_access import Viewer, can_manage, can_share_with
 from .catalog_db import Catalog
@@ -188,6 +189,10 @@ class EnvironmentsHandler(APIHandler):
                 f"the {builder} builder is not available here; use one of "
                 f"{', '.join(self.state.runner.builders)}",
             )
+        try:
+            await self.state.runner.builders[builder].check_registration(source)
+        except BuildFailed as refused:
+            raise web.HTTPError(403, "%s", str(refused)) from None
         with self.state.catalog.session() as session:
             check_queue_room(session, viewer.name, settings.max_queued_builds_per_user)
             row, build = register(
