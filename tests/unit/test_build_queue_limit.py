@@ -11,22 +11,10 @@ from kioskhub.image_builder.catalog_store import (
     QueueLimit,
     check_queue_room,
     finish_ready,
-    register,
 )
+from tests.unit.test_catalog_store import add
 
 LIMIT = BuilderSettings().max_queued_builds_per_user
-
-
-def register_one(session, owner: str, name: str):
-    return register(
-        session,
-        owner=owner,
-        name=name,
-        repo_url="https://gitlab.com/a/b.git",
-        ref="HEAD",
-        subdir="",
-        builder="local",
-    )
 
 
 def test_the_limit_counts_queued_and_running_builds_per_owner(tmp_path):
@@ -35,7 +23,7 @@ def test_the_limit_counts_queued_and_running_builds_per_owner(tmp_path):
         builds = []
         for number in range(LIMIT):
             check_queue_room(session, "ada", LIMIT)
-            builds.append(register_one(session, "ada", f"env{number}")[1])
+            builds.append(add(session, "ada", f"env{number}")[1])
 
         with pytest.raises(QueueLimit) as refused:
             check_queue_room(session, "ada", LIMIT)
