@@ -113,7 +113,12 @@ async def serve(site: Site) -> None:
     events = PipelineEventBus()
     catalog, runner = start_catalog(site, events=events, prefix=prefix)
     app = make_app(site, catalog, runner, prefix, events)
-    server = app.listen(url.port or site.builder.port, url.hostname or "127.0.0.1")
+    # Handlers refuse bodies over their own limit before reading them (request_body.py);
+    # this caps every other route, such as the page and its static files.
+    largest = max(site.builder.max_request_bytes, site.gitlab.max_webhook_bytes)
+    server = app.listen(
+        url.port or site.builder.port, url.hostname or "127.0.0.1", max_body_size=largest
+    )
     log.info("Environments service at %s (prefix %s)", url.geturl(), prefix)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -77,6 +77,20 @@ class BuilderSettings(BaseModel):
         description="local: a uv venv on this machine; container: repo2docker with docker "
         "or podman (needs a container engine and a reachable base image).",
     )
+    max_queued_builds_per_user: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Builds one user may have queued or running at once; a further "
+        "registration or rebuild is refused until one finishes, so no one fills the queue.",
+    )
+    max_request_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request body the builder service's API accepts, in bytes; a "
+        "larger one is refused with 413 before it is read.",
+    )
 
     @field_validator("allowed_hosts")
     @classmethod

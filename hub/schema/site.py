@@ -44,14 +44,79 @@ def shipped_examples() -> Path:
 DEFAULT_EXAMPLES = shipped_examples()
 
 
-def check_username(name: str) -> str:
-    """Return ``name`` when it is a valid hub username, else raise ValueError saying why."""
-    if not re.fullmatch(USERNAME_PATTERN, name):
+RESERVED_USERNAMES = frozenset(
+    {
+        # KioskHub's own identities: the build account (kh-build) and the site's catalog.
+        "build",
+        "site",
+        # Hub services and the hub's own URL segments.
+        "environments",
+        "dask-gateway",
+        "hub",
+        "services",
+        "user",
+        "users",
+        "api",
+        # System accounts of Debian and other common ones.
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "gnats",
+        "nobody",
+        "nogroup",
+        "messagebus",
+        "sshd",
+        "postgres",
+        "jupyter",
+        "jovyan",
+    }
+)
+"""Usernames no hub user may have: every account or service name KioskHub uses and the
+usual system accounts, so that a username never means anything but that user."""
+
+RESERVED_PREFIXES = ("kh-", "systemd-", "_")
+"""Names that look like KioskHub's system accounts (kh-ada is ada's) or a system service's."""
+
+
+def check_username(name: str, reserved: frozenset[str] = RESERVED_USERNAMES) -> str:
+    """Return ``name`` when it is a valid hub username, else raise ValueError saying why.
+
+    ``reserved`` adds the site's own reserved names (see ``reserved_usernames``).
+    """
+    if not isinstance(name, str) or not re.fullmatch(USERNAME_PATTERN, name):
+        shown = repr(name[:40] + "…" if len(name) > 40 else name)
         raise ValueError(
-            f"invalid username {name!r}: use 1–29 characters of lowercase letters, digits, "
+            f"invalid username {shown}: use 1–29 characters of lowercase letters, digits, "
             "'.', '_' or '-', starting with a letter or digit"
         )
+    if name in reserved or name in RESERVED_USERNAMES or name.startswith(RESERVED_PREFIXES):
+        raise ValueError(
+            f"the username {name!r} is reserved for KioskHub or the system; "
+            "sign in with your own username"
+        )
     return name
+
+
+def reserved_usernames(site: Site) -> frozenset[str]:
+    """The reserved names of ``site``: the fixed list, and the username whose system account
+    would be the build account (``build`` for kh-build) or would start with the prefix."""
+    prefix = site.spawner.system_user_prefix
+    account = site.builder.build_account
+    extra = {account.removeprefix(prefix)} if account.startswith(prefix) else set()
+    return RESERVED_USERNAMES | extra
 
 
 class Section(BaseModel):
@@ -281,6 +346,16 @@ class Site(Section):
                 f"dask.profiles: {', '.join(unknown)} is not a resource profile; "
                 f"the profiles are: {', '.join(p.name for p in self.profiles)}"
             )
+        reserved = reserved_usernames(self)
+        for key, names in [("hub.admin_users", self.hub.admin_users)] + [
+            (f"groups.{group}", members) for group, members in self.groups.items()
+        ]:
+            taken = sorted(set(names) & reserved)
+            if taken:
+                raise ValueError(
+                    f"{key}: {', '.join(taken)} is a reserved name (KioskHub's build account "
+                    f"{self.builder.build_account} or a system name); choose another username"
+                )
         problems = pod_settings_problems(
             self.pods,
             self.spawner.backend,
