@@ -65,6 +65,8 @@ class CheckoutFiles:
             os.close(fd)
         try:
             status = os.fstat(file)
+            if stat.S_ISDIR(status.st_mode):
+                raise UnsafeRepositoryFile(f"{relative} is a folder, not a file")
             if not stat.S_ISREG(status.st_mode):
                 raise UnsafeRepositoryFile(
                     f"{relative} is not a regular file (a FIFO, device or socket); "

@@ -47,6 +47,8 @@ LOCAL_REFERENCE = re.compile(r"^\s*[-./~]|file:|@\s*[./~]|\$\{?")
 """A requirement line that may name a file of the checkout: any option, path or variable."""
 SAFE_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.<>!~+-]{0,39}$")
 """What a message may quote of a spec file: a short package name or version."""
+RUNTIME_TOKEN = re.compile(r"^[a-z]{1,12}-\d[\d.-]{0,24}$")
+"""What a message may quote of runtime.txt: a runtime and its version (pypy-3.9, r-4.3)."""
 
 
 @dataclass(frozen=True)
@@ -125,10 +127,10 @@ def detect_spec(root: Path) -> RepoSpec:
     )
 
 
-def quoted(token: str) -> str:
-    """``token`` in quotes when it is a short, plain name; else a neutral placeholder."""
+def quoted(token: str, pattern: re.Pattern = SAFE_TOKEN) -> str:
+    """``token`` in quotes when it matches ``pattern`` (short and plain); else a placeholder."""
     token = token.strip()
-    return repr(token) if SAFE_TOKEN.fullmatch(token) else "(an entry not shown)"
+    return repr(token) if pattern.fullmatch(token) else "(an entry not shown)"
 
 
 def pip_only_dependencies(text: str) -> tuple[str, ...]:
@@ -168,10 +170,10 @@ def parse_runtime(text: str) -> str:
         return match.group(1)
     if line.startswith("r-"):
         raise NeedsContainerBuilder(
-            f"runtime.txt asks for R ({quoted(line)}); that needs the container builder."
+            f"runtime.txt asks for R ({quoted(line, RUNTIME_TOKEN)}); that needs the container builder."
         )
     raise BuildFailed(
-        f"runtime.txt says {quoted(line)}, not a Python version; write python-3.X, e.g. python-3.11"
+        f"runtime.txt says {quoted(line, RUNTIME_TOKEN)}, not a Python version; write python-3.X, e.g. python-3.11"
     )
 
 
