@@ -170,10 +170,12 @@ def parse_runtime(text: str) -> str:
         return match.group(1)
     if line.startswith("r-"):
         raise NeedsContainerBuilder(
-            f"runtime.txt asks for R ({quoted(line, RUNTIME_TOKEN)}); that needs the container builder."
+            f"runtime.txt asks for R ({quoted(line, RUNTIME_TOKEN)}); "
+            "that needs the container builder."
         )
     raise BuildFailed(
-        f"runtime.txt says {quoted(line, RUNTIME_TOKEN)}, not a Python version; write python-3.X, e.g. python-3.11"
+        f"runtime.txt says {quoted(line, RUNTIME_TOKEN)}, not a Python version; "
+        "write python-3.X, e.g. python-3.11"
     )
 
 
