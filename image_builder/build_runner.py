@@ -97,6 +97,7 @@ class BuildRunner:
     # ---- one build ------------------------------------------------------------------------
 
     async def _run(self, build_id: int, build_log: BuildLog) -> None:
+        build_log.max_bytes = self.settings.build_log_mb * 1024 * 1024
         with self.catalog.session() as session:
             build = session.get(BuildRecord, build_id)
             if build is None:

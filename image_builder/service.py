@@ -23,6 +23,7 @@ from tornado import web
 from kioskhub.hub.schema.builder import cache_dir, catalog_url, environments_dir
 from kioskhub.hub.schema.site import Site
 
+from .build_identity import identity_pool
 from .build_runner import BuildRunner
 from .builder_base import EnvironmentBuilder
 from .catalog_db import Catalog, open_catalog
@@ -50,12 +51,12 @@ def make_builders(
         "local": LocalBuilder(
             environments_dir=environments_dir(settings, state),
             cache_dir=cache_dir(settings, state),
-            account_name=settings.build_account,
+            identities=identity_pool(settings),
         )
     }
     engine = find_engine()
     if engine.available:
-        builders["container"] = ContainerBuilder(engine, account_name=settings.build_account)
+        builders["container"] = ContainerBuilder(engine, identities=identity_pool(settings))
     else:
         log.info("Container builds are off: %s", engine.reason)
     builders.update(
