@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kioskhub.hub.schema.site import USERNAME_PATTERN, Site, reserved_usernames
+from kioskhub.hub.schema.site import RESERVED_USERNAMES, USERNAME_PATTERN, Site
 from kioskhub.image_builder.hub_service import builder_hub_settings
 
 from .dask_gateway import gateway_hub_settings, merge_settings
@@ -63,7 +63,7 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
             "admin_users": set(site.hub.admin_users),
             "allow_all": True,
             "username_pattern": USERNAME_PATTERN,
-            "reserved_usernames": set(reserved_usernames(site)),
+            "reserved_usernames": set(RESERVED_USERNAMES),
         },
         "KioskSpawner": {
             "site": site,

@@ -94,7 +94,7 @@ RESERVED_PREFIXES = ("kh-", "systemd-", "_")
 def check_username(name: str, reserved: frozenset[str] = RESERVED_USERNAMES) -> str:
     """Return ``name`` when it is a valid hub username, else raise ValueError saying why.
 
-    ``reserved`` adds the site's own reserved names (see ``reserved_usernames``).
+    ``reserved`` adds names to the fixed ``RESERVED_USERNAMES``.
     """
     if not isinstance(name, str) or not re.fullmatch(USERNAME_PATTERN, name):
         shown = repr(name[:40] + "…" if len(name) > 40 else name)
@@ -108,15 +108,6 @@ def check_username(name: str, reserved: frozenset[str] = RESERVED_USERNAMES) -> 
             "sign in with your own username"
         )
     return name
-
-
-def reserved_usernames(site: Site) -> frozenset[str]:
-    """The reserved names of ``site``: the fixed list, and the username whose system account
-    would be the build account (``build`` for kh-build) or would start with the prefix."""
-    prefix = site.spawner.system_user_prefix
-    account = site.builder.build_account
-    extra = {account.removeprefix(prefix)} if account.startswith(prefix) else set()
-    return RESERVED_USERNAMES | extra
 
 
 class Section(BaseModel):
@@ -346,15 +337,15 @@ class Site(Section):
                 f"dask.profiles: {', '.join(unknown)} is not a resource profile; "
                 f"the profiles are: {', '.join(p.name for p in self.profiles)}"
             )
-        reserved = reserved_usernames(self)
+        reserved = RESERVED_USERNAMES
         for key, names in [("hub.admin_users", self.hub.admin_users)] + [
             (f"groups.{group}", members) for group, members in self.groups.items()
         ]:
             taken = sorted(set(names) & reserved)
             if taken:
                 raise ValueError(
-                    f"{key}: {', '.join(taken)} is a reserved name (KioskHub's build account "
-                    f"{self.builder.build_account} or a system name); choose another username"
+                    f"{key}: {', '.join(taken)} is a reserved name (KioskHub's own or a system "
+                    "name); choose another username"
                 )
         problems = pod_settings_problems(
             self.pods,

@@ -88,12 +88,6 @@ CASES = {
         "hub.admin_users",
         ("the username 'build' is reserved for KioskHub or the system",),
     ),
-    "admin whose account would be the build account": BadConfig(
-        "hub:\n  admin_users: [builder]\nbuilder:\n  build_account: kh-builder\n",
-        EXIT_CONFIG_ERROR,
-        None,
-        ("hub.admin_users: builder is a reserved name (KioskHub's build account kh-builder",),
-    ),
     "start timeout below the minimum": BadConfig(
         "spawner:\n  start_timeout: 1\n",
         EXIT_CONFIG_ERROR,

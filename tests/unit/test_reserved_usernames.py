@@ -9,15 +9,12 @@ config that names one as an admin or group member is a config error naming the k
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
 from kioskhub.hub.auth import KioskAuthenticator, UsernameRefused
-from kioskhub.hub.jupyterhub_settings import jupyterhub_settings
-from kioskhub.hub.schema.site import RESERVED_USERNAMES, Site, check_username, reserved_usernames
-from kioskhub.hub.state_dir import Passwords
+from kioskhub.hub.schema.site import RESERVED_USERNAMES, Site, check_username
 
 RESERVED = ["build", "site", "environments", "dask-gateway", "root", "nobody", "daemon"]
 LOOK_ALIKES = ["kh-ada", "kh-build", "systemd-network"]
@@ -34,26 +31,11 @@ def test_reserved_names_are_refused_with_the_reason(name):
     )
 
 
-def test_the_build_account_of_the_site_reserves_its_username(tmp_path: Path):
-    site = Site(builder={"build_account": "kh-builder"}, hub={"state_dir": tmp_path})
-
-    assert "builder" in reserved_usernames(site)
-    assert reserved_usernames(site) >= RESERVED_USERNAMES
-    settings = jupyterhub_settings(site, Passwords("correct-horse", "a" * 32), "/chp")
-    assert "builder" in settings["KioskAuthenticator"]["reserved_usernames"]
-
-
 def test_a_reserved_admin_is_a_config_error_naming_the_key():
     with pytest.raises(ValidationError) as raised:
         Site(hub={"admin_users": ["admin", "build"]})
     assert raised.value.errors()[0]["loc"] == ("hub", "admin_users")
     assert "the username 'build' is reserved" in str(raised.value)
-
-
-def test_an_admin_whose_account_is_the_build_account_is_a_config_error():
-    with pytest.raises(ValidationError) as raised:
-        Site(hub={"admin_users": ["builder"]}, builder={"build_account": "kh-builder"})
-    assert "hub.admin_users: builder is a reserved name" in str(raised.value)
 
 
 def test_a_reserved_group_member_is_a_config_error_naming_the_group():
