@@ -123,7 +123,12 @@ def test_gateway_config(tmp_path):
             "homes_directory": f"{tmp_path}/.kioskhub/homes",
         },
         "ClusterConfig": {
-            "scheduler_cmd": ["/opt/kh/bin/dask", "scheduler"],
+            "scheduler_cmd": [
+                "/opt/kh/bin/dask",
+                "scheduler",
+                "--preload",
+                "kioskhub.hub.dask_dashboard_guard",
+            ],
             "worker_cmd": ["/opt/kh/bin/dask", "worker"],
             "scheduler_cores": 1,
             "scheduler_memory": 1_000_000_000,
