@@ -18,7 +18,7 @@ from aiohttp import web
 
 from .dask_dashboard_guard import DASHBOARD_KEY_HEADER, dashboard_key
 
-SESSION = "kioskhub_dashboard_session"
+SESSION = web.AppKey("kioskhub_dashboard_session", aiohttp.ClientSession)
 ROUTE = "/clusters/{cluster_name}/{tail:.*}"
 
 _NOT_FORWARDED = frozenset(
@@ -73,7 +73,7 @@ async def forward_dashboard(request: web.Request) -> web.StreamResponse:
         url = f"{url}?{request.query_string}"
     headers = forwarded_headers(request.headers)
     headers[DASHBOARD_KEY_HEADER] = dashboard_key(cluster.token)
-    session: aiohttp.ClientSession = request.app[SESSION]
+    session = request.app[SESSION]
     if request.headers.get("Upgrade", "").lower() == "websocket":
         return await _forward_websocket(request, session, url, headers, cookie)
     async with session.request(
