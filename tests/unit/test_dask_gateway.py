@@ -26,6 +26,7 @@ from tornado import web as tornado_web
 from traitlets.config import Config
 
 from kioskhub.hub.dask_cluster_cgroups import group_name, process_limits
+from kioskhub.hub.dask_cluster_options import ProfileOptions
 from kioskhub.hub.dask_dashboard_guard import (
     DASHBOARD_KEY_HEADER,
     REFUSAL,
@@ -44,7 +45,6 @@ from kioskhub.hub.dask_gateway_backend import (
     KioskHubAuthenticator,
     KioskLocalBackend,
     KioskSharedLocalBackend,
-    ProfileOptions,
     open_log,
 )
 from kioskhub.hub.dask_gateway_kube import (
