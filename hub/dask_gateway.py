@@ -9,7 +9,9 @@
 
 The gateway's API and the clusters' dashboards are served under the hub's URL at
 ``/services/dask-gateway/`` (the hub's proxy forwards there to the gateway's own proxy);
-schedulers are reached through the gateway's TLS proxy on a local port.
+schedulers are reached through the gateway's TLS proxy on a local port. Dashboards are
+served to their cluster's owner only (``dask_dashboard_proxy``); their own ports refuse
+requests without the cluster's key (``dask_dashboard_guard``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ SERVER_SCOPES = ("users:activity!user", "access:servers!server")
 """The scopes of JupyterHub's default 'server' role, which a server's token keeps."""
 
 BACKENDS = "kioskhub.hub.dask_gateway_backend"
+DASHBOARD_GUARD = "kioskhub.hub.dask_dashboard_guard"
+"""The schedulers' preload that refuses dashboard requests without the cluster's key."""
 CONFIG_FILE = "dask_gateway_config.json"
 
 
@@ -120,7 +124,7 @@ def gateway_config(site: Site, *, isolated: bool, own_prefix: Path) -> dict[str,
             "homes_directory": str(site.home.root),
         },
         "ClusterConfig": {
-            "scheduler_cmd": [str(bin_dir / "dask"), "scheduler"],
+            "scheduler_cmd": [str(bin_dir / "dask"), "scheduler", "--preload", DASHBOARD_GUARD],
             "worker_cmd": [str(bin_dir / "dask"), "worker"],
             "scheduler_cores": dask.scheduler.cores,
             "scheduler_memory": dask.scheduler.memory,
