@@ -3,8 +3,9 @@
 dask-gateway's own proxy forwards ``/clusters/<name>/`` to a scheduler's dashboard with
 no authentication (dask/dask-gateway#570). KioskHub's backend routes that path to the
 gateway's application instead, where ``forward_dashboard`` authenticates the caller as
-the API does (a JupyterHub token, then the gateway's cookie), answers 404 for any
-cluster that is not the caller's own, and forwards HTTP and websockets to the dashboard
+the API does (a JupyterHub token, then the gateway's cookie; a browser with neither signs in
+with the hub's OAuth, ``dask_dashboard_login``), answers 404 for any cluster that is not
+the caller's own, and forwards HTTP and websockets to the dashboard
 with the cluster's dashboard key (``kioskhub.hub.dask_dashboard_guard``), without the
 caller's token or cookies.
 """
@@ -17,8 +18,10 @@ import aiohttp
 from aiohttp import web
 
 from .dask_dashboard_guard import DASHBOARD_KEY_HEADER, dashboard_key
+from .dask_dashboard_login import CALLBACK_ROUTE, HubLogin, is_page_load, not_signed_in
 
 SESSION = web.AppKey("kioskhub_dashboard_session", aiohttp.ClientSession)
+LOGIN = web.AppKey("kioskhub_dashboard_login", HubLogin)
 ROUTE = "/clusters/{cluster_name}/{tail:.*}"
 
 _NOT_FORWARDED = frozenset(
@@ -49,9 +52,15 @@ def forwarded_headers(headers) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in _NOT_FORWARDED}
 
 
-def add_dashboard_routes(app: web.Application) -> None:
-    """Serve ``/clusters/<name>/...`` from ``app`` (the gateway's aiohttp application)."""
+def add_dashboard_routes(app: web.Application, login: HubLogin | None = None) -> None:
+    """Serve ``/clusters/<name>/...`` from ``app`` (the gateway's aiohttp application), and
+    the OAuth callback of ``login`` (default: the hub-managed service's, when there is one).
+    """
     app.router.add_route("*", ROUTE, forward_dashboard)
+    login = login or HubLogin.from_environment()
+    if login is not None:
+        app[LOGIN] = login
+        app.router.add_get(CALLBACK_ROUTE, login.finish)
 
     async def open_session(app):
         app[SESSION] = aiohttp.ClientSession(auto_decompress=False)
@@ -62,7 +71,13 @@ def add_dashboard_routes(app: web.Application) -> None:
 
 
 async def forward_dashboard(request: web.Request) -> web.StreamResponse:
-    user, cookie = await request.app["authenticator"].dashboard_user(request)
+    try:
+        user, cookie = await request.app["authenticator"].dashboard_user(request)
+    except web.HTTPUnauthorized:
+        login = request.app.get(LOGIN)
+        if login is not None and is_page_load(request):
+            return login.start(request)
+        raise not_signed_in() from None
     name = request.match_info["cluster_name"]
     cluster = request.app["backend"].db.get_cluster(name)
     if cluster is None or cluster.username != user.name or not cluster.dashboard_address:

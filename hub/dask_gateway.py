@@ -141,6 +141,10 @@ def gateway_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
     (granted to every user; the gateway itself refuses users outside ``dask.groups`` with
     a message), and each server's token carries it so that code in the server can call
     the gateway.
+
+    Browsers sign in to dashboards with the hub's OAuth (``dask_dashboard_login``): the
+    gateway is the OAuth client ``service-dask-gateway``, its tokens may only reach the
+    gateway and identify their user, and, as a part of the hub, it asks no confirmation.
     """
     if not site.dask.enabled:
         return {}
@@ -155,6 +159,10 @@ def gateway_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
                                 str(folder / CONFIG_FILE)],
                     "cwd": str(folder),
                     "display": False,
+                    "oauth_client_id": f"service-{SERVICE_NAME}",
+                    "oauth_redirect_uri": f"{SERVICE_PREFIX}/oauth_callback",
+                    "oauth_client_allowed_scopes": [],
+                    "oauth_no_confirm": True,
                 }
             ],
             "load_roles": [{"name": "user", "scopes": ["self", ACCESS_SCOPE]}],

@@ -3,8 +3,8 @@
 These run in the gateway service's process (``kioskhub.hub.dask_gateway`` writes the config that
 names them). They subclass dask-gateway-server's own classes:
 
-- ``KioskHubAuthenticator``: JupyterHub's authenticator, refusing users outside the
-  configured groups with a message;
+- ``KioskHubAuthenticator`` (``dask_gateway_auth``, named here in the gateway's config):
+  JupyterHub's authenticator, refusing users outside the configured groups with a message;
 - ``KioskBackend``: cluster options from the site's resource profiles and per-user limits
   (clusters, cores, memory) across all of a user's clusters;
 - ``KioskLocalBackend``: clusters as the user's system account (``kh-<user>``), used when
@@ -24,8 +24,6 @@ import grp
 import os
 import pwd
 
-from aiohttp import web
-from dask_gateway_server.auth import JupyterHubAuthenticator
 from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.db_base import DBBackendBase
 from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
@@ -37,74 +35,15 @@ from kioskhub.spawner.spawn_form import format_bytes
 from .dask_cluster_cgroups import ClusterCgroups
 from .dask_cluster_options import ProfileOptions
 from .dask_dashboard_proxy import add_dashboard_routes
+from .dask_gateway_auth import KioskHubAuthenticator
 
-
-class KioskHubAuthenticator(JupyterHubAuthenticator):
-    """JupyterHub users, limited to members of ``allowed_groups`` when that is set."""
-
-    allowed_groups = List(
-        Unicode(),
-        help="JupyterHub groups whose members may use the gateway; empty means everyone.",
-        config=True,
-    )
-
-    def refusal(self, user) -> str | None:
-        """Why ``user`` may not use the gateway, or None when they may."""
-        if not self.allowed_groups or user.groups & set(self.allowed_groups):
-            return None
-        return (
-            f"Dask Gateway is only for members of the groups {', '.join(self.allowed_groups)}; "
-            f"{user.name} is in {', '.join(sorted(user.groups)) or 'no group'}. "
-            "Ask the site's admins to add you."
-        )
-
-    def get_token(self, request):
-        """The JupyterHub token of ``Authorization: jupyterhub <token>`` or ``token <token>``
-        (the scheme JupyterHub itself uses)."""
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme not in ("jupyterhub", "token"):
-            return None
-        return token.strip() or None
-
-    async def dashboard_user(self, request):
-        """The user of a dashboard request, and a function that sets the gateway's cookie
-        on the response when the user came with a token.
-
-        Raises 401 without credentials, 403 (with the reason) outside ``allowed_groups``.
-        """
-        cookie = request.cookies.get(self.cookie_name)
-        user = self.cache.get(cookie) if cookie else None
-        fresh = None
-        if user is None:
-            found = await self.authenticate(request)
-            user = found[0] if isinstance(found, tuple) else found
-            fresh = self.cache.put(user)
-        refusal = self.refusal(user)
-        if refusal:
-            raise web.HTTPForbidden(text=refusal + "\n")
-
-        def set_cookie(response):
-            if fresh:
-                response.set_cookie(
-                    self.cookie_name,
-                    fresh,
-                    max_age=self.cache_max_age * 2,
-                    httponly=True,
-                    samesite="Lax",
-                )
-
-        return user, set_cookie
-
-    async def authenticate_and_handle(self, request, handler):
-        async def gated(request):
-            refusal = self.refusal(request["user"])
-            if refusal:
-                # dask-gateway's client shows the body's message for 422 (as ValueError), as
-                # for the gateway's other refusals; for 403 it shows only "Forbidden".
-                return web.json_response({"error": refusal}, status=422)
-            return await handler(request)
-
-        return await super().authenticate_and_handle(request, gated)
+__all__ = [
+    "KioskHubAuthenticator",
+    "KioskBackend",
+    "KioskLocalBackend",
+    "KioskSharedLocalBackend",
+    "open_log",
+]
 
 
 class KioskBackend(DBBackendBase):

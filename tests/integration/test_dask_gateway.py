@@ -1,5 +1,6 @@
 """Scale-out with Dask Gateway on a real hub: clusters from a kernel, limits, groups, lifetime,
-cgroups of the cluster processes, and dashboards for their owner only.
+cgroups of the cluster processes, and dashboards for their owner only (with a token, or in a
+browser that signs in with the hub's OAuth).
 
 One hub for the module (the gateway runs as its service). lise and emmy may use the
 gateway (group ``scientists``), otto may not. Each user may run 2 clusters and 3 cores
@@ -15,6 +16,7 @@ import re
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import nbformat
 import psutil
@@ -24,9 +26,12 @@ from aiohttp import ClientResponseError
 from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 
 from kioskhub.hub.dask_dashboard_guard import REFUSAL
+from kioskhub.hub.dask_dashboard_login import NOT_SIGNED_IN, STATE_REFUSED
 from kioskhub.hub.sample_data import write_sample_data
 from kioskhub.spawner.cgroups import detect_layout
+from tests.browser.test_lab_in_browser import sign_in as sign_in_with_chromium
 from tests.conftest import SHARED_PASSWORD, open_folder
+from tests.support.browser import Browser
 from tests.support.hub_process import free_port, start_hub, write_site_config
 from tests.support.user_session import UserSession
 from tests.support.user_session import signed_in as sign_in
@@ -331,11 +336,70 @@ def test_a_dashboard_is_only_for_its_clusters_owner(site, lise, emmy):
 
     assert [status for status, _ in peek["direct"]].count(200) == 0, peek["direct"]
     assert [403, REFUSAL + "\n"] in peek["direct"], peek["direct"]
-    assert peek["gateway_without_token"][0] == 401, peek
+    assert peek["gateway_without_token"] == [401, NOT_SIGNED_IN], peek
     assert peek["gateway_with_own_token"] == [
         404, f"You have no running Dask cluster named {name}.\n"
     ]
     assert owner.status_code == 200 and "Dask" in owner.text, owner.text[:400]
+
+
+PAGE = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+"""What a browser asks for when it loads a page."""
+
+
+def test_a_browser_with_the_hubs_login_signs_in_to_its_own_dashboard_only(site, lise, emmy):
+    """Each ``.http`` is a browser's session: the hub's login cookies and no token."""
+    gateway = gateway_for(site, lise)
+    name = running_cluster(gateway)
+    link = f"{site['hub'].url}/services/dask-gateway/clusters/{name}/status"
+    try:
+        owner = lise.http.get(link, headers=PAGE, timeout=60)
+        again = lise.http.get(link, headers=PAGE, timeout=60)
+        # emmy starts a sign-in and sends its callback (her code, her state) to lise.
+        started = emmy.http.get(link, headers=PAGE, allow_redirects=False, timeout=30)
+        authorize = urljoin(link, started.headers["Location"])
+        approved = emmy.http.get(authorize, allow_redirects=False, timeout=30)
+        callback = urljoin(link, approved.headers["Location"])
+        planted = lise.http.get(callback, allow_redirects=False, timeout=30)
+        other = emmy.http.get(link, headers=PAGE, timeout=60)
+        outsider = signed_in(site["hub"], "otto").http.get(link, headers=PAGE, timeout=60)
+    finally:
+        gateway.stop_cluster(name)
+
+    assert owner.status_code == 200 and "Dask" in owner.text, owner.text[:400]
+    sent_to_hub, hub_back, gateway_back = (urlsplit(r.url).path for r in owner.history)
+    assert sent_to_hub == f"/services/dask-gateway/clusters/{name}/status"
+    assert hub_back == "/hub/api/oauth2/authorize", "the hub asked for a confirmation"
+    assert gateway_back == "/services/dask-gateway/oauth_callback"
+    cookie = owner.history[2].headers["Set-Cookie"].lower()
+    assert "httponly" in cookie and "path=/services/dask-gateway/" in cookie, cookie
+    assert again.status_code == 200 and again.history == [], "the cookie did not sign lise in"
+    assert other.status_code == 404, other.text
+    assert other.text == f"You have no running Dask cluster named {name}.\n"
+    assert outsider.status_code == 403 and "only for members of the groups" in outsider.text
+    assert callback.startswith(f"{site['hub'].url}/services/dask-gateway/oauth_callback?code=")
+    assert (planted.status_code, planted.text) == (403, STATE_REFUSED)
+
+
+@pytest.mark.browser
+def test_chromium_signed_in_to_the_hub_opens_the_dashboard_link(site, lise):
+    gateway = gateway_for(site, lise)
+    name = running_cluster(gateway)
+    link = f"{site['hub'].url}/services/dask-gateway/clusters/{name}/status"
+    chromium = Browser()
+    try:
+        sign_in_with_chromium(chromium, site["hub"].url, "lise", SHARED_PASSWORD)
+        chromium.wait_for_url(lambda url: "/hub/login" not in url, 60, "past the login page")
+        chromium.get(link)
+        title = chromium.wait_until(lambda driver: "Dask" in driver.title and driver.title, 60)
+        url = chromium.url
+    except Exception:
+        raise AssertionError(chromium.describe()) from None
+    finally:
+        chromium.quit()
+        gateway.stop_cluster(name)
+
+    assert url == link and "Dask" in title
 
 
 def test_stopping_the_server_stops_the_users_clusters(site, lise):

@@ -33,6 +33,7 @@ from kioskhub.hub.dask_dashboard_guard import (
     dashboard_key,
     guard,
 )
+from kioskhub.hub.dask_dashboard_login import NOT_SIGNED_IN
 from kioskhub.hub.dask_dashboard_proxy import add_dashboard_routes, forwarded_headers
 from kioskhub.hub.dask_gateway import (
     client_env,
@@ -193,6 +194,10 @@ def test_hub_settings_run_the_gateway_as_a_service(tmp_path):
                     ],
                     "cwd": f"{tmp_path}/state/dask-gateway",
                     "display": False,
+                    "oauth_client_id": "service-dask-gateway",
+                    "oauth_redirect_uri": "/services/dask-gateway/oauth_callback",
+                    "oauth_client_allowed_scopes": [],
+                    "oauth_no_confirm": True,
                 }
             ],
             "load_roles": [
@@ -693,7 +698,7 @@ def test_a_dashboard_through_the_gateway_is_only_for_its_owner():
         return seen
 
     assert asyncio.run(scenario()) == {
-        "nobody": (401, "401: Unauthorized"),
+        "nobody": (401, NOT_SIGNED_IN),
         "otto": (404, "You have no running Dask cluster named c1.\n"),
         "ada": (200, "dashboard /status?x=1"),
         "ada, another name": 404,
