@@ -8,7 +8,6 @@ PYTHON      ?= $(shell for p in /usr/bin/python3 /usr/local/bin/python3 python3;
                  2>/dev/null && { echo $$p; break; }; done)
 VENV        := .venv
 BIN         := $(VENV)/bin
-CONFIG      ?= kioskhub.yaml
 PY_STAMP    := $(VENV)/.installed-base
 TEST_STAMP  := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
@@ -16,17 +15,49 @@ NODE_STAMP  := node_modules/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 
+# As root, each user's server runs as an account of its own, which must reach KioskHub's
+# venv and its own home. A checkout that other accounts cannot enter (a clone under /root)
+# therefore runs from a site folder of its own: a venv with a regular (not editable) install
+# of this tree, kioskhub.yaml, the hub's state and the users' homes, under /var/lib/kioskhub.
+CLOSED_FOLDER := $(shell [ "$$(id -u)" -eq 0 ] || exit 0; folder='$(CURDIR)'; \
+                   while [ "$$folder" != / ]; do \
+                     stat -c %A "$$folder" | grep -q '[xt]$$' || closed=$$folder; \
+                     folder=$$(dirname "$$folder"); \
+                   done; echo "$$closed")
+ifeq ($(CLOSED_FOLDER),)
+SITE_DIR    := $(CURDIR)
+UP_BIN      := $(BIN)
+UP_STAMP    := $(PY_STAMP)
+CONFIG      ?= kioskhub.yaml
+else
+SITE_DIR    := /var/lib/kioskhub/$(shell printf %s '$(CURDIR)' | sha256sum | cut -c1-12)
+UP_BIN      := $(SITE_DIR)/venv/bin
+UP_STAMP    := $(SITE_DIR)/venv/.installed
+CONFIG      ?= $(SITE_DIR)/kioskhub.yaml
+SOURCES     := pyproject.toml $(shell find hub spawner image_builder extensions notebooks/examples \
+                 -type f -not -path '*/__pycache__/*' 2>/dev/null)
+endif
+
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: up test lint check-config system-packages clean bench
+.PHONY: up test lint check-config system-packages preflight clean bench
 
-up: $(PY_STAMP) $(NODE_STAMP)
-	@$(BIN)/kioskhub init --config $(CONFIG)
-	@$(BIN)/kioskhub up --config $(CONFIG)
+up: $(UP_STAMP) $(NODE_STAMP)
+ifneq ($(CLOSED_FOLDER),)
+	@echo "$(CLOSED_FOLDER) is closed to other accounts, so KioskHub runs from $(SITE_DIR):"
+	@echo "its venv, $(CONFIG), the hub's state and the users' homes are there."
+endif
+	@$(UP_BIN)/kioskhub init --config $(CONFIG)
+	@$(UP_BIN)/kioskhub up --config $(CONFIG)
 
-test: $(TEST_STAMP) $(NODE_STAMP) system-packages
+test: $(TEST_STAMP) $(NODE_STAMP) preflight
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Proves that the tools the tests drive work here the way the tests use them.
+preflight: $(TEST_STAMP) $(NODE_STAMP) system-packages
+	@$(BIN)/python tests/preflight
 
 # Side-by-side benchmarks (scripts, not tests): tables, JSON and PNG in benchmarks/results/.
 bench: $(BENCH_STAMP) $(NODE_STAMP)
@@ -51,6 +82,16 @@ UV_INSTALL = $(BIN)/uv pip install --python $(BIN)/python --quiet --compile-byte
 
 $(PY_STAMP): pyproject.toml | $(BIN)/uv
 	$(UV_INSTALL) -e .
+	@touch $@
+
+# The site folder's venv: made from the system's Python, with this tree installed into it
+# (again whenever a source file changes), readable by every account.
+$(SITE_DIR)/venv/.installed: $(SOURCES) | $(BIN)/uv
+	install -d -m 0755 /var/lib/kioskhub $(SITE_DIR)
+	test -x $(SITE_DIR)/venv/bin/python || $(PYTHON) -m venv $(SITE_DIR)/venv
+	$(BIN)/uv pip install --python $(SITE_DIR)/venv/bin/python --quiet --compile-bytecode \
+	    --reinstall-package kioskhub .
+	chmod -R a+rX $(SITE_DIR)/venv
 	@touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/uv

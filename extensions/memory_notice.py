@@ -59,11 +59,6 @@ def parse_v1_oom_control(text: str) -> int | None:
     return parse_flat_keyed(text).get("oom_kill")
 
 
-def parse_v2_memory_events(text: str) -> int | None:
-    """The OOM-kill count in a v2 ``memory.events``."""
-    return parse_flat_keyed(text).get("oom_kill")
-
-
 @dataclass(frozen=True)
 class MemoryEvents:
     """Counters of one memory cgroup at one moment; None where the kernel does not say."""

@@ -9,10 +9,12 @@ from importlib import resources
 from pathlib import Path
 
 from kioskhub.hub.schema.config_file import ConfigError, load_site
-from kioskhub.hub.schema.site import Site
+from kioskhub.hub.schema.site import PACKAGE_ROOT, Site
 from kioskhub.image_builder.cli import add_env_command
+from kioskhub.spawner.local_accounts import closed_ancestor
 
 from .config_reference import render_reference
+from .dask_gateway import servers_isolated
 from .image_cli import add_image_command
 from .jupyterhub_settings import PROXY_NAME, find_proxy_command
 from .sample_data import write_sample_data
@@ -22,6 +24,7 @@ DEFAULT_CONFIG = "kioskhub.yaml"
 SAMPLE_DATA = Path(".kioskhub") / "sample-data"
 EXIT_CONFIG_ERROR = 2
 EXIT_MISSING_TOOL = 3
+EXIT_OUT_OF_REACH = 4
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,11 +90,22 @@ def check_config(args: argparse.Namespace) -> int:
 
 def up(args: argparse.Namespace) -> int:
     site = load_site(args.config)
+    out_of_reach = parts_out_of_reach(site, os.geteuid())
+    if out_of_reach:
+        print(
+            "kioskhub: each user's server runs as an account of its own, which cannot reach:\n"
+            + "\n".join(f"  {problem}" for problem in out_of_reach)
+            + "\nRun `make up`, which puts KioskHub's venv and the site's state where every "
+            "account can reach them, or open those folders to other accounts (chmod o+x).",
+            file=sys.stderr,
+        )
+        return EXIT_OUT_OF_REACH
     proxy = find_proxy_command()
     if proxy is None:
         print(
-            f"kioskhub: {PROXY_NAME} was not found on PATH or in node_modules/.bin. "
-            "Run `make up`, or `npm install` in the KioskHub folder.",
+            f"kioskhub: {PROXY_NAME} was not found on PATH or in the node_modules/.bin beside "
+            "this venv. Run `make up`, or `npm install configurable-http-proxy` and put its "
+            "node_modules/.bin on PATH.",
             file=sys.stderr,
         )
         return EXIT_MISSING_TOOL
@@ -100,6 +114,28 @@ def up(args: argparse.Namespace) -> int:
     os.environ["KIOSKHUB_CONFIG"] = str(args.config.resolve())
     hub_config = resources.files("kioskhub.hub").joinpath("jupyterhub_config.py")
     os.execv(sys.executable, [sys.executable, "-m", "jupyterhub", "-f", str(hub_config)])
+
+
+def parts_out_of_reach(site: Site, euid: int) -> list[str]:
+    """What user accounts must reach but cannot, when local servers run as those accounts.
+
+    They run KioskHub's own venv (its interpreter and its installed code) and live in their
+    homes: a folder above any of those that other accounts cannot enter fails every spawn.
+    """
+    if site.spawner.backend != "local" or not servers_isolated(site, euid):
+        return []
+    needed = {
+        "KioskHub's venv": Path(sys.prefix) / "bin",
+        "KioskHub's code": PACKAGE_ROOT / "hub",
+        "the users' homes (home.root)": site.home.root,
+    }
+    problems = []
+    for what, folder in needed.items():
+        existing = next(path for path in (folder, *folder.parents) if path.exists())
+        closed = closed_ancestor(existing / "entry")
+        if closed is not None:
+            problems.append(f"{what}, {folder}: {closed} is closed to other accounts")
+    return problems
 
 
 def config_reference(args: argparse.Namespace) -> int:

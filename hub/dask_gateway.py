@@ -10,7 +10,9 @@
 
 The gateway's API and the clusters' dashboards are served under the hub's URL at
 ``/services/dask-gateway/`` (the hub's proxy forwards there to the gateway's own proxy);
-schedulers are reached through the gateway's TLS proxy on a local port.
+schedulers are reached through the gateway's TLS proxy on a local port. Dashboards are
+served to their cluster's owner only (``dask_dashboard_proxy``); their own ports refuse
+requests without the cluster's key (``dask_dashboard_guard``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ SERVER_SCOPES = ("users:activity!user", "access:servers!server")
 """The scopes of JupyterHub's default 'server' role, which a server's token keeps."""
 
 BACKENDS = "kioskhub.hub.dask_gateway_backend"
+DASHBOARD_GUARD = "kioskhub.hub.dask_dashboard_guard"
+"""The schedulers' preload that refuses dashboard requests without the cluster's key."""
 CONFIG_FILE = "dask_gateway_config.json"
 
 
@@ -107,7 +111,7 @@ def gateway_config(site: Site, *, isolated: bool, own_prefix: Path) -> dict[str,
             "homes_directory": str(site.home.root),
         },
         "ClusterConfig": {
-            "scheduler_cmd": [str(bin_dir / "dask"), "scheduler"],
+            "scheduler_cmd": [str(bin_dir / "dask"), "scheduler", "--preload", DASHBOARD_GUARD],
             "worker_cmd": [str(bin_dir / "dask"), "worker"],
             "scheduler_cores": dask.scheduler.cores,
             "scheduler_memory": dask.scheduler.memory,
@@ -124,6 +128,10 @@ def gateway_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
     (granted to every user; the gateway itself refuses users outside ``dask.groups`` with
     a message), and each server's token carries it so that code in the server can call
     the gateway.
+
+    Browsers sign in to dashboards with the hub's OAuth (``dask_dashboard_login``): the
+    gateway is the OAuth client ``service-dask-gateway``, its tokens may only reach the
+    gateway and identify their user, and, as a part of the hub, it asks no confirmation.
     """
     if not site.dask.enabled:
         return {}
@@ -138,6 +146,10 @@ def gateway_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
                                 str(folder / CONFIG_FILE)],
                     "cwd": str(folder),
                     "display": False,
+                    "oauth_client_id": f"service-{SERVICE_NAME}",
+                    "oauth_redirect_uri": f"{SERVICE_PREFIX}/oauth_callback",
+                    "oauth_client_allowed_scopes": [],
+                    "oauth_no_confirm": True,
                 }
             ],
             "load_roles": [{"name": "user", "scopes": ["self", ACCESS_SCOPE]}],

@@ -3,99 +3,47 @@
 These run in the gateway service's process (``kioskhub.hub.dask_gateway`` writes the config that
 names them). They subclass dask-gateway-server's own classes:
 
-- ``KioskHubAuthenticator``: JupyterHub's authenticator, refusing users outside the
-  configured groups with a message;
+- ``KioskHubAuthenticator`` (``dask_gateway_auth``, named here in the gateway's config):
+  JupyterHub's authenticator, refusing users outside the configured groups with a message;
 - ``KioskBackend``: cluster options from the site's resource profiles and per-user limits
   (clusters, cores, memory) across all of a user's clusters;
 - ``KioskLocalBackend``: clusters as the user's system account (``kh-<user>``), used when
-  KioskHub isolates servers; ``KioskSharedLocalBackend`` runs them as the gateway's account.
+  KioskHub isolates servers, each process in a cgroup of its own with the memory and CPU
+  that the cluster counts for it (``dask_cluster_cgroups``), all killed when the cluster
+  stops; ``KioskSharedLocalBackend`` runs them as the gateway's account.
+
+Both serve dashboards through ``dask_dashboard_proxy`` (the owner only), and the
+schedulers' dashboards refuse requests without the cluster's key
+(``dask_dashboard_guard``); workers run no dashboard.
 """
 
 from __future__ import annotations
 
+import asyncio
 import grp
 import os
 import pwd
 
-from aiohttp import web
-from dask_gateway_server.auth import JupyterHubAuthenticator
 from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.db_base import DBBackendBase
 from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
-from dask_gateway_server.options import Options, Select
+from dask_gateway_server.options import Options
 from traitlets import Dict, Float, Integer, List, Unicode, default
 
 from kioskhub.spawner.spawn_form import format_bytes
 
+from .dask_cluster_cgroups import ClusterCgroups
+from .dask_cluster_options import ProfileOptions
+from .dask_dashboard_proxy import add_dashboard_routes
+from .dask_gateway_auth import KioskHubAuthenticator
 
-class KioskHubAuthenticator(JupyterHubAuthenticator):
-    """JupyterHub users, limited to members of ``allowed_groups`` when that is set."""
-
-    allowed_groups = List(
-        Unicode(),
-        help="JupyterHub groups whose members may use the gateway; empty means everyone.",
-        config=True,
-    )
-
-    def refusal(self, user) -> str | None:
-        """Why ``user`` may not use the gateway, or None when they may."""
-        if not self.allowed_groups or user.groups & set(self.allowed_groups):
-            return None
-        return (
-            f"Dask Gateway is only for members of the groups {', '.join(self.allowed_groups)}; "
-            f"{user.name} is in {', '.join(sorted(user.groups)) or 'no group'}. "
-            "Ask the site's admins to add you."
-        )
-
-    async def authenticate_and_handle(self, request, handler):
-        async def gated(request):
-            refusal = self.refusal(request["user"])
-            if refusal:
-                # dask-gateway's client shows the body's message for 422 (as ValueError), as
-                # for the gateway's other refusals; for 403 it shows only "Forbidden".
-                return web.json_response({"error": refusal}, status=422)
-            return await handler(request)
-
-        return await super().authenticate_and_handle(request, gated)
-
-
-class ProfileOptions:
-    """The cluster options of a user: a ``profile`` among those their groups allow.
-
-    Callable as dask-gateway's ``Backend.cluster_options`` on any backend. Each profile
-    (a dict: name, groups, worker_cores, worker_memory, max_workers, idle_timeout) sets
-    the worker size, the most workers and the idle timeout of the cluster.
-    """
-
-    def __init__(self, profiles: list[dict], default: str):
-        self.profiles = profiles
-        self.default = default
-
-    def allowed(self, user) -> list[dict]:
-        return [p for p in self.profiles if not p["groups"] or set(p["groups"]) & user.groups]
-
-    def __call__(self, user) -> Options:
-        names = [p["name"] for p in self.allowed(user)]
-        if not names:
-            return Options(handler=self._no_profile)
-        preset = self.default if self.default in names else names[0]
-        return Options(
-            Select("profile", names, default=preset, label="Resource profile"),
-            handler=self._profile_config,
-        )
-
-    def _profile_config(self, options, user) -> dict:
-        profile = next(p for p in self.profiles if p["name"] == options.profile)
-        return {
-            "worker_cores": profile["worker_cores"],
-            "worker_memory": profile["worker_memory"],
-            "cluster_max_workers": profile["max_workers"],
-            "idle_timeout": float(profile["idle_timeout"]),
-        }
-
-    @staticmethod
-    def _no_profile(options, user):
-        raise ValueError("No resource profile is available to your groups; ask the site's admins.")
+__all__ = [
+    "KioskHubAuthenticator",
+    "KioskBackend",
+    "KioskLocalBackend",
+    "KioskSharedLocalBackend",
+    "open_log",
+]
 
 
 class KioskBackend(DBBackendBase):
@@ -222,6 +170,28 @@ class KioskBackend(DBBackendBase):
         self._scale_requests.pop(cluster.name, None)
         await super().do_stop_cluster(cluster)
 
+    # ---- dashboards ------------------------------------------------------------------
+
+    async def setup(self, app):
+        add_dashboard_routes(app)
+        await super().setup(app)
+
+    async def _check_cluster_proxied(self, cluster):
+        """Route only the scheduler (TLS, by SNI) through dask-gateway's proxy; its
+        dashboard stays on the gateway's own route, ``dask_dashboard_proxy``. (Replaces
+        the upstream method, which routes ``/clusters/<name>`` to the dashboard with no
+        authentication.)"""
+        if not cluster.added_to_proxies:
+            await self.proxy.add_route(
+                kind="SNI", sni=cluster.name, target=cluster.scheduler_address
+            )
+            cluster.added_to_proxies = True
+
+    def get_worker_command(self, cluster, worker_name, scheduler_address=None):
+        """Workers without dashboards: nothing proxies them, and each would be a port."""
+        command = super().get_worker_command(cluster, worker_name, scheduler_address)
+        return [*command, "--no-dashboard"]
+
     # ---- working folders -------------------------------------------------------------
 
     def account(self, username: str) -> pwd.struct_passwd | None:
@@ -248,8 +218,79 @@ class KioskBackend(DBBackendBase):
         return workdir
 
 
+def open_log(workdir: str, filename: str) -> int:
+    """A new log file in the ``logs`` folder of ``workdir``, opened without following a
+    link: the folder is the user's, and root creates the file."""
+    nofollow = os.O_NOFOLLOW | os.O_DIRECTORY
+    work = os.open(workdir, nofollow)
+    try:
+        logs = os.open("logs", nofollow, dir_fd=work)
+    finally:
+        os.close(work)
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        return os.open(filename, flags, 0o644, dir_fd=logs)
+    finally:
+        os.close(logs)
+
+
 class KioskLocalBackend(KioskBackend, LocalBackend):
-    """Clusters as local processes of the user's system account (``kh-<user>``)."""
+    """Clusters as local processes of the user's system account (``kh-<user>``), each
+    in a cgroup with its limits."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.cgroups = ClusterCgroups()
+
+    async def start_process(self, cluster, cmd, env, name):
+        """Start ``cmd`` as the user, in a fresh cgroup ``name`` of the cluster.
+
+        The child enters the group as root before it drops to the user, so that all it
+        starts stays inside. (Replaces the upstream method to enter the group.)
+        """
+        group = self.cgroups.create(cluster.name, name, cluster.config)
+        enter = group.enter_fn() if group else None
+        become = self.make_preexec_fn(cluster)
+
+        def preexec():  # pragma: no cover (runs in the child)
+            if enter is not None:
+                enter()
+            become()
+
+        fd = open_log(cluster.state["workdir"], f"{name}.log")
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *cmd,
+                preexec_fn=preexec,
+                start_new_session=True,
+                env=env,
+                stdout=fd,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        except BaseException:
+            if group is not None:
+                await self.cgroups.remove(group, f"cluster {cluster.name}")
+            raise
+        finally:
+            os.close(fd)
+        return proc.pid
+
+    async def do_stop_worker(self, worker):
+        await super().do_stop_worker(worker)
+        name, cluster = f"worker-{worker.name}", worker.cluster.name
+        await self.cgroups.remove(self.cgroups.of_cluster(cluster, name), f"{name} of {cluster}")
+
+    async def do_stop_cluster(self, cluster):
+        """Stop the scheduler, kill all that is left in the cluster's groups, then remove
+        its folder (so that nothing writes there any more)."""
+        self._scale_requests.pop(cluster.name, None)
+        pid = cluster.state.get("pid")
+        if pid is not None:
+            await self.stop_process(pid)
+        await self.cgroups.remove(self.cgroups.of_cluster(cluster.name), f"cluster {cluster.name}")
+        workdir = cluster.state.get("workdir")
+        if workdir is not None:
+            self.cleanup_working_directory(workdir)
 
     def account(self, username: str) -> pwd.struct_passwd:
         name = f"{self.account_prefix}{username}"

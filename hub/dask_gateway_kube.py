@@ -46,7 +46,7 @@ def _resources(cores: float, memory: int) -> dict[str, Any]:
 def kube_extra_config(site: Site) -> str:
     """Python for the chart's ``gateway.extraConfig``: KioskHub's options and group gate."""
     return (
-        "from kioskhub.hub.dask_gateway_backend import ProfileOptions\n"
+        "from kioskhub.hub.dask_cluster_options import ProfileOptions\n"
         "c.DaskGateway.authenticator_class = "
         "'kioskhub.hub.dask_gateway_backend.KioskHubAuthenticator'\n"
         f"c.KioskHubAuthenticator.allowed_groups = {list(site.dask.groups)!r}\n"

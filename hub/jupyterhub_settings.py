@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kioskhub.hub.schema.site import PACKAGE_ROOT, USERNAME_PATTERN, Site
+from kioskhub.hub.schema.site import RESERVED_USERNAMES, USERNAME_PATTERN, Site
 from kioskhub.image_builder.hub_service import builder_hub_settings
 from kioskhub.image_builder.spawn_catalog import CatalogEnvironments
 
@@ -20,12 +20,16 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def find_proxy_command() -> str | None:
-    """configurable-http-proxy from PATH, else from the project's own node_modules."""
+    """configurable-http-proxy from PATH, else from the node_modules beside this venv.
+
+    ``make up`` installs it into the checkout's node_modules and puts that on PATH; the
+    fallback serves ``.venv/bin/kioskhub`` run by hand from the same checkout.
+    """
     on_path = shutil.which(PROXY_NAME)
     if on_path:
         return on_path
-    local = PACKAGE_ROOT / "node_modules" / ".bin" / PROXY_NAME
-    return str(local) if local.exists() else None
+    beside_venv = Path(sys.prefix).parent / "node_modules" / ".bin" / PROXY_NAME
+    return str(beside_venv) if beside_venv.exists() else None
 
 
 def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) -> dict[str, Any]:
@@ -60,6 +64,7 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
             "admin_users": set(site.hub.admin_users),
             "allow_all": True,
             "username_pattern": USERNAME_PATTERN,
+            "reserved_usernames": set(RESERVED_USERNAMES),
         },
         "KioskSpawner": {
             "site": site,

@@ -19,7 +19,7 @@ from kioskhub.hub.schema.builder import BuilderSettings
 from .build_log import BuildLog
 from .build_queue import BuildQueue
 from .builder_base import BuildFailed, BuildRequest, EnvironmentBuilder
-from .catalog import BuildRecord
+from .catalog import SITE_OWNER, BuildRecord
 from .catalog_db import Catalog
 from .catalog_store import (
     finish_failed,
@@ -97,6 +97,7 @@ class BuildRunner:
     # ---- one build ------------------------------------------------------------------------
 
     async def _run(self, build_id: int, build_log: BuildLog) -> None:
+        build_log.max_bytes = self.settings.build_log_mb * 1024 * 1024
         with self.catalog.session() as session:
             build = session.get(BuildRecord, build_id)
             if build is None:
@@ -116,7 +117,7 @@ class BuildRunner:
                 build_id=build_id,
                 owner=owner,
                 name=name,
-                source=check_source(self.settings, url or "", trusted=owner == "site"),
+                source=check_source(self.settings, url or "", trusted=owner == SITE_OWNER),
                 ref=check_ref(ref),
                 subdir=check_subdir(subdir),
             )

@@ -1,14 +1,16 @@
-"""Where and as whom build steps run: a fresh folder, a minimal environment, a build account.
+"""Where and as whom build steps run: a fresh folder, a minimal environment, a build identity.
 
 A build runs code from the repository (``setup.py``, ``postBuild``), so it must not see the
 hub's secrets or other users' files:
 
 - every step is an argv list run with a *minimal* environment (no hub tokens, no variables
   inherited from the hub), in a fresh temporary folder;
-- when the hub runs as root, every step runs as the unprivileged build account
-  (``builder.build_account``, made with ``useradd`` on first use), which cannot read the
-  hub's state folder (0711, secrets 0600) or users' homes (0700);
-- each step is its own process group, killed as a whole when the build is cancelled.
+- when the hub runs as root, every step runs as the build's own identity
+  (``build_identity``: a fresh uid and gid, no groups, a cgroup of its own), which can write
+  only its work folder and its target prefix;
+- each step is its own process group; when the build ends its cgroup is emptied;
+- ``seal`` hands a finished artifact to root, read-only, once no process of the build is
+  left, and ``write_new_file`` is how root adds a file to it (never through a link).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import pwd
 import shutil
 import signal
 import stat
@@ -25,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .build_cgroup import BuildCgroup
 from .build_log import BuildLog
 from .builder_base import BuildFailed
 
@@ -57,56 +59,29 @@ bundles, proxies, index mirrors). Nothing else of the hub's environment gets thr
 
 @dataclass(frozen=True)
 class BuildAccount:
-    """The account build steps run as; None fields mean the hub's own account."""
+    """The identity build steps run as; None fields mean the hub's own account."""
 
     name: str
     uid: int | None = None
     gid: int | None = None
+    cgroup: BuildCgroup | None = None
 
     @property
     def switches(self) -> bool:
         return self.uid is not None
 
+    def become(self) -> None:
+        """In the child, before exec: enter the build's cgroup, then drop to its identity."""
+        if self.cgroup is not None:
+            self.cgroup.enter()
+        os.setgroups([])
+        os.setresgid(self.gid, self.gid, self.gid)
+        os.setresuid(self.uid, self.uid, self.uid)
 
-async def ensure_build_account(name: str) -> BuildAccount:
-    """The build account when root (created if missing), else the hub's own account."""
-    if os.geteuid() != 0:
-        return BuildAccount(name=pwd.getpwuid(os.geteuid()).pw_name)
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        process = await asyncio.create_subprocess_exec(
-            useradd,
-            "--system",
-            "--user-group",
-            "--no-create-home",
-            "--no-log-init",
-            "--home-dir",
-            "/nonexistent",
-            "--shell",
-            "/usr/sbin/nologin",
-            "--comment",
-            "KioskHub environment builds",
-            name,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        output, _ = await process.communicate()
-        if process.returncode != 0 and not _exists(name):
-            raise BuildFailed(
-                f"could not create the build account {name!r}: {output.decode().strip()}"
-            ) from None
-        entry = pwd.getpwnam(name)
-    return BuildAccount(name=name, uid=entry.pw_uid, gid=entry.pw_gid)
-
-
-def _exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
+    def end_processes(self) -> None:
+        """Kill every process the build started so far (none may touch a sealed artifact)."""
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
 
 
 def give_to(path: Path, account: BuildAccount, mode: int = 0o700) -> Path:
@@ -139,7 +114,9 @@ def remove_tree(path: Path) -> None:
 def seal(path: Path) -> None:
     """Hand a finished artifact to root and make it read-only to everyone else (0755/0644).
 
-    Entries that are already so (the server layer's files, hard-linked in) are left alone.
+    Call it only once no process of the build is left (``BuildAccount.end_processes``), so
+    nothing swaps an entry for a link while root walks. Entries root already owns (the server
+    layer's files, hard-linked in) are left alone: the build could have hard-linked them.
     """
     if os.geteuid() != 0:
         return
@@ -161,10 +138,39 @@ def seal(path: Path) -> None:
 def _give_to_root(path: str, mode: int | None) -> None:
     """Own ``path`` by root and give it ``mode`` (None: a link, owner only), when not so yet."""
     status = os.lstat(path)
-    if status.st_uid != 0 or status.st_gid != 0:
-        os.lchown(path, 0, 0)
-    if mode is not None and stat.S_IMODE(status.st_mode) != mode:
+    if status.st_uid == 0:
+        return
+    os.lchown(path, 0, 0)
+    if mode is not None and not stat.S_ISLNK(status.st_mode):
         os.chmod(path, mode)
+
+
+def write_new_file(folder: Path, name: str, data: bytes, mode: int = 0o644) -> None:
+    """Root writes ``name`` into ``folder`` (sealed, root's): a new file, never through a link.
+
+    BuildFailed when the build left something of that name there.
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            raise BuildFailed(f"{folder} is not sealed; the builder writes only sealed folders")
+        try:
+            out = os.open(
+                name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                mode,
+                dir_fd=fd,
+            )
+        except FileExistsError:
+            raise BuildFailed(
+                f"the build made {name} in the environment; that name is the builder's own. "
+                "Remove what makes it (postBuild?) and build again."
+            ) from None
+        with os.fdopen(out, "wb") as handle:
+            handle.write(data)
+            os.fchmod(handle.fileno(), mode)
+    finally:
+        os.close(fd)
 
 
 def minimal_environment(work: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -197,9 +203,7 @@ async def run_step(
     """
     if echo:
         log.line("$ " + " ".join(argv))
-    kwargs = {}
-    if account.switches:
-        kwargs = {"user": account.uid, "group": account.gid, "extra_groups": []}
+    kwargs = {"preexec_fn": account.become} if account.switches else {}
     process = await asyncio.create_subprocess_exec(
         *argv,
         cwd=str(cwd),

@@ -61,5 +61,9 @@ class EnvironmentBuilder:
 
     kind = "abstract"
 
+    async def check_registration(self, source: RepositorySource) -> None:
+        """Raise BuildFailed when a hub user may not register ``source`` with this builder
+        (checked before the environment is recorded); the default allows every checked source."""
+
     async def build(self, request: BuildRequest, log: BuildLog) -> Artifact:
         raise NotImplementedError

@@ -11,7 +11,8 @@ and every reader (the builder service, the spawner, the GitLab CI path):
   that run elsewhere (GitLab CI) keep their pipeline in ``external_id`` / ``external_url``
   and anything else they need in ``builder_state`` (JSON text).
 
-Site environments from the config are rows too, with owner ``site`` and builder ``site``.
+Site environments from the config are rows too, with owner ``SITE_OWNER`` (``@site``, which no
+hub username can be: a user named ``site`` owns nothing of the site's) and builder ``site``.
 The schema changes only through alembic revisions in ``image_builder/migrations``.
 """
 
@@ -28,7 +29,8 @@ BUILDERS = ("local", "container", "gitlab-ci", "site")
 
 STATUSES = ("queued", "building", "ready", "failed")
 FINISHED = ("ready", "failed")
-SITE_OWNER = "site"
+SITE_OWNER = "@site"
+"""Owner of the site config's rows; '@' is outside every username (schema.site)."""
 
 ENVIRONMENT_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,31}$"
 """Names of catalog environments: no '.', so that '<owner>.<name>' is unambiguous."""

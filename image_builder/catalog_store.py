@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from kioskhub.hub.schema.choices import Environment, own_environment_path
@@ -98,6 +98,28 @@ def register(
     return row, queue_build(session, row)
 
 
+class QueueLimit(CatalogError):
+    status = 429
+
+
+def check_queue_room(session: Session, owner: str, limit: int, asked_by: str = "") -> None:
+    """QueueLimit when ``owner`` has ``limit`` builds queued or running already."""
+    waiting = session.scalar(
+        select(func.count(BuildRecord.id))
+        .join(EnvironmentRecord)
+        .where(
+            EnvironmentRecord.owner == owner,
+            BuildRecord.status.in_(("queued", "building")),
+        )
+    )
+    if waiting >= limit:
+        who = "you already have" if owner == (asked_by or owner) else f"{owner} already has"
+        raise QueueLimit(
+            f"{who} {waiting} builds queued or running; wait for one to finish "
+            f"(at most {limit} at once)"
+        )
+
+
 def queue_build(session: Session, row: EnvironmentRecord) -> BuildRecord:
     """A new queued build of ``row`` at its ref; its ready artifact stays as it is."""
     build = BuildRecord(
@@ -171,7 +193,7 @@ def delete(session: Session, row: EnvironmentRecord) -> None:
 def sync_site_environments(
     session: Session, environments: Iterable[Environment]
 ) -> list[EnvironmentRecord]:
-    """Mirror the site config's environments as rows owned by 'site'.
+    """Mirror the site config's environments as rows owned by ``SITE_OWNER``.
 
     Returns the rows of kind 'repository' that need a build (new, never built, or their
     repository or ref changed). Rows of environments gone from the config are deleted.

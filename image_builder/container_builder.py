@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from .build_identity import IdentityPool
 from .build_log import BuildLog
 from .build_sandbox import (
     BuildAccount,
-    ensure_build_account,
     make_workdir,
     minimal_environment,
     remove_tree,
@@ -126,20 +126,25 @@ class ContainerBuilder(EnvironmentBuilder):
 
     kind = "container"
 
-    def __init__(self, engine: ContainerEngine, *, account_name: str = "kh-build") -> None:
+    def __init__(self, engine: ContainerEngine, *, identities: IdentityPool | None = None) -> None:
         self.engine = engine
-        self.account_name = account_name
+        self.identities = identities
 
     async def build(self, request: BuildRequest, log: BuildLog) -> Artifact:
-        if not self.engine.available:
+        if not self.engine.available or self.identities is None:
             raise BuildFailed(f"container builds are not possible here: {self.engine.reason}")
-        account = await ensure_build_account(self.account_name)
+        async with self.identities.identity("container") as account:
+            return await self._build_as(account, request, log)
+
+    async def _build_as(self, account: BuildAccount, request: BuildRequest, log: BuildLog):
+        """Fetch as ``account``, end its processes, then let repo2docker build the checkout."""
         work = make_workdir(account)
         try:
             env = minimal_environment(work)
             checkout, folder = await fetch_for_build(
                 request, work, log=log, account=account, env=env
             )
+            account.end_processes()
             image = image_name(request.owner, request.name, checkout.commit_sha)
             log.progress(20, f"Building {image} with repo2docker ({self.engine.name})")
             engine_user = BuildAccount(name="root")

@@ -23,16 +23,19 @@ from .builder_base import Artifact, BuildFailed, BuildRequest, EnvironmentBuilde
 from .catalog import BuildRecord
 from .catalog_db import Catalog
 from .catalog_store import builder_state, set_builder_state
+from .gitlab_access import build_refusal, traces_readable_by_anyone
 from .gitlab_connection import GitLabError
 from .gitlab_pipeline_variables import PipelineInputError, pipeline_request
 from .gitlab_pipelines import (
     GitLabBuildOutcome,
     GitLabCIBuilds,
+    GitLabProject,
     LogAppended,
     PipelineFinished,
     PipelineRun,
     PipelineStatusChanged,
 )
+from .source_safety import RepositorySource
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 SECTION_MARKER = re.compile(r"section_(start|end):\d+:[A-Za-z0-9_.-]+(\[[^\]]*\])?\r?")
@@ -114,14 +117,35 @@ class GitLabCIBuilder(EnvironmentBuilder):
         self.webhook = webhook
         """(URL, secret) of KioskHub's webhook receiver, added to projects that lack it."""
 
+    async def check_registration(self, source: RepositorySource) -> None:
+        """Refuse (BuildFailed) a project the hub user may not have built (gitlab_access)."""
+        try:
+            project = await self.builds.register_project(source.url)
+        except (PipelineInputError, GitLabError) as error:
+            raise BuildFailed(str(error)) from error
+        refusal = build_refusal(project.path_with_namespace, project.visibility)
+        if refusal:
+            raise BuildFailed(refusal)
+
     async def build(self, request: BuildRequest, log: BuildLog) -> Artifact:
         run = self.memory.recall(request.build_id) if self.memory else None
         try:
+            log.progress(5, "Resolving the GitLab project")
+            project = await self.builds.register_project(request.source.url)
+            refusal = build_refusal(project.path_with_namespace, project.visibility)
+            if refusal:
+                raise BuildFailed(refusal)
             if run is None:
-                run = await self._start(request, log)
+                run = await self._start(request, project, log)
             else:
                 log.line(f"Following pipeline {run.web_url} again")
-            outcome = await self._follow(run, log)
+            traces = traces_readable_by_anyone(project.visibility, project.public_jobs)
+            if not traces:
+                log.line(
+                    f"The job logs are not copied here: GitLab shows them only to members of "
+                    f"{project.path_with_namespace}; read them at {run.web_url}"
+                )
+            outcome = await self._follow(run, log, traces)
         except (PipelineInputError, GitLabError) as error:
             raise BuildFailed(str(error)) from error
         except asyncio.CancelledError:
@@ -135,9 +159,9 @@ class GitLabCIBuilder(EnvironmentBuilder):
         log.line(f"Digest {image.digest}")
         return Artifact(commit_sha=outcome.run.sha, image_ref=image.ref, image_digest=image.digest)
 
-    async def _start(self, request: BuildRequest, log: BuildLog) -> PipelineRun:
-        log.progress(5, "Resolving the GitLab project")
-        project = await self.builds.register_project(request.source.url)
+    async def _start(
+        self, request: BuildRequest, project: GitLabProject, log: BuildLog
+    ) -> PipelineRun:
         ref = project.default_branch if request.ref in ("", "HEAD") else request.ref
         if not ref:
             raise BuildFailed(f"{project.path_with_namespace} has no default branch; give a ref")
@@ -170,13 +194,13 @@ class GitLabCIBuilder(EnvironmentBuilder):
             self.memory.remember(request.build_id, run)
         return run
 
-    async def _follow(self, run: PipelineRun, log: BuildLog) -> GitLabBuildOutcome:
+    async def _follow(self, run: PipelineRun, log: BuildLog, traces: bool) -> GitLabBuildOutcome:
         pending = ""
         async for update in self.builds.follow(run):
             if isinstance(update, PipelineStatusChanged):
                 percent, phase = PROGRESS.get(update.status, (30, f"Pipeline {update.status}"))
                 log.progress(percent, phase)
-            elif isinstance(update, LogAppended):
+            elif isinstance(update, LogAppended) and traces:
                 lines = (pending + plain_trace(update.text)).split("\n")
                 pending = lines.pop()
                 for line in lines:

@@ -55,6 +55,7 @@ class GitLabProject:
     http_url_to_repo: str
     default_branch: str | None
     visibility: str
+    public_jobs: bool = False
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,7 @@ class GitLabCIBuilds:
             http_url_to_repo=project.http_url_to_repo,
             default_branch=project.attributes.get("default_branch"),
             visibility=project.attributes.get("visibility", "private"),
+            public_jobs=bool(project.attributes.get("public_jobs", False)),
         )
 
     async def ensure_webhook(self, project: GitLabProject, url: str, secret: str) -> bool:

@@ -100,6 +100,8 @@ def gitlab_routes(prefix: str, settings: GitLabSettings, events: PipelineEventBu
         return []
     prefix = prefix if prefix.endswith("/") else prefix + "/"
     return [
-        webhook_route(prefix + WEBHOOK_PATH, settings.webhook_secret, events),
+        webhook_route(
+            prefix + WEBHOOK_PATH, settings.webhook_secret, events, settings.max_webhook_bytes
+        ),
         (prefix + TEMPLATE_PATH, CITemplateHandler, {"template": str(settings.ci_template)}),
     ]

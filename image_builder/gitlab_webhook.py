@@ -25,7 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tornado.web import RequestHandler
+from tornado.web import HTTPError
+
+from .request_body import LimitedBody
 
 PIPELINE_HOOK = "Pipeline Hook"
 JOB_HOOK = "Job Hook"
@@ -159,30 +161,33 @@ class PipelineEventBus:
         return len(followers)
 
 
-class GitLabWebhookHandler(RequestHandler):
+class GitLabWebhookHandler(LimitedBody):
     """``POST``: GitLab's Pipeline and Job events, authenticated by ``X-Gitlab-Token``.
 
     401 for a missing or wrong token (and for every request when no secret is configured),
-    413 for a body over 1 MiB, 400 for a payload of the wrong shape, 200 otherwise (events
-    KioskHub does not follow are answered ``ignored``, so GitLab's "Test" button works).
+    before any of the body is read; 413 for a body over ``gitlab.max_webhook_bytes``, also
+    before it is read when its length is declared; 400 for a payload of the wrong shape, 200
+    otherwise (events KioskHub does not follow are answered ``ignored``, so GitLab's "Test"
+    button works).
     """
 
-    def initialize(self, secret: str | None, events: PipelineEventBus) -> None:
+    def initialize(
+        self, secret: str | None, events: PipelineEventBus, body_limit: int = MAX_PAYLOAD_BYTES
+    ) -> None:
         self.secret = secret
         self.events = events
+        self.body_limit = body_limit
 
     def check_xsrf_cookie(self) -> None:
         """GitLab sends no XSRF cookie; the secret token authenticates these requests."""
 
-    def post(self) -> None:
+    def check_before_body(self) -> None:
         if not token_matches(self.request.headers.get("X-Gitlab-Token"), self.secret):
-            self._answer(401, {"message": "401 Unauthorized"})
-            return
-        if len(self.request.body) > MAX_PAYLOAD_BYTES:
-            self._answer(413, {"message": "payload too large"})
-            return
+            raise HTTPError(401, "401 Unauthorized")
+
+    def post(self) -> None:
         try:
-            payload = json.loads(self.request.body or b"null")
+            payload = json.loads(self.body_bytes or b"null")
             event = parse_event(self.request.headers.get("X-Gitlab-Event", ""), payload)
         except (ValueError, UnicodeDecodeError) as error:
             self._answer(400, {"message": f"not a GitLab webhook payload: {error}"})
@@ -193,12 +198,25 @@ class GitLabWebhookHandler(RequestHandler):
         woken = self.events.publish(event)
         self._answer(200, {"status": "accepted", "followers": woken})
 
+    def write_error(self, status_code: int, **kwargs) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        message = self._reason
+        if isinstance(error, HTTPError) and error.log_message:
+            message = error.log_message % error.args if error.args else error.log_message
+        self._answer(status_code, {"message": message})
+
     def _answer(self, status: int, body: dict) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(body))
 
 
-def webhook_route(path: str, secret: str | None, events: PipelineEventBus) -> tuple:
+def webhook_route(
+    path: str, secret: str | None, events: PipelineEventBus, body_limit: int = MAX_PAYLOAD_BYTES
+) -> tuple:
     """A tornado routing rule for the receiver, for the service's routing table."""
-    return (path, GitLabWebhookHandler, {"secret": secret, "events": events})
+    return (
+        path,
+        GitLabWebhookHandler,
+        {"secret": secret, "events": events, "body_limit": body_limit},
+    )

@@ -1,11 +1,14 @@
 """The local builder: a repository → a uv venv on this machine, content-addressed.
 
-Steps, each as the build account with a minimal environment: fetch the ref, read the spec,
-create the venv (uv; ``python -m venv`` + pip when uv is missing) as a clone of the server
-layer (jupyterhub, jupyterlab and ipykernel at the hub's own versions, installed and
-compiled once: ``server_layer``), install the repository's requirements on top, run
-``postBuild``, seal the venv read-only, smoke-test it. The venv lives at
-``<environments_dir>/<content hash>``; the same hash is reused without building.
+Steps, each as the build's own identity (``build_identity``) with a minimal environment:
+fetch the ref, read the spec (as data: ``checkout_files``), create the venv (uv; ``python -m
+venv`` + pip when uv is missing) as a clone of the server layer (jupyterhub, jupyterlab and
+ipykernel at the hub's own versions, installed and compiled once, by an identity of its own:
+``server_layer``), install the repository's requirements on top, run ``postBuild``; then
+end every process of the build, seal the venv (root's, read-only), smoke-test it, and write
+its marker as a new file of the sealed folder. The venv lives at
+``<environments_dir>/<content hash>``; the hash covers the owner, so a venv is never shared
+between owners, and the same hash is reused without building.
 """
 
 from __future__ import annotations
@@ -15,22 +18,25 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from importlib.metadata import version
 from pathlib import Path
 
+from .build_cache import hand_over_cache, owner_cache_folder
+from .build_identity import IdentityPool
 from .build_log import BuildLog
 from .build_sandbox import (
     SYSTEM_PATH,
     BuildAccount,
-    ensure_build_account,
     give_to,
     make_workdir,
     minimal_environment,
     remove_tree,
     run_step,
     seal,
+    write_new_file,
 )
 from .builder_base import BUILDER_VERSION, Artifact, BuildFailed, BuildRequest, EnvironmentBuilder
 from .git_checkout import fetch_for_build
@@ -108,32 +114,43 @@ class LocalBuilder(EnvironmentBuilder):
         *,
         environments_dir: Path,
         cache_dir: Path,
-        account_name: str = "kh-build",
+        identities: IdentityPool,
         uv: str | None = None,
         step_timeout: float | None = None,
     ) -> None:
         self.environments_dir = environments_dir
         self.cache_dir = cache_dir
-        self.account_name = account_name
+        self.identities = identities
         self.uv = uv if uv is not None else (shutil.which("uv") or _venv_uv())
         self.step_timeout = step_timeout
         self._locks: dict[str, asyncio.Lock] = {}
+        self._caches_in_use: set[str] = set()
 
     async def build(self, request: BuildRequest, log: BuildLog) -> Artifact:
-        account = await ensure_build_account(self.account_name)
-        if not account.switches:
-            log.line(f"Building as the hub's own account ({account.name}): the hub is not root.")
         self.environments_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.environments_dir, 0o755)
-        give_to(self.cache_dir, account)
-        work = make_workdir(account)
-        try:
-            return await self._build_in(work, request, log, account)
-        finally:
-            remove_tree(work)
+        async with self.identities.identity("build") as account:
+            if account.switches:
+                log.line(f"Building as a fresh identity of its own (uid {account.uid}).")
+            else:
+                log.line(f"Building as the hub's own account ({account.name}): not root.")
+            work = make_workdir(account)
+            cache = owner_cache_folder(self.cache_dir, request.owner)
+            if cache.name in self._caches_in_use:
+                cache = give_to(work / "cache", account)
+            else:
+                self._caches_in_use.add(cache.name)
+            try:
+                if cache.parent == self.cache_dir:
+                    await asyncio.to_thread(hand_over_cache, cache, account)
+                return await self._build_in(work, cache, request, log, account)
+            finally:
+                await asyncio.to_thread(account.end_processes)
+                self._caches_in_use.discard(cache.name)
+                remove_tree(work)
 
     async def _build_in(
-        self, work: Path, request: BuildRequest, log: BuildLog, account: BuildAccount
+        self, work: Path, cache: Path, request: BuildRequest, log: BuildLog, account: BuildAccount
     ) -> Artifact:
         env = minimal_environment(work)
         checkout, root = await fetch_for_build(request, work, log=log, account=account, env=env)
@@ -149,17 +166,18 @@ class LocalBuilder(EnvironmentBuilder):
             builder_version=BUILDER_VERSION,
             server_packages=server_requirements(),
             tree_sha=checkout.tree_sha,
+            owner=request.owner,
         )
         target = self.environments_dir / key
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            if (target / MARKER).is_file():
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if _sealed_marker(target):
                 log.progress(95, f"Reusing the environment built from the same spec: {target}")
                 return Artifact(checkout.commit_sha, key, venv_path=str(target), reused=True)
-            layer = await self._server_layer(python, python_version, work, log, account)
+            layer = await self._server_layer(python, python_version, log)
             remove_tree(target)
             try:
-                await self._make_venv(target, spec, python, root, work, log, account, layer)
+                await self._make_venv(target, spec, python, root, work, log, account, layer, cache)
+                await asyncio.to_thread(account.end_processes)
                 seal(target)
                 check_server = bool(spec.post_build) or not layer_intact(
                     installed_distributions(layer), installed_distributions(target)
@@ -168,32 +186,31 @@ class LocalBuilder(EnvironmentBuilder):
                 await smoke_test(
                     target, log=log, account=account, cwd=work, env=env, check_server=check_server
                 )
+                await asyncio.to_thread(account.end_processes)
+                marker = {
+                    "commit_sha": checkout.commit_sha,
+                    "content_hash": key,
+                    "python": python_version,
+                    "builder_version": BUILDER_VERSION,
+                    "server_packages": list(server_requirements()),
+                    "server_layer": layer.name,
+                    "spec": spec.summary(),
+                    "source": request.source.url,
+                }
+                write_new_file(target, MARKER, json.dumps(marker, indent=2).encode())
             except BaseException:
+                await asyncio.to_thread(account.end_processes)
                 remove_tree(target)
                 raise
-            (target / MARKER).write_text(
-                json.dumps(
-                    {
-                        "commit_sha": checkout.commit_sha,
-                        "content_hash": key,
-                        "python": python_version,
-                        "builder_version": BUILDER_VERSION,
-                        "server_packages": list(server_requirements()),
-                        "server_layer": layer.name,
-                        "spec": spec.summary(),
-                        "source": request.source.url,
-                    },
-                    indent=2,
-                )
-            )
-            os.chmod(target / MARKER, 0o644)
         log.progress(100, f"Ready: {target}")
         return Artifact(checkout.commit_sha, key, venv_path=str(target))
 
-    async def _server_layer(
-        self, python: Path, python_version: str, work: Path, log: BuildLog, account: BuildAccount
-    ) -> Path:
-        """The server layer for ``python``, prepared (installed, compiled, sealed, tested) once."""
+    async def _server_layer(self, python: Path, python_version: str, log: BuildLog) -> Path:
+        """The server layer for ``python``, prepared (installed, compiled, sealed, tested) once.
+
+        An identity of its own prepares it, in a work folder of its own, with a download cache
+        that goes with that folder; no build's identity can write it at any time.
+        """
         packages = server_requirements()
         key = layer_key(
             python_version=python_version, server_packages=packages, builder_version=BUILDER_VERSION
@@ -201,7 +218,7 @@ class LocalBuilder(EnvironmentBuilder):
         layers = self.environments_dir / LAYERS_FOLDER
         layer = layers / key
         async with self._locks.setdefault(f"layer-{key}", asyncio.Lock()):
-            if (layer / LAYER_MARKER).is_file():
+            if _sealed_marker(layer, LAYER_MARKER):
                 return layer
             log.progress(
                 20,
@@ -211,45 +228,59 @@ class LocalBuilder(EnvironmentBuilder):
             layers.mkdir(exist_ok=True)
             os.chmod(layers, 0o755)
             remove_tree(layer)
-            give_to(layer, account, 0o755)
-            env = self._install_environment(work)
-            try:
-                await self._step(
-                    self._create_command(python, layer),
-                    log,
-                    account,
-                    work,
-                    env,
-                    "creating the server layer",
-                )
-                await self._step(
-                    self._install_command(layer, list(packages)),
-                    log,
-                    account,
-                    work,
-                    env,
-                    "installing the server layer",
-                )
-                seal(layer)
-                if os.geteuid() != 0:
-                    make_read_only(layer)
-                await smoke_test(
-                    layer, log=log, account=account, cwd=work, env=minimal_environment(work)
-                )
-            except BaseException:
-                remove_tree(layer)
-                raise
-            (layer / LAYER_MARKER).write_text(
-                json.dumps({"python": python_version, "server_packages": list(packages)}, indent=2)
-            )
-            os.chmod(layer / LAYER_MARKER, 0o444)
+            async with self.identities.identity("layer") as account:
+                work = make_workdir(account)
+                try:
+                    await self._prepare_layer(layer, python, python_version, work, log, account)
+                finally:
+                    await asyncio.to_thread(account.end_processes)
+                    remove_tree(work)
         return layer
 
-    def _install_environment(self, work: Path) -> dict[str, str]:
+    async def _prepare_layer(
+        self,
+        layer: Path,
+        python: Path,
+        python_version: str,
+        work: Path,
+        log: BuildLog,
+        account: BuildAccount,
+    ) -> None:
+        packages = server_requirements()
+        give_to(layer, account, 0o755)
+        env = self._install_environment(work, give_to(work / "cache", account))
+        try:
+            await self._step(
+                self._create_command(python, layer), log, account, work, env, "creating the layer"
+            )
+            await self._step(
+                self._install_command(layer, list(packages)),
+                log,
+                account,
+                work,
+                env,
+                "installing the server layer",
+            )
+            await asyncio.to_thread(account.end_processes)
+            seal(layer)
+            if os.geteuid() != 0:
+                make_read_only(layer)
+            await smoke_test(
+                layer, log=log, account=account, cwd=work, env=minimal_environment(work)
+            )
+            await asyncio.to_thread(account.end_processes)
+            marker = {"python": python_version, "server_packages": list(packages)}
+            write_new_file(layer, LAYER_MARKER, json.dumps(marker, indent=2).encode(), 0o444)
+        except BaseException:
+            await asyncio.to_thread(account.end_processes)
+            remove_tree(layer)
+            raise
+
+    def _install_environment(self, work: Path, cache: Path) -> dict[str, str]:
         return minimal_environment(
             work,
             {
-                "UV_CACHE_DIR": str(self.cache_dir),
+                "UV_CACHE_DIR": str(cache),
                 # Hard links would share inodes with the cache, which seal() gives to root;
                 # the build account may then no longer link them (protected_hardlinks).
                 "UV_LINK_MODE": "copy",
@@ -292,10 +323,11 @@ class LocalBuilder(EnvironmentBuilder):
         log: BuildLog,
         account: BuildAccount,
         layer: Path,
+        cache: Path,
     ) -> None:
         """Create the venv from the server layer, install the requirements, run postBuild."""
         give_to(target, account, 0o755)
-        env = self._install_environment(work)
+        env = self._install_environment(work, cache)
         log.progress(25, f"Creating the venv with Python {python} from the server layer")
         await self._step(
             self._create_command(python, target), log, account, work, env, "creating the venv"
@@ -336,3 +368,19 @@ class LocalBuilder(EnvironmentBuilder):
 def _venv_uv() -> str | None:
     candidate = Path(sys.executable).parent / "uv"
     return str(candidate) if candidate.exists() else None
+
+
+def _sealed_marker(folder: Path, name: str = MARKER) -> bool:
+    """True when ``folder`` is a finished artifact: root's (when root) and with its marker."""
+    try:
+        status = os.lstat(folder)
+        marker = os.lstat(folder / name)
+    except FileNotFoundError:
+        return False
+    owner = os.geteuid()
+    return (
+        stat.S_ISDIR(status.st_mode)
+        and stat.S_ISREG(marker.st_mode)
+        and status.st_uid == owner
+        and marker.st_uid == owner
+    )

@@ -9,7 +9,7 @@ ENVIRONMENT = {
     "properties": {
         "id": {"type": "integer"},
         "name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,31}$"},
-        "owner": {"type": "string", "description": "hub user, or 'site' for config ones"},
+        "owner": {"type": "string", "description": "hub user, or '@site' for config ones"},
         "spawn_name": {"type": "string", "description": "name in the spawn form: owner.name"},
         "display_name": {"type": "string"},
         "description": {"type": "string"},

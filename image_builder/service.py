@@ -23,6 +23,7 @@ from tornado import web
 from kioskhub.hub.schema.builder import cache_dir, catalog_url, environments_dir
 from kioskhub.hub.schema.site import Site
 
+from .build_identity import identity_pool
 from .build_runner import BuildRunner
 from .builder_base import EnvironmentBuilder
 from .catalog_db import Catalog, open_catalog
@@ -50,12 +51,12 @@ def make_builders(
         "local": LocalBuilder(
             environments_dir=environments_dir(settings, state),
             cache_dir=cache_dir(settings, state),
-            account_name=settings.build_account,
+            identities=identity_pool(settings),
         )
     }
     engine = find_engine()
     if engine.available:
-        builders["container"] = ContainerBuilder(engine, account_name=settings.build_account)
+        builders["container"] = ContainerBuilder(engine, identities=identity_pool(settings))
     else:
         log.info("Container builds are off: %s", engine.reason)
     builders.update(
@@ -113,7 +114,12 @@ async def serve(site: Site) -> None:
     events = PipelineEventBus()
     catalog, runner = start_catalog(site, events=events, prefix=prefix)
     app = make_app(site, catalog, runner, prefix, events)
-    server = app.listen(url.port or site.builder.port, url.hostname or "127.0.0.1")
+    # Handlers refuse bodies over their own limit before reading them (request_body.py);
+    # this caps every other route, such as the page and its static files.
+    largest = max(site.builder.max_request_bytes, site.gitlab.max_webhook_bytes)
+    server = app.listen(
+        url.port or site.builder.port, url.hostname or "127.0.0.1", max_body_size=largest
+    )
     log.info("Environments service at %s (prefix %s)", url.geturl(), prefix)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -27,12 +27,14 @@ from kioskhub.hub.schema.builder import BuilderSettings
 
 from .build_queue import QueueFull
 from .build_runner import BuildRunner, check_source
+from .builder_base import BuildFailed
 from .catalog import SITE_OWNER, BuildRecord, EnvironmentRecord
 from .catalog_access import Viewer, can_manage, can_share_with
 from .catalog_db import Catalog
 from .catalog_store import (
     CatalogError,
     NotFound,
+    check_queue_room,
     delete,
     get_visible,
     queue_build,
@@ -41,6 +43,7 @@ from .catalog_store import (
     visible,
 )
 from .openapi import openapi_document
+from .request_body import LimitedBody
 from .source_safety import UnsafeSource, check_ref, check_subdir
 
 
@@ -78,11 +81,15 @@ def requires(permission: str):
     return decorate
 
 
-class APIHandler(HubOAuthenticated, web.RequestHandler):
-    """JSON in and out; errors as {"status", "message"}; never redirects to a login page."""
+class APIHandler(HubOAuthenticated, LimitedBody):
+    """JSON in and out; errors as {"status", "message"}; never redirects to a login page.
+
+    Bodies over ``builder.max_request_bytes`` are refused with 413 before they are read.
+    """
 
     def initialize(self, state: BuilderState) -> None:
         self.state = state
+        self.body_limit = state.settings.max_request_bytes
 
     def get_login_url(self):
         raise web.HTTPError(403, "sign in to the hub, or send an API token")
@@ -104,7 +111,7 @@ class APIHandler(HubOAuthenticated, web.RequestHandler):
 
     def body(self) -> dict[str, Any]:
         try:
-            data = json.loads(self.request.body or b"{}")
+            data = json.loads(self.body_bytes or b"{}")
         except json.JSONDecodeError as error:
             raise web.HTTPError(400, f"the body is not JSON: {error}") from None
         if not isinstance(data, dict):
@@ -182,7 +189,12 @@ class EnvironmentsHandler(APIHandler):
                 f"the {builder} builder is not available here; use one of "
                 f"{', '.join(self.state.runner.builders)}",
             )
+        try:
+            await self.state.runner.builders[builder].check_registration(source)
+        except BuildFailed as refused:
+            raise web.HTTPError(403, "%s", str(refused)) from None
         with self.state.catalog.session() as session:
+            check_queue_room(session, viewer.name, settings.max_queued_builds_per_user)
             row, build = register(
                 session,
                 owner=viewer.name,
@@ -227,6 +239,9 @@ class RebuildHandler(APIHandler):
         if row.builder == "site":
             raise web.HTTPError(400, f"{row.name!r} is a site environment; nothing to build")
         body = self.body()
+        check_queue_room(
+            session, row.owner, self.state.settings.max_queued_builds_per_user, viewer.name
+        )
         if body.get("ref"):
             row.ref = check_ref(body["ref"])
         build = queue_build(session, row)

@@ -46,8 +46,8 @@ class BuilderSettings(BaseModel):
     )
     cache_dir: ConfigPath | None = Field(
         None,
-        description="Download cache shared by builds (uv's cache). Empty: builder-cache/ in "
-        "the state folder.",
+        description="Download caches of builds (uv's), one per environment owner: one "
+        "owner's builds never use another's. Empty: builder-cache/ in the state folder.",
     )
     allowed_schemes: tuple[Literal["https", "http", "ssh", "git"], ...] = Field(
         ("https",), description="URL schemes that repository URLs may use."
@@ -60,22 +60,60 @@ class BuilderSettings(BaseModel):
     allow_local_paths: bool = Field(
         False,
         description="Allow repositories given as absolute paths on this machine. The build "
-        "reads them as the build account, so it sees only what that account may read.",
+        "reads them as its own unprivileged identity, so it sees only what any account may "
+        "read.",
     )
     concurrency: int = Field(1, ge=1, le=16, description="Builds that run at the same time.")
     build_timeout: int = Field(
         1800, ge=10, description="Seconds a build may take before it is stopped and failed."
     )
-    build_account: str = Field(
-        "kh-build",
-        pattern=r"^[a-z_][a-z0-9_-]{0,31}$",
-        description="System account that runs the build steps when the hub runs as root "
-        "(created on the first build). Without root, builds run as the hub's account.",
+    build_uid_first: int = Field(
+        1_500_000_000,
+        ge=100_000,
+        le=4_000_000_000,
+        description="First uid (and gid) of the range KioskHub reserves for builds when the hub "
+        "runs as root: every build takes a fresh one of its own, with no passwd entry and no "
+        "groups, and gives it back when it ends. No account or file of the machine may use "
+        "this range. Without root, builds run as the hub's account.",
+    )
+    build_uid_count: int = Field(
+        1_000_000,
+        ge=64,
+        le=100_000_000,
+        description="How many uids the build range holds (from build_uid_first).",
+    )
+    build_memory_mb: int = Field(
+        4096, ge=256, description="Memory (MiB) one build may use: its cgroup's limit."
+    )
+    build_cpus: float = Field(2.0, gt=0, le=512, description="CPU cores one build may use.")
+    build_pids: int = Field(
+        2048, ge=64, description="Processes and threads one build may run at once."
+    )
+    build_log_mb: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Size (MiB) of a build's log that is kept, in memory and in the catalog; "
+        "a longer log keeps its start and its last part, with a line saying it was cut.",
     )
     default_builder: Literal["local", "container"] = Field(
         "local",
         description="local: a uv venv on this machine; container: repo2docker with docker "
         "or podman (needs a container engine and a reachable base image).",
+    )
+    max_queued_builds_per_user: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Builds one user may have queued or running at once; a further "
+        "registration or rebuild is refused until one finishes, so no one fills the queue.",
+    )
+    max_request_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request body the builder service's API accepts, in bytes; a "
+        "larger one is refused with 413 before it is read.",
     )
 
     @field_validator("allowed_hosts")

@@ -28,9 +28,7 @@ def parse_bytes(value: object) -> object:
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]i?)?[bB]?\s*", value)
         if not match:
-            raise ValueError(
-                f"expected a size like 512M, 2G or 4GiB, got {value!r}"
-            )
+            raise ValueError(f"expected a size like 512M, 2G or 4GiB, got {value!r}")
         number, unit = match.groups()
         return int(float(number) * _UNITS[(unit or "").lower()])
     return value
@@ -116,9 +114,7 @@ class ResourceProfile(Choice):
     """How much of the machine a server may use."""
 
     cpu: float = Field(1.0, gt=0, le=512, description="CPU cores (a hard quota).")
-    memory: ByteSize = Field(
-        2 * 10**9, description="Memory limit (hard), e.g. 2G or 512Mi."
-    )
+    memory: ByteSize = Field(2 * 10**9, description="Memory limit (hard), e.g. 2G or 512Mi.")
     gpu: GpuRequest = Field(GpuRequest(), description="GPUs assigned to the server.")
 
 

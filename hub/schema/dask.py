@@ -34,9 +34,7 @@ class DaskWorkers(DaskSection):
     worker_memory: ByteSize = Field(
         2 * 10**9, description="Memory of each worker, e.g. 2G or 4GiB."
     )
-    max_workers: int = Field(
-        4, ge=0, le=10_000, description="Most workers one cluster may have."
-    )
+    max_workers: int = Field(4, ge=0, le=10_000, description="Most workers one cluster may have.")
     idle_timeout: int | None = Field(
         None,
         ge=0,
@@ -55,9 +53,7 @@ class DaskProfile(DaskWorkers, _ProfileName):
 
 class DaskScheduler(DaskSection):
     cores: int = Field(1, ge=1, le=64, description="CPU cores counted for each scheduler.")
-    memory: ByteSize = Field(
-        10**9, description="Memory counted for each scheduler, e.g. 1G."
-    )
+    memory: ByteSize = Field(10**9, description="Memory counted for each scheduler, e.g. 1G.")
 
 
 class DaskUserLimits(DaskSection):

@@ -63,6 +63,13 @@ class GitLabSettings(BaseModel):
         description="GitLab groups (full paths like lab/physics) whose projects, and the "
         "projects of their subgroups, may be registered. Empty: none may.",
     )
+    max_webhook_bytes: int = Field(
+        1024 * 1024,
+        ge=4096,
+        le=64 * 1024 * 1024,
+        description="Largest webhook payload accepted, in bytes. The secret token is checked "
+        "before the body is read, and a larger body is refused with 413.",
+    )
     ci_template: ConfigPath = Field(
         CI_TEMPLATE,
         description="The CI template that projects include to build their environment; the "

@@ -38,8 +38,8 @@ class HomeVolume(PodSection):
     capacity: str = Field(
         "10Gi", pattern=QUANTITY_PATTERN, description="Size requested for each home, e.g. 10Gi."
     )
-    access_modes: tuple[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"], ...] = (
-        Field(("ReadWriteOnce",), description="Access modes of the home claims.")
+    access_modes: tuple[Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"], ...] = Field(
+        ("ReadWriteOnce",), description="Access modes of the home claims."
     )
 
 

@@ -7,6 +7,7 @@ against the current directory, so the same file means the same thing wherever
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 from typing import Literal
@@ -25,15 +26,86 @@ USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,28}$"
 (with the three-character account prefix they stay within Linux's 32)."""
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_EXAMPLES = PACKAGE_ROOT / "notebooks" / "examples"
+"""The folder that holds KioskHub's packages: the source checkout, or ``site-packages/kioskhub``."""
 
 
-def check_username(name: str) -> str:
-    """Return ``name`` when it is a valid hub username, else raise ValueError saying why."""
-    if not re.fullmatch(USERNAME_PATTERN, name):
+def shipped_examples() -> Path:
+    """The folder of the example notebooks that ship as the package ``kioskhub.examples``.
+
+    It holds notebooks only (a namespace package), so its folder is asked of the import
+    system: ``importlib.resources`` refuses the extra path entry of an editable install.
+    """
+    spec = importlib.util.find_spec("kioskhub.examples")
+    locations = spec.submodule_search_locations if spec else None
+    folders = [Path(entry) for entry in locations or () if Path(entry).is_dir()]
+    return folders[0] if folders else Path("<kioskhub.examples is not installed>")
+
+
+DEFAULT_EXAMPLES = shipped_examples()
+
+
+RESERVED_USERNAMES = frozenset(
+    {
+        # KioskHub's own identities: the build account (kh-build) and the site's catalog.
+        "build",
+        "site",
+        # Hub services and the hub's own URL segments.
+        "environments",
+        "dask-gateway",
+        "hub",
+        "services",
+        "user",
+        "users",
+        "api",
+        # System accounts of Debian and other common ones.
+        "root",
+        "daemon",
+        "bin",
+        "sys",
+        "sync",
+        "games",
+        "man",
+        "lp",
+        "mail",
+        "news",
+        "uucp",
+        "proxy",
+        "www-data",
+        "backup",
+        "list",
+        "irc",
+        "gnats",
+        "nobody",
+        "nogroup",
+        "messagebus",
+        "sshd",
+        "postgres",
+        "jupyter",
+        "jovyan",
+    }
+)
+"""Usernames no hub user may have: every account or service name KioskHub uses and the
+usual system accounts, so that a username never means anything but that user."""
+
+RESERVED_PREFIXES = ("kh-", "systemd-", "_")
+"""Names that look like KioskHub's system accounts (kh-ada is ada's) or a system service's."""
+
+
+def check_username(name: str, reserved: frozenset[str] = RESERVED_USERNAMES) -> str:
+    """Return ``name`` when it is a valid hub username, else raise ValueError saying why.
+
+    ``reserved`` adds names to the fixed ``RESERVED_USERNAMES``.
+    """
+    if not isinstance(name, str) or not re.fullmatch(USERNAME_PATTERN, name):
+        shown = repr(name[:40] + "…" if len(name) > 40 else name)
         raise ValueError(
-            f"invalid username {name!r}: use 1–29 characters of lowercase letters, digits, "
+            f"invalid username {shown}: use 1–29 characters of lowercase letters, digits, "
             "'.', '_' or '-', starting with a letter or digit"
+        )
+    if name in reserved or name in RESERVED_USERNAMES or name.startswith(RESERVED_PREFIXES):
+        raise ValueError(
+            f"the username {name!r} is reserved for KioskHub or the system; "
+            "sign in with your own username"
         )
     return name
 
@@ -265,6 +337,16 @@ class Site(Section):
                 f"dask.profiles: {', '.join(unknown)} is not a resource profile; "
                 f"the profiles are: {', '.join(p.name for p in self.profiles)}"
             )
+        reserved = RESERVED_USERNAMES
+        for key, names in [("hub.admin_users", self.hub.admin_users)] + [
+            (f"groups.{group}", members) for group, members in self.groups.items()
+        ]:
+            taken = sorted(set(names) & reserved)
+            if taken:
+                raise ValueError(
+                    f"{key}: {', '.join(taken)} is a reserved name (KioskHub's own or a system "
+                    "name); choose another username"
+                )
         problems = pod_settings_problems(
             self.pods,
             self.spawner.backend,

@@ -70,6 +70,7 @@ class Project:
     autorun: bool = True
     pushes_image: bool = True
     container_registry_enabled: bool = True
+    public_jobs: bool = True
     hooks: list[Hook] = field(default_factory=list)
     trigger_tokens: dict[str, int] = field(default_factory=dict)
     created_at: str = field(default_factory=now_iso)
@@ -269,7 +270,8 @@ class GitLabModel:
         """Pipelines, jobs, traces and the registry: anyone on public projects, else Reporter."""
         if not self.can_read(user, project):
             return False
-        return project.visibility == "public" or self.access_level(user, project) >= REPORTER
+        public = project.visibility == "public" and project.public_jobs
+        return public or self.access_level(user, project) >= REPORTER
 
     def find_project(self, user: User | None, id_or_path: str) -> Project:
         """The project by numeric id or full path, or 404 when it is missing or hidden."""

@@ -34,6 +34,7 @@ def project_json(model: GitLabModel, project: Project, user: User | None) -> dic
         "http_url_to_repo": f"{web_url}.git",
         "web_url": web_url,
         "visibility": project.visibility,
+        "public_jobs": project.public_jobs,
         "namespace": {
             "id": 1000 + sum(map(ord, project.namespace)),
             "name": project.namespace.rsplit("/", 1)[-1].title(),

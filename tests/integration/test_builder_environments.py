@@ -22,6 +22,7 @@ import requests
 from jupyterhub import __version__ as jupyterhub_version
 
 from kioskhub.hub.sample_data import write_sample_data
+from kioskhub.image_builder.catalog import SITE_OWNER
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import free_port, start_hub, write_site_config
 from tests.support.user_session import UserSession
@@ -268,7 +269,7 @@ def test_who_may_see_share_and_delete(site, ada):
     tomli = mine["tomli"]["id"]
 
     seen_by_bob = bob.call("GET", "/environments").json()["environments"]
-    assert {e["owner"] for e in seen_by_bob} == {"site"}
+    assert {e["owner"] for e in seen_by_bob} == {SITE_OWNER}
     for method, path in [("GET", ""), ("DELETE", ""), ("POST", "/rebuild"), ("GET", "/log")]:
         assert bob.call(method, f"/environments/{tomli}{path}").status_code == 404
     assert requests.get(f"{ada.base}/environments", timeout=30).status_code == 403

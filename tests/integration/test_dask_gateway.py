@@ -1,4 +1,6 @@
-"""Scale-out with Dask Gateway on a real hub: clusters from a kernel, limits, groups, lifetime.
+"""Scale-out with Dask Gateway on a real hub: clusters from a kernel, limits, groups, lifetime,
+cgroups of the cluster processes, and dashboards for their owner only (with a token, or in a
+browser that signs in with the hub's OAuth).
 
 One hub for the module (the gateway runs as its service). lise and emmy may use the
 gateway (group ``scientists``), otto may not. Each user may run 2 clusters and 3 cores
@@ -9,18 +11,27 @@ idle seconds.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import time
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import nbformat
 import psutil
 import pytest
+import requests
 from aiohttp import ClientResponseError
 from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 
+from kioskhub.hub.dask_dashboard_guard import REFUSAL
+from kioskhub.hub.dask_dashboard_login import NOT_SIGNED_IN, STATE_REFUSED
 from kioskhub.hub.sample_data import write_sample_data
+from kioskhub.spawner.cgroups import detect_layout
+from tests.browser.test_lab_in_browser import sign_in as sign_in_with_chromium
 from tests.conftest import SHARED_PASSWORD, open_folder
+from tests.support.browser import Browser
 from tests.support.hub_process import free_port, start_hub, write_site_config
 from tests.support.user_session import UserSession
 from tests.support.user_session import signed_in as sign_in
@@ -125,9 +136,40 @@ def wait_until(condition, timeout: float, what: str):
     raise TimeoutError(f"after {timeout}s: {what}")
 
 
+def cgroup_dirs(pid: int) -> tuple[str, str | None]:
+    """The memory and cpu cgroup folders of process ``pid``."""
+    with open(f"/proc/{pid}/cgroup") as cgroup, open("/proc/self/mountinfo") as mounts:
+        layout = detect_layout(cgroup.read(), mounts.read())
+    return layout.memory_dir, layout.cpu_dir
+
+
+def read_limits(pid: int) -> tuple[int, int]:
+    """Memory limit (bytes) and CFS quota (µs per 100 ms) of ``pid``'s cgroups."""
+    memory_dir, cpu_dir = cgroup_dirs(pid)
+    for name in ("memory.limit_in_bytes", "memory.max"):
+        if os.path.exists(f"{memory_dir}/{name}"):
+            memory = int(Path(memory_dir, name).read_text())
+    quota = Path(cpu_dir, "cpu.cfs_quota_us")
+    if not quota.exists():
+        quota = Path(cpu_dir, "cpu.max")
+    cpu = int(quota.read_text().split()[0])
+    return memory, cpu
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 PROBE = """
 import getpass, json, os, urllib.request
-with urllib.request.urlopen(cluster.dashboard_link, timeout=30) as reply:
+dashboard_request = urllib.request.Request(
+    cluster.dashboard_link,
+    headers={"Authorization": f"token {os.environ['JUPYTERHUB_API_TOKEN']}"},
+)
+with urllib.request.urlopen(dashboard_request, timeout=30) as reply:
     dashboard = reply.status
 print("PROBE", json.dumps({
     "accounts": sorted(set(client.run(getpass.getuser).values())),
@@ -213,6 +255,151 @@ def test_users_can_neither_list_nor_reach_each_others_clusters(site, lise, emmy)
             attempt()
     assert [c.name for c in gateway_for(site, emmy).list_clusters()] == [theirs]
     gateway_for(site, emmy).stop_cluster(theirs)
+
+
+LEAVE_BEHIND = """
+import subprocess
+from dask_gateway import Gateway
+client = Gateway().connect({name!r}).get_client()
+client.wait_for_workers(1, timeout=90)
+def leave_behind():
+    return subprocess.Popen(["setsid", "sleep", "4321"]).pid
+print("LEFT", *client.run(leave_behind).values())
+client.close()
+"""
+
+
+def test_cluster_processes_run_in_limited_cgroups_and_die_with_the_cluster(site, lise):
+    gateway = gateway_for(site, lise)
+    name = running_cluster(gateway)
+    try:
+        gateway.scale_cluster(name, 1)
+        reply = lise.execute(LEAVE_BEHIND.format(name=name), timeout=150)
+        assert reply["error"] is None, reply
+        left = int(reply["stdout"].split("LEFT ")[1].split()[0])
+        scheduler = next(p for p in dask_processes("kh-lise") if "scheduler" in p.cmdline())
+
+        assert psutil.Process(left).username() == "kh-lise"
+        assert os.getsid(left) == left, "the leftover did not start a session of its own"
+        assert cgroup_dirs(scheduler.pid)[0].endswith(f"/kioskhub/dask-{name}-scheduler")
+        assert f"/kioskhub/dask-{name}-worker-" in cgroup_dirs(left)[0]
+        # 500M of memory (to the kernel's page) and 1 core each, as the cluster counts them.
+        for memory, cpu in (read_limits(scheduler.pid), read_limits(left)):
+            assert 500_000_000 - 4096 < memory <= 500_000_000 and cpu == 100_000
+        groups = [*cgroup_dirs(scheduler.pid), *cgroup_dirs(left)]
+    finally:
+        gateway.stop_cluster(name)
+
+    wait_until(lambda: gone(left), 30, "the worker's setsid process outlived its cluster")
+    wait_until(
+        lambda: not [g for g in groups if os.path.exists(g)], 30, f"cgroups left: {groups}"
+    )
+    assert re.search(r"Killed \d+ leftover processes of worker-", site["hub"].log_text())
+
+
+PEEK = """
+import json, os, urllib.error, urllib.request
+def fetch(url, token=None):
+    headers = {{"Authorization": f"token {{token}}"}} if token else {{}}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=20) as r:
+            return r.status, r.read(400).decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, error.read(400).decode(errors="replace")
+    except OSError as error:
+        return 0, repr(error)
+mine = os.environ["JUPYTERHUB_API_TOKEN"]
+print("PEEK", json.dumps({{
+    "direct": [fetch(f"http://127.0.0.1:{{port}}/status") for port in {ports!r}],
+    "gateway_without_token": fetch({link!r}),
+    "gateway_with_own_token": fetch({link!r}, mine),
+}}))
+"""
+
+
+def test_a_dashboard_is_only_for_its_clusters_owner(site, lise, emmy):
+    gateway = gateway_for(site, lise)
+    name = running_cluster(gateway)
+    link = f"{site['hub'].url}/services/dask-gateway/clusters/{name}/status"
+    try:
+        scheduler = next(p for p in dask_processes("kh-lise") if "scheduler" in p.cmdline())
+        ports = sorted(
+            c.laddr.port for c in scheduler.net_connections("tcp") if c.status == "LISTEN"
+        )
+        # emmy, from her own notebook, tries every port of lise's scheduler and the gateway.
+        reply = emmy.execute(PEEK.format(ports=ports, link=link), timeout=90)
+        assert reply["error"] is None, reply
+        peek = json.loads(reply["stdout"].split("PEEK ", 1)[1])
+        owner = requests.get(link, headers={"Authorization": f"token {lise.token}"}, timeout=30)
+    finally:
+        gateway.stop_cluster(name)
+
+    assert [status for status, _ in peek["direct"]].count(200) == 0, peek["direct"]
+    assert [403, REFUSAL + "\n"] in peek["direct"], peek["direct"]
+    assert peek["gateway_without_token"] == [401, NOT_SIGNED_IN], peek
+    assert peek["gateway_with_own_token"] == [
+        404, f"You have no running Dask cluster named {name}.\n"
+    ]
+    assert owner.status_code == 200 and "Dask" in owner.text, owner.text[:400]
+
+
+PAGE = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+"""What a browser asks for when it loads a page."""
+
+
+def test_a_browser_with_the_hubs_login_signs_in_to_its_own_dashboard_only(site, lise, emmy):
+    """Each ``.http`` is a browser's session: the hub's login cookies and no token."""
+    gateway = gateway_for(site, lise)
+    name = running_cluster(gateway)
+    link = f"{site['hub'].url}/services/dask-gateway/clusters/{name}/status"
+    try:
+        owner = lise.http.get(link, headers=PAGE, timeout=60)
+        again = lise.http.get(link, headers=PAGE, timeout=60)
+        # emmy starts a sign-in and sends its callback (her code, her state) to lise.
+        started = emmy.http.get(link, headers=PAGE, allow_redirects=False, timeout=30)
+        authorize = urljoin(link, started.headers["Location"])
+        approved = emmy.http.get(authorize, allow_redirects=False, timeout=30)
+        callback = urljoin(link, approved.headers["Location"])
+        planted = lise.http.get(callback, allow_redirects=False, timeout=30)
+        other = emmy.http.get(link, headers=PAGE, timeout=60)
+        outsider = signed_in(site["hub"], "otto").http.get(link, headers=PAGE, timeout=60)
+    finally:
+        gateway.stop_cluster(name)
+
+    assert owner.status_code == 200 and "Dask" in owner.text, owner.text[:400]
+    sent_to_hub, hub_back, gateway_back = (urlsplit(r.url).path for r in owner.history)
+    assert sent_to_hub == f"/services/dask-gateway/clusters/{name}/status"
+    assert hub_back == "/hub/api/oauth2/authorize", "the hub asked for a confirmation"
+    assert gateway_back == "/services/dask-gateway/oauth_callback"
+    cookie = owner.history[2].headers["Set-Cookie"].lower()
+    assert "httponly" in cookie and "path=/services/dask-gateway/" in cookie, cookie
+    assert again.status_code == 200 and again.history == [], "the cookie did not sign lise in"
+    assert other.status_code == 404, other.text
+    assert other.text == f"You have no running Dask cluster named {name}.\n"
+    assert outsider.status_code == 403 and "only for members of the groups" in outsider.text
+    assert callback.startswith(f"{site['hub'].url}/services/dask-gateway/oauth_callback?code=")
+    assert (planted.status_code, planted.text) == (403, STATE_REFUSED)
+
+
+@pytest.mark.browser
+def test_chromium_signed_in_to_the_hub_opens_the_dashboard_link(site, lise):
+    gateway = gateway_for(site, lise)
+    name = running_cluster(gateway)
+    link = f"{site['hub'].url}/services/dask-gateway/clusters/{name}/status"
+    chromium = Browser()
+    try:
+        sign_in_with_chromium(chromium, site["hub"].url, "lise", SHARED_PASSWORD)
+        chromium.wait_for_url(lambda url: "/hub/login" not in url, 60, "past the login page")
+        chromium.get(link)
+        title = chromium.wait_until(lambda driver: "Dask" in driver.title and driver.title, 60)
+        url = chromium.url
+    except Exception:
+        raise AssertionError(chromium.describe()) from None
+    finally:
+        chromium.quit()
+        gateway.stop_cluster(name)
+
+    assert url == link and "Dask" in title
 
 
 def test_stopping_the_server_stops_the_users_clusters(site, lise):

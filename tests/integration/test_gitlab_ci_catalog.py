@@ -34,7 +34,7 @@ def gitlab():
         simulation.url = simulation.url.replace("127.0.0.1", "localhost")
         simulation.bot, simulation.bot_token = simulation.model.add_user("kioskhub-bot")
         simulation.project = simulation.model.add_project(
-            "lab/analysis", members={simulation.bot: "developer"}
+            "lab/analysis", members={simulation.bot: "developer"}, visibility="public"
         )
         yield simulation
 

@@ -60,7 +60,7 @@ def test_migrations_make_the_schema_once(tmp_path):
             version = connection.execute(text("select version_num from alembic_version")).scalar()
         catalog.close()
     assert {"environments", "builds", "alembic_version"} <= tables
-    assert version == "0001"
+    assert version == "0002"
     assert (tmp_path / "c.sqlite").stat().st_mode & 0o777 == 0o600
 
 

@@ -82,6 +82,12 @@ CASES = {
         "hub.admin_users",
         ("invalid username 'Bad User'", "lowercase letters, digits"),
     ),
+    "reserved admin username": BadConfig(
+        "hub:\n  admin_users: [admin, build]\n",
+        EXIT_CONFIG_ERROR,
+        "hub.admin_users",
+        ("the username 'build' is reserved for KioskHub or the system",),
+    ),
     "start timeout below the minimum": BadConfig(
         "spawner:\n  start_timeout: 1\n",
         EXIT_CONFIG_ERROR,

@@ -9,17 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import pwd
 import socket
 from pathlib import Path
 from types import SimpleNamespace
 
+import aiohttp
 import pytest
+from aiohttp import web as aiohttp_web
 from dask_gateway_server.backends.base import Backend, PublicException
 from dask_gateway_server.models import User
-from tornado import web
+from distributed.http.routing import RoutingApplication
+from tornado import web, websocket
+from tornado import web as tornado_web
 from traitlets.config import Config
 
+from kioskhub.hub.dask_cluster_cgroups import group_name, process_limits
+from kioskhub.hub.dask_cluster_options import ProfileOptions
+from kioskhub.hub.dask_dashboard_guard import (
+    DASHBOARD_KEY_HEADER,
+    REFUSAL,
+    dashboard_key,
+    guard,
+)
+from kioskhub.hub.dask_dashboard_login import NOT_SIGNED_IN
+from kioskhub.hub.dask_dashboard_proxy import add_dashboard_routes, forwarded_headers
 from kioskhub.hub.dask_gateway import (
     client_env,
     gateway_config,
@@ -31,7 +46,7 @@ from kioskhub.hub.dask_gateway_backend import (
     KioskHubAuthenticator,
     KioskLocalBackend,
     KioskSharedLocalBackend,
-    ProfileOptions,
+    open_log,
 )
 from kioskhub.hub.dask_gateway_kube import (
     kube_extra_config,
@@ -123,7 +138,12 @@ def test_gateway_config(tmp_path):
             "homes_directory": f"{tmp_path}/.kioskhub/homes",
         },
         "ClusterConfig": {
-            "scheduler_cmd": ["/opt/kh/bin/dask", "scheduler"],
+            "scheduler_cmd": [
+                "/opt/kh/bin/dask",
+                "scheduler",
+                "--preload",
+                "kioskhub.hub.dask_dashboard_guard",
+            ],
             "worker_cmd": ["/opt/kh/bin/dask", "worker"],
             "scheduler_cores": 1,
             "scheduler_memory": 1_000_000_000,
@@ -174,6 +194,10 @@ def test_hub_settings_run_the_gateway_as_a_service(tmp_path):
                     ],
                     "cwd": f"{tmp_path}/state/dask-gateway",
                     "display": False,
+                    "oauth_client_id": "service-dask-gateway",
+                    "oauth_redirect_uri": "/services/dask-gateway/oauth_callback",
+                    "oauth_client_allowed_scopes": [],
+                    "oauth_no_confirm": True,
                 }
             ],
             "load_roles": [
@@ -553,3 +577,209 @@ def test_stop_user_clusters_never_keeps_a_server_from_stopping(tmp_path, caplog)
     assert asyncio.run(stop_user_clusters(site, "server-token", "ada")) == []
     assert "Could not stop the Dask clusters of ada" in caplog.text
     assert asyncio.run(stop_user_clusters(dask_site(tmp_path, enabled=False), "t", "ada")) == []
+
+
+# ---- dashboards: the key on the scheduler's port, the owner through the gateway ---------------
+
+
+class DashboardPage(tornado_web.RequestHandler):
+    def get(self):
+        self.write(f"dashboard {self.request.path}?{self.request.query}")
+
+
+class EchoSocket(websocket.WebSocketHandler):
+    def on_message(self, message):
+        self.write_message(f"echo {message}")
+
+
+def guarded_dashboard(key: str) -> RoutingApplication:
+    """distributed's dashboard application, with a page in a sub-application as bokeh's."""
+    application = RoutingApplication([(r"/status", DashboardPage)])
+    application.add_application(tornado_web.Application([(r"/status/ws", EchoSocket)]))
+    guard(application, key)
+    return application
+
+
+def test_dashboard_keys_differ_per_cluster():
+    assert dashboard_key("token-a") == dashboard_key("token-a")
+    assert dashboard_key("token-a") != dashboard_key("token-b")
+    assert len(dashboard_key("token-a")) == 64
+
+
+def test_the_scheduler_dashboard_refuses_requests_without_the_clusters_key():
+    key = dashboard_key("cluster-token")
+
+    async def scenario():
+        port = free_port()
+        server = guarded_dashboard(key).listen(port, address="127.0.0.1")
+        try:
+            async with aiohttp.ClientSession() as session:
+                replies = []
+                for headers in ({}, {DASHBOARD_KEY_HEADER: "guess"}, {DASHBOARD_KEY_HEADER: key}):
+                    async with session.get(
+                        f"http://127.0.0.1:{port}/status", headers=headers
+                    ) as reply:
+                        replies.append((reply.status, await reply.text()))
+                with pytest.raises(aiohttp.WSServerHandshakeError, match="403"):
+                    await session.ws_connect(f"http://127.0.0.1:{port}/status/ws")
+                return replies
+        finally:
+            server.stop()
+
+    assert asyncio.run(scenario()) == [
+        (403, REFUSAL + "\n"),
+        (403, REFUSAL + "\n"),
+        (200, "dashboard /status?"),
+    ]
+
+
+class TokensOfUsers(KioskHubAuthenticator):
+    """Knows two tokens, as the hub would: 'ada-token' is ada's, 'otto-token' is otto's."""
+
+    async def authenticate(self, request):
+        users = {"ada-token": User("ada"), "otto-token": User("otto")}
+        token = self.get_token(request)
+        if token not in users:
+            raise aiohttp_web.HTTPUnauthorized()
+        return users[token]
+
+
+def test_get_token_takes_both_schemes_and_nothing_else():
+    auth = KioskHubAuthenticator()
+
+    def token(header):
+        return auth.get_token(SimpleNamespace(headers={"Authorization": header} if header else {}))
+
+    assert [token("jupyterhub t1"), token("token t2"), token("Bearer t3"), token("")] == [
+        "t1", "t2", None, None
+    ]
+
+
+@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
+def test_a_dashboard_through_the_gateway_is_only_for_its_owner():
+    """ada's cluster 'c1' through the gateway's route, as ada, as otto and as nobody."""
+    key = dashboard_key("c1-token")
+
+    async def scenario():
+        dashboard_port, gateway_port = free_port(), free_port()
+        dashboard = guarded_dashboard(key).listen(dashboard_port, address="127.0.0.1")
+        c1 = SimpleNamespace(
+            username="ada", token="c1-token", dashboard_address=f"http://127.0.0.1:{dashboard_port}"
+        )
+        app = aiohttp_web.Application()
+        # The keys of dask-gateway-server's application.
+        app["authenticator"] = TokensOfUsers()
+        app["backend"] = SimpleNamespace(db=SimpleNamespace(get_cluster={"c1": c1}.get))
+        add_dashboard_routes(app)
+        runner = aiohttp_web.AppRunner(app)
+        await runner.setup()
+        await aiohttp_web.TCPSite(runner, "127.0.0.1", gateway_port).start()
+        url = f"http://127.0.0.1:{gateway_port}/clusters"
+        seen = {}
+        try:
+            # unsafe: the jar keeps cookies of IP addresses, as a browser does.
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+                for who, headers in (
+                    ("nobody", {}),
+                    ("otto", {"Authorization": "token otto-token"}),
+                    ("ada", {"Authorization": "token ada-token"}),
+                ):
+                    async with session.get(f"{url}/c1/status?x=1", headers=headers) as reply:
+                        seen[who] = (reply.status, await reply.text())
+                async with session.get(f"{url}/c2/status", headers=headers) as reply:
+                    seen["ada, another name"] = reply.status
+                # The cookie set for ada's token carries the websocket.
+                async with session.ws_connect(f"{url}/c1/status/ws") as ws:
+                    await ws.send_str("hello")
+                    seen["ada's websocket"] = (await ws.receive(timeout=10)).data
+        finally:
+            await runner.cleanup()
+            dashboard.stop()
+        return seen
+
+    assert asyncio.run(scenario()) == {
+        "nobody": (401, NOT_SIGNED_IN),
+        "otto": (404, "You have no running Dask cluster named c1.\n"),
+        "ada": (200, "dashboard /status?x=1"),
+        "ada, another name": 404,
+        "ada's websocket": "echo hello",
+    }
+
+
+def test_credentials_are_not_forwarded_to_the_dashboard():
+    headers = {
+        "Authorization": "token t",
+        "Cookie": "jupyterhub-session-id=s",
+        DASHBOARD_KEY_HEADER: "forged",
+        "Connection": "keep-alive",
+        "Accept": "text/html",
+    }
+
+    assert forwarded_headers(headers) == {"Accept": "text/html"}
+
+
+def test_only_the_scheduler_goes_to_dask_gateways_proxy():
+    routes = []
+
+    async def add_route(**route):
+        routes.append(route)
+
+    backend = KioskSharedLocalBackend(profiles=[SMALL], default_profile="small")
+    backend.proxy = SimpleNamespace(add_route=add_route)
+    cluster = SimpleNamespace(
+        name="c1",
+        added_to_proxies=False,
+        scheduler_address="tls://127.0.0.1:4000",
+        dashboard_address="http://127.0.0.1:4001",
+    )
+    asyncio.run(backend._check_cluster_proxied(cluster))
+
+    assert routes == [{"kind": "SNI", "sni": "c1", "target": "tls://127.0.0.1:4000"}]
+
+
+def test_workers_run_without_a_dashboard():
+    backend = KioskSharedLocalBackend(profiles=[SMALL], default_profile="small")
+    cluster = SimpleNamespace(
+        scheduler_address="tls://127.0.0.1:4000",
+        config=SimpleNamespace(
+            worker_cmd=["dask", "worker"], worker_threads=1, worker_memory=10**9
+        ),
+    )
+
+    assert backend.get_worker_command(cluster, "w1")[-1] == "--no-dashboard"
+
+
+# ---- cluster processes: cgroups and logs ----------------------------------------------------
+
+
+def test_each_cluster_process_is_limited_to_what_the_cluster_counts_for_it():
+    config = {
+        "scheduler_memory": 10**9,
+        "scheduler_cores": 1,
+        "worker_memory": 4 * 10**9,
+        "worker_cores": 2,
+    }
+
+    assert process_limits(config, "scheduler") == (10**9, 1.0)
+    assert process_limits(config, "worker-3f2a") == (4 * 10**9, 2.0)
+    assert process_limits(SimpleNamespace(**config), "worker-3f2a") == (4 * 10**9, 2.0)
+    assert group_name("c1", "worker-3f2a") == "dask-c1-worker-3f2a"
+
+
+def test_a_log_is_not_created_through_a_link_the_user_planted(tmp_path):
+    workdir, elsewhere = tmp_path / "cluster", tmp_path / "elsewhere"
+    workdir.mkdir()
+    elsewhere.mkdir()
+    (workdir / "logs").symlink_to(elsewhere)
+
+    with pytest.raises(OSError):
+        open_log(str(workdir), "scheduler.log")
+    assert list(elsewhere.iterdir()) == []
+
+    (workdir / "logs").unlink()
+    (workdir / "logs").mkdir()
+    (workdir / "logs" / "worker.log").symlink_to(elsewhere / "target")
+    with pytest.raises(FileExistsError):
+        open_log(str(workdir), "worker.log")
+    os.close(open_log(str(workdir), "scheduler.log"))
+    assert sorted(p.name for p in (workdir / "logs").iterdir()) == ["scheduler.log", "worker.log"]

@@ -58,7 +58,7 @@ def test_the_routes_mount_the_webhook_and_the_template_below_the_prefix():
 
     assert hook_path == "/services/environments/webhooks/gitlab"
     assert hook_handler is GitLabWebhookHandler
-    assert hook_args == {"secret": SECRET, "events": events}
+    assert hook_args == {"secret": SECRET, "events": events, "body_limit": 1024 * 1024}
     assert template_path == "/services/environments/ci/kioskhub-env.gitlab-ci.yml"
     assert template_args == {"template": str(CI_TEMPLATE)}
 

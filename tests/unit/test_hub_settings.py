@@ -14,12 +14,17 @@ import stat
 from pathlib import Path
 
 import pytest
-from tornado import web
 
-from kioskhub.hub.auth import KioskAuthenticator
+from kioskhub.hub.auth import KioskAuthenticator, UsernameRefused
 from kioskhub.hub.jupyterhub_settings import jupyterhub_settings
 from kioskhub.hub.schema.config_file import load_site
-from kioskhub.hub.schema.site import PACKAGE_ROOT, USERNAME_PATTERN, Site, check_username
+from kioskhub.hub.schema.site import (
+    PACKAGE_ROOT,
+    RESERVED_USERNAMES,
+    USERNAME_PATTERN,
+    Site,
+    check_username,
+)
 from kioskhub.hub.state_dir import SECRETS_FILE, Passwords, prepare_state_dir
 from kioskhub.spawner.home import EXAMPLES_LEDGER, prepare_home
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec, build_launch_spec
@@ -80,6 +85,7 @@ def test_jupyterhub_settings(tmp_path):
             "admin_users": {"boss"},
             "allow_all": True,
             "username_pattern": USERNAME_PATTERN,
+            "reserved_usernames": set(RESERVED_USERNAMES),
         },
         "KioskSpawner": {"site": site, "start_timeout": 30, "http_timeout": 60},
     }
@@ -269,9 +275,8 @@ def test_authenticator_normalises_then_checks_the_username():
     assert sign_in(" Ada ", "correct-horse") == {"name": "ada", "admin": False, "groups": []}
     assert sign_in("boss", "a" * 32) == {"name": "boss", "admin": True, "groups": []}
     assert sign_in("ada", "wrong-horse") is None
-    with pytest.raises(web.HTTPError) as refused:
+    with pytest.raises(UsernameRefused) as refused:
         sign_in("a b", "correct-horse")
-    assert refused.value.status_code == 400
     assert refused.value.args == (
         "Invalid username 'a b': use 1–29 characters of lowercase letters, digits, "
         "'.', '_' or '-', starting with a letter or digit",

@@ -16,7 +16,6 @@ from kioskhub.extensions.memory_notice import (
     locate_memory_cgroup,
     parse_flat_keyed,
     parse_v1_oom_control,
-    parse_v2_memory_events,
 )
 
 V1_OOM_CONTROL = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"
@@ -61,7 +60,7 @@ def test_v1_oom_control_of_old_kernels_has_no_count():
 
 
 def test_v2_memory_events_gives_the_oom_kill_count():
-    assert parse_v2_memory_events(V2_MEMORY_EVENTS) == 2
+    assert parse_flat_keyed(V2_MEMORY_EVENTS)["oom_kill"] == 2
 
 
 def test_v1_memory_line_gives_the_v1_memory_folder():

@@ -1,0 +1,29 @@
+"""Whom KioskHub's GitLab account acts for: pure rules on a project as GitLab reports it.
+
+KioskHub's bot account can read and build projects that the hub user asking may not. Until
+builds run with the user's own GitLab token, the bot acts for a hub user only on projects
+anyone may read: ``visibility`` public or internal (as the API reports it, read again at
+each build, since a project can be made private). Job traces are copied into KioskHub's
+build log only where GitLab shows them to anyone: a public project with public jobs
+(``public_jobs``); otherwise the log says where to read them in GitLab.
+"""
+
+from __future__ import annotations
+
+READABLE_BY_ANYONE = ("public", "internal")
+
+
+def build_refusal(path: str, visibility: str) -> str | None:
+    """Why KioskHub will not build ``path`` for a hub user, or None when it may."""
+    if visibility in READABLE_BY_ANYONE:
+        return None
+    return (
+        f"the GitLab project {path} is {visibility}: KioskHub builds only projects that "
+        "every user may read (public or internal); make it internal or public in GitLab's "
+        "Settings > General > Visibility, or build it in your own CI"
+    )
+
+
+def traces_readable_by_anyone(visibility: str, public_jobs: bool) -> bool:
+    """Whether GitLab shows the project's job logs to anyone who may see the environment."""
+    return visibility == "public" and public_jobs

@@ -1,0 +1,74 @@
+"""KioskHub's hub templates escape what users control, rendered as JupyterHub renders them.
+
+The home page shows each running server's choice summary (an environment's display name,
+which a user writes when registering a repository) and the spawner's isolation warning. A
+display name with markup must arrive as text, never as a tag.
+"""
+
+from __future__ import annotations
+
+import os
+from types import SimpleNamespace
+
+import pytest
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
+from jupyterhub._data import DATA_FILES_PATH
+
+from kioskhub.hub.jupyterhub_settings import TEMPLATES
+
+HOSTILE = '<img src=x onerror="alert(1)">'
+
+
+def hub_templates() -> Environment:
+    """The loader and options of JupyterHub's own app (templates/ is JupyterHub's)."""
+    jupyterhub_templates = os.path.join(DATA_FILES_PATH, "templates")
+    return Environment(
+        loader=ChoiceLoader(
+            [
+                PrefixLoader({"templates": FileSystemLoader([jupyterhub_templates])}, "/"),
+                FileSystemLoader([str(TEMPLATES), jupyterhub_templates]),
+            ]
+        ),
+        autoescape=True,
+    )
+
+
+def a_user_running(summary: str, warning: str) -> SimpleNamespace:
+    spawner = SimpleNamespace(
+        name=HOSTILE,
+        active=True,
+        ready=True,
+        pending=None,
+        url="/user/ada/",
+        choice_summary=summary,
+        isolation_warning=warning,
+    )
+    return SimpleNamespace(
+        name="ada",
+        admin=False,
+        running=True,
+        active=True,
+        url="/user/ada/",
+        spawner=spawner,
+        spawners={"": spawner},
+    )
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in TEMPLATES.glob("*.html")))
+def test_hostile_strings_are_escaped(name):
+    html = (
+        hub_templates()
+        .get_template(name)
+        .render(
+            user=a_user_running(HOSTILE, HOSTILE),
+            static_url=lambda *args, **kwargs: "",
+            base_url="/hub/",
+            prefix="/hub/",
+            default_server=None,
+            named_spawners=[],
+            parsed_scopes=set(),
+        )
+    )
+
+    assert HOSTILE not in html
+    assert html.count("&lt;img src=x onerror=&#34;alert(1)&#34;&gt;") >= 2, html
