@@ -7,7 +7,6 @@ real backends' state of their previous version is loaded as a restarted hub woul
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import os
 from pathlib import Path
@@ -21,7 +20,7 @@ from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
 from kioskhub.hub.schema.choices import Environment
-from kioskhub.hub.schema.site import PACKAGE_ROOT, Site
+from kioskhub.hub.schema.site import Site
 from kioskhub.spawner.base import SpawnBackend
 from kioskhub.spawner.local_process import KioskSpawner
 from kioskhub.spawner.podman import PodmanSpawner
@@ -332,19 +331,3 @@ def test_state_of_an_unknown_version_is_not_adopted(tmp_path):
 
     assert spawner.names is None and spawner.launch_state == {}
 
-
-def test_the_spawner_imports_neither_the_builder_nor_the_hub_assembly():
-    imported = set()
-    for module in (PACKAGE_ROOT / "spawner").glob("*.py"):
-        for node in ast.walk(ast.parse(module.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                imported.add((module.name, node.module))
-            elif isinstance(node, ast.Import):
-                imported.update((module.name, alias.name) for alias in node.names)
-    forbidden = sorted(
-        (name, target)
-        for name, target in imported
-        if target.startswith("kioskhub.image_builder")
-        or (target.startswith("kioskhub.hub") and not target.startswith("kioskhub.hub.schema"))
-    )
-    assert forbidden == []
