@@ -10,7 +10,7 @@ cell that was running, and a warning in the server log.
 Enable it in a server with either argument; ``extensions`` must be importable there::
 
     --ServerApp.kernel_websocket_connection_class=kioskhub.extensions.memory_notice.MemoryNoticeConnection
-    --ServerApp.jpserver_extensions=extensions.memory_notice=True
+    --ServerApp.jpserver_extensions=kioskhub.extensions.memory_notice=True
 
 The first stops the server at start-up where the module cannot be imported; the second
 then only logs a warning, and leaves a site's own connection class in place.

@@ -154,7 +154,7 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
         args = super().get_args()
         # Explains memory-limit kills in the cell's output; a no-op where the
         # environment lacks KioskHub's extensions package.
-        args.append("--ServerApp.jpserver_extensions=extensions.memory_notice=True")
+        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.memory_notice=True")
         if os.geteuid() == 0 and not self.isolated:
             args.append("--allow-root")
         return args

@@ -36,7 +36,7 @@ WS_PROTOCOL_V1 = "v1.kernel.websocket.jupyter.org"
 CONNECTION_CLASS = "kioskhub.extensions.memory_notice.MemoryNoticeConnection"
 ENABLE_BY = {
     "connection-class": f"--ServerApp.kernel_websocket_connection_class={CONNECTION_CLASS}",
-    "server-extension": "--ServerApp.jpserver_extensions=extensions.memory_notice=True",
+    "server-extension": "--ServerApp.jpserver_extensions=kioskhub.extensions.memory_notice=True",
 }
 ALLOCATE_TOO_MUCH = 'x = b"x" * (2 * 1024**3)'
 EXIT_BY_ITSELF = "import os; os._exit(1)"
