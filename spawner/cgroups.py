@@ -1,4 +1,4 @@
-"""Per-server memory and CPU limits for the local backend, through cgroups v1 or v2.
+"""Per-server memory, CPU and process limits for the local backend, cgroups v1 or v2.
 
 Three layers: ``detect_layout`` and ``plan_limits`` are pure (text in, data out) and
 say where the hub's own cgroups are and what to write for one server;
@@ -56,6 +56,8 @@ class CgroupLayout:
     cpu_mount: str | None
     cpu_cgroup: str | None
     swap_limit: bool = False
+    pids_mount: str | None = None
+    pids_cgroup: str | None = None
 
     @property
     def memory_dir(self) -> str:
@@ -68,6 +70,13 @@ class CgroupLayout:
         if self.cpu_mount is None or self.cpu_cgroup is None:
             return None
         return _under(self.cpu_mount, self.cpu_cgroup)
+
+    @property
+    def pids_dir(self) -> str | None:
+        """The hub's own pids cgroup directory, None without a pids controller."""
+        if self.pids_mount is None or self.pids_cgroup is None:
+            return None
+        return _under(self.pids_mount, self.pids_cgroup)
 
 
 @dataclass(frozen=True)
@@ -101,24 +110,30 @@ def detect_layout(proc_self_cgroup_text: str, mounts_text: str) -> CgroupLayout 
         if memory is None:
             return None
         cpu = _locate(mounts, "cgroup", *v1["cpu"]) if "cpu" in v1 else None
-        return CgroupLayout(1, *memory, *(cpu or (None, None)))
+        pids = _locate(mounts, "cgroup", *v1["pids"]) if "pids" in v1 else None
+        return CgroupLayout(1, *memory, *(cpu or (None, None)), False, *(pids or (None, None)))
     unified = [path for ctrls, path in memberships if not ctrls]
     if unified:
         found = _locate(mounts, "cgroup2", frozenset(), unified[0])
         if found is not None:
-            return CgroupLayout(2, *found, *found)
+            return CgroupLayout(2, *found, *found, False, *found)
     return None
 
 
 def plan_limits(
-    name: str, memory_bytes: int | None, cpu_cores: float | None, layout: CgroupLayout
+    name: str,
+    memory_bytes: int | None,
+    cpu_cores: float | None,
+    layout: CgroupLayout,
+    max_processes: int | None = None,
 ) -> list[CgroupWrite]:
-    """The directories and values that limit server ``name`` to this memory and CPU.
+    """The directories and values that limit server ``name`` to this memory, CPU, processes.
 
     Memory is a hard limit with no swap beyond it (where the swap limit exists); CPU is
-    a CFS quota of ``cpu_cores * 100 ms`` per 100 ms period. None means no limit of
-    that kind. Raises ValueError for a bad name or limit, CgroupError when the layout
-    lacks a cpu controller that a CPU limit needs.
+    a CFS quota of ``cpu_cores * 100 ms`` per 100 ms period; ``max_processes`` caps
+    processes and threads together (``pids.max``), so a fork bomb fails with EAGAIN.
+    None means no limit of that kind. Raises ValueError for a bad name or limit,
+    CgroupError when the layout lacks a controller that a limit needs.
     """
     if not _NAME.fullmatch(name):
         raise ValueError(
@@ -137,13 +152,25 @@ def plan_limits(
                 "a CPU limit was asked for, but no cgroup cpu controller is mounted "
                 "for this process (see /proc/self/cgroup)"
             )
+    if max_processes is not None:
+        if max_processes < 1:
+            raise ValueError(f"process limit must be at least 1, got {max_processes}")
+        if layout.pids_dir is None:
+            raise CgroupError(
+                "a process limit was asked for, but no cgroup pids controller is mounted "
+                "for this process (see /proc/self/cgroup)"
+            )
     if layout.version == 2:
-        return _plan_v2(name, memory_bytes, quota, layout)
-    return _plan_v1(name, memory_bytes, quota, layout)
+        return _plan_v2(name, memory_bytes, quota, max_processes, layout)
+    return _plan_v1(name, memory_bytes, quota, max_processes, layout)
 
 
-def _plan_v2(name: str, memory_bytes: int | None, quota: int | None, layout: CgroupLayout):
-    controllers = ["memory"] * (memory_bytes is not None) + ["cpu"] * (quota is not None)
+def _plan_v2(name, memory_bytes, quota, max_processes, layout: CgroupLayout):
+    controllers = [
+        controller
+        for controller, limit in (("memory", memory_bytes), ("cpu", quota), ("pids", max_processes))
+        if limit is not None
+    ]
     if not controllers:
         return []
     enable = " ".join(f"+{c}" for c in controllers)
@@ -163,10 +190,12 @@ def _plan_v2(name: str, memory_bytes: int | None, quota: int | None, layout: Cgr
         plan.append(
             CgroupWrite("write", posixpath.join(group, "cpu.max"), f"{quota} {CPU_PERIOD_US}")
         )
+    if max_processes is not None:
+        plan.append(CgroupWrite("write", posixpath.join(group, "pids.max"), str(max_processes)))
     return plan
 
 
-def _plan_v1(name: str, memory_bytes: int | None, quota: int | None, layout: CgroupLayout):
+def _plan_v1(name, memory_bytes, quota, max_processes, layout: CgroupLayout):
     plan: list[CgroupWrite] = []
 
     def group_under(hub_dir: str) -> str:
@@ -191,6 +220,9 @@ def _plan_v1(name: str, memory_bytes: int | None, quota: int | None, layout: Cgr
             CgroupWrite("write", posixpath.join(group, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
         )
         plan.append(CgroupWrite("write", posixpath.join(group, "cpu.cfs_quota_us"), str(quota)))
+    if max_processes is not None:
+        group = group_under(layout.pids_dir)
+        plan.append(CgroupWrite("write", posixpath.join(group, "pids.max"), str(max_processes)))
     return plan
 
 
@@ -333,6 +365,8 @@ def apply_limits(plan: list[CgroupWrite]) -> ServerCgroup:
 def current_layout() -> CgroupLayout | None:
     """``detect_layout`` for this process, with ``swap_limit`` read from the filesystem.
 
+    The pids controller is dropped from the layout where the hub may not use it.
+
     A v2 hub in the machine's root cgroup gets no swap limit: the root has no
     ``memory.swap.max`` to look at.
     """
@@ -341,7 +375,19 @@ def current_layout() -> CgroupLayout | None:
     if layout is None:
         return None
     swap_file = "memory.memsw.limit_in_bytes" if layout.version == 1 else "memory.swap.max"
-    return replace(layout, swap_limit=os.path.exists(posixpath.join(layout.memory_dir, swap_file)))
+    layout = replace(
+        layout, swap_limit=os.path.exists(posixpath.join(layout.memory_dir, swap_file))
+    )
+    if layout.pids_dir is not None and not _pids_usable(layout):
+        layout = replace(layout, pids_mount=None, pids_cgroup=None)
+    return layout
+
+
+def _pids_usable(layout: CgroupLayout) -> bool:
+    if layout.version == 2:
+        controllers = posixpath.join(layout.pids_dir, "cgroup.controllers")
+        return os.path.exists(controllers) and "pids" in _read_words(controllers)
+    return os.path.isdir(layout.pids_dir) and os.access(layout.pids_dir, os.W_OK)
 
 
 def cgroups_available() -> str | None:

@@ -24,6 +24,8 @@ import stat
 import sys
 from pathlib import Path
 
+from tornado import web
+
 from . import root_paths
 from .launch_spec import LaunchSpec
 
@@ -40,8 +42,11 @@ SETUP_TIMEOUT_S = 120
 PR_SET_NO_NEW_PRIVS = 38
 
 
-class HomeError(RuntimeError):
+class HomeError(web.HTTPError):
     """The home folder could not be prepared; the message says why and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__(500, "%s", message)
 
 
 async def prepare_home(

@@ -26,7 +26,7 @@ from traitlets import Any, Instance, Unicode, default
 from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.spawn_catalog import open_reader, site_for_user
 
-from . import gpu_assignments, gpus
+from . import gpu_assignments, gpus, server_log
 from .dask_clusters import stop_user_clusters
 from .home import prepare_home
 from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec
@@ -137,11 +137,15 @@ class KioskSpawner(ChoiceSummary, SpawnFeedback, LocalProcessSpawner):
         except ChoiceError as error:
             raise web.HTTPError(400, "%s", str(error)) from None
         self.report(35, "Preparing your home folder")
-        copied = prepare_home(spec, (account.uid, account.gid) if account else None)
+        copied = await prepare_home(
+            spec,
+            (account.uid, account.gid) if account else None,
+            mount_points=plan.home_mount_points,
+            links=plan.home_links,
+        )
         self._check_environment(plan)
         if copied:
             self.log.info("Copied examples %s into %s", ", ".join(copied), spec.home)
-        self._prepare_data_folders(plan)
         if account:
             self.report(
                 50, f"Limiting the server to {spec.cpu:g} CPU and {format_bytes(spec.memory_bytes)}"
@@ -200,32 +204,12 @@ class KioskSpawner(ChoiceSummary, SpawnFeedback, LocalProcessSpawner):
                         f"accounts may enter, or allow it with `chmod o+x {closed}`.",
                     )
 
-    def _prepare_data_folders(self, plan: LocalLaunch) -> None:
-        for name, target in plan.home_links:
-            link = plan.home / name
-            if not link.exists() and not link.is_symlink():
-                link.symlink_to(target, target_is_directory=True)
-        for bind in plan.binds:
-            target = Path(bind.target)
-            if target.is_symlink():
-                target.unlink()
-            target.mkdir(parents=True, exist_ok=True)
-            if plan.account and target.parent == plan.home:
-                os.chown(target, plan.account.uid, plan.account.gid)
-
     def _open_log(self):
-        logs = self.site.hub.state_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        os.chmod(logs, 0o700)
-        self.log_path = str(logs / f"{self._server_id}.log")
-        return open(self.log_path, "wb")  # noqa: SIM115 (handed to the server process)
+        self.log_path = str(self.site.hub.state_dir / "logs" / f"{self._server_id}.log")
+        return server_log.open_capped_log(Path(self.log_path))
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
-        try:
-            text = Path(self.log_path).read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return server_log.tail(Path(self.log_path), lines)
 
     async def _wait_listening(self, ip: str, port: int) -> None:
         """Return once the server accepts connections; explain with its log if it cannot."""

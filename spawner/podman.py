@@ -108,7 +108,7 @@ class PodmanSpawner(SpawnFeedback, PodChoice, Spawner):
         await self._check_image(image)
         names = podman_names(spec, hub_tag(self.site.hub.state_dir))
         self.report(25, "Preparing your home folder")
-        copied = prepare_home(spec, (pods.uid, pods.gid))
+        copied = await prepare_home(spec, (pods.uid, pods.gid))
         if copied:
             self.log.info("Copied examples %s into %s", ", ".join(copied), spec.home)
         await self._ensure_home_volume(spec, names)

@@ -120,6 +120,14 @@ class ResourceProfile(Choice):
         2 * 10**9, description="Memory limit (hard), e.g. 2G or 512Mi."
     )
     gpu: GpuRequest = Field(GpuRequest(), description="GPUs assigned to the server.")
+    max_processes: int = Field(
+        1024,
+        ge=32,
+        le=4_194_304,
+        description="Most processes and threads the server may run at once (the cgroup's "
+        "pids.max): a fork bomb in a notebook stops there instead of taking the machine. "
+        "Each kernel and Dask worker needs a few dozen.",
+    )
 
 
 DEFAULT_ENVIRONMENT = Environment(
