@@ -14,8 +14,6 @@ Run as ``python -I -m kioskhub.spawner.home REQUEST_JSON`` (the child; see
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import json
 import logging
 import os
@@ -28,6 +26,7 @@ from tornado import web
 
 from . import root_paths
 from .launch_spec import LaunchSpec
+from .local_launcher import forbid_new_privileges
 
 log = logging.getLogger("JupyterHub")
 
@@ -39,7 +38,6 @@ LEDGER_MAX_BYTES = 2**20
 
 REPLY_MAX_BYTES = 64 * 2**10
 SETUP_TIMEOUT_S = 120
-PR_SET_NO_NEW_PRIVS = 38
 
 
 class HomeError(web.HTTPError):
@@ -102,19 +100,26 @@ async def _run_as_owner(request: dict, owner: tuple[int, int] | None) -> dict:
     as_owner = {}
     if owner is not None and os.geteuid() == 0:
         as_owner = {"user": owner[0], "group": owner[1], "extra_groups": []}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-I",
-        "-m",
-        "kioskhub.spawner.home",
-        json.dumps(request),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        cwd="/",
-        env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
-        **as_owner,
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-m",
+            "kioskhub.spawner.home",
+            json.dumps(request),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            **as_owner,
+        )
+    except OSError as error:
+        raise HomeError(
+            f"Your home folder could not be prepared: {sys.executable} cannot run as your "
+            f"account ({root_paths.describe(error)}); the site's admins must install "
+            "KioskHub in a folder that other accounts may enter."
+        ) from None
     try:
         output = await asyncio.wait_for(_read_capped(process.stdout), SETUP_TIMEOUT_S)
         await asyncio.wait_for(process.wait(), 10)
@@ -151,12 +156,6 @@ async def _read_capped(stream: asyncio.StreamReader) -> bytes:
 
 
 # ---- the child, running as the user -------------------------------------------------
-
-
-def _drop_new_privileges() -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 def setup_home(request: dict) -> dict:
@@ -242,7 +241,7 @@ def _copy_new_examples(home: Path, source_folder: Path, target_name: str) -> lis
 
 def main(argv: list[str]) -> int:
     try:
-        _drop_new_privileges()
+        forbid_new_privileges()
         reply = setup_home(json.loads(argv[1]))
     except OSError as error:
         reply = {"error": root_paths.describe(error)}

@@ -138,6 +138,11 @@ def become(user: str, uid: int, gid: int) -> None:
     os.initgroups(user, gid)
     os.setgid(gid)
     os.setuid(uid)
+    forbid_new_privileges()
+
+
+def forbid_new_privileges() -> None:
+    """No exec from here on gains privileges (setuid binaries, file capabilities)."""
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import stat
+import sys
 import time
 from pathlib import Path
 
@@ -224,3 +225,12 @@ def test_the_event_loop_runs_while_the_home_is_prepared(folder):
         return ticks
 
     assert asyncio.run(ticks_during_prepare()) > 3
+
+
+def test_a_python_the_account_cannot_run_is_named(folder, monkeypatch, tmp_path):
+    closed = tmp_path / "closed"
+    closed.mkdir(mode=0o700)
+    (closed / "python").symlink_to(os.path.realpath(sys.executable))
+    monkeypatch.setattr("kioskhub.spawner.home.sys.executable", str(closed / "python"))
+    with pytest.raises(HomeError, match=f"{closed}/python cannot run as your account"):
+        prepare(spec_for(folder))
