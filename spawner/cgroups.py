@@ -1,7 +1,7 @@
-"""Per-server memory and CPU limits for the local backend, through cgroups v1 or v2.
+"""Per-server memory, CPU and process limits for the local backend, cgroups v1 or v2.
 
-Three layers: ``detect_layout`` and ``plan_limits`` are pure (text in, data out) and
-say where the hub's own cgroups are and what to write for one server;
+Two layers over ``cgroup_layout`` (where the hub's own cgroups are, re-exported here):
+``plan_limits`` is pure (a layout and limits in, the steps for one server out);
 ``apply_limits`` carries a plan out and returns a ``ServerCgroup`` that moves the
 server into its groups (``enter_fn``), reads its OOM kills and removes it again.
 
@@ -19,8 +19,22 @@ import re
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
+
+from .cgroup_layout import CgroupLayout, cgroups_available, current_layout, detect_layout
+
+__all__ = [
+    "CgroupError",
+    "CgroupLayout",
+    "CgroupWrite",
+    "ServerCgroup",
+    "apply_limits",
+    "cgroups_available",
+    "current_layout",
+    "detect_layout",
+    "plan_limits",
+]
 
 PARENT_GROUP = "kioskhub"
 """The group under the hub's own cgroup that holds one group per server."""
@@ -39,38 +53,6 @@ class CgroupError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class CgroupLayout:
-    """Where this process's cgroups are: mount points and the hub's own group in each.
-
-    ``version`` is 1 (one hierarchy per controller) or 2 (unified: the same mount and
-    group for memory and cpu). ``*_cgroup`` is the hub's group relative to its mount,
-    ``"/"`` when the hub sits at the mount's top. ``cpu_*`` is None when no cpu
-    controller is mounted. ``swap_limit`` says whether the swap limit file exists
-    (v1 ``memory.memsw.limit_in_bytes``, v2 ``memory.swap.max``); only I/O can tell,
-    so ``detect_layout`` leaves it False and ``current_layout`` fills it in.
-    """
-
-    version: Literal[1, 2]
-    memory_mount: str
-    memory_cgroup: str
-    cpu_mount: str | None
-    cpu_cgroup: str | None
-    swap_limit: bool = False
-
-    @property
-    def memory_dir(self) -> str:
-        """The hub's own memory cgroup directory."""
-        return _under(self.memory_mount, self.memory_cgroup)
-
-    @property
-    def cpu_dir(self) -> str | None:
-        """The hub's own cpu cgroup directory, None without a cpu controller."""
-        if self.cpu_mount is None or self.cpu_cgroup is None:
-            return None
-        return _under(self.cpu_mount, self.cpu_cgroup)
-
-
-@dataclass(frozen=True)
 class CgroupWrite:
     """One step of a plan.
 
@@ -85,40 +67,20 @@ class CgroupWrite:
     value: str = ""
 
 
-def detect_layout(proc_self_cgroup_text: str, mounts_text: str) -> CgroupLayout | None:
-    """Find the hub's memory and cpu cgroups from ``/proc/self/cgroup`` and mount text.
-
-    ``mounts_text`` is ``/proc/self/mountinfo`` (preferred: it says which part of a
-    hierarchy a mount shows, as in containers) or ``/proc/mounts``. cgroup v1 wins when
-    the memory controller is in a v1 hierarchy (hybrid machines mount an empty v2 tree
-    beside it); otherwise v2. None when no memory controller can be found.
-    """
-    memberships = _parse_proc_cgroup(proc_self_cgroup_text)
-    mounts = _parse_mounts(mounts_text)
-    v1 = {c: (ctrls, path) for ctrls, path in memberships if ctrls for c in ctrls}
-    if "memory" in v1:
-        memory = _locate(mounts, "cgroup", *v1["memory"])
-        if memory is None:
-            return None
-        cpu = _locate(mounts, "cgroup", *v1["cpu"]) if "cpu" in v1 else None
-        return CgroupLayout(1, *memory, *(cpu or (None, None)))
-    unified = [path for ctrls, path in memberships if not ctrls]
-    if unified:
-        found = _locate(mounts, "cgroup2", frozenset(), unified[0])
-        if found is not None:
-            return CgroupLayout(2, *found, *found)
-    return None
-
-
 def plan_limits(
-    name: str, memory_bytes: int | None, cpu_cores: float | None, layout: CgroupLayout
+    name: str,
+    memory_bytes: int | None,
+    cpu_cores: float | None,
+    layout: CgroupLayout,
+    max_processes: int | None = None,
 ) -> list[CgroupWrite]:
-    """The directories and values that limit server ``name`` to this memory and CPU.
+    """The directories and values that limit server ``name`` to this memory, CPU, processes.
 
     Memory is a hard limit with no swap beyond it (where the swap limit exists); CPU is
-    a CFS quota of ``cpu_cores * 100 ms`` per 100 ms period. None means no limit of
-    that kind. Raises ValueError for a bad name or limit, CgroupError when the layout
-    lacks a cpu controller that a CPU limit needs.
+    a CFS quota of ``cpu_cores * 100 ms`` per 100 ms period; ``max_processes`` caps
+    processes and threads together (``pids.max``), so a fork bomb fails with EAGAIN.
+    None means no limit of that kind. Raises ValueError for a bad name or limit,
+    CgroupError when the layout lacks a controller that a limit needs.
     """
     if not _NAME.fullmatch(name):
         raise ValueError(
@@ -137,13 +99,25 @@ def plan_limits(
                 "a CPU limit was asked for, but no cgroup cpu controller is mounted "
                 "for this process (see /proc/self/cgroup)"
             )
+    if max_processes is not None:
+        if max_processes < 1:
+            raise ValueError(f"process limit must be at least 1, got {max_processes}")
+        if layout.pids_dir is None:
+            raise CgroupError(
+                "a process limit was asked for, but no cgroup pids controller is mounted "
+                "for this process (see /proc/self/cgroup)"
+            )
     if layout.version == 2:
-        return _plan_v2(name, memory_bytes, quota, layout)
-    return _plan_v1(name, memory_bytes, quota, layout)
+        return _plan_v2(name, memory_bytes, quota, max_processes, layout)
+    return _plan_v1(name, memory_bytes, quota, max_processes, layout)
 
 
-def _plan_v2(name: str, memory_bytes: int | None, quota: int | None, layout: CgroupLayout):
-    controllers = ["memory"] * (memory_bytes is not None) + ["cpu"] * (quota is not None)
+def _plan_v2(name, memory_bytes, quota, max_processes, layout: CgroupLayout):
+    controllers = [
+        controller
+        for controller, limit in (("memory", memory_bytes), ("cpu", quota), ("pids", max_processes))
+        if limit is not None
+    ]
     if not controllers:
         return []
     enable = " ".join(f"+{c}" for c in controllers)
@@ -163,10 +137,12 @@ def _plan_v2(name: str, memory_bytes: int | None, quota: int | None, layout: Cgr
         plan.append(
             CgroupWrite("write", posixpath.join(group, "cpu.max"), f"{quota} {CPU_PERIOD_US}")
         )
+    if max_processes is not None:
+        plan.append(CgroupWrite("write", posixpath.join(group, "pids.max"), str(max_processes)))
     return plan
 
 
-def _plan_v1(name: str, memory_bytes: int | None, quota: int | None, layout: CgroupLayout):
+def _plan_v1(name, memory_bytes, quota, max_processes, layout: CgroupLayout):
     plan: list[CgroupWrite] = []
 
     def group_under(hub_dir: str) -> str:
@@ -191,6 +167,9 @@ def _plan_v1(name: str, memory_bytes: int | None, quota: int | None, layout: Cgr
             CgroupWrite("write", posixpath.join(group, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
         )
         plan.append(CgroupWrite("write", posixpath.join(group, "cpu.cfs_quota_us"), str(quota)))
+    if max_processes is not None:
+        group = group_under(layout.pids_dir)
+        plan.append(CgroupWrite("write", posixpath.join(group, "pids.max"), str(max_processes)))
     return plan
 
 
@@ -330,70 +309,6 @@ def apply_limits(plan: list[CgroupWrite]) -> ServerCgroup:
     return ServerCgroup(dirs=tuple(created), memory_dir=memory_dir)
 
 
-def current_layout() -> CgroupLayout | None:
-    """``detect_layout`` for this process, with ``swap_limit`` read from the filesystem.
-
-    A v2 hub in the machine's root cgroup gets no swap limit: the root has no
-    ``memory.swap.max`` to look at.
-    """
-    with open("/proc/self/cgroup") as cgroup, open("/proc/self/mountinfo") as mountinfo:
-        layout = detect_layout(cgroup.read(), mountinfo.read())
-    if layout is None:
-        return None
-    swap_file = "memory.memsw.limit_in_bytes" if layout.version == 1 else "memory.swap.max"
-    return replace(layout, swap_limit=os.path.exists(posixpath.join(layout.memory_dir, swap_file)))
-
-
-def cgroups_available() -> str | None:
-    """None when this hub can limit servers through cgroups, else why not (to warn)."""
-    if os.geteuid() != 0:
-        return f"the hub is not running as root (uid {os.geteuid()}); creating cgroups needs root"
-    try:
-        layout = current_layout()
-    except OSError as error:
-        return f"cannot read {error.filename}: {error.strerror}"
-    if layout is None:
-        return "no cgroup memory controller is mounted for this process (see /proc/self/cgroup)"
-    if layout.cpu_dir is None:
-        return "no cgroup cpu controller is mounted for this process (see /proc/self/cgroup)"
-    for path in dict.fromkeys([layout.memory_dir, layout.cpu_dir]):
-        if not os.path.isdir(path):
-            return f"this process's cgroup {path} is not visible (mounted from another namespace?)"
-        if os.statvfs(path).f_flag & os.ST_RDONLY:
-            return (
-                f"{path} is on a read-only cgroup filesystem (a container without cgroup rights?)"
-            )
-        if not os.access(path, os.W_OK):
-            return f"{path} is not writable for the hub"
-    if layout.version == 2:
-        return _v2_unavailable(layout.memory_dir)
-    return None
-
-
-def _v2_unavailable(hub_dir: str) -> str | None:
-    available = _read_words(posixpath.join(hub_dir, "cgroup.controllers"))
-    missing = sorted({"memory", "cpu"} - available)
-    if missing:
-        return (
-            f"the controllers {', '.join(missing)} are not delegated to {hub_dir} (its "
-            f"cgroup.controllers lists {' '.join(sorted(available)) or 'none'})"
-        )
-    enabled = _read_words(posixpath.join(hub_dir, "cgroup.subtree_control"))
-    is_root = not os.path.exists(posixpath.join(hub_dir, "cgroup.type"))
-    if {"memory", "cpu"} <= enabled or is_root or not _read_words(f"{hub_dir}/cgroup.procs"):
-        return None
-    return (
-        f"the hub's cgroup {hub_dir} holds processes, and cgroup v2 lets only a cgroup "
-        "without processes enable controllers for its children; start the hub in a "
-        "child cgroup of a delegated one (systemd: Delegate=yes and DelegateSubgroup=hub)"
-    )
-
-
-def _read_words(path: str) -> set[str]:
-    with open(path) as f:
-        return set(f.read().split())
-
-
 def _mkdir(path: str, exist_ok: bool) -> None:
     try:
         os.mkdir(path)
@@ -430,50 +345,3 @@ def _write(path: str, value: str) -> None:
                 "children: start the hub in a child cgroup of a delegated one"
             )
         raise CgroupError(f"could not write {value!r} to {path}: {error.strerror}{hint}") from None
-
-
-def _under(mount: str, cgroup: str) -> str:
-    return posixpath.normpath(posixpath.join(mount, cgroup.lstrip("/")))
-
-
-def _parse_proc_cgroup(text: str) -> list[tuple[frozenset[str], str]]:
-    """``hierarchy-ID:controller-list:path`` lines → (controllers, path); v2 has none."""
-    memberships = []
-    for line in text.splitlines():
-        parts = line.split(":", 2)
-        if len(parts) == 3:
-            controllers = frozenset(c for c in parts[1].split(",") if c)
-            memberships.append((controllers, parts[2]))
-    return memberships
-
-
-def _parse_mounts(text: str) -> list[tuple[str, str, str, frozenset[str]]]:
-    """mountinfo or /proc/mounts lines → (fstype, root, mount point, options)."""
-    mounts = []
-    for line in text.splitlines():
-        fields = line.split()
-        if " - " in line:
-            separator = fields.index("-")
-            root, point, options = fields[3], fields[4], fields[5].split(",")
-            fstype, options = fields[separator + 1], options + fields[separator + 3].split(",")
-        elif len(fields) >= 4:
-            root, point, fstype, options = "/", fields[1], fields[2], fields[3].split(",")
-        else:
-            continue
-        mounts.append((fstype, _unescape(root), _unescape(point), frozenset(options)))
-    return mounts
-
-
-def _locate(mounts, fstype: str, controllers: frozenset[str], path: str) -> tuple[str, str] | None:
-    """The first mount of this hierarchy that shows ``path``, and ``path`` below it."""
-    for mount_type, root, point, options in mounts:
-        if mount_type != fstype or not controllers <= options:
-            continue
-        root = root.rstrip("/")
-        if path == root or path.startswith(root + "/"):
-            return point, "/" + path[len(root) :].lstrip("/")
-    return None
-
-
-def _unescape(field: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)

@@ -1,62 +1,253 @@
-"""Preparing a user's home folder: create it, hand out the examples once, hand it over."""
+"""Preparing a user's home folder: create it, hand out the examples once, make mount points.
+
+Root only creates the home folder itself and hands it over (``root_paths``). Everything
+inside it is done by a child process that has already become the user (uid, gid, no
+supplementary groups, no new privileges): it copies the examples, reads and writes
+the examples ledger and makes the folders that data is mounted on. The kernel checks
+each of its accesses, so a symlink the user planted reaches only what the user could
+reach anyway. The hub waits for the child without blocking its event loop.
+
+Run as ``python -I -m kioskhub.spawner.home REQUEST_JSON`` (the child; see
+``prepare_home``); it prints a JSON reply of at most a few KiB.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import shutil
+import stat
+import sys
 from pathlib import Path
 
+from tornado import web
+
+from . import root_paths
 from .launch_spec import LaunchSpec
+from .local_launcher import forbid_new_privileges
+
+log = logging.getLogger("JupyterHub")
 
 EXAMPLES_LEDGER = ".kioskhub/examples-copied.json"
 """Records which examples a home has received, so they are copied once and never again."""
 
+LEDGER_MAX_BYTES = 2**20
+"""A ledger larger than this is not read: the user wrote it, not KioskHub."""
 
-def prepare_home(spec: LaunchSpec, owner: tuple[int, int] | None = None) -> list[str]:
+REPLY_MAX_BYTES = 64 * 2**10
+SETUP_TIMEOUT_S = 120
+
+
+class HomeError(web.HTTPError):
+    """The home folder could not be prepared; the message says why and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__(500, "%s", message)
+
+
+async def prepare_home(
+    spec: LaunchSpec,
+    owner: tuple[int, int] | None = None,
+    *,
+    mount_points: tuple[str, ...] = (),
+    links: tuple[tuple[str, str], ...] = (),
+) -> list[str]:
     """Create ``spec.home`` (0700) and copy in the examples it has never received.
 
-    With ``owner`` (uid, gid), everything created here is handed to that account.
-    Returns the names of the examples copied this time.
+    With ``owner`` (uid, gid) the home is handed to that account and the work inside
+    it runs as that account. ``mount_points`` are folders made in the home for data
+    mounts (a symlink there is replaced); ``links`` are (name, target) symlinks made
+    where nothing is. Returns the names of the examples copied this time; problems
+    with the ledger are logged and skip the examples, they do not stop the server.
     """
-    home = spec.home
+    await asyncio.to_thread(_create_home, spec.home, owner)
+    request = {
+        "home": str(spec.home),
+        "examples_source": str(spec.examples_source) if spec.examples_source else None,
+        "examples_target": spec.examples_target,
+        "mount_points": list(mount_points),
+        "links": [list(link) for link in links],
+    }
+    reply = await _run_as_owner(request, owner)
+    for warning in reply.get("warnings", []):
+        log.warning("Home folder %s: %s", spec.home, str(warning)[:500])
+    if reply.get("error"):
+        raise HomeError(f"Your home folder could not be prepared: {str(reply['error'])[:500]}")
+    return [str(name) for name in reply.get("copied", [])]
+
+
+def _create_home(home: Path, owner: tuple[int, int] | None) -> None:
     home.parent.mkdir(parents=True, exist_ok=True)
-    home.mkdir(exist_ok=True)
-    os.chmod(home, 0o700)
-    copied = _copy_new_examples(spec) if spec.examples_source else []
-    if owner:
-        os.chown(home, *owner)
-        for name in (spec.examples_target, EXAMPLES_LEDGER.split("/")[0]):
-            _chown_tree(home / name, owner)
-    return copied
-
-
-def _chown_tree(path: Path, owner: tuple[int, int]) -> None:
-    if not path.exists():
+    if owner is None:
+        home.mkdir(exist_ok=True)
+        os.chmod(home, 0o700)
         return
-    os.chown(path, *owner, follow_symlinks=False)
-    for folder, dirs, files in os.walk(path):
-        for name in dirs + files:
-            os.chown(os.path.join(folder, name), *owner, follow_symlinks=False)
+    try:
+        parent = root_paths.open_trusted_folder(str(home.parent))
+        try:
+            root_paths.hand_over_folder(parent, home.name, root_paths.Owner(*owner))
+        finally:
+            os.close(parent)
+    except OSError as error:
+        raise HomeError(
+            f"Your home folder {home} could not be prepared: {root_paths.describe(error)}"
+        ) from None
 
 
-def _copy_new_examples(spec: LaunchSpec) -> list[str]:
-    ledger_path = spec.home / EXAMPLES_LEDGER
-    ledger = set(json.loads(ledger_path.read_text())) if ledger_path.exists() else set()
-    target = spec.home / spec.examples_target
+async def _run_as_owner(request: dict, owner: tuple[int, int] | None) -> dict:
+    as_owner = {}
+    if owner is not None and os.geteuid() == 0:
+        as_owner = {"user": owner[0], "group": owner[1], "extra_groups": []}
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            "-m",
+            "kioskhub.spawner.home",
+            json.dumps(request),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+            **as_owner,
+        )
+    except OSError as error:
+        raise HomeError(
+            f"Your home folder could not be prepared: {sys.executable} cannot run as your "
+            f"account ({root_paths.describe(error)}); the site's admins must install "
+            "KioskHub in a folder that other accounts may enter."
+        ) from None
+    try:
+        output = await asyncio.wait_for(_read_capped(process.stdout), SETUP_TIMEOUT_S)
+        await asyncio.wait_for(process.wait(), 10)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise HomeError(
+            f"Preparing your home folder took longer than {SETUP_TIMEOUT_S} s; "
+            "a very large examples folder or a stuck file system?"
+        ) from None
+    if len(output) > REPLY_MAX_BYTES:
+        process.kill()
+        raise HomeError("Preparing your home folder failed: its reply is too long")
+    try:
+        reply = json.loads(output)
+        if not isinstance(reply, dict):
+            raise ValueError
+    except ValueError:
+        text = output.decode(errors="replace")[-500:]
+        raise HomeError(f"Preparing your home folder failed: {text}") from None
+    return reply
+
+
+async def _read_capped(stream: asyncio.StreamReader) -> bytes:
+    """Until EOF, or one byte past REPLY_MAX_BYTES: the child runs as the user."""
+    chunks, size = [], 0
+    while size <= REPLY_MAX_BYTES:
+        chunk = await stream.read(REPLY_MAX_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+# ---- the child, running as the user -------------------------------------------------
+
+
+def setup_home(request: dict) -> dict:
+    """The child's work, as the user: mount points, links, then the examples."""
+    home = Path(request["home"])
+    warnings: list[str] = []
+    for name in request["mount_points"]:
+        folder = home / name
+        if folder.is_symlink():
+            folder.unlink()
+        if not folder.is_dir():
+            if folder.exists():
+                return {"error": f"~/{name} is in the way of the data mount {name}; rename it."}
+            folder.mkdir()
+    for name, target in request["links"]:
+        link = home / name
+        if not link.exists() and not link.is_symlink():
+            link.symlink_to(target, target_is_directory=True)
+    copied: list[str] = []
+    if request["examples_source"]:
+        try:
+            copied = _copy_new_examples(
+                home, Path(request["examples_source"]), request["examples_target"]
+            )
+        except LedgerError as error:
+            warnings.append(f"examples not copied: {error}")
+        except OSError as error:
+            warnings.append(f"examples not copied: {root_paths.describe(error)}")
+    return {"copied": copied, "warnings": warnings}
+
+
+class LedgerError(ValueError):
+    """The examples ledger cannot be used as it is."""
+
+
+def read_ledger(path: Path) -> set[str]:
+    """The names in the ledger; refuses anything but a small JSON list in a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return set()
+    except OSError as error:
+        raise LedgerError(f"cannot open {path}: {error.strerror}") from None
+    with os.fdopen(fd, "rb") as ledger:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise LedgerError(f"{path} is not a regular file; delete it to get the examples")
+        data = ledger.read(LEDGER_MAX_BYTES + 1)
+    if len(data) > LEDGER_MAX_BYTES:
+        raise LedgerError(f"{path} is larger than {LEDGER_MAX_BYTES} bytes; delete it")
+    try:
+        names = json.loads(data)
+    except ValueError:
+        raise LedgerError(f"{path} is not JSON; delete it to get the examples") from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise LedgerError(f"{path} is not a list of names; delete it to get the examples")
+    return set(names)
+
+
+def _copy_new_examples(home: Path, source_folder: Path, target_name: str) -> list[str]:
+    ledger_path = home / EXAMPLES_LEDGER
+    ledger = read_ledger(ledger_path)
+    target = home / target_name
     copied = []
-    for source in sorted(spec.examples_source.iterdir()):
+    for source in sorted(source_folder.iterdir()):
         if source.name.startswith(".") or source.name in ledger:
             continue
         destination = target / source.name
-        if not destination.exists():
+        if not destination.exists() and not destination.is_symlink():
             target.mkdir(exist_ok=True)
             if source.is_dir():
-                shutil.copytree(source, destination)
+                shutil.copytree(source, destination, symlinks=True)
             else:
                 shutil.copy2(source, destination)
             copied.append(source.name)
         ledger.add(source.name)
     ledger_path.parent.mkdir(exist_ok=True)
-    ledger_path.write_text(json.dumps(sorted(ledger), indent=1))
+    fresh = ledger_path.with_name(ledger_path.name + ".new")
+    fresh.unlink(missing_ok=True)
+    fresh.write_text(json.dumps(sorted(ledger), indent=1))
+    os.replace(fresh, ledger_path)
     return copied
+
+
+def main(argv: list[str]) -> int:
+    try:
+        forbid_new_privileges()
+        reply = setup_home(json.loads(argv[1]))
+    except OSError as error:
+        reply = {"error": root_paths.describe(error)}
+    print(json.dumps(reply))
+    return 1 if reply.get("error") else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -31,6 +31,7 @@ class MountSpec:
     source: Path
     mount_path: str
     read_only: bool
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class LaunchSpec:
     default_url: str
     gpu_count: int = 0
     gpu_type: str | None = None
+    max_processes: int | None = None
     server_name: str = ""
     mounts: tuple[MountSpec, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
@@ -132,7 +134,7 @@ def build_launch_spec(
             f"has no NVIDIA GPU for its {site.spawner.backend} backend. Choose a CPU profile."
         )
     mounts = tuple(
-        MountSpec(m.name, m.source, m.mount_path, m.read_only)
+        MountSpec(m.name, m.source, m.mount_path, m.read_only, m.groups)
         for m in allowed(site.data_mounts, groups)
     )
     env = {
@@ -152,6 +154,7 @@ def build_launch_spec(
         profile=profile.name,
         cpu=profile.cpu,
         memory_bytes=profile.memory,
+        max_processes=profile.max_processes,
         gpu_count=profile.gpu.count,
         gpu_type=profile.gpu.type,
         home=site.home.root / username,

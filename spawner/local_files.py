@@ -1,4 +1,4 @@
-"""The local backend's work on files (home, data folders, server log), run off the event loop.
+"""The local backend's work on files (home, data folders, server log), off the event loop.
 
 Each function here touches the file system and may wait on it; the spawner calls them
 through ``in_thread`` so that the hub's event loop never blocks on a slow disk or NFS home.
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import os
 from pathlib import Path
 
 from tornado import web
 
+from . import server_log
 from .home import prepare_home
 from .launch_spec import LaunchSpec
 from .local_accounts import closed_ancestor
@@ -25,15 +25,18 @@ async def in_thread(function, *args):
 
 
 async def prepare_server_files(spec: LaunchSpec, plan: LocalLaunch) -> list[str]:
-    """Home folder, examples and data folders of ``plan``; the examples copied."""
-    return await in_thread(_prepare_server_files, spec, plan)
+    """Home folder, examples and data mount points of ``plan``; the examples copied.
 
-
-def _prepare_server_files(spec: LaunchSpec, plan: LocalLaunch) -> list[str]:
+    The work inside the home is done by the user's own account (``home.prepare_home``).
+    """
     account = plan.account
-    copied = prepare_home(spec, (account.uid, account.gid) if account else None)
-    check_environment(plan)
-    prepare_data_folders(plan)
+    copied = await prepare_home(
+        spec,
+        (account.uid, account.gid) if account else None,
+        mount_points=plan.home_mount_points,
+        links=plan.home_links,
+    )
+    await in_thread(check_environment, plan)
     return copied
 
 
@@ -63,30 +66,10 @@ def check_environment(plan: LocalLaunch) -> None:
                 )
 
 
-def prepare_data_folders(plan: LocalLaunch) -> None:
-    for name, target in plan.home_links:
-        link = plan.home / name
-        if not link.exists() and not link.is_symlink():
-            link.symlink_to(target, target_is_directory=True)
-    for bind in plan.binds:
-        target = Path(bind.target)
-        if target.is_symlink():
-            target.unlink()
-        target.mkdir(parents=True, exist_ok=True)
-        if plan.account and target.parent == plan.home:
-            os.chown(target, plan.account.uid, plan.account.gid)
-
-
 def open_log(path: Path):
-    """The server's log file, in a folder only the hub's account may read."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    return open(path, "wb")  # noqa: SIM115 (handed to the server process)
+    """The server's log, capped and rotated (``server_log``), in a folder only root may read."""
+    return server_log.open_capped_log(path)
 
 
 def log_tail(path: Path, lines: int) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+    return server_log.tail(path, lines)

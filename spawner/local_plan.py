@@ -31,6 +31,8 @@ class Bind:
     source: str
     target: str
     read_only: bool
+    private: bool = False
+    """Group-restricted: the launcher refuses a source that other accounts can reach."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,11 @@ class LocalLaunch:
     binds: tuple[Bind, ...] = ()
     home_links: tuple[tuple[str, str], ...] = ()
     cgroup_procs: tuple[str, ...] = ()
+
+    @property
+    def home_mount_points(self) -> tuple[str, ...]:
+        """Names of the folders in the home that data is mounted on."""
+        return tuple(Path(b.target).name for b in self.binds if Path(b.target).parent == self.home)
 
     def launcher_argv(self, python: str = sys.executable) -> list[str]:
         """The command wrapped in the launcher that sets up mounts, cgroups and the account."""
@@ -102,7 +109,7 @@ def local_launch(
     links: tuple[tuple[str, str], ...] = ()
     if account:
         binds = tuple(
-            Bind(str(m.source), target, m.read_only)
+            Bind(str(m.source), target, m.read_only, private=bool(m.groups))
             for m in spec.mounts
             for target in (m.mount_path, str(spec.home / m.name))
         )

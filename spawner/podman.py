@@ -11,7 +11,6 @@ The steps of a start are ``SpawnBackend``'s (base.py).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 
@@ -86,7 +85,7 @@ class PodmanSpawner(SpawnBackend, Spawner):
         self.report(10, f"Environment {spec.environment.name} ({image}), profile {spec.profile}")
         await self._check_image(image)
         self.report(25, "Preparing your home folder")
-        copied = await asyncio.to_thread(prepare_home, spec, (pods.uid, pods.gid))
+        copied = await prepare_home(spec, (pods.uid, pods.gid))
         if copied:
             self.log.info("Copied examples %s into %s", ", ".join(copied), spec.home)
         self.image = image

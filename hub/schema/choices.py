@@ -116,6 +116,14 @@ class ResourceProfile(Choice):
     cpu: float = Field(1.0, gt=0, le=512, description="CPU cores (a hard quota).")
     memory: ByteSize = Field(2 * 10**9, description="Memory limit (hard), e.g. 2G or 512Mi.")
     gpu: GpuRequest = Field(GpuRequest(), description="GPUs assigned to the server.")
+    max_processes: int = Field(
+        1024,
+        ge=32,
+        le=4_194_304,
+        description="Most processes and threads the server may run at once (the cgroup's "
+        "pids.max): a fork bomb in a notebook stops there instead of taking the machine. "
+        "Each kernel and Dask worker needs a few dozen.",
+    )
 
 
 DEFAULT_ENVIRONMENT = Environment(

@@ -226,7 +226,11 @@ class DataMount(Section):
     mount_path: str = Field("/data", description="Where the data appears inside a server.")
     read_only: bool = Field(True, description="Refuse writes to this mount.")
     groups: tuple[str, ...] = Field(
-        (), description="JupyterHub groups that get this mount; empty means everyone."
+        (),
+        description="JupyterHub groups that get this mount; empty means everyone. The "
+        "local backend mounts it as root before dropping to the user, and refuses to start "
+        "a server unless the source sits below a root-owned folder closed to other accounts "
+        "(mode 0700), so other accounts cannot read it through its host path either.",
     )
 
     @field_validator("mount_path")

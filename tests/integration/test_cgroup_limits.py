@@ -161,3 +161,39 @@ def test_a_value_the_kernel_refuses_names_the_file_and_undoes_the_groups(groups)
 
     assert str(error.value) == f"could not write {refused!r} to {quota.path}: Invalid argument"
     assert [step.path for step in plan if step.kind == "group" and os.path.exists(step.path)] == []
+
+
+FORK_UNTIL_REFUSED = """
+import errno, os, time
+children = []
+while len(children) < 200:
+    try:
+        pid = os.fork()
+    except OSError as error:
+        print(len(children), errno.errorcode[error.errno], flush=True)
+        break
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    children.append(pid)
+else:
+    print(len(children), "no limit", flush=True)
+for pid in children:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+"""
+
+
+def test_process_limit_stops_a_fork_bomb_with_eagain(groups):
+    layout = hub_layout()
+    if layout.pids_dir is None:
+        pytest.fail("no usable cgroup pids controller: the process limit cannot be tested here")
+    group = apply_limits(plan_limits(server_name(), None, None, layout, max_processes=20))
+    groups.append(group)
+
+    process = start_in(group, FORK_UNTIL_REFUSED)
+    stdout, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 0, stderr.decode()
+    forked, outcome = stdout.decode().split()
+    assert (int(forked), outcome) == (19, "EAGAIN")

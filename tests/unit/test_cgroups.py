@@ -16,10 +16,12 @@ from kioskhub.spawner.cgroups import (
 )
 
 RECORDED = Path(__file__).parent / "recorded"
+V2_ROOT = ("/sys/fs/cgroup", "/")
 
 FIRECRACKER_HUB = "/process_api/e978861f8543770c26fa94d52855fbd2"
+V1_PIDS = {"pids_mount": "/sys/fs/cgroup/pids", "pids_cgroup": "/"}
 V1_FIRECRACKER = CgroupLayout(
-    1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/", swap_limit=True
+    1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/", True, **V1_PIDS
 )
 V2_SYSTEMD = CgroupLayout(
     2,
@@ -28,6 +30,8 @@ V2_SYSTEMD = CgroupLayout(
     "/sys/fs/cgroup",
     "/system.slice/kioskhub.service",
     swap_limit=True,
+    pids_mount="/sys/fs/cgroup",
+    pids_cgroup="/system.slice/kioskhub.service",
 )
 
 
@@ -41,16 +45,19 @@ def test_detect_v1_on_this_kind_of_machine_from_mountinfo():
         recorded("proc-self-cgroup-v1-firecracker.txt"), recorded("mountinfo-v1-firecracker.txt")
     )
     assert layout == CgroupLayout(
-        1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/"
+        1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/", **V1_PIDS
     )
     assert layout.memory_dir == "/sys/fs/cgroup/memory" + FIRECRACKER_HUB
     assert layout.cpu_dir == "/sys/fs/cgroup/cpu"
+    assert layout.pids_dir == "/sys/fs/cgroup/pids"
 
 
 def test_detect_v1_from_proc_mounts():
     assert detect_layout(
         recorded("proc-self-cgroup-v1-firecracker.txt"), recorded("proc-mounts-v1-firecracker.txt")
-    ) == CgroupLayout(1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/")
+    ) == CgroupLayout(
+        1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/", **V1_PIDS
+    )
 
 
 def test_detect_v1_container_whose_mounts_show_only_its_own_subtree():
@@ -58,7 +65,7 @@ def test_detect_v1_container_whose_mounts_show_only_its_own_subtree():
         recorded("proc-self-cgroup-v1-docker.txt"), recorded("mountinfo-v1-docker.txt")
     )
     assert layout == CgroupLayout(
-        1, "/sys/fs/cgroup/memory", "/", "/sys/fs/cgroup/cpu,cpuacct", "/"
+        1, "/sys/fs/cgroup/memory", "/", "/sys/fs/cgroup/cpu,cpuacct", "/", **V1_PIDS
     )
     assert (layout.memory_dir, layout.cpu_dir) == (
         "/sys/fs/cgroup/memory",
@@ -76,22 +83,24 @@ def test_detect_v2_systemd_service():
         "/system.slice/kioskhub.service",
         "/sys/fs/cgroup",
         "/system.slice/kioskhub.service",
+        pids_mount="/sys/fs/cgroup",
+        pids_cgroup="/system.slice/kioskhub.service",
     )
-    assert layout.memory_dir == layout.cpu_dir == "/sys/fs/cgroup/system.slice/kioskhub.service"
+    assert layout.memory_dir == layout.cpu_dir == layout.pids_dir
 
 
 def test_detect_v2_container_with_cgroup_namespace():
     layout = detect_layout(
         recorded("proc-self-cgroup-v2-container.txt"), recorded("mountinfo-v2-container.txt")
     )
-    assert layout == CgroupLayout(2, "/sys/fs/cgroup", "/", "/sys/fs/cgroup", "/")
+    assert layout == CgroupLayout(2, "/sys/fs/cgroup", "/", "/sys/fs/cgroup", "/", False, *V2_ROOT)
     assert layout.memory_dir == "/sys/fs/cgroup"
 
 
 def test_detect_unescapes_mount_points():
     mountinfo = "40 31 0:37 / /mnt/cgroup\\040v2 rw,relatime - cgroup2 cgroup2 rw\n"
     assert detect_layout("0::/hub\n", mountinfo) == CgroupLayout(
-        2, "/mnt/cgroup v2", "/hub", "/mnt/cgroup v2", "/hub"
+        2, "/mnt/cgroup v2", "/hub", "/mnt/cgroup v2", "/hub", False, "/mnt/cgroup v2", "/hub"
     )
 
 
@@ -169,7 +178,7 @@ def test_plan_v2_memory_and_cpu():
 
 
 def test_plan_v2_memory_only_in_a_container():
-    layout = CgroupLayout(2, "/sys/fs/cgroup", "/", "/sys/fs/cgroup", "/")
+    layout = CgroupLayout(2, "/sys/fs/cgroup", "/", "/sys/fs/cgroup", "/", False, *V2_ROOT)
     assert plan_limits("ada", 8 * 2**30, None, layout) == [
         CgroupWrite("write", "/sys/fs/cgroup/cgroup.subtree_control", "+memory"),
         CgroupWrite("mkdir", "/sys/fs/cgroup/kioskhub"),
@@ -177,6 +186,30 @@ def test_plan_v2_memory_only_in_a_container():
         CgroupWrite("group", "/sys/fs/cgroup/kioskhub/ada"),
         CgroupWrite("write", "/sys/fs/cgroup/kioskhub/ada/memory.max", "8589934592"),
     ]
+
+
+def test_plan_v1_process_limit_in_the_pids_hierarchy():
+    assert plan_limits("ada", None, 1, V1_FIRECRACKER, max_processes=512)[-3:] == [
+        CgroupWrite("mkdir", "/sys/fs/cgroup/pids/kioskhub"),
+        CgroupWrite("group", "/sys/fs/cgroup/pids/kioskhub/ada"),
+        CgroupWrite("write", "/sys/fs/cgroup/pids/kioskhub/ada/pids.max", "512"),
+    ]
+
+
+def test_plan_v2_memory_cpu_and_processes():
+    hub = "/sys/fs/cgroup/system.slice/kioskhub.service"
+    plan = plan_limits("ada", 2**30, 1, V2_SYSTEMD, max_processes=1024)
+    assert plan[0] == CgroupWrite("write", f"{hub}/cgroup.subtree_control", "+memory +cpu +pids")
+    assert plan[2].value == "+memory +cpu +pids"
+    assert plan[-1] == CgroupWrite("write", f"{hub}/kioskhub/ada/pids.max", "1024")
+
+
+def test_plan_process_limit_without_pids_controller():
+    layout = CgroupLayout(1, "/sys/fs/cgroup/memory", "/hub", "/sys/fs/cgroup/cpu", "/")
+    with pytest.raises(CgroupError, match="no cgroup pids controller is mounted"):
+        plan_limits("ada", None, 1, layout, max_processes=100)
+    with pytest.raises(ValueError, match="process limit must be at least 1, got 0"):
+        plan_limits("ada", None, 1, V1_FIRECRACKER, max_processes=0)
 
 
 def test_plan_cpu_only_and_no_limits():

@@ -1,15 +1,14 @@
 """Literal-expectation tests of the pure steps from the site config to a running server.
 
-Site → JupyterHub settings, site + user → LaunchSpec, and the two small I/O steps that the
-hub runs before a server starts (the state folder, the user's home), plus the username rule
-that the authenticator enforces.
+Site → JupyterHub settings, site + user → LaunchSpec, the state folder that the hub makes
+before a server starts (the user's home is in test_home.py), and the username rule that
+the authenticator enforces.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import stat
 from pathlib import Path
 
@@ -26,7 +25,6 @@ from kioskhub.hub.schema.site import (
     check_username,
 )
 from kioskhub.hub.state_dir import SECRETS_FILE, Passwords, prepare_state_dir
-from kioskhub.spawner.home import EXAMPLES_LEDGER, prepare_home
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec, build_launch_spec
 
 
@@ -102,6 +100,7 @@ def test_launch_spec_with_the_defaults(tmp_path):
         profile="small",
         cpu=1.0,
         memory_bytes=2_000_000_000,
+        max_processes=1024,
         home=tmp_path / "homes" / "ada",
         default_url="/lab",
         mounts=(MountSpec("beamtime", tmp_path / "data", "/data", True),),
@@ -146,11 +145,12 @@ def test_launch_spec_for_a_chosen_profile_and_group_mounts(tmp_path):
         profile="large",
         cpu=8.0,
         memory_bytes=32 * 2**30,
+        max_processes=1024,
         home=tmp_path / "homes" / "grace",
         default_url="/lab",
         mounts=(
             MountSpec("beamtime", tmp_path / "data", "/data", True),
-            MountSpec("calibration", tmp_path / "calibration", "/calibration", False),
+            MountSpec("calibration", tmp_path / "calibration", "/calibration", False, ("physics",)),
         ),
         env={
             "KIOSKHUB_USER": "grace",
@@ -162,53 +162,6 @@ def test_launch_spec_for_a_chosen_profile_and_group_mounts(tmp_path):
         examples_source=tmp_path / "examples",
         examples_target="examples",
     )
-
-
-def test_home_receives_each_example_once(tmp_path):
-    site = small_site(tmp_path)
-    examples = tmp_path / "examples"
-    (examples / "getting-started.ipynb").write_text("{}")
-    (examples / "dask.ipynb").write_text("{}")
-    (examples / ".ipynb_checkpoints").mkdir()
-    spec = build_launch_spec(site, "ada")
-    home = tmp_path / "homes" / "ada"
-
-    first = prepare_home(spec)
-    (home / "examples" / "dask.ipynb").unlink()
-    (home / "examples" / "getting-started.ipynb").write_text("my edits")
-    (examples / "new-in-spring.ipynb").write_text("{}")
-    second = prepare_home(spec)
-    third = prepare_home(spec)
-
-    assert first == ["dask.ipynb", "getting-started.ipynb"]
-    assert second == ["new-in-spring.ipynb"]
-    assert third == []
-    assert sorted(p.name for p in (home / "examples").iterdir()) == [
-        "getting-started.ipynb",
-        "new-in-spring.ipynb",
-    ]
-    assert (home / "examples" / "getting-started.ipynb").read_text() == "my edits"
-    assert json.loads((home / EXAMPLES_LEDGER).read_text()) == [
-        "dask.ipynb",
-        "getting-started.ipynb",
-        "new-in-spring.ipynb",
-    ]
-    assert stat.S_IMODE(home.stat().st_mode) == 0o700
-
-
-def test_home_is_handed_to_the_owner(tmp_path):
-    if os.geteuid() != 0:
-        pytest.fail("handing a home to another account needs root; run the tests as root")
-    site = small_site(tmp_path)
-    (tmp_path / "examples" / "getting-started.ipynb").write_text("{}")
-    owner = (65534, 65534)
-
-    prepare_home(build_launch_spec(site, "ada"), owner=owner)
-
-    home = tmp_path / "homes" / "ada"
-    for path in [home, home / "examples", home / "examples" / "getting-started.ipynb"]:
-        assert (path.stat().st_uid, path.stat().st_gid) == owner
-    assert (home / EXAMPLES_LEDGER).stat().st_uid == 65534
 
 
 def test_state_dir_generates_passwords_once(tmp_path):
