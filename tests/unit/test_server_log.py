@@ -19,7 +19,9 @@ def test_writer_process_rotates_at_the_cap_and_keeps_one_older_file(tmp_path):
     pipe.close()
 
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not path.read_bytes().endswith(b"the last line\n"):
+    while time.monotonic() < deadline and not (
+        path.exists() and path.read_bytes().endswith(b"the last line\n")
+    ):
         time.sleep(0.05)
 
     rotated = path.with_name("ada.log.1")
