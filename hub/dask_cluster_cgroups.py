@@ -1,11 +1,11 @@
 """Cgroups of Dask cluster processes: one per scheduler and per worker, with its limits.
 
 Each process of a cluster gets the memory and CPU that the cluster's config counts for
-it (``scheduler_memory``/``scheduler_cores``, ``worker_memory``/``worker_cores``), in a
-group ``dask-<cluster>-<process>`` beside the servers' groups (``spawner.cgroups``). The
-process enters its group before it drops root, so everything it starts stays inside,
-``setsid`` or not; stopping a worker or the cluster removes the groups, which kills
-whatever is left in them.
+it (``scheduler_memory``/``scheduler_cores``, ``worker_memory``/``worker_cores``) and at
+most ``MAX_PROCESSES`` processes and threads, in a group ``dask-<cluster>-<process>``
+beside the servers' groups (``spawner.cgroups``). The process enters its group before it
+drops root, so everything it starts stays inside, ``setsid`` or not; stopping a worker or
+the cluster removes the groups, which kills whatever is left in them.
 """
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ import logging
 import os
 import posixpath
 
+from kioskhub.hub.schema.choices import ResourceProfile
 from kioskhub.spawner import cgroups
 
 log = logging.getLogger("DaskGateway")
 
 PREFIX = "dask-"
+MAX_PROCESSES = ResourceProfile.model_fields["max_processes"].default
+"""Processes and threads each scheduler and worker may run (its cgroup's pids.max): a fork
+bomb in a task stops there. The same default as a server's."""
 
 
 def group_name(cluster_name: str, process: str) -> str:
@@ -53,7 +57,10 @@ class ClusterCgroups:
         if self.layout is None:
             return None
         memory, cores = process_limits(config, process)
-        plan = cgroups.plan_limits(group_name(cluster_name, process), memory, cores, self.layout)
+        pids = MAX_PROCESSES if self.layout.pids_dir is not None else None
+        plan = cgroups.plan_limits(
+            group_name(cluster_name, process), memory, cores, self.layout, pids
+        )
         stale = cgroups.ServerCgroup(dirs=tuple(s.path for s in plan if s.kind == "group"))
         stale.remove()
         return cgroups.apply_limits(plan)

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CONTAINERS_CONF = Path(__file__).resolve().parent / "containers.conf"
+ROOT_WORKDIR = Path("/run/kioskhub/podman")
+"""Where podman runs as root: conmon writes files (``oom``) into its working folder, which
+must not be wherever the hub happened to be started from, nor a folder users can write."""
 
 
 class PodmanError(RuntimeError):
@@ -48,6 +51,14 @@ def podman_command(*args: str) -> list[str]:
     return [find_podman(), *args]
 
 
+def podman_workdir() -> Path:
+    """The working folder for podman: root's own under /run, else the account's home."""
+    if os.geteuid() != 0:
+        return Path.home()
+    ROOT_WORKDIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return ROOT_WORKDIR
+
+
 @dataclass(frozen=True)
 class PodmanResult:
     returncode: int
@@ -63,6 +74,7 @@ async def run_podman(*args: str, stdin: bytes | None = None, check: bool = True)
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=podman_env(),
+        cwd=podman_workdir(),
     )
     out, err = await process.communicate(stdin)
     result = PodmanResult(

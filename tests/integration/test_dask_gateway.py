@@ -25,6 +25,7 @@ import requests
 from aiohttp import ClientResponseError
 from dask_gateway import Gateway, GatewayClusterError, JupyterHubAuth
 
+from kioskhub.hub.dask_cluster_cgroups import MAX_PROCESSES
 from kioskhub.hub.dask_dashboard_guard import REFUSAL
 from kioskhub.hub.dask_dashboard_login import NOT_SIGNED_IN, STATE_REFUSED
 from kioskhub.hub.sample_data import write_sample_data
@@ -141,6 +142,14 @@ def cgroup_dirs(pid: int) -> tuple[str, str | None]:
     with open(f"/proc/{pid}/cgroup") as cgroup, open("/proc/self/mountinfo") as mounts:
         layout = detect_layout(cgroup.read(), mounts.read())
     return layout.memory_dir, layout.cpu_dir
+
+
+def read_pids_limit(pid: int) -> int:
+    """The pids.max of ``pid``'s cgroup."""
+    with open(f"/proc/{pid}/cgroup") as cgroup, open("/proc/self/mountinfo") as mounts:
+        layout = detect_layout(cgroup.read(), mounts.read())
+    assert layout.pids_dir is not None, "no pids controller: cgroups lack process limits"
+    return int(Path(layout.pids_dir, "pids.max").read_text())
 
 
 def read_limits(pid: int) -> tuple[int, int]:
@@ -286,6 +295,9 @@ def test_cluster_processes_run_in_limited_cgroups_and_die_with_the_cluster(site,
         # 500M of memory (to the kernel's page) and 1 core each, as the cluster counts them.
         for memory, cpu in (read_limits(scheduler.pid), read_limits(left)):
             assert 500_000_000 - 4096 < memory <= 500_000_000 and cpu == 100_000
+        # At most as many processes as a server, so a fork bomb in a task stops there.
+        for pid in (scheduler.pid, left):
+            assert read_pids_limit(pid) == MAX_PROCESSES
         groups = [*cgroup_dirs(scheduler.pid), *cgroup_dirs(left)]
     finally:
         gateway.stop_cluster(name)
