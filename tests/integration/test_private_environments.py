@@ -24,7 +24,7 @@ from tests.support.hub_process import free_port, start_hub, write_site_config
 
 pytestmark = pytest.mark.integration
 
-SECRET = "ada's unpublished beam analysis"
+SECRET = "the unpublished beam analysis of ada"
 POST_BUILD = f"""#!/bin/bash
 set -e
 site="$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
