@@ -11,16 +11,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from kioskhub.hub.schema.builder import BuilderSettings, environment_gids
 from tests.conftest import open_folder
-from tests.integration.test_builder_environments import SERVICE, Env, git
-from tests.support.hub_process import free_port, start_hub, write_site_config
+from tests.integration.test_builder_environments import Env, git, start_builder_hub
+from tests.support.hub_process import free_port, write_site_config
 
 pytestmark = pytest.mark.integration
 
@@ -59,11 +57,7 @@ def site():
         builder={"enabled": True, "port": free_port(), "allow_local_paths": True},
         groups={"physics": ["ada", "bob"]},
     )
-    hub = start_hub(config, folder / "hub.log")
-    deadline = time.monotonic() + 60
-    while requests.get(f"{hub.url}{SERVICE}/api/openapi.json", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, f"the builder service never answered:\n{hub.log_text()}"
-        time.sleep(0.5)
+    hub = start_builder_hub(config, folder / "hub.log")
     yield {"hub": hub, "repo": repo, "folder": folder}
     hub.stop()
     shutil.rmtree(folder, ignore_errors=True)
