@@ -10,7 +10,8 @@ hub's secrets or other users' files:
   only its work folder and its target prefix;
 - each step is its own process group; when the build ends its cgroup is emptied;
 - ``seal`` hands a finished artifact to root, read-only, once no process of the build is
-  left, and ``write_new_file`` is how root adds a file to it (never through a link).
+  left, and ``write_new_file`` is how root adds a file to it (never through a link); a
+  private artifact's top folder is closed to all but its group (``close_to_group``).
 """
 
 from __future__ import annotations
@@ -111,15 +112,19 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def seal(path: Path) -> None:
+def seal(path: Path, group: int | None = None) -> None:
     """Hand a finished artifact to root and make it read-only to everyone else (0755/0644).
 
-    Call it only once no process of the build is left (``BuildAccount.end_processes``), so
-    nothing swaps an entry for a link while root walks. Entries root already owns (the server
-    layer's files, hard-linked in) are left alone: the build could have hard-linked them.
+    With ``group``, the top folder is closed first (``close_to_group``), and the artifact is
+    readable only by that group's members. Call it only once no process of the build is left
+    (``BuildAccount.end_processes``), so nothing swaps an entry for a link while root walks.
+    Entries root already owns (the server layer's files, hard-linked in) are left alone: the
+    build could have hard-linked them.
     """
     if os.geteuid() != 0:
         return
+    if group is not None:
+        close_to_group(path, group)
     for root, dirs, files in os.walk(path):
         _give_to_root(root, 0o755)
         for name in files:
@@ -133,6 +138,19 @@ def seal(path: Path) -> None:
             full = os.path.join(root, name)
             if os.path.islink(full):
                 _give_to_root(full, None)
+
+
+def close_to_group(folder: Path, group: int) -> None:
+    """Make ``folder`` (never a link) root:``group`` 0750: only the group's members enter it.
+
+    What lies inside may stay 0755/0644: no other account can reach it through this folder.
+    """
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        os.fchown(fd, 0, group)
+        os.fchmod(fd, 0o750)
+    finally:
+        os.close(fd)
 
 
 def _give_to_root(path: str, mode: int | None) -> None:

@@ -9,6 +9,12 @@ end every process of the build, seal the venv (root's, read-only), smoke-test it
 its marker as a new file of the sealed folder. The venv lives at
 ``<environments_dir>/<content hash>``; the hash covers the owner, so a venv is never shared
 between owners, and the same hash is reused without building.
+
+A user's venv is private: closed to other accounts while it is built (0700, the build's),
+sealed with its top folder root:<the build's gid> 0750 for the smoke test, then root:<G> 0750,
+where G is a gid of its own from the site's environment group range. The spawner gives G to
+the servers it launches from that venv, and only to those the catalog lets launch it. The
+site's venvs stay 0755.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ from importlib.metadata import version
 from pathlib import Path
 
 from .build_cache import hand_over_cache, owner_cache_folder
-from .build_identity import IdentityPool
+from .build_identity import IdentityPool, venv_gids
 from .build_log import BuildLog
 from .build_sandbox import (
     SYSTEM_PATH,
     BuildAccount,
+    close_to_group,
     give_to,
     make_workdir,
     minimal_environment,
@@ -39,6 +46,7 @@ from .build_sandbox import (
     write_new_file,
 )
 from .builder_base import BUILDER_VERSION, Artifact, BuildFailed, BuildRequest, EnvironmentBuilder
+from .catalog import SITE_OWNER
 from .git_checkout import fetch_for_build
 from .repo_spec import RepoSpec, content_hash, detect_spec
 from .server_layer import (
@@ -129,7 +137,8 @@ class LocalBuilder(EnvironmentBuilder):
     async def build(self, request: BuildRequest, log: BuildLog) -> Artifact:
         self.environments_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.environments_dir, 0o755)
-        async with self.identities.identity("build") as account:
+        in_use = await asyncio.to_thread(venv_gids, self.environments_dir)
+        async with self.identities.identity("build", in_use) as account:
             if account.switches:
                 log.line(f"Building as a fresh identity of its own (uid {account.uid}).")
             else:
@@ -169,8 +178,11 @@ class LocalBuilder(EnvironmentBuilder):
             owner=request.owner,
         )
         target = self.environments_dir / key
+        private = request.owner != SITE_OWNER and account.switches
         async with self._locks.setdefault(key, asyncio.Lock()):
             if _sealed_marker(target):
+                if private and not _closed(target):
+                    close_to_group(target, await self._environment_group())
                 log.progress(95, f"Reusing the environment built from the same spec: {target}")
                 return Artifact(checkout.commit_sha, key, venv_path=str(target), reused=True)
             layer = await self._server_layer(python, python_version, log)
@@ -178,7 +190,7 @@ class LocalBuilder(EnvironmentBuilder):
             try:
                 await self._make_venv(target, spec, python, root, work, log, account, layer, cache)
                 await asyncio.to_thread(account.end_processes)
-                seal(target)
+                seal(target, account.gid if private else None)
                 check_server = bool(spec.post_build) or not layer_intact(
                     installed_distributions(layer), installed_distributions(target)
                 )
@@ -187,6 +199,9 @@ class LocalBuilder(EnvironmentBuilder):
                     target, log=log, account=account, cwd=work, env=env, check_server=check_server
                 )
                 await asyncio.to_thread(account.end_processes)
+                if private:
+                    close_to_group(target, await self._environment_group())
+                    log.line("Private: only you, and the groups you share it with, may read it.")
                 marker = {
                     "commit_sha": checkout.commit_sha,
                     "content_hash": key,
@@ -204,6 +219,11 @@ class LocalBuilder(EnvironmentBuilder):
                 raise
         log.progress(100, f"Ready: {target}")
         return Artifact(checkout.commit_sha, key, venv_path=str(target))
+
+    async def _environment_group(self) -> int:
+        """A gid of its own for a private venv: no other venv's, no build's."""
+        in_use = await asyncio.to_thread(venv_gids, self.environments_dir)
+        return self.identities.take_group(in_use)
 
     async def _server_layer(self, python: Path, python_version: str, log: BuildLog) -> Path:
         """The server layer for ``python``, prepared (installed, compiled, sealed, tested) once.
@@ -228,7 +248,8 @@ class LocalBuilder(EnvironmentBuilder):
             layers.mkdir(exist_ok=True)
             os.chmod(layers, 0o755)
             remove_tree(layer)
-            async with self.identities.identity("layer") as account:
+            in_use = await asyncio.to_thread(venv_gids, self.environments_dir)
+            async with self.identities.identity("layer", in_use) as account:
                 work = make_workdir(account)
                 try:
                     await self._prepare_layer(layer, python, python_version, work, log, account)
@@ -325,8 +346,11 @@ class LocalBuilder(EnvironmentBuilder):
         layer: Path,
         cache: Path,
     ) -> None:
-        """Create the venv from the server layer, install the requirements, run postBuild."""
-        give_to(target, account, 0o755)
+        """Create the venv from the server layer, install the requirements, run postBuild.
+
+        The venv is the build's own and closed to others until it is sealed.
+        """
+        give_to(target, account, 0o700)
         env = self._install_environment(work, cache)
         log.progress(25, f"Creating the venv with Python {python} from the server layer")
         await self._step(
@@ -368,6 +392,11 @@ class LocalBuilder(EnvironmentBuilder):
 def _venv_uv() -> str | None:
     candidate = Path(sys.executable).parent / "uv"
     return str(candidate) if candidate.exists() else None
+
+
+def _closed(folder: Path) -> bool:
+    """True when no account outside the folder's group may enter ``folder``."""
+    return not os.lstat(folder).st_mode & 0o007
 
 
 def _sealed_marker(folder: Path, name: str = MARKER) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from pathlib import Path
 
 from tornado import web
@@ -16,7 +17,7 @@ from . import server_log
 from .home import prepare_home
 from .launch_spec import LaunchSpec
 from .local_accounts import closed_ancestor
-from .local_plan import LocalLaunch
+from .local_plan import LocalLaunch, venv_group
 
 
 async def in_thread(function, *args):
@@ -40,6 +41,14 @@ async def prepare_server_files(spec: LaunchSpec, plan: LocalLaunch) -> list[str]
     return copied
 
 
+def environment_groups(plan: LocalLaunch, gids: range) -> tuple[int, ...]:
+    """The private venv's group for ``plan`` (``venv_group``), from its top folder's lstat."""
+    try:
+        return venv_group(os.lstat(plan.env["VIRTUAL_ENV"]), gids)
+    except FileNotFoundError:
+        return ()
+
+
 def check_environment(plan: LocalLaunch) -> None:
     """A 500 naming the problem when the server's files are missing or out of reach."""
     server = Path(plan.command[0])
@@ -53,8 +62,11 @@ def check_environment(plan: LocalLaunch) -> None:
             "fix the environment.",
         )
     if plan.account:
-        python = (Path(plan.env["VIRTUAL_ENV"]) / "bin" / "python").resolve()
-        for needed in (server, python, plan.home / "."):
+        venv = Path(plan.env["VIRTUAL_ENV"])
+        python = (venv / "bin" / "python").resolve()
+        # A private venv is closed to others; the server enters it with its group.
+        inside = venv if plan.extra_groups else server
+        for needed in (inside, python, plan.home / "."):
             closed = closed_ancestor(needed)
             if closed is not None:
                 raise web.HTTPError(

@@ -132,10 +132,13 @@ def enter_cgroups(procs_files: list[str]) -> None:
             handle.write(str(os.getpid()))
 
 
-def become(user: str, uid: int, gid: int) -> None:
-    """Drop to the account for good: its groups, gid, uid, and no setuid gains after."""
+def become(user: str, uid: int, gid: int, extra_groups: list[int]) -> None:
+    """Drop to the account for good: its groups (and ``extra_groups``), gid, uid, and no
+    setuid gains after."""
     os.setgroups([])
     os.initgroups(user, gid)
+    if extra_groups:
+        os.setgroups([*os.getgroups(), *extra_groups])
     os.setgid(gid)
     os.setuid(uid)
     forbid_new_privileges()
@@ -153,7 +156,7 @@ def main(argv: list[str]) -> None:
         private_mounts(plan["binds"], plan["home"], plan["uid"])
     enter_cgroups(plan["cgroup_procs"])
     if plan["uid"] is not None:
-        become(plan["user"], plan["uid"], plan["gid"])
+        become(plan["user"], plan["uid"], plan["gid"], plan["groups"])
     os.chdir(plan["home"])
     os.execvpe(command[0], command, os.environ)
 

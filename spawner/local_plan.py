@@ -6,6 +6,8 @@ Pure: the account, the isolation mode and KioskHub's own prefix come in as argum
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,6 +48,8 @@ class LocalLaunch:
     binds: tuple[Bind, ...] = ()
     home_links: tuple[tuple[str, str], ...] = ()
     cgroup_procs: tuple[str, ...] = ()
+    extra_groups: tuple[int, ...] = ()
+    """Supplementary groups beyond the account's: a private environment's (``venv_group``)."""
 
     @property
     def home_mount_points(self) -> tuple[str, ...]:
@@ -59,6 +63,7 @@ class LocalLaunch:
             "cgroup_procs": list(self.cgroup_procs),
             "uid": self.account.uid if self.account else None,
             "gid": self.account.gid if self.account else None,
+            "groups": list(self.extra_groups),
             "user": self.account.name if self.account else None,
             "home": str(self.home),
         }
@@ -79,6 +84,24 @@ def environment_prefix(spec: LaunchSpec, own_prefix: Path) -> Path:
             f"The environment {environment.name!r} has not been built yet. Build it first."
         )
     return environment.prefix or own_prefix
+
+
+def venv_group(status: os.stat_result, gids: range) -> tuple[int, ...]:
+    """The group a server needs to read a private venv, from its top folder's ``lstat``.
+
+    A private venv's top folder is a directory owned by root, closed to others, whose group
+    is one of the site's environment gids (``builder.environment_gid_first``): that gid.
+    Anything else (a link, a folder someone else owns, an open folder, another group) gets
+    nothing, so no server is ever handed a group that root did not give to one venv.
+    """
+    if (
+        stat.S_ISDIR(status.st_mode)
+        and status.st_uid == 0
+        and not status.st_mode & 0o007
+        and status.st_gid in gids
+    ):
+        return (status.st_gid,)
+    return ()
 
 
 def local_launch(

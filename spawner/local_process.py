@@ -22,6 +22,8 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Any, Unicode
 
+from kioskhub.hub.schema.builder import environment_gids
+
 from . import local_files
 from .base import LOG_TAIL_LINES, SpawnBackend
 from .launch_spec import ChoiceError, LaunchSpec
@@ -92,6 +94,11 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
             )
         except ChoiceError as error:
             raise web.HTTPError(400, "%s", str(error)) from None
+        if account:
+            groups = await local_files.in_thread(
+                local_files.environment_groups, plan, environment_gids(self.site.builder)
+            )
+            plan = replace(plan, extra_groups=groups)
         self.report(35, "Preparing your home folder")
         copied = await local_files.prepare_server_files(spec, plan)
         if copied:

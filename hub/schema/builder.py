@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .paths import ConfigPath
 
@@ -82,6 +82,24 @@ class BuilderSettings(BaseModel):
         le=100_000_000,
         description="How many uids the build range holds (from build_uid_first).",
     )
+    environment_gid_first: int = Field(
+        1_600_000_000,
+        ge=100_000,
+        le=4_000_000_000,
+        description="First gid of the range KioskHub reserves for environment groups when the "
+        "hub runs as root: each venv built for a user (not the site's) gets a gid of its own "
+        "from this range, its top folder becomes root:<gid> 0750, and a server launched from "
+        "it gets that gid as a supplementary group, so only those allowed to launch it read "
+        "it. No account, group or file of the machine may use this range, and it may not "
+        "overlap the build range.",
+    )
+    environment_gid_count: int = Field(
+        1_000_000,
+        ge=64,
+        le=100_000_000,
+        description="How many gids the environment group range holds (from "
+        "environment_gid_first).",
+    )
     build_memory_mb: int = Field(
         4096, ge=256, description="Memory (MiB) one build may use: its cgroup's limit."
     )
@@ -116,6 +134,18 @@ class BuilderSettings(BaseModel):
         "larger one is refused with 413 before it is read.",
     )
 
+    @model_validator(mode="after")
+    def _check_ranges_apart(self) -> BuilderSettings:
+        builds = range(self.build_uid_first, self.build_uid_first + self.build_uid_count)
+        groups = environment_gids(self)
+        if builds.start < groups.stop and groups.start < builds.stop:
+            raise ValueError(
+                f"the environment group range {groups.start}-{groups.stop - 1} overlaps the "
+                f"build range {builds.start}-{builds.stop - 1}: a build could read private "
+                "environments; move environment_gid_first past the build range"
+            )
+        return self
+
     @field_validator("allowed_hosts")
     @classmethod
     def _check_hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -127,6 +157,12 @@ class BuilderSettings(BaseModel):
                     "*.example.org (IP addresses are not allowed)"
                 )
         return lowered
+
+
+def environment_gids(settings: BuilderSettings) -> range:
+    """The gids reserved for environment groups."""
+    first = settings.environment_gid_first
+    return range(first, first + settings.environment_gid_count)
 
 
 def catalog_url(settings: BuilderSettings, state_dir: Path) -> str:

@@ -100,6 +100,16 @@ class Env:
         return events
 
 
+def start_builder_hub(config: Path, log: Path):
+    """A hub of ``config``, once its builder service answers."""
+    hub = start_hub(config, log)
+    deadline = time.monotonic() + 60
+    while requests.get(f"{hub.url}{SERVICE}/api/openapi.json", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, f"the builder service never answered:\n{hub.log_text()}"
+        time.sleep(0.5)
+    return hub
+
+
 @pytest.fixture(scope="module")
 def site():
     folder = open_folder("builder")
@@ -116,11 +126,7 @@ def site():
         },
         groups={"physics": ["ada", "cy"]},
     )
-    hub = start_hub(config, folder / "hub.log")
-    deadline = time.monotonic() + 60
-    while requests.get(f"{hub.url}{SERVICE}/api/openapi.json", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, f"the builder service never answered:\n{hub.log_text()}"
-        time.sleep(0.5)
+    hub = start_builder_hub(config, folder / "hub.log")
     yield {"hub": hub, "repo": repo, "folder": folder}
     hub.stop()
     shutil.rmtree(folder, ignore_errors=True)

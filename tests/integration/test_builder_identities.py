@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from kioskhub.hub.schema.builder import BuilderSettings
+from kioskhub.hub.schema.builder import BuilderSettings, environment_gids
 from kioskhub.image_builder.build_identity import identity_pool
 from kioskhub.image_builder.build_log import BuildLog
 from kioskhub.image_builder.build_sandbox import minimal_environment, run_step
@@ -121,10 +121,13 @@ def test_a_lingering_postbuild_leaves_nothing_and_the_venv_is_sealed(builder, re
     pid = int((venv / "share" / "lingering.txt").read_text().split()[1])
     assert not Path(f"/proc/{pid}").exists(), "the postBuild's setsid sleep outlived the build"
     assert running("sleep 1000") == []
-    for path in (venv, venv / "bin", venv / "share" / "lingering.txt", venv / MARKER):
+    for path in (venv / "bin", venv / "share" / "lingering.txt", venv / MARKER):
         status = os.lstat(path)
         assert (status.st_uid, status.st_gid) == (0, 0), path
         assert not status.st_mode & 0o022, path
+    top = os.lstat(venv)
+    assert top.st_uid == 0 and oct(top.st_mode & 0o777) == oct(0o750), "ada's venv is private"
+    assert top.st_gid in environment_gids(BuilderSettings())
     layers = list((builder.environments_dir / "server-layers").iterdir())
     assert [os.lstat(layer).st_uid for layer in layers] == [0]
     assert any("fresh identity of its own" in line for line in log.lines)
