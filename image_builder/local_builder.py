@@ -27,6 +27,7 @@ import shutil
 import stat
 import subprocess
 import sys
+from collections.abc import Iterable
 from importlib.metadata import version
 from pathlib import Path
 
@@ -219,6 +220,22 @@ class LocalBuilder(EnvironmentBuilder):
                 raise
         log.progress(100, f"Ready: {target}")
         return Artifact(checkout.commit_sha, key, venv_path=str(target))
+
+    def close_private_venvs(self, venv_paths: Iterable[str]) -> int:
+        """Close the private venvs that an earlier version left readable by every account:
+        each gets a group of its own, as a new build would. Returns how many were closed."""
+        if os.geteuid() != 0:
+            return 0
+        closed = 0
+        for path in dict.fromkeys(venv_paths):
+            target = Path(path)
+            if target.parent != self.environments_dir or not _sealed_marker(target):
+                continue
+            if not _closed(target):
+                in_use = venv_gids(self.environments_dir)
+                close_to_group(target, self.identities.take_group(in_use))
+                closed += 1
+        return closed
 
     async def _environment_group(self) -> int:
         """A gid of its own for a private venv: no other venv's, no build's."""

@@ -18,6 +18,7 @@ import signal
 import sys
 from urllib.parse import urlsplit
 
+from sqlalchemy import select
 from tornado import web
 
 from kioskhub.hub.schema.builder import cache_dir, catalog_url, environments_dir
@@ -26,6 +27,7 @@ from kioskhub.hub.schema.site import Site
 from .build_identity import identity_pool
 from .build_runner import BuildRunner
 from .builder_base import EnvironmentBuilder
+from .catalog import SITE_OWNER, EnvironmentRecord
 from .catalog_db import Catalog, open_catalog
 from .catalog_store import queue_build, sync_site_environments
 from .container_builder import ContainerBuilder, find_engine
@@ -82,6 +84,14 @@ def start_catalog(
         new_builds = [queue_build(session, row) for row in to_build]
         session.flush()
         new_ids = [build.id for build in new_builds]
+        private_venvs = session.scalars(
+            select(EnvironmentRecord.venv_path).where(
+                EnvironmentRecord.owner != SITE_OWNER, EnvironmentRecord.venv_path.is_not(None)
+            )
+        ).all()
+    closed = builders["local"].close_private_venvs(private_venvs)
+    if closed:
+        log.info("Closed %d private environments of an earlier version to other accounts", closed)
     for name in runner.reconcile():
         log.info("Queued build %s again after a restart", name)
     for build_id in new_ids:

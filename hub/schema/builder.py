@@ -67,6 +67,12 @@ class BuilderSettings(BaseModel):
     build_timeout: int = Field(
         1800, ge=10, description="Seconds a build may take before it is stopped and failed."
     )
+    build_account: str | None = Field(
+        None,
+        description="No longer used, and ignored: builds run as fresh uids of their own "
+        "(build_uid_first). Accepted so that the config of an earlier version still loads; "
+        "remove it.",
+    )
     build_uid_first: int = Field(
         1_500_000_000,
         ge=100_000,

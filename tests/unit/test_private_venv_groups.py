@@ -19,6 +19,7 @@ from kioskhub.image_builder.build_cgroup import BuildLimits
 from kioskhub.image_builder.build_identity import IdentityPool, choose_gid, venv_gids
 from kioskhub.image_builder.build_sandbox import seal
 from kioskhub.image_builder.builder_base import BuildFailed
+from kioskhub.image_builder.local_builder import LocalBuilder
 from kioskhub.spawner.local_files import environment_groups
 from kioskhub.spawner.local_plan import LocalLaunch, venv_group
 from tests.conftest import open_folder
@@ -145,3 +146,42 @@ def test_the_environment_groups_may_not_overlap_the_builds():
     assert environment_gids(BuilderSettings()) == range(1_600_000_000, 1_601_000_000)
     with pytest.raises(ValidationError, match="overlaps the build range 1500000000-1500999999"):
         BuilderSettings(environment_gid_first=1_500_500_000)
+
+
+def test_private_venvs_of_an_earlier_version_are_closed_at_start():
+    """Venvs that an earlier version left open to all: the service closes the private ones
+    the catalog names, each to a group of its own, and leaves anything else alone."""
+    assert os.geteuid() == 0, "this test hands folders to root; run the tests as root"
+    folder = open_folder("earlier")
+    try:
+        environments = folder / "environments"
+        venvs = {name: environments / name for name in ("ada", "bob", "unfinished")}
+        for name, venv in venvs.items():
+            venv.mkdir(parents=True)
+            if name != "unfinished":
+                (venv / "kioskhub-environment.json").write_text("{}")
+            os.chmod(venv, 0o755)
+        outside = folder / "outside"
+        outside.mkdir()
+        (outside / "kioskhub-environment.json").write_text("{}")
+        os.chmod(outside, 0o755)
+        pool = IdentityPool(
+            first=1_500_000_000, count=64, limits=BuildLimits(2**30, 1.0, 64), groups=GIDS
+        )
+        builder = LocalBuilder(
+            environments_dir=environments, cache_dir=folder / "cache", identities=pool
+        )
+
+        paths = [str(venvs["ada"]), str(venvs["bob"]), str(venvs["ada"])]
+        paths += [str(venvs["unfinished"]), str(outside)]
+        assert builder.close_private_venvs(paths) == 2
+
+        groups = {os.lstat(venvs[name]).st_gid for name in ("ada", "bob")}
+        assert len(groups) == 2 and groups <= set(GIDS)
+        for name in ("ada", "bob"):
+            assert oct(os.lstat(venvs[name]).st_mode & 0o777) == oct(0o750)
+        for untouched in (venvs["unfinished"], outside):
+            assert oct(os.lstat(untouched).st_mode & 0o777) == oct(0o755)
+        assert builder.close_private_venvs(paths) == 0, "closed venvs are left as they are"
+    finally:
+        shutil.rmtree(folder)
