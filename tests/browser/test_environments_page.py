@@ -12,7 +12,6 @@ cookies, runs ``import tomli_w`` in a kernel of that server.
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 import requests
@@ -25,8 +24,13 @@ from tests.browser.test_lab_in_browser import (
     sign_in,
 )
 from tests.conftest import SHARED_PASSWORD, open_folder
-from tests.integration.test_builder_environments import SERVICE, git, make_repository
-from tests.support.hub_process import free_port, start_hub, write_site_config
+from tests.integration.test_builder_environments import (
+    SERVICE,
+    git,
+    make_repository,
+    start_builder_hub,
+)
+from tests.support.hub_process import free_port, write_site_config
 from tests.support.user_session import UserSession
 
 pytestmark = pytest.mark.browser
@@ -67,12 +71,8 @@ def builder_site():
             "build_timeout": 600,
         },
     )
-    hub = start_hub(config, folder / "hub.log")
+    hub = start_builder_hub(config, folder / "hub.log")
     try:
-        deadline = time.monotonic() + 60
-        while requests.get(f"{hub.url}{SERVICE}/api/openapi.json", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, f"no builder service:\n{hub.log_text()}"
-            time.sleep(0.5)
         yield {"hub": hub, "repo": repo, "folder": folder}
     finally:
         hub.stop()

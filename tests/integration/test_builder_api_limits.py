@@ -7,15 +7,13 @@ a body far over what any request needs. Both are refused with a message that say
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
-import requests
 
 from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import open_folder
-from tests.integration.test_builder_environments import SERVICE, Env, make_repository
-from tests.support.hub_process import free_port, start_hub, write_site_config
+from tests.integration.test_builder_environments import Env, make_repository, start_builder_hub
+from tests.support.hub_process import free_port, write_site_config
 
 pytestmark = pytest.mark.integration
 
@@ -35,11 +33,7 @@ def site():
             "max_request_bytes": 4096,
         },
     )
-    hub = start_hub(config, folder / "hub.log")
-    deadline = time.monotonic() + 60
-    while requests.get(f"{hub.url}{SERVICE}/api/openapi.json", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, f"the builder service never answered:\n{hub.log_text()}"
-        time.sleep(0.5)
+    hub = start_builder_hub(config, folder / "hub.log")
     yield {"hub": hub, "repo": repo}
     hub.stop()
     shutil.rmtree(folder, ignore_errors=True)
