@@ -24,7 +24,7 @@ from kioskhub.spawner.cgroups import ServerCgroup
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import start_hub, write_site_config
 from tests.support.previous_release import ReleaseUnavailable, check_out, install
-from tests.support.user_session import UserSession, signed_in
+from tests.support.user_session import UserSession, servers_once_checked, signed_in
 
 pytestmark = pytest.mark.integration
 
@@ -92,7 +92,7 @@ def test_new_hub_readopts_the_state_and_running_servers_of_the_previous_release(
 
         hub = start_hub(config, site / "hub.log")
         admin = signed_in(hub.url, "admin", admin_password)
-        servers = _servers_once_checked(admin, "ada")
+        servers = servers_once_checked(admin, "ada")
         assert servers.get("", {}).get("ready"), (servers, hub.log_text())
         assert ada.server("/api/status").status_code == 200
         assert _home_page_summary(ada) == summary
@@ -140,17 +140,6 @@ def _home_page_summary(user: UserSession) -> str:
 def _holds(cgroup_dir: str, pid: int) -> bool:
     with open(os.path.join(cgroup_dir, "cgroup.procs")) as procs:
         return str(pid) in procs.read().split()
-
-
-def _servers_once_checked(user: UserSession, name: str, timeout: float = 30) -> dict:
-    """``name``'s servers once the restarted hub has checked those it kept."""
-    deadline = time.monotonic() + timeout
-    while True:
-        servers = user.api(f"/users/{name}").json()["servers"]
-        checking = any(server.get("pending") == "check" for server in servers.values())
-        if not checking or time.monotonic() > deadline:
-            return servers
-        time.sleep(0.5)
 
 
 def _alive(pid: int, started: float, grace: float = 10) -> bool:
