@@ -178,6 +178,17 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         profile = next(p for p in self.site.profiles if p.name == spec.profile)
         return f"{environment.title} · {profile.title}"
 
+    def config_summary(self) -> str:
+        """The summary of ``user_options`` among the site config's environments, or ''.
+
+        For servers of an earlier version, whose state kept no summary; reads no files.
+        """
+        environments = self.runnable(self.site.environments)
+        try:
+            return self._summarise(self.build_spec(self.user_options, environments), environments)
+        except (ChoiceError, StopIteration):
+            return ""
+
     @property
     def choice_summary(self) -> str:
         """'Python 3 · Small' for the hub's home page (kept from the start: no I/O here)."""
@@ -328,6 +339,8 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         saved = state.get("kioskhub")
         if saved is None:
             saved = self.upgrade_state(state)
+            if saved and "summary" not in saved:
+                saved["summary"] = self.config_summary()
         elif saved.get("version") != self.state_version:
             self.log.warning("Ignoring the state of %s: unknown version", self._log_name)
             saved = None

@@ -14,7 +14,7 @@ import requests
 from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import start_hub, write_site_config
-from tests.support.user_session import UserSession
+from tests.support.user_session import UserSession, servers_once_checked
 from tests.support.user_session import signed_in as sign_in
 
 pytestmark = pytest.mark.integration
@@ -190,7 +190,7 @@ def test_restarted_hub_keeps_running_servers_and_forgets_dead_ones():
         hub = start_hub(config, folder / "hub.log")
         assert kept.server("/api/status").status_code == 200
         assert kept.execute("1+1")["result"] == "2"
-        assert _servers_once_checked(lost, "lou") == {}
+        assert servers_once_checked(lost, "lou") == {}
         assert lost.spawn()[-1]["ready"]
     finally:
         if hub.process.poll() is None:
@@ -199,21 +199,6 @@ def test_restarted_hub_keeps_running_servers_and_forgets_dead_ones():
             if (proc.info["environ"] or {}).get("HOME", "").startswith(str(folder)):
                 proc.kill()
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def _servers_once_checked(user: UserSession, name: str, timeout: float = 30) -> dict:
-    """The user's servers once the restarted hub has checked them (``pending: check`` over).
-
-    The hub polls each server it kept in the background after it starts, so right after a
-    restart a dead server may still be listed while its check runs.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        servers = user.api(f"/users/{name}").json()["servers"]
-        checking = any(server.get("pending") == "check" for server in servers.values())
-        if not checking or time.monotonic() > deadline:
-            return servers
-        time.sleep(0.5)
 
 
 def _server_pid(folder: Path, name: str) -> int:

@@ -50,10 +50,10 @@ def write_site_config(folder: Path, **overrides) -> Path:
     return path
 
 
-def kioskhub_env() -> dict[str, str]:
+def kioskhub_env(venv_bin: Path = VENV_BIN) -> dict[str, str]:
     env = dict(os.environ)
     extra = env.pop("KIOSKHUB_TEST_EXTRA_PATH", "")
-    parts = [extra, str(REPO / "node_modules" / ".bin"), str(VENV_BIN), env["PATH"]]
+    parts = [extra, str(REPO / "node_modules" / ".bin"), str(venv_bin), env["PATH"]]
     env["PATH"] = os.pathsep.join(part for part in parts if part)
     return env
 
@@ -114,16 +114,27 @@ class HubProcess:
             time.sleep(0.5)
 
 
-def start_hub(config: Path, log: Path, timeout: float = 60) -> HubProcess:
-    """Run `kioskhub up` on ``config`` and wait until the hub answers through the proxy."""
+def start_hub(
+    config: Path,
+    log: Path,
+    timeout: float = 60,
+    venv_bin: Path = VENV_BIN,
+    cwd: Path | None = None,
+) -> HubProcess:
+    """Run `kioskhub up` on ``config`` and wait until the hub answers through the proxy.
+
+    ``venv_bin`` is the venv whose `kioskhub` runs (another release's, for upgrades),
+    ``cwd`` its working folder (default: the test's).
+    """
     site = yaml.safe_load(config.read_text())
     url = site["hub"]["url"]
     handle = log.open("ab")
     process = subprocess.Popen(
-        [str(VENV_BIN / "kioskhub"), "up", "--config", str(config)],
+        [str(venv_bin / "kioskhub"), "up", "--config", str(config)],
         stdout=handle,
         stderr=subprocess.STDOUT,
-        env=kioskhub_env(),
+        env=kioskhub_env(venv_bin),
+        cwd=cwd,
         start_new_session=True,
     )
     hub = HubProcess(config=config, url=url, process=process, log=log)

@@ -162,3 +162,18 @@ def signed_in(hub_url: str, name: str, password: str) -> UserSession:
     user.login(password)
     user.request_token()
     return user
+
+
+def servers_once_checked(user: UserSession, name: str, timeout: float = 30) -> dict:
+    """The user's servers once the restarted hub has checked them (``pending: check`` over).
+
+    The hub polls each server it kept in the background after it starts, so right after a
+    restart a dead server may still be listed while its check runs.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        servers = user.api(f"/users/{name}").json()["servers"]
+        checking = any(server.get("pending") == "check" for server in servers.values())
+        if not checking or time.monotonic() > deadline:
+            return servers
+        time.sleep(0.5)

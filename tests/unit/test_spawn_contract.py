@@ -300,9 +300,10 @@ def test_state_of_the_previous_local_version_still_loads(tmp_path):
             "launch": {"pid_started": me.create_time(), "log_path": str(tmp_path / "ada.log"),
                        "limits": None},
             "gpus": "GPU-1",
-            "summary": "",
+            "summary": "Python 3 · Small",
         },
     }
+    assert spawner.choice_summary == "Python 3 · Small"  # as the previous version's home page
 
 
 def test_state_of_the_previous_podman_version_still_loads(tmp_path):
@@ -318,7 +319,9 @@ def test_state_of_the_previous_podman_version_still_loads(tmp_path):
     assert spawner.server_address() == ("127.0.0.1", 40123)
     assert spawner.names.container == "kh-1234abcd-ada-notebook"
     assert spawner.get_state() == {
-        "kioskhub": {"version": 2, "launch": previous["podman"], "gpus": "", "summary": ""}
+        "kioskhub": {
+            "version": 2, "launch": previous["podman"], "gpus": "", "summary": "Python 3 · Small"
+        }
     }
     assert (again.names, again.host_port, again.image) == (
         spawner.names, 40123, "localhost/kioskhub-base:1"
