@@ -7,7 +7,8 @@ hub's secrets or other users' files:
   inherited from the hub), in a fresh temporary folder;
 - when the hub runs as root, every step runs as the build's own identity
   (``build_identity``: a fresh uid and gid, no groups, a cgroup of its own), which can write
-  only its work folder and its target prefix;
+  only its work folder and its target prefix, with fresh ``/tmp``, ``/var/tmp`` and
+  ``/dev/shm`` of its own and no way to gain privileges (``build_namespace``);
 - each step is its own process group; when the build ends its cgroup is emptied;
 - ``seal`` hands a finished artifact to root, read-only, once no process of the build is
   left, and ``write_new_file`` is how root adds a file to it (never through a link); a
@@ -22,13 +23,15 @@ import os
 import shutil
 import signal
 import stat
+import subprocess
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .build_cgroup import BuildCgroup
 from .build_log import BuildLog
+from .build_namespace import forbid_new_privileges, private_temporary_folders
 from .builder_base import BuildFailed
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -60,24 +63,37 @@ bundles, proxies, index mirrors). Nothing else of the hub's environment gets thr
 
 @dataclass(frozen=True)
 class BuildAccount:
-    """The identity build steps run as; None fields mean the hub's own account."""
+    """The identity build steps run as; None fields mean the hub's own account.
+
+    ``visible``: the real paths its steps see even below the temporary folders, which each
+    step gets fresh (``build_namespace``); add them with ``seeing``.
+    """
 
     name: str
     uid: int | None = None
     gid: int | None = None
     cgroup: BuildCgroup | None = None
+    visible: tuple[str, ...] = ()
 
     @property
     def switches(self) -> bool:
         return self.uid is not None
 
+    def seeing(self, *paths: Path | str | None) -> BuildAccount:
+        """This account, whose steps also see ``paths`` (resolved now, by root)."""
+        found = tuple(os.path.realpath(path) for path in paths if path)
+        return replace(self, visible=(*self.visible, *found))
+
     def become(self) -> None:
-        """In the child, before exec: enter the build's cgroup, then drop to its identity."""
+        """In the child, before exec: enter the build's cgroup, take fresh temporary
+        folders, drop to the build's identity, and give up gaining privileges."""
         if self.cgroup is not None:
             self.cgroup.enter()
+        private_temporary_folders(self.visible, self.uid)
         os.setgroups([])
         os.setresgid(self.gid, self.gid, self.gid)
         os.setresuid(self.uid, self.uid, self.uid)
+        forbid_new_privileges()
 
     def end_processes(self) -> None:
         """Kill every process the build started so far (none may touch a sealed artifact)."""
@@ -222,17 +238,24 @@ async def run_step(
     if echo:
         log.line("$ " + " ".join(argv))
     kwargs = {"preexec_fn": account.become} if account.switches else {}
-    process = await asyncio.create_subprocess_exec(
-        *argv,
-        cwd=str(cwd),
-        env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-        umask=0o022,
-        **kwargs,
-    )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd),
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            umask=0o022,
+            **kwargs,
+        )
+    except subprocess.SubprocessError:
+        raise BuildFailed(
+            f"the step {argv[0]} could not be confined (its cgroup, private temporary "
+            "folders, its identity): the builder service needs root, cgroups v2 and mount "
+            "namespaces on this machine; ask the site's admins"
+        ) from None
     output: list[str] = []
 
     async def pump() -> None:

@@ -139,6 +139,7 @@ class ContainerBuilder(EnvironmentBuilder):
     async def _build_as(self, account: BuildAccount, request: BuildRequest, log: BuildLog):
         """Fetch as ``account``, end its processes, then let repo2docker build the checkout."""
         work = make_workdir(account)
+        account = account.seeing(work, request.source.local_path)
         try:
             env = minimal_environment(work)
             checkout, folder = await fetch_for_build(

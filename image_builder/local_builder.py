@@ -145,6 +145,9 @@ class LocalBuilder(EnvironmentBuilder):
             else:
                 log.line(f"Building as the hub's own account ({account.name}): not root.")
             work = make_workdir(account)
+            account = account.seeing(
+                work, self.environments_dir, self.cache_dir, request.source.local_path
+            )
             cache = owner_cache_folder(self.cache_dir, request.owner)
             if cache.name in self._caches_in_use:
                 cache = give_to(work / "cache", account)
@@ -268,6 +271,7 @@ class LocalBuilder(EnvironmentBuilder):
             in_use = await asyncio.to_thread(venv_gids, self.environments_dir)
             async with self.identities.identity("layer", in_use) as account:
                 work = make_workdir(account)
+                account = account.seeing(work, layers)
                 try:
                     await self._prepare_layer(layer, python, python_version, work, log, account)
                 finally:

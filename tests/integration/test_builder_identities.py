@@ -1,8 +1,10 @@
 """Each build as a fresh identity in a cgroup of its own, and nothing of it left afterwards.
 
 Real builds with the local builder, as root: a postBuild that leaves a ``setsid sleep``
-behind and plants a link where root writes the environment's marker; what a build's identity
-may write; and that the sealed venv, the server layer and other owners' caches stay root's.
+behind and plants a link where root writes the environment's marker; one that leaves files
+and a setgid program in ``/tmp``, ``/var/tmp`` and ``/dev/shm``; what a build's identity
+may write and see; and that the sealed venv, the server layer and other owners' caches stay
+root's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ import pytest
 from kioskhub.hub.schema.builder import BuilderSettings, environment_gids
 from kioskhub.image_builder.build_identity import identity_pool
 from kioskhub.image_builder.build_log import BuildLog
-from kioskhub.image_builder.build_sandbox import minimal_environment, run_step
+from kioskhub.image_builder.build_sandbox import (
+    make_workdir,
+    minimal_environment,
+    remove_tree,
+    run_step,
+)
 from kioskhub.image_builder.builder_base import BuildFailed, BuildRequest
 from kioskhub.image_builder.local_builder import MARKER, LocalBuilder
 from kioskhub.image_builder.source_safety import check_repository_url
@@ -32,6 +39,18 @@ echo "lingering $!" > "$VIRTUAL_ENV/share/lingering.txt"
 """
 PLANT = """#!/bin/bash
 ln -s {victim} "$VIRTUAL_ENV/kioskhub-environment.json"
+"""
+LEAVE_BEHIND = """#!/bin/bash
+set -e
+for folder in /tmp /var/tmp /dev/shm; do
+    echo planted > "$folder/{name}"
+done
+cp /bin/true /tmp/{name}-setgid
+chmod 2755 /tmp/{name}-setgid
+test -g /tmp/{name}-setgid
+if test -e {host_file}; then echo seen; else echo unseen; fi > "$VIRTUAL_ENV/share/host.txt"
+echo made > "$TMPDIR/own-temporary-file"
+grep NoNewPrivs /proc/self/status > "$VIRTUAL_ENV/share/privileges.txt"
 """
 
 
@@ -158,3 +177,57 @@ def test_caches_are_per_owner_and_not_another_builds(builder, repos):
     assert oct(builder.cache_dir.stat().st_mode & 0o777) == oct(0o711)
     owners = {entry.stat().st_uid for entry in caches}
     assert 0 not in owners and len(owners) == len(caches), "each owner's cache, its last build's"
+
+
+def test_a_build_leaves_nothing_in_the_temporary_folders_and_gains_no_privileges(builder, repos):
+    name = f"left-behind-{os.getpid()}-{os.urandom(4).hex()}"
+    host_file = Path("/tmp") / f"{name}-host"
+    host_file.write_text("the host's\n")
+    try:
+        script = LEAVE_BEHIND.format(name=name, host_file=host_file)
+        repo = git_repository(repos / "leave", {"postBuild": script, "requirements.txt": ""})
+        artifact = asyncio.run(builder.build(request(repo), BuildLog()))
+    finally:
+        host_file.unlink()
+    left = [
+        path
+        for path in (
+            Path("/tmp") / name,
+            Path("/var/tmp") / name,
+            Path("/dev/shm") / name,
+            Path("/tmp") / f"{name}-setgid",
+        )
+        if os.path.lexists(path)
+    ]
+    assert left == [], "the build's files outlived it in the host's temporary folders"
+    share = Path(artifact.venv_path) / "share"
+    assert (share / "host.txt").read_text() == "unseen\n", "the build saw the host's /tmp"
+    assert (share / "privileges.txt").read_text().split() == ["NoNewPrivs:", "1"]
+
+
+def test_a_step_sees_no_folder_below_tmp_that_a_closed_folder_hides(state):
+    need_root()
+    closed = state / "closed"
+    inner = closed / "inner"
+    inner.mkdir(parents=True)
+    (inner / "secret.txt").write_text("for root only\n")
+    os.chmod(closed, 0o700)
+    os.chmod(inner, 0o755)
+    os.chmod(inner / "secret.txt", 0o644)
+
+    async def main() -> tuple[int, str]:
+        async with identity_pool(BuilderSettings()).identity("test") as account:
+            work = make_workdir(account)
+            try:
+                return await run_step(
+                    ["/bin/cat", str(inner / "secret.txt")],
+                    log=BuildLog(),
+                    account=account.seeing(work, inner),
+                    cwd=work,
+                    env=minimal_environment(work),
+                )
+            finally:
+                remove_tree(work)
+
+    status, output = asyncio.run(main())
+    assert status != 0 and "for root only" not in output
