@@ -24,6 +24,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -61,6 +62,16 @@ NETWORK_VARIABLES = (
 bundles, proxies, index mirrors). Nothing else of the hub's environment gets through."""
 
 
+KIOSKHUB_PATHS = tuple(
+    dict.fromkeys(
+        os.path.realpath(path) for path in (sys.prefix, Path(__file__).resolve().parents[1])
+    )
+)
+"""What every step runs from and must still see in its private temporary folders: KioskHub's
+own venv (its Python, uv and the server packages) and its code, which lie below ``/tmp`` when
+KioskHub runs from a checkout there."""
+
+
 @dataclass(frozen=True)
 class BuildAccount:
     """The identity build steps run as; None fields mean the hub's own account.
@@ -89,7 +100,7 @@ class BuildAccount:
         folders, drop to the build's identity, and give up gaining privileges."""
         if self.cgroup is not None:
             self.cgroup.enter()
-        private_temporary_folders(self.visible, self.uid)
+        private_temporary_folders((*KIOSKHUB_PATHS, *self.visible), self.uid)
         os.setgroups([])
         os.setresgid(self.gid, self.gid, self.gid)
         os.setresuid(self.uid, self.uid, self.uid)

@@ -7,7 +7,10 @@ swapped: only paths reached without a link, below folders the build may pass, co
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
+from kioskhub.image_builder import build_sandbox
 from kioskhub.image_builder.build_namespace import open_exactly, outermost_below, reachable_by
 
 
@@ -47,3 +50,11 @@ def test_a_path_through_a_link_is_neither_reachable_nor_opened(tmp_path):
     fd = open_exactly(str(real / "inner"))
     assert fd is not None
     os.close(fd)
+
+
+def test_steps_still_see_kioskhub_s_own_venv_and_code():
+    """A checkout under /tmp holds the venv (uv, the server packages) and the code every step
+    runs from: they are bound back into the step's fresh /tmp."""
+    code = Path(build_sandbox.__file__).resolve().parents[1]
+    assert os.path.realpath(sys.prefix) in build_sandbox.KIOSKHUB_PATHS
+    assert str(code) in build_sandbox.KIOSKHUB_PATHS
