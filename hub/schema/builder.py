@@ -11,21 +11,18 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .paths import ConfigPath
+from .section import Section
 
 HOST_PATTERN = re.compile(
     r"^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$"
 )
 
 
-class BuilderSettings(BaseModel):
+class BuilderSettings(Section):
     """Environments built from git repositories: catalog, builds, allowed sources."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, revalidate_instances="always"
-    )
 
     enabled: bool = Field(
         False,

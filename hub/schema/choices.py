@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from .paths import ConfigPath
+from .section import Section
 
 _UNITS = {
     "": 1,
@@ -41,10 +42,8 @@ Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 """A short identifier used in URLs, launch links and the API."""
 
 
-class Choice(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, revalidate_instances="always"
-    )
+class Choice(Section):
+    """What a user picks in the spawn form: an environment or a resource profile."""
 
     name: Name = Field(description="Identifier used in launch links and the API.")
     display_name: str = Field("", description="Name shown in the spawn form.")

@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from .choices import ByteSize, Name
+from .section import Section
 
 if TYPE_CHECKING:
     from .site import Site
@@ -21,13 +22,7 @@ SERVICE_NAME = "dask-gateway"
 SERVICE_PREFIX = f"/services/{SERVICE_NAME}"
 
 
-class DaskSection(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, revalidate_instances="always"
-    )
-
-
-class DaskWorkers(DaskSection):
+class DaskWorkers(Section):
     """Worker size and cluster size for clusters of one resource profile."""
 
     worker_cores: int = Field(1, ge=1, le=256, description="CPU cores of each worker.")
@@ -43,7 +38,7 @@ class DaskWorkers(DaskSection):
     )
 
 
-class _ProfileName(DaskSection):
+class _ProfileName(Section):
     name: Name = Field(description="Name of a resource profile (see profiles[].name).")
 
 
@@ -51,12 +46,12 @@ class DaskProfile(DaskWorkers, _ProfileName):
     """Worker and cluster size for the clusters of the resource profile ``name``."""
 
 
-class DaskScheduler(DaskSection):
+class DaskScheduler(Section):
     cores: int = Field(1, ge=1, le=64, description="CPU cores counted for each scheduler.")
     memory: ByteSize = Field(10**9, description="Memory counted for each scheduler, e.g. 1G.")
 
 
-class DaskUserLimits(DaskSection):
+class DaskUserLimits(Section):
     max_clusters: int | None = Field(
         2, ge=0, description="Most clusters one user may run at once; empty means no limit."
     )
@@ -73,7 +68,7 @@ class DaskUserLimits(DaskSection):
     )
 
 
-class DaskPorts(DaskSection):
+class DaskPorts(Section):
     http: int = Field(
         8082,
         ge=1,
@@ -87,7 +82,7 @@ class DaskPorts(DaskSection):
     api: int = Field(8084, ge=1, le=65535, description="Port of the gateway's private API.")
 
 
-class DaskSettings(DaskSection):
+class DaskSettings(Section):
     enabled: bool = Field(
         False,
         description="Run Dask Gateway as a hub service, so that "

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .paths import ConfigPath
+from .section import Section
 
 # The template ships with the image builder: kioskhub/image_builder/ci beside kioskhub/hub.
 CI_TEMPLATE = (
@@ -25,12 +26,8 @@ CI_TEMPLATE = (
 NAMESPACE_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$")
 
 
-class GitLabSettings(BaseModel):
+class GitLabSettings(Section):
     """Building environments in the users' own GitLab CI (python-gitlab + a CI template)."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, revalidate_instances="always"
-    )
 
     url: str | None = Field(
         None,

@@ -12,21 +12,16 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .choices import Name
+from .section import Section
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
 LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 
-class PodSection(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, revalidate_instances="always"
-    )
-
-
-class HomeVolume(PodSection):
+class HomeVolume(Section):
     """Each user's persistent home: a PersistentVolumeClaim per user."""
 
     storage_class: str | None = Field(
@@ -43,7 +38,7 @@ class HomeVolume(PodSection):
     )
 
 
-class DataVolume(PodSection):
+class DataVolume(Section):
     """How the data mount ``mount`` reaches a pod. Mounts not listed use hostPath."""
 
     mount: Name = Field(description="Name of a data mount (see data_mounts[].name).")
@@ -89,7 +84,7 @@ class DataVolume(PodSection):
         return self
 
 
-class Toleration(PodSection):
+class Toleration(Section):
     key: str | None = Field(None, description="Taint key, e.g. nvidia.com/gpu; empty with Exists.")
     operator: Literal["Equal", "Exists"] = Field("Equal", description="Equal or Exists.")
     value: str | None = Field(None, description="Taint value, for Equal.")
@@ -98,7 +93,7 @@ class Toleration(PodSection):
     )
 
 
-class PodProfile(PodSection):
+class PodProfile(Section):
     """Where the pods of the resource profile ``name`` are scheduled (Kubernetes)."""
 
     name: Name = Field(description="Name of a resource profile (see profiles[].name).")
@@ -118,7 +113,7 @@ class PodProfile(PodSection):
         return value
 
 
-class PodSettings(PodSection):
+class PodSettings(Section):
     image: str | None = Field(
         None,
         description="Image of KioskHub's own environment (the default one). Empty: the "

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .builder import BuilderSettings
 from .choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
@@ -20,6 +20,7 @@ from .dask import DaskSettings, unknown_dask_profiles
 from .gitlab import GitLabSettings
 from .paths import ConfigPath
 from .pods import PodSettings, pod_settings_problems
+from .section import Section
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,28}$"
 """Hub usernames: lowercase, 1–29 characters, safe in URLs, paths and system account names
@@ -108,14 +109,6 @@ def check_username(name: str, reserved: frozenset[str] = RESERVED_USERNAMES) -> 
             "sign in with your own username"
         )
     return name
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, revalidate_instances="always"
-    )
 
 
 class InternalPorts(Section):
