@@ -4,7 +4,7 @@
   state folder at start, see ``write_gateway_config``);
 - ``gateway_hub_settings``: the JupyterHub service, the role that lets users reach it and
   the scope that each server's token needs to use it;
-- ``client_env`` (from ``kioskhub.hub.schema.dask``, a pure function of the Site): the
+- ``client_env`` lives in ``kioskhub.hub.schema.dask`` (a pure function of the Site): the
   environment that makes ``Gateway().new_cluster()`` work with no arguments in a user
   server, and points dask-labextension at the gateway.
 
@@ -23,12 +23,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kioskhub.hub.schema.dask import (  # noqa: F401 (client_env is part of this API)
+from kioskhub.hub.schema.dask import (
     SERVICE_NAME,
     SERVICE_PREFIX,
-    GatewayAddresses,
-    client_env,
-    gateway_addresses,
 )
 from kioskhub.hub.schema.site import Site
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kioskhub.hub.schema.dask import GatewayAddresses, client_env
 from kioskhub.hub.schema.site import Site
 
 from .dask_gateway import (
@@ -19,8 +20,6 @@ from .dask_gateway import (
     SERVER_SCOPES,
     SERVICE_NAME,
     SERVICE_PREFIX,
-    GatewayAddresses,
-    client_env,
     default_profile,
     profile_options,
 )

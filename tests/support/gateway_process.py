@@ -18,7 +18,8 @@ from pathlib import Path
 
 import requests
 
-from kioskhub.hub.dask_gateway import gateway_addresses, gateway_config
+from kioskhub.hub.dask_gateway import gateway_config
+from kioskhub.hub.schema.dask import gateway_addresses
 from kioskhub.hub.schema.site import Site
 from tests.support.hub_process import free_port
 

@@ -36,7 +36,6 @@ from kioskhub.hub.dask_dashboard_guard import (
 from kioskhub.hub.dask_dashboard_login import NOT_SIGNED_IN
 from kioskhub.hub.dask_dashboard_proxy import add_dashboard_routes, forwarded_headers
 from kioskhub.hub.dask_gateway import (
-    client_env,
     gateway_config,
     gateway_hub_settings,
     merge_settings,
@@ -55,6 +54,7 @@ from kioskhub.hub.dask_gateway_kube import (
 )
 from kioskhub.hub.jupyterhub_settings import jupyterhub_settings
 from kioskhub.hub.schema.config_file import ConfigError, load_site
+from kioskhub.hub.schema.dask import client_env
 from kioskhub.hub.schema.site import Site
 from kioskhub.hub.state_dir import Passwords
 from kioskhub.spawner.dask_clusters import stop_user_clusters
