@@ -11,6 +11,7 @@ import pytest
 
 from kioskhub.hub.sample_data import write_sample_data
 from tests.support.hub_process import start_hub, write_site_config
+from tests.support.registry import loopback_registry  # noqa: F401 (a fixture)
 from tests.support.venvs import make_server_venv
 
 SHARED_PASSWORD = "correct-horse-battery"
