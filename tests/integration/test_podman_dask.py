@@ -7,19 +7,16 @@ slirp4netns), scales to a worker, computes, and shuts the cluster down.
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from kioskhub.spawner.podman_plan import hub_tag
 from tests.conftest import SHARED_PASSWORD, open_folder
-from tests.support.hub_process import free_port, start_hub, write_site_config
+from tests.support.hub_process import free_port, write_site_config
 from tests.support.podman import (
     build_base_image,
-    remove_pods_with_label,
-    remove_volumes_with_prefix,
+    podman_hub,
 )
-from tests.support.user_session import UserSession
+from tests.support.user_session import signed_in
 
 pytestmark = pytest.mark.integration
 
@@ -40,14 +37,8 @@ def site():
             "ports": {"http": free_port(), "scheduler_proxy": free_port(), "api": free_port()},
         },
     )
-    tag = hub_tag(folder / "state")
-    hub = start_hub(config, folder / "hub.log")
-    yield {"hub": hub, "folder": folder}
-    if hub.process.poll() is None:
-        hub.stop()
-    remove_pods_with_label(f"kioskhub/hub={tag}")
-    remove_volumes_with_prefix(f"kh-{tag}-")
-    shutil.rmtree(folder, ignore_errors=True)
+    with podman_hub(config, folder) as hub:
+        yield {"hub": hub, "folder": folder}
 
 
 SCALE_OUT = """
@@ -75,9 +66,7 @@ print("AFTER", json.dumps([c.name for c in gateway.list_clusters()]))
 
 def test_a_pod_scales_out_with_dask_gateway_and_no_configuration(site):
     hub = site["hub"]
-    user = UserSession(hub.url, "lise")
-    user.login(SHARED_PASSWORD)
-    user.request_token()
+    user = signed_in(hub.url, "lise", SHARED_PASSWORD)
     events = user.spawn(timeout=150)
     assert events[-1].get("ready"), (events, hub.log_text()[-3000:])
 

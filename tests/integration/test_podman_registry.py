@@ -20,16 +20,14 @@ import pytest
 import requests
 import yaml
 
-from kioskhub.spawner.podman_plan import hub_tag
 from tests.conftest import SHARED_PASSWORD, open_folder
-from tests.support.hub_process import free_port, start_hub, write_site_config
+from tests.support.hub_process import free_port, write_site_config
 from tests.support.podman import (
     build_base_image,
     podman,
-    remove_pods_with_label,
-    remove_volumes_with_prefix,
+    podman_hub,
 )
-from tests.support.user_session import UserSession
+from tests.support.user_session import UserSession, signed_in
 
 pytestmark = pytest.mark.integration
 
@@ -118,21 +116,8 @@ def site(registry, pinned_image, unlisted_image):
         data_mounts=[],
         pods={"insecure_registries": [name]},
     )
-    tag = hub_tag(folder / "state")
-    hub = start_hub(config, folder / "hub.log")
-    yield {"hub": hub, "folder": folder}
-    if hub.process.poll() is None:
-        hub.stop()
-    remove_pods_with_label(f"kioskhub/hub={tag}")
-    remove_volumes_with_prefix(f"kh-{tag}-")
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-def signed_in(hub, name: str) -> UserSession:
-    user = UserSession(hub.url, name)
-    user.login(SHARED_PASSWORD)
-    user.request_token()
-    return user
+    with podman_hub(config, folder) as hub:
+        yield {"hub": hub, "folder": folder}
 
 
 def start_message(user: UserSession, options: dict) -> tuple[int, list[str]]:
@@ -151,7 +136,7 @@ def start_message(user: UserSession, options: dict) -> tuple[int, list[str]]:
 
 
 def test_an_image_pinned_by_digest_is_pulled_with_progress_and_runs(site, pinned_image):
-    ada = signed_in(site["hub"], "ada")
+    ada = signed_in(site["hub"].url, "ada", SHARED_PASSWORD)
 
     status, messages = start_message(ada, {"environment": "pinned"})
 
@@ -167,7 +152,7 @@ def test_an_image_pinned_by_digest_is_pulled_with_progress_and_runs(site, pinned
 
 def test_a_registry_not_listed_as_insecure_keeps_tls_and_the_pull_is_refused(site, registry):
     _, port = registry
-    bob = signed_in(site["hub"], "bob")
+    bob = signed_in(site["hub"].url, "bob", SHARED_PASSWORD)
 
     status, messages = start_message(bob, {"environment": "unverified"})
 
@@ -178,7 +163,7 @@ def test_a_registry_not_listed_as_insecure_keeps_tls_and_the_pull_is_refused(sit
 
 
 def test_the_form_shows_a_venv_environment_as_one_pods_cannot_run(site):
-    carol = signed_in(site["hub"], "carol")
+    carol = signed_in(site["hub"].url, "carol", SHARED_PASSWORD)
     form = carol.http.get(f"{site['hub'].url}/hub/spawn").content.decode()
 
     assert 'name="environment" value="default" checked>' in form

@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.config_file import ConfigError, load_site
@@ -32,17 +31,10 @@ from kioskhub.spawner.podman_pull import (
     tls_arguments,
 )
 from kioskhub.spawner.spawn_form import render_spawn_form
+from tests.unit.test_pod_settings import write
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 PINNED = f"localhost:5000/kioskhub/env@{DIGEST}"
-
-
-def write(folder: Path, **config) -> Path:
-    (folder / "data").mkdir(exist_ok=True)
-    config.setdefault("data_mounts", [{"name": "data", "source": "data"}])
-    path = folder / "kioskhub.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.mark.parametrize(
