@@ -20,8 +20,23 @@ LOCAL_ONLY = "localhost"
 """The registry part of images that exist only in this machine's podman storage."""
 
 
+IMAGE_REFERENCE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+"""What an image reference may hold; it never starts with '-', so podman never reads it as
+an option, whoever wrote it (the site config, or a build recorded in the catalog)."""
+
+
 class ImageUnavailable(RuntimeError):
     """The image is not in podman's storage and cannot be pulled; the message says why."""
+
+
+def check_reference(ref: str) -> None:
+    """ImageUnavailable unless ``ref`` has the shape of an image reference."""
+    if not IMAGE_REFERENCE.fullmatch(ref) or len(ref) > 512:
+        raise ImageUnavailable(
+            f"{ref!r} is not an image reference (like registry.example.org/lab/env:tag or "
+            "localhost:5000/lab/env@sha256:...); the site's admins must correct the "
+            "environment's image."
+        )
 
 
 def image_registry(ref: str) -> str:
@@ -72,6 +87,7 @@ async def ensure_image(
     Raises ImageUnavailable with a message for the user when it is neither here nor
     pullable.
     """
+    check_reference(ref)
     found = await run_podman("image", "exists", ref, check=False)
     if found.returncode == 0:
         return False

@@ -10,6 +10,7 @@ Dask Gateway at slirp4netns' address of the host's loopback.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ from kioskhub.spawner.pod_manifest import PodTarget, build_pod, environment_imag
 from kioskhub.spawner.podman import PodmanSpawner
 from kioskhub.spawner.podman_plan import pod_reachable_env
 from kioskhub.spawner.podman_pull import (
+    ImageUnavailable,
+    ensure_image,
     image_registry,
     pull_arguments,
     pull_progress,
@@ -64,6 +67,26 @@ def test_tls_is_verified_except_for_the_registries_the_site_lists_as_insecure():
     assert pull_arguments("localhost/kioskhub-base:abc", insecure) is None
     assert tls_arguments(PINNED, insecure) == ("--tls-verify=false",)
     assert tls_arguments("quay.io/a/b:1", insecure) == ()
+
+
+@pytest.mark.parametrize(
+    "ref", ["--authfile=/etc/shadow", "-q", "a b", "x:1\n--tls-verify=false", ""]
+)
+def test_a_reference_podman_would_read_as_an_option_is_refused_before_podman_runs(
+    ref, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no podman at all: nothing may be run
+    seen = []
+
+    with pytest.raises(ImageUnavailable) as refused:
+        asyncio.run(ensure_image(ref, ("localhost:5000",), seen.append))
+
+    assert str(refused.value) == (
+        f"{ref!r} is not an image reference (like registry.example.org/lab/env:tag or "
+        "localhost:5000/lab/env@sha256:...); the site's admins must correct the "
+        "environment's image."
+    )
+    assert seen == []
 
 
 def test_a_pull_shows_in_the_spawn_progress_as_a_person_reads_it():
