@@ -1,8 +1,8 @@
 """``kioskhub image ...``: images for local pods (the podman backend).
 
 - ``kioskhub image build-base``: build the site base image (Debian via debootstrap, then
-  Python with jupyterhub, jupyterlab and ipykernel at the hub's versions) and show each
-  step; reuses podman's storage when the image is already there;
+  Python with the server, the Dask Gateway client and KioskHub's server extensions at the
+  hub's versions) and show each step; reuses podman's storage when the image is there;
 - ``kioskhub image name``: print the base image's reference (what ``pods.image`` defaults to).
 """
 
@@ -27,7 +27,8 @@ def add_image_command(commands) -> None:
         help="Build the site base image with podman (Debian + Python + JupyterLab).",
         description="Build the site base image with podman, without a registry: Debian "
         "(debootstrap --variant=minbase, from this machine's Debian mirror), then Python "
-        "with jupyterhub, jupyterlab and ipykernel at the hub's versions.",
+        "with jupyterhub, jupyterlab, ipykernel, the Dask Gateway client and KioskHub's "
+        "server extensions at the hub's versions.",
     )
     build.add_argument(
         "--rebuild", action="store_true", help="build again even when podman holds the image"

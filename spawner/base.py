@@ -32,8 +32,9 @@ What a backend implements
 - ``runnable_kinds``: the ONE statement of which environments it runs, among
   ``"venv"`` (a venv on the hub's machine), ``"own"`` (KioskHub's own environment, also
   the site image) and ``"image"`` (a container image). Unbuilt repositories never run.
-  The form offers only these; naming another is a 400 that says why
-  (``environment_kinds``). ``backend_name`` is the name in those messages.
+  The form shows the others as options that cannot be chosen, with the reason; naming
+  one is a 400 that says why (``environment_kinds``, whose ``BACKEND_KINDS`` is the
+  table of every backend). ``backend_name`` is the name in those messages.
 - ``prepare``, ``launch``, ``server_address``, ``log_tail``, and ``answering()`` (with
   ``readiness.accepts_connections`` or ``readiness.answers_http``).
 - ``poll_server()``: ``None`` while the server runs, its exit status once it has stopped,
@@ -73,7 +74,7 @@ from kioskhub.hub.schema.site import Site
 
 from . import gpu_assignments, gpus
 from .dask_clusters import stop_user_clusters
-from .environment_kinds import REFUSALS, environment_kind
+from .environment_kinds import environment_kind, refusal
 from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec, normalise_options
 from .spawn_feedback import SpawnFeedback
 from .spawn_form import options_from_form, render_spawn_form
@@ -128,10 +129,9 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
 
     def why_not_runnable(self, environment: Environment) -> str | None:
         """None if this backend runs ``environment``, else the reason for the user."""
-        kind = environment_kind(environment)
-        if kind in self.runnable_kinds:
+        if environment_kind(environment) in self.runnable_kinds:
             return None
-        return REFUSALS[kind].format(name=environment.name, backend=self.backend_name)
+        return refusal(environment, self.backend_name)
 
     async def user_environments(self) -> tuple[Environment, ...]:
         """Every environment the user may launch (before this backend's filter)."""
@@ -147,20 +147,19 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
     def build_spec(self, options, environments) -> LaunchSpec:
         """Pure: the LaunchSpec of ``options`` among ``environments``; ChoiceError if refused."""
         options = normalise_options(options)
+        named = next((e for e in environments if e.name == options.get("environment")), None)
+        reason = self.why_not_runnable(named) if named else None
+        if reason and allowed([named], self.groups()):
+            raise ChoiceError(reason)
         site = self.site.model_copy(update={"environments": self.runnable(environments)})
-        try:
-            return build_launch_spec(
-                site,
-                self.user.name,
-                self.groups(),
-                options,
-                server_name=self.name,
-                gpus_available=self.gpus_available(),
-            )
-        except ChoiceError as error:
-            named = next((e for e in environments if e.name == options.get("environment")), None)
-            reason = self.why_not_runnable(named) if named else None
-            raise ChoiceError(f"{error} {reason}" if reason else str(error)) from None
+        return build_launch_spec(
+            site,
+            self.user.name,
+            self.groups(),
+            options,
+            server_name=self.name,
+            gpus_available=self.gpus_available(),
+        )
 
     async def check_choice(self, options) -> LaunchSpec:
         """JupyterHub's ``apply_user_options``: the LaunchSpec for the next start, or a 400."""
@@ -197,11 +196,13 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         return ", ".join(f"{k}: {v}" for k, v in (self.user_options or {}).items())
 
     async def render_form(self) -> str:
-        """KioskHub's spawn form with the environments and profiles the user may choose."""
-        environments = self.runnable(await self.user_environments())
+        """KioskHub's spawn form with the environments and profiles the user may choose;
+        those this backend cannot run are shown, not choosable, with the reason."""
         groups = self.groups()
+        environments = allowed(await self.user_environments(), groups)
+        refused = {e.name: why for e in environments if (why := self.why_not_runnable(e))}
         return render_spawn_form(
-            allowed(environments, groups), allowed(self.site.profiles, groups), self.user_options
+            environments, allowed(self.site.profiles, groups), self.user_options, refused
         )
 
     def options_from_form(self, formdata):

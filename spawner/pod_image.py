@@ -2,9 +2,28 @@
 
 No registry is needed: Debian's minimal base system comes from the Debian mirror this
 machine's apt already uses (``debootstrap --variant=minbase``), is imported into podman, and
-one more layer adds Python and pip-installs jupyterhub, jupyterlab and ipykernel at the
-hub's own versions. The image's tag is a digest of everything that goes into it, so a hub
-upgrade asks for a new image and an unchanged recipe reuses the one in podman's storage.
+one more layer adds Python and pip-installs, at the hub's own versions, what every server
+needs: the server (jupyterhub, jupyterlab, ipykernel), the Dask Gateway client (dask-gateway,
+dask, distributed, and the packages Dask compares between client, scheduler and workers), and
+KioskHub's server extensions (``kioskhub.extensions``, enabled by the image's Jupyter
+config). The image's tag is a digest of everything that goes into it, so a hub upgrade asks
+for a new image and an unchanged recipe reuses the one in podman's storage.
+
+The image's layout, which images built FROM it (repository environments) rely on:
+
+- ``/opt/kioskhub`` (``IMAGE_PREFIX``): a venv made with Debian's ``/usr/bin/python3``
+  (bookworm: Python 3.11); ``/opt/kioskhub/bin`` leads ``PATH`` and ``VIRTUAL_ENV`` names
+  it, so ``python``, ``pip`` and ``jupyterhub-singleuser`` are the venv's. Add packages with
+  ``/opt/kioskhub/bin/pip install`` (or ``uv pip install --python /opt/kioskhub/bin/python``).
+- ``/opt/kioskhub/kioskhub-extensions`` holds ``kioskhub/extensions`` (on ``sys.path``
+  through a ``.pth`` file in the venv); ``/opt/kioskhub/etc/jupyter/jupyter_server_config.d/
+  kioskhub.json`` enables them.
+- user ``jovyan``, uid 1000, gid 100 (Debian's ``users``), home ``/home/jovyan`` (also the
+  working folder and where pods mount the user's home); the image ends as ``USER 1000:100``:
+  a build FROM it that installs Debian packages switches to ``USER root`` and back.
+- ``ENTRYPOINT ["/usr/bin/tini", "--"]``, ``CMD ["jupyterhub-singleuser"]``; pods give the
+  command themselves.
+- labels ``org.kioskhub.recipe`` and ``org.kioskhub.suite``.
 """
 
 from __future__ import annotations
@@ -13,7 +32,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 BASE_IMAGE_NAME = "localhost/kioskhub-base"
@@ -21,19 +40,46 @@ DEBIAN_IMAGE_NAME = "localhost/kioskhub-debian"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SUITE = "bookworm"
 SERVER_PACKAGES = ("jupyterhub", "jupyterlab", "ipykernel")
+DASK_CLIENT_PACKAGES = ("dask-gateway", "dask", "distributed")
+DASK_COMPARED_PACKAGES = (
+    "cloudpickle", "msgpack", "tornado", "toolz", "numpy", "pandas", "lz4"
+)
+"""What distributed compares between client, scheduler and workers; pinned to the hub's
+versions where the hub has them, so a client in the image meets the hub's workers quietly."""
 IMAGE_USER = "jovyan"
 IMAGE_UID = 1000
 IMAGE_GID = 100
 """The account servers run as inside the image (gid 100 is Debian's ``users`` group)."""
 IMAGE_HOME = "/home/jovyan"
 IMAGE_PREFIX = "/opt/kioskhub"
-RECIPE_VERSION = 1
+EXTENSIONS_DIR = f"{IMAGE_PREFIX}/kioskhub-extensions"
+SERVER_EXTENSIONS = ("kioskhub.extensions.memory_notice",)
+"""The Jupyter server extensions the image enables for every server."""
+EXTENSIONS_SOURCE = Path(__file__).resolve().parent.parent / "extensions"
+RECIPE_VERSION = 2
 """Raise when the Containerfile below changes in a way that the digest would not see."""
 
 
 def server_versions() -> dict[str, str]:
     """The hub's own versions of the packages a server needs (so hub and server agree)."""
-    return {name: version(name) for name in SERVER_PACKAGES}
+    versions = {name: version(name) for name in SERVER_PACKAGES + DASK_CLIENT_PACKAGES}
+    for name in DASK_COMPARED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return versions
+
+
+def extension_files(source: Path = EXTENSIONS_SOURCE) -> dict[str, str]:
+    """KioskHub's server extensions as they go into the image: file name → text."""
+    return {path.name: path.read_text() for path in sorted(source.glob("*.py"))}
+
+
+def server_config() -> str:
+    """The image's ``jupyter_server_config.d/kioskhub.json``: KioskHub's extensions on."""
+    enabled = {name: True for name in SERVER_EXTENSIONS}
+    return json.dumps({"ServerApp": {"jpserver_extensions": enabled}}, indent=2, sort_keys=True)
 
 
 def debian_mirror(sources: dict[str, str], suite: str = DEFAULT_SUITE) -> str:
@@ -105,6 +151,7 @@ class BaseImageRecipe:
     mirror: str = DEFAULT_MIRROR
     suite: str = DEFAULT_SUITE
     versions: dict[str, str] = field(default_factory=server_versions)
+    extensions: dict[str, str] = field(default_factory=extension_files)
 
     @property
     def digest(self) -> str:
@@ -114,6 +161,7 @@ class BaseImageRecipe:
             "suite": self.suite,
             "versions": self.versions,
             "containerfile": self.containerfile("FROM"),
+            "extensions": self.extensions,
         }
         text = json.dumps(recipe, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -127,8 +175,15 @@ class BaseImageRecipe:
     def image_ref(self) -> str:
         return f"{BASE_IMAGE_NAME}:{self.digest}"
 
+    def context_files(self) -> dict[str, str]:
+        """The build context besides the Containerfile: relative path → text."""
+        files = {f"extensions/{name}": text for name, text in self.extensions.items()}
+        files["jupyter_server_config.json"] = server_config() + "\n"
+        return files
+
     def containerfile(self, base: str | None = None) -> str:
-        """The layer on top of the imported Debian: Python, the server, a non-root user."""
+        """The layer on top of the imported Debian: Python, the server, Dask's client,
+        KioskHub's extensions, a non-root user."""
         packages = " ".join(f"{name}=={self.versions[name]}" for name in sorted(self.versions))
         return "\n".join(
             [
@@ -144,6 +199,12 @@ class BaseImageRecipe:
                 f"RUN python3 -m venv {IMAGE_PREFIX} \\",
                 f" && {IMAGE_PREFIX}/bin/pip install --no-cache-dir --progress-bar off"
                 f" --disable-pip-version-check {packages}",
+                f"COPY extensions/ {EXTENSIONS_DIR}/kioskhub/extensions/",
+                "COPY jupyter_server_config.json"
+                f" {IMAGE_PREFIX}/etc/jupyter/jupyter_server_config.d/kioskhub.json",
+                f"RUN {IMAGE_PREFIX}/bin/python -c 'import pathlib, sysconfig;"
+                ' pathlib.Path(sysconfig.get_paths()["purelib"], "kioskhub-extensions.pth")'
+                f'.write_text("{EXTENSIONS_DIR}\\n")\'',
                 f"RUN useradd --uid {IMAGE_UID} --gid {IMAGE_GID} --create-home"
                 f" --shell /bin/bash {IMAGE_USER}",
                 f"ENV PATH={IMAGE_PREFIX}/bin:/usr/local/bin:/usr/bin:/bin"

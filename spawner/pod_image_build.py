@@ -1,7 +1,8 @@
 """Building the site base image for local pods, with progress a person can watch.
 
 debootstrap (minimal Debian from the machine's own Debian mirror) → ``podman import`` →
-``podman build`` of the layer that ``BaseImageRecipe`` describes. Each stage is skipped
+``podman build`` of the layer that ``BaseImageRecipe`` describes (its Containerfile and its
+context files: KioskHub's extensions and their Jupyter config). Each stage is skipped
 when podman's storage already holds its result, so a second build takes a second.
 """
 
@@ -188,6 +189,9 @@ def _build(recipe: BaseImageRecipe, report: Report) -> None:
     with tempfile.TemporaryDirectory(prefix="kioskhub-base-context-") as context:
         containerfile = Path(context) / "Containerfile"
         containerfile.write_text(recipe.containerfile())
+        for name, text in recipe.context_files().items():
+            (Path(context) / name).parent.mkdir(mode=0o755, exist_ok=True)
+            (Path(context) / name).write_text(text)
         volumes, build_args = host_package_access()
         _stream(
             podman_command(

@@ -2,8 +2,10 @@
 
 It runs the very Pod manifest that a Kubernetes cluster would get (``pod_manifest``), with
 ``podman kube play``: memory and CPU limits, read-only data mounts, the non-root account
-and the home claim all come from the manifest. The server's port is published on the
-host's loopback only; the pod reaches the hub's API through slirp4netns. Every podman
+and the home claim all come from the manifest. An image podman does not hold is pulled
+first (``podman_pull``), with its progress in the spawn progress. The server's port is
+published on the host's loopback only; the pod reaches the hub's API and the Dask Gateway
+through slirp4netns' address of the host's loopback (``podman_plan``). Every podman
 command uses the project's ``containers.conf`` (``podman_cli``). The pod's name and port
 are kept in the spawner state (versioned), so a restarted hub re-adopts a running pod.
 The steps of a start are ``SpawnBackend``'s (base.py).
@@ -11,6 +13,7 @@ The steps of a start are ``SpawnBackend``'s (base.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 
@@ -32,10 +35,11 @@ from .podman_plan import (
     hub_labels,
     hub_tag,
     names_from_state,
+    pod_reachable_env,
     pod_state,
     podman_names,
-    server_env_for_pod,
 )
+from .podman_pull import ImageUnavailable, ensure_image, tls_arguments
 from .readiness import answers_http
 from .spawn_form import format_bytes
 
@@ -83,7 +87,14 @@ class PodmanSpawner(SpawnBackend, Spawner):
         except ChoiceError as error:
             raise web.HTTPError(400, "%s", str(error)) from None
         self.report(10, f"Environment {spec.environment.name} ({image}), profile {spec.profile}")
-        await self._check_image(image)
+        try:
+            pulled = await ensure_image(
+                image, pods.insecure_registries, lambda text: self.report(15, text)
+            )
+        except ImageUnavailable as error:
+            raise web.HTTPError(500, "%s", str(error)) from None
+        if pulled:
+            self.report(20, f"Pulled {image}")
         self.report(25, "Preparing your home folder")
         copied = await prepare_home(spec, (pods.uid, pods.gid))
         if copied:
@@ -96,14 +107,14 @@ class PodmanSpawner(SpawnBackend, Spawner):
         self.ip, self.port = "0.0.0.0", SERVER_PORT
         host_port = free_loopback_port()
         pod = build_pod(
-            spec,
+            dataclasses.replace(spec, env=pod_reachable_env(spec.env)),
             self.site.pods,
             PodTarget(
                 pod_name=names.pod,
                 home_claim=names.home_claim,
                 image=self.image,
                 command=("jupyterhub-singleuser", *self.get_args()),
-                server_env=server_env_for_pod(self.get_env()),
+                server_env=pod_reachable_env(self.get_env()),
                 labels=hub_labels(names),
                 publish=("127.0.0.1", host_port),
             ),
@@ -117,7 +128,13 @@ class PodmanSpawner(SpawnBackend, Spawner):
         yield checkpoint
         await self._podman("pod", "rm", "--force", "--ignore", names.pod)
         await self._podman(
-            "kube", "play", "--network", POD_NETWORK, "-", stdin=yaml.safe_dump(pod).encode()
+            "kube",
+            "play",
+            "--network",
+            POD_NETWORK,
+            *tls_arguments(self.image, self.site.pods.insecure_registries),
+            "-",
+            stdin=yaml.safe_dump(pod).encode(),
         )
         self.report(70, "Waiting for JupyterLab to answer")
 
@@ -134,16 +151,6 @@ class PodmanSpawner(SpawnBackend, Spawner):
             return await run_podman(*args, stdin=stdin)
         except PodmanError as error:
             raise web.HTTPError(500, "%s", f"Your server could not be started: {error}") from None
-
-    async def _check_image(self, image: str) -> None:
-        found = await run_podman("image", "exists", image, check=False)
-        if found.returncode != 0:
-            raise web.HTTPError(
-                500,
-                "%s",
-                f"The image {image} is not in podman's storage on this machine. The site's "
-                "admins can build the site base image with `kioskhub image build-base`.",
-            )
 
     async def _ensure_home_volume(self, spec: LaunchSpec, names: PodmanNames) -> None:
         """Provision the home claim as a podman volume bound to the user's home folder."""

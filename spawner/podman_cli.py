@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,3 +87,31 @@ async def run_podman(*args: str, stdin: bytes | None = None, check: bool = True)
             f"{result.stderr.strip() or result.stdout.strip()}"
         )
     return result
+
+
+async def stream_podman(*args: str, on_line: Callable[[str], None]) -> PodmanResult:
+    """Run ``podman ARGS``, handing each line of its output (stdout and stderr) to
+    ``on_line`` as it comes; a non-zero exit raises PodmanError quoting the last lines."""
+    process = await asyncio.create_subprocess_exec(
+        *podman_command(*args),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=podman_env(),
+        cwd=podman_workdir(),
+    )
+    assert process.stdout is not None
+    lines = []
+    async for raw in process.stdout:
+        line = raw.decode(errors="replace").rstrip()
+        if line:
+            lines.append(line)
+            on_line(line)
+    returncode = await process.wait()
+    output = "\n".join(lines)
+    if returncode != 0:
+        raise PodmanError(
+            f"`podman {' '.join(args[:3])}` failed (exit status {returncode}): "
+            + "\n".join(lines[-5:])
+        )
+    return PodmanResult(returncode, output, "")

@@ -1,9 +1,10 @@
 """What the podman backend adds to the shared Pod manifest: names, the hub's address, storage.
 
 Pure. podman has no namespaces, so names carry a tag of the hub (two hubs on one machine
-may both have a user 'ada'); the pod reaches the hub's loopback API through slirp4netns'
-host-loopback address; the home claim is provisioned as a podman volume bound to the
-user's folder under ``home.root``, as a storage class would provision it on a cluster.
+may both have a user 'ada'); the pod reaches the hub's loopback API and the Dask Gateway's
+loopback ports through slirp4netns' host-loopback address; the home claim is provisioned
+as a podman volume bound to the user's folder under ``home.root``, as a storage class
+would provision it on a cluster.
 """
 
 from __future__ import annotations
@@ -64,10 +65,20 @@ def pod_reachable_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def server_env_for_pod(env: dict[str, str]) -> dict[str, str]:
-    """The hub's server environment with the hub's URLs as seen from inside a pod."""
+POD_REACHED_ADDRESSES = (
+    "JUPYTERHUB_API_URL",
+    "JUPYTERHUB_ACTIVITY_URL",
+    "DASK_GATEWAY__ADDRESS",
+    "DASK_GATEWAY__PROXY_ADDRESS",
+)
+"""Addresses that code inside the pod connects to: the hub's API, and the gateway's API
+and scheduler proxy. ``DASK_GATEWAY__PUBLIC_ADDRESS`` is for browsers and stays as it is."""
+
+
+def pod_reachable_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with the loopback addresses of the hub and the gateway as a pod sees them."""
     fixed = dict(env)
-    for key in ("JUPYTERHUB_API_URL", "JUPYTERHUB_ACTIVITY_URL"):
+    for key in POD_REACHED_ADDRESSES:
         if key in fixed:
             fixed[key] = pod_reachable_url(fixed[key])
     return fixed

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 
 from kioskhub.hub.schema.choices import Environment, ResourceProfile
@@ -18,6 +18,8 @@ FORM_STYLE = """
   .kh-choice .kh-title { font-weight: 600; }
   .kh-choice .kh-desc { color: #555; margin: .35rem 0 .2rem; font-size: .92em; }
   .kh-choice .kh-res { color: #333; font-size: .85em; font-family: monospace; }
+  .kh-choice.kh-unavailable { cursor: not-allowed; background: #f4f4f6; color: #777; }
+  .kh-choice .kh-why { color: #8a4b00; margin-top: .35rem; font-size: .88em; }
   .kh-badge { display: inline-block; background: #6a1b9a; color: #fff; border-radius: .3rem;
               padding: 0 .4rem; font-size: .75em; margin-left: .35rem; vertical-align: middle; }
   .kh-legend { font-size: 1.1em; font-weight: 600; margin-top: .5rem; }
@@ -40,15 +42,21 @@ def describe_resources(profile: ResourceProfile) -> str:
     return " · ".join(parts)
 
 
-def _card(field: str, choice, selected: str | None, details: str, badge: str = "") -> str:
-    checked = " checked" if choice.name == selected else ""
+def _card(
+    field: str, choice, selected: str | None, details: str, badge: str = "", why_not: str = ""
+) -> str:
+    """One choice; with ``why_not``, shown but not choosable, and the reason under it."""
+    checked = " checked" if choice.name == selected and not why_not else ""
+    disabled = " disabled" if why_not else ""
     badge_html = f'<span class="kh-badge">{escape(badge)}</span>' if badge else ""
+    why_html = f'<div class="kh-why">{escape(why_not)}</div>' if why_not else ""
+    classes = "kh-choice kh-unavailable" if why_not else "kh-choice"
     return (
-        f'<label class="kh-choice" id="kh-{field}-{escape(choice.name)}">'
-        f'<input type="radio" name="{field}" value="{escape(choice.name)}"{checked}>'
+        f'<label class="{classes}" id="kh-{field}-{escape(choice.name)}">'
+        f'<input type="radio" name="{field}" value="{escape(choice.name)}"{checked}{disabled}>'
         f'<span class="kh-title">{escape(choice.title)}</span>{badge_html}'
         f'<div class="kh-desc">{escape(choice.description)}</div>'
-        f'<div class="kh-res">{escape(details)}</div>'
+        f'<div class="kh-res">{escape(details)}</div>{why_html}'
         "</label>"
     )
 
@@ -63,13 +71,23 @@ def render_spawn_form(
     environments: Sequence[Environment],
     profiles: Sequence[ResourceProfile],
     selected: dict[str, str] | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> str:
-    """The form's HTML for the choices a user may make (already filtered by their groups)."""
+    """The form's HTML for the choices a user may make (already filtered by their groups).
+
+    ``refused`` maps the names of environments that the backend cannot run to the reason;
+    they are shown, cannot be chosen, and are never preselected.
+    """
     selected = selected or {}
-    env_selected = selected.get("environment") or _default(environments)
+    refused = refused or {}
+    runnable = [e for e in environments if e.name not in refused]
+    env_selected = selected.get("environment")
+    if env_selected not in {e.name for e in runnable}:
+        env_selected = _default(runnable)
     profile_selected = selected.get("profile") or _default(profiles)
     env_cards = "".join(
-        _card("environment", e, env_selected, e.image or e.kind) for e in environments
+        _card("environment", e, env_selected, e.image or e.kind, why_not=refused.get(e.name, ""))
+        for e in environments
     )
     profile_cards = "".join(
         _card(

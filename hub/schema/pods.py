@@ -3,8 +3,8 @@
 One Pod manifest serves both backends (``kioskhub.spawner.pod_manifest``); this section holds what
 the manifest needs beyond the user's choice: the image of KioskHub's own environment, the
 account servers run as, the home volume, how each data mount reaches a pod (hostPath, a
-PVC, NFS or a CSI driver), and where GPU profiles are scheduled (node selector and
-tolerations per resource profile).
+PVC, NFS or a CSI driver), where GPU profiles are scheduled (node selector and
+tolerations per resource profile), and which registries podman may reach without TLS.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from .choices import Name
 from .section import Section
 
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
+REGISTRY_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?(:[0-9]{1,5})?$"
+"""A registry as image references name it: host or host:port."""
 LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
 
 
@@ -145,6 +147,28 @@ class PodSettings(Section):
         description="kubernetes: the namespace of the pods and claims; empty means the "
         "hub's own (in a cluster) or 'default'.",
     )
+    insecure_registries: tuple[str, ...] = Field(
+        (),
+        description="podman: registries (host or host:port, e.g. localhost:5000) that serve "
+        "images over plain HTTP or without a trusted certificate, such as a registry on "
+        "loopback; images from them are pulled with --tls-verify=false. Every other "
+        "registry's TLS is verified. Kubernetes nodes take this from their container "
+        "runtime's own registry settings.",
+    )
+
+    @field_validator("insecure_registries")
+    @classmethod
+    def _registry_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for registry in value:
+            if not re.fullmatch(REGISTRY_PATTERN, registry):
+                raise ValueError(
+                    f"{registry!r} is not a registry: write its host or host:port, without "
+                    "a scheme or a path, e.g. localhost:5000"
+                )
+        repeated = sorted({r for r in value if value.count(r) > 1})
+        if repeated:
+            raise ValueError(f"listed twice: {', '.join(repeated)}")
+        return value
 
 
 def pod_settings_problems(

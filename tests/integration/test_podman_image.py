@@ -7,13 +7,14 @@ from podman's storage afterwards; both paths show their progress.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
 import pytest
 
 from kioskhub.hub.schema.site import PACKAGE_ROOT
-from kioskhub.spawner.pod_image import IMAGE_UID, server_versions
+from kioskhub.spawner.pod_image import IMAGE_PREFIX, IMAGE_UID, server_versions
 from kioskhub.spawner.podman_cli import CONTAINERS_CONF
 from tests.support.podman import KIOSKHUB, build_base_image, podman, require_pod_tools
 
@@ -46,16 +47,36 @@ def test_build_base_shows_its_steps_and_reuses_podmans_storage():
 
 def test_the_base_image_runs_the_hubs_versions_as_a_non_root_account():
     image = build_base_image().image
+    expected = server_versions()
     result = podman(
         "run", "--rm", image, "python", "-c",
-        "import importlib.metadata as m, json, os; "
-        "print(json.dumps([os.getuid(), {n: m.version(n) for n in "
-        "('jupyterhub', 'jupyterlab', 'ipykernel')}]))",
+        "import importlib.metadata as m, json, os, sys; "
+        "print(json.dumps([os.getuid(), sys.prefix, "
+        f"{{n: m.version(n) for n in {sorted(expected)}}}]))",
     )
-    uid, versions = json.loads(result.stdout)
+    uid, prefix, versions = json.loads(result.stdout)
 
     assert uid == IMAGE_UID
-    assert versions == server_versions()
+    assert prefix == IMAGE_PREFIX
+    assert versions == expected
+    assert {"dask-gateway", "dask", "distributed"} <= set(versions)
+
+
+def test_the_base_image_enables_kioskhubs_server_extensions():
+    image = build_base_image().image
+    result = podman(
+        "run", "--rm", image, "sh", "-c",
+        "python -c 'import kioskhub.extensions.memory_notice as m; print(m.__file__)'"
+        " && jupyter server extension list 2>&1",
+    )
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", result.stdout)
+
+    assert text.splitlines()[0] == (
+        "/opt/kioskhub/kioskhub-extensions/kioskhub/extensions/memory_notice.py"
+    )
+    assert "kioskhub.extensions.memory_notice enabled" in text
+    assert "kioskhub.extensions.memory_notice  OK" in text
 
 
 def test_podman_runs_with_the_containers_conf_the_project_ships():

@@ -206,7 +206,11 @@ def test_an_image_podman_does_not_hold_fails_the_start_saying_what_to_do(site):
     )
     venv = dan.api("/users/dan/server", "POST", json={"environment": "venv"})
     assert venv.status_code == 400
-    assert "Unknown environment 'venv'. Choose one of: default, unbuilt." in venv.text
+    assert venv.json()["message"] == (
+        "The environment 'venv' is a venv on the hub's machine, which the podman backend "
+        "cannot use (a pod has only its image); it runs on sites whose spawner.backend is "
+        "local. Choose another environment."
+    )
 
 
 def test_a_restarted_hub_readopts_the_pod_and_stop_removes_it(site, ada):

@@ -9,12 +9,16 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from kioskhub.spawner.podman_cli import podman_command, podman_env
+from kioskhub.spawner.podman_plan import hub_tag
+from tests.support.hub_process import HubProcess, start_hub
 
 KIOSKHUB = Path(sys.executable).parent / "kioskhub"
 TOOLS = {"podman": "podman", "runc": "runc", "debootstrap": "debootstrap", "conmon": "conmon"}
@@ -86,3 +90,19 @@ def remove_volumes_with_prefix(prefix: str) -> None:
     for name in names:
         if name.startswith(prefix):
             podman("volume", "rm", "--force", name, check=False)
+
+
+@contextmanager
+def podman_hub(config: Path, folder: Path) -> Iterator[HubProcess]:
+    """A hub of the podman backend on ``config``; afterwards its pods, their home volumes
+    and ``folder`` are removed."""
+    tag = hub_tag(folder / "state")
+    hub = start_hub(config, folder / "hub.log")
+    try:
+        yield hub
+    finally:
+        if hub.process.poll() is None:
+            hub.stop()
+        remove_pods_with_label(f"kioskhub/hub={tag}")
+        remove_volumes_with_prefix(f"kh-{tag}-")
+        shutil.rmtree(folder, ignore_errors=True)

@@ -3,6 +3,7 @@ recipe: pure parts of the pod backends, with literal expectations."""
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -13,17 +14,22 @@ from kioskhub.hub.schema.config_file import ConfigError, load_site
 from kioskhub.hub.schema.site import PACKAGE_ROOT
 from kioskhub.hub.state_dir import Passwords
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec
-from kioskhub.spawner.pod_image import BaseImageRecipe, debian_mirror
+from kioskhub.spawner.pod_image import (
+    BaseImageRecipe,
+    debian_mirror,
+    extension_files,
+    server_versions,
+)
 from kioskhub.spawner.pod_image_build import BuildError, build_base_image
 from kioskhub.spawner.podman_cli import CONTAINERS_CONF, podman_env
 from kioskhub.spawner.podman_plan import (
     bound_claim,
     hub_tag,
     names_from_state,
+    pod_reachable_env,
     pod_reachable_url,
     pod_state,
     podman_names,
-    server_env_for_pod,
 )
 
 
@@ -159,7 +165,7 @@ def test_pods_reach_the_hub_on_loopback_through_slirp():
     assert pod_reachable_url("http://127.0.0.1:8081/hub/api") == "http://10.0.2.2:8081/hub/api"
     assert pod_reachable_url("http://localhost:8081/hub/api/") == "http://10.0.2.2:8081/hub/api/"
     assert pod_reachable_url("http://hub.lab.org:8081/hub/api") == "http://hub.lab.org:8081/hub/api"
-    env = server_env_for_pod({
+    env = pod_reachable_env({
         "JUPYTERHUB_API_URL": "http://127.0.0.1:8081/hub/api",
         "JUPYTERHUB_ACTIVITY_URL": "http://127.0.0.1:8081/hub/api/users/ada/activity",
         "JUPYTERHUB_SERVICE_URL": "http://0.0.0.0:8888/user/ada/",
@@ -229,21 +235,63 @@ def test_debian_mirror_is_the_one_apt_uses(sources, mirror):
 def test_base_image_recipe_is_pinned_to_the_hub_versions():
     recipe = BaseImageRecipe(
         mirror="http://deb.debian.org/debian",
-        versions={"jupyterhub": "5.3.0", "jupyterlab": "4.4.0", "ipykernel": "6.29.5"},
+        versions={"jupyterhub": "5.3.0", "jupyterlab": "4.4.0", "ipykernel": "6.29.5",
+                  "dask-gateway": "2024.1.0", "dask": "2024.8.0", "distributed": "2024.8.0"},
+        extensions={"__init__.py": '"""x"""\n', "memory_notice.py": "print(1)\n"},
     )
-    text = recipe.containerfile()
 
-    assert text.startswith("FROM localhost/kioskhub-debian:bookworm\n")
-    assert "pip install --no-cache-dir --progress-bar off --disable-pip-version-check " \
-           "ipykernel==6.29.5 jupyterhub==5.3.0 jupyterlab==4.4.0" in text
-    assert "useradd --uid 1000 --gid 100" in text
-    assert "USER 1000:100" in text
+    assert recipe.containerfile() == """\
+FROM localhost/kioskhub-debian:bookworm
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
+RUN apt-get update -qq \\
+ && apt-get install -y -qq --no-install-recommends python3 python3-venv ca-certificates tini \\
+ && rm -rf /var/lib/apt/lists/*
+# The host's trust store and package index, where the build is given them
+ARG PIP_CERT
+ARG PIP_INDEX_URL
+RUN python3 -m venv /opt/kioskhub \\
+ && /opt/kioskhub/bin/pip install --no-cache-dir --progress-bar off \
+--disable-pip-version-check dask==2024.8.0 dask-gateway==2024.1.0 distributed==2024.8.0 \
+ipykernel==6.29.5 jupyterhub==5.3.0 jupyterlab==4.4.0
+COPY extensions/ /opt/kioskhub/kioskhub-extensions/kioskhub/extensions/
+COPY jupyter_server_config.json /opt/kioskhub/etc/jupyter/jupyter_server_config.d/kioskhub.json
+RUN /opt/kioskhub/bin/python -c 'import pathlib, sysconfig; \
+pathlib.Path(sysconfig.get_paths()["purelib"], "kioskhub-extensions.pth")\
+.write_text("/opt/kioskhub/kioskhub-extensions\\n")'
+RUN useradd --uid 1000 --gid 100 --create-home --shell /bin/bash jovyan
+ENV PATH=/opt/kioskhub/bin:/usr/local/bin:/usr/bin:/bin VIRTUAL_ENV=/opt/kioskhub \
+HOME=/home/jovyan SHELL=/bin/bash
+USER 1000:100
+WORKDIR /home/jovyan
+ENTRYPOINT ["/usr/bin/tini", "--"]
+CMD ["jupyterhub-singleuser"]
+LABEL org.kioskhub.recipe="2" org.kioskhub.suite="bookworm"
+"""
+    assert recipe.context_files() == {
+        "extensions/__init__.py": '"""x"""\n',
+        "extensions/memory_notice.py": "print(1)\n",
+        "jupyter_server_config.json": '{\n  "ServerApp": {\n    "jpserver_extensions": {\n'
+        '      "kioskhub.extensions.memory_notice": true\n    }\n  }\n}\n',
+    }
     assert recipe.image_ref == f"localhost/kioskhub-base:{recipe.digest}"
     other_mirror = BaseImageRecipe(mirror="http://ftp.de.debian.org/debian",
-                                   versions=recipe.versions)
+                                   versions=recipe.versions, extensions=recipe.extensions)
     assert other_mirror.image_ref == recipe.image_ref
-    newer = BaseImageRecipe(versions={**recipe.versions, "jupyterlab": "4.5.0"})
+    newer = BaseImageRecipe(versions={**recipe.versions, "jupyterlab": "4.5.0"},
+                            extensions=recipe.extensions)
     assert newer.image_ref != recipe.image_ref
+    changed_extension = BaseImageRecipe(versions=recipe.versions,
+                                        extensions={"__init__.py": "", "memory_notice.py": ""})
+    assert changed_extension.image_ref != recipe.image_ref
+
+
+def test_the_base_image_carries_the_dask_client_at_the_hubs_versions():
+    versions = server_versions()
+
+    for name in ("jupyterhub", "jupyterlab", "ipykernel", "dask-gateway", "dask", "distributed",
+                 "cloudpickle", "msgpack", "tornado", "toolz"):
+        assert versions[name] == version(name)
+    assert set(extension_files()) >= {"__init__.py", "memory_notice.py"}
 
 
 def test_every_podman_command_uses_the_containers_conf_the_project_ships():
