@@ -31,6 +31,8 @@ from collections.abc import Iterable
 from importlib.metadata import version
 from pathlib import Path
 
+from kioskhub.hub.schema.builder import BuilderSettings, python_download_source, pythons_dir
+
 from .build_cache import hand_over_cache, owner_cache_folder
 from .build_identity import IdentityPool, venv_gids
 from .build_log import BuildLog
@@ -48,7 +50,15 @@ from .build_sandbox import (
 )
 from .builder_base import BUILDER_VERSION, Artifact, BuildFailed, BuildRequest, EnvironmentBuilder
 from .catalog import SITE_OWNER
+from .conda_environment import CondaPlan, install_command, plan_conda, solver_failure
 from .git_checkout import fetch_for_build
+from .python_versions import (
+    ManagedPythons,
+    PythonChoice,
+    PythonDownloads,
+    choose_python,
+    effective_policy,
+)
 from .repo_spec import RepoSpec, content_hash, detect_spec
 from .server_layer import (
     LAYER_MARKER,
@@ -89,17 +99,18 @@ def find_pythons() -> dict[str, Path]:
     return found
 
 
-def choose_python(requested: str | None, available: dict[str, Path]) -> tuple[str, Path]:
-    """The interpreter for a spec: runtime.txt's version, else the hub's own."""
-    own = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    wanted = requested or own
-    if wanted not in available:
-        raise BuildFailed(
-            f"runtime.txt asks for Python {wanted}, but this machine has "
-            f"{', '.join(sorted(available)) or 'none'}; change runtime.txt to one of these "
-            "(or ask the site's admins to install it, or use the container builder)."
-        )
-    return wanted, available[wanted]
+def site_toolchain(settings: BuilderSettings, state_dir: Path) -> dict:
+    """The LocalBuilder options the site's ``builder:`` settings give: Pythons and conda."""
+    return {
+        "python_policy": effective_policy(settings.python_policy, python_download_source(settings)),
+        "python_downloads": PythonDownloads(
+            pythons_dir(state_dir),
+            settings.python_downloads_mirror,
+            settings.python_downloads_json,
+        ),
+        "conda_channels": settings.conda_channels,
+        "conda_pypi_fallback": settings.conda_pypi_fallback,
+    }
 
 
 def full_version(python: Path) -> str:
@@ -126,12 +137,24 @@ class LocalBuilder(EnvironmentBuilder):
         identities: IdentityPool,
         uv: str | None = None,
         step_timeout: float | None = None,
+        python_policy: str = "refuse",
+        python_downloads: PythonDownloads | None = None,
+        conda_channels: tuple[str, ...] = (),
+        conda_pypi_fallback: bool = False,
     ) -> None:
         self.environments_dir = environments_dir
         self.cache_dir = cache_dir
         self.identities = identities
         self.uv = uv if uv is not None else (shutil.which("uv") or _venv_uv())
         self.step_timeout = step_timeout
+        self.python_policy = python_policy
+        self.managed_pythons = (
+            ManagedPythons(python_downloads, identities, self.uv, environments_dir)
+            if python_downloads
+            else None
+        )
+        self.conda_channels = conda_channels
+        self.conda_pypi_fallback = conda_pypi_fallback
         self._locks: dict[str, asyncio.Lock] = {}
         self._caches_in_use: set[str] = set()
 
@@ -171,8 +194,13 @@ class LocalBuilder(EnvironmentBuilder):
         log.progress(15, "Reading the repository's spec")
         spec = detect_spec(root)
         log.line("Found: " + ", ".join(spec.summary()))
-        python_minor, python = choose_python(spec.python_version, find_pythons())
-        python_version = full_version(python)
+        conda = plan_conda(spec.conda_packages, self.conda_channels, self.conda_pypi_fallback)
+        for line in conda.log_lines:
+            log.line(line)
+        choice = await self._choose_python(spec, log)
+        python = choice.path
+        python_version = await asyncio.to_thread(full_version, python)
+        notes = [choice.note] if choice.note else []
         key = content_hash(
             spec,
             python_version=python_version,
@@ -180,6 +208,7 @@ class LocalBuilder(EnvironmentBuilder):
             server_packages=server_requirements(),
             tree_sha=checkout.tree_sha,
             owner=request.owner,
+            conda_channels=self.conda_channels,
         )
         target = self.environments_dir / key
         private = request.owner != SITE_OWNER and account.switches
@@ -188,11 +217,25 @@ class LocalBuilder(EnvironmentBuilder):
                 if private and not _closed(target):
                     close_to_group(target, await self._environment_group())
                 log.progress(95, f"Reusing the environment built from the same spec: {target}")
-                return Artifact(checkout.commit_sha, key, venv_path=str(target), reused=True)
+                return Artifact(
+                    checkout.commit_sha, key, venv_path=str(target), reused=True, notes=notes
+                )
             layer = await self._server_layer(python, python_version, log)
             remove_tree(target)
             try:
-                await self._make_venv(target, spec, python, root, work, log, account, layer, cache)
+                await self._make_venv(
+                    target,
+                    spec,
+                    conda,
+                    python_version,
+                    python,
+                    root,
+                    work,
+                    log,
+                    account,
+                    layer,
+                    cache,
+                )
                 await asyncio.to_thread(account.end_processes)
                 seal(target, account.gid if private else None)
                 check_server = bool(spec.post_build) or not layer_intact(
@@ -215,6 +258,7 @@ class LocalBuilder(EnvironmentBuilder):
                     "server_layer": layer.name,
                     "spec": spec.summary(),
                     "source": request.source.url,
+                    "notes": notes,
                 }
                 write_new_file(target, MARKER, json.dumps(marker, indent=2).encode())
             except BaseException:
@@ -222,7 +266,25 @@ class LocalBuilder(EnvironmentBuilder):
                 remove_tree(target)
                 raise
         log.progress(100, f"Ready: {target}")
-        return Artifact(checkout.commit_sha, key, venv_path=str(target))
+        return Artifact(checkout.commit_sha, key, venv_path=str(target), notes=notes)
+
+    async def _choose_python(self, spec: RepoSpec, log: BuildLog) -> PythonChoice:
+        """The interpreter for ``spec`` under the site's policy, installed by uv if it must be."""
+        available = await asyncio.to_thread(find_pythons)
+        if self.managed_pythons:
+            available = self.managed_pythons.downloads.installed() | available
+        policy = self.python_policy
+        if policy == "download" and not self.managed_pythons:
+            policy = "refuse"
+        where = spec.python_source or "runtime.txt"
+        choice = choose_python(spec.python_version, available, policy, where=where)
+        if choice.note:
+            log.line(f"Note: {choice.note}")
+        if choice.path is None:
+            assert self.managed_pythons is not None
+            path = await self.managed_pythons.install(choice.version, log, self.step_timeout)
+            choice = PythonChoice(choice.version, path)
+        return choice
 
     def close_private_venvs(self, venv_paths: Iterable[str]) -> int:
         """Close the private venvs that an earlier version left readable by every account:
@@ -359,6 +421,8 @@ class LocalBuilder(EnvironmentBuilder):
         self,
         target: Path,
         spec: RepoSpec,
+        conda: CondaPlan,
+        python_version: str,
         python: Path,
         root: Path,
         work: Path,
@@ -367,7 +431,8 @@ class LocalBuilder(EnvironmentBuilder):
         layer: Path,
         cache: Path,
     ) -> None:
-        """Create the venv from the server layer, install the requirements, run postBuild.
+        """Create the venv from the server layer, install the conda packages (where
+        environment.yml has some) and the requirements, run postBuild.
 
         The venv is the build's own and closed to others until it is sealed.
         """
@@ -378,7 +443,22 @@ class LocalBuilder(EnvironmentBuilder):
             self._create_command(python, target), log, account, work, env, "creating the venv"
         )
         await asyncio.to_thread(clone_layer, layer, target, account)
-        packages = [*server_requirements(), *spec.pip_packages]
+        if conda.conda_specs:
+            log.progress(30, "Installing environment.yml's conda packages (py-rattler)")
+            argv = install_command(
+                target, python_version, self.conda_channels, cache / "conda", conda.conda_specs
+            )
+            status, output = await run_step(
+                argv, log=log, account=account, cwd=work, env=env, timeout=self.step_timeout
+            )
+            if status == 3:
+                raise solver_failure(output, spec.conda_packages)
+            if status != 0:
+                last = " / ".join(output.splitlines()[-2:])
+                raise BuildFailed(
+                    f"installing environment.yml's conda packages failed (exit {status}): {last}"
+                )
+        packages = [*server_requirements(), *spec.pip_packages, *conda.pip_packages]
         if spec.requirements:
             packages += ["-r", str(spec.requirements)]
         if spec.install_project:
