@@ -132,11 +132,12 @@ def solver_failure(output: str, packages: Sequence[CondaPackage]) -> BuildFailed
         (line[len(UNSOLVABLE) :] for line in output.splitlines() if line.startswith(UNSOLVABLE)),
         "",
     )
-    words = set(re.findall(r"[A-Za-z0-9_.-]+", reason.lower()))
+    missing = set(re.findall(r"no candidates were found for ([a-z0-9_.-]+)", reason.lower()))
+    words = missing or set(re.findall(r"[a-z0-9_.-]+", reason.lower()))
     named = [p for p in packages if conda_name(p.spec) in words] or list(packages)
     lines = ", ".join(str(p.line) for p in named)
     specs = ", ".join(quoted(p.spec, CONDA_TOKEN) for p in named[:8])
-    if "no candidates were found" in reason.lower():
+    if missing:
         problem = "cannot be found in the site's conda channels"
     else:
         problem = "cannot be installed together (or with the environment's Python)"

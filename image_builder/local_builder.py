@@ -58,6 +58,7 @@ from .python_versions import (
     PythonDownloads,
     choose_python,
     effective_policy,
+    local_paths,
 )
 from .repo_spec import RepoSpec, content_hash, detect_spec
 from .server_layer import (
@@ -169,7 +170,11 @@ class LocalBuilder(EnvironmentBuilder):
                 log.line(f"Building as the hub's own account ({account.name}): not root.")
             work = make_workdir(account)
             account = account.seeing(
-                work, self.environments_dir, self.cache_dir, request.source.local_path
+                work,
+                self.environments_dir,
+                self.cache_dir,
+                request.source.local_path,
+                *local_paths(self.conda_channels),
             )
             cache = owner_cache_folder(self.cache_dir, request.owner)
             if cache.name in self._caches_in_use:

@@ -178,7 +178,8 @@ class ManagedPythons:
             in_use = await asyncio.to_thread(venv_gids, self.environments_dir)
             async with self.identities.identity("python", in_use) as account:
                 work = make_workdir(account)
-                account = account.seeing(work, folder)
+                sources = (self.downloads.mirror, self.downloads.downloads_json)
+                account = account.seeing(work, folder, *local_paths(sources))
                 give_to(target, account, 0o755)
                 env = self.downloads.install_environment(work, give_to(work / "cache", account))
                 try:
@@ -213,6 +214,17 @@ class ManagedPythons:
             if version not in installed:
                 raise BuildFailed(f"uv installed no Python {version} from the download source")
             return installed[version]
+
+
+def local_paths(urls: Iterable[str]) -> list[str]:
+    """The folders on this machine that file:// URLs (or absolute paths) name: build steps,
+    which get temporary folders of their own, must still see them."""
+    found = []
+    for url in urls:
+        path = url.removeprefix("file://") if url.startswith("file://") else url
+        if path.startswith("/"):
+            found.append(path if os.path.isdir(path) else os.path.dirname(path))
+    return found
 
 
 def _sealed(folder: Path) -> bool:

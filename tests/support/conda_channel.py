@@ -73,7 +73,8 @@ def conda_package(
 
 
 def make_channel(channel: Path) -> Path:
-    """The test channel: beamcalc (noarch python, needs beam-data) and beam-data (generic)."""
+    """The test channel: beamcalc (noarch python, needs beam-data >=0.3) and beam-data
+    (generic, 0.3.1 and an older 0.1.0)."""
     conda_package(
         channel,
         "beamcalc",
@@ -84,6 +85,7 @@ def make_channel(channel: Path) -> Path:
     )
     data = {"share/beam-data/calibration.txt": BEAM_DATA}
     conda_package(channel, "beam-data", "0.3.1", data, noarch="generic")
+    conda_package(channel, "beam-data", "0.1.0", data, noarch="generic")
     index_channel(channel)
     return channel
 
