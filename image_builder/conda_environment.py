@@ -48,6 +48,8 @@ PYPI_NAMES = {
 """Conda names whose PyPI name differs; every other name is the same on PyPI."""
 NOT_ON_PYPI = {"nodejs", "r-base", "gcc", "gxx", "gfortran", "make", "cmake", "cudatoolkit"}
 """Conda packages that are not Python packages: the fallback cannot install them."""
+SPEC_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(\s*[=<>!~ ][\w.*,|<>=!~ +-]*)?")
+"""A conda spec the builder passes on: a name, then versions and build strings; no URL."""
 UNSOLVABLE = "unsolvable: "
 """How the install step's output says the solver found no solution (one line)."""
 
@@ -69,7 +71,7 @@ def plan_conda(
         return CondaPlan()
     if channels:
         return CondaPlan(
-            conda_specs=tuple(package.spec for package in packages),
+            conda_specs=tuple(site_spec(package) for package in packages),
             log_lines=(f"Conda packages from the site's channels: {', '.join(channels)}",),
         )
     names = ", ".join(f"{quoted(p.spec, CONDA_TOKEN)} (line {p.line})" for p in packages[:8])
@@ -95,6 +97,22 @@ def plan_conda(
             f"{quoted(requirement, CONDA_TOKEN)} (no conda channel on this site)"
         )
     return CondaPlan(pip_packages=tuple(pip), log_lines=tuple(lines))
+
+
+def site_spec(package: CondaPackage) -> str:
+    """The spec solved against the site's channels: a 'channel::' prefix is dropped (the site's
+    channels are the only ones), and a spec that names a URL or a file is refused, since it
+    would fetch a package from outside them."""
+    spec = package.spec.strip()
+    if "::" in spec and re.fullmatch(r"[A-Za-z0-9_.-]+", spec.split("::", 1)[0]):
+        spec = spec.split("::", 1)[1].strip()
+    if not SPEC_PATTERN.fullmatch(spec):
+        raise BuildFailed(
+            f"environment.yml line {package.line}: {quoted(package.spec, CONDA_TOKEN)} is not a "
+            "conda package name with a version; URLs, paths and channels are not allowed "
+            "(this site's conda channels are the only source). Write e.g. numpy>=1.26."
+        )
+    return spec
 
 
 def conda_to_pip(spec: str) -> str:

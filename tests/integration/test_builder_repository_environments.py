@@ -29,7 +29,7 @@ from kioskhub.image_builder.local_builder import MARKER, LocalBuilder
 from kioskhub.image_builder.python_versions import ManagedPythons, PythonDownloads
 from kioskhub.image_builder.source_safety import check_repository_url
 from tests.conftest import open_folder
-from tests.support.conda_channel import BEAM_DATA, make_channel
+from tests.support.conda_channel import BEAM_DATA, conda_package, index_channel, make_channel
 
 pytestmark = pytest.mark.integration
 
@@ -162,6 +162,22 @@ def test_an_unsolvable_environment_yml_names_the_line_and_package(state, channel
     assert str(refused.value).startswith(
         "environment.yml lines 5, 6: 'beamcalc>=1.2', 'beam-data<0.2' cannot be installed together"
     )
+
+
+def test_a_package_url_outside_the_sites_channels_is_refused(state, channel):
+    """py-rattler would install a package named by URL from anywhere; the builder refuses it."""
+    other = state / "other-channel"
+    conda_package(other, "evilpkg", "1.0", {"share/evil.txt": "from elsewhere\n"}, noarch="generic")
+    index_channel(other)
+    url = (other / "noarch" / "evilpkg-1.0-0.tar.bz2").as_uri()
+    repo = git_repository(state / "url-spec", {"environment.yml": f"dependencies:\n  - {url}\n"})
+    local = builder(state, conda_channels=(channel.as_uri(),))
+    log = BuildLog()
+    with pytest.raises(BuildFailed) as refused:
+        asyncio.run(local.build(request(repo), log))
+    assert str(refused.value).startswith("environment.yml line 2: (an entry not shown) is not a")
+    assert "URLs, paths and channels are not allowed" in str(refused.value)
+    assert not any("evilpkg" in line for line in log.lines)
 
 
 def test_without_a_channel_the_conda_packages_are_refused_or_mapped_to_pypi(state):

@@ -124,3 +124,20 @@ def test_solver_messages_quote_no_odd_entry(tmp_path: Path):
     output = f"{UNSOLVABLE}No candidates were found for token *."
     message = str(solver_failure(output, (CondaPackage("token=$(cat /etc/shadow)", 2),)))
     assert "shadow" not in message and "(an entry not shown)" in message
+
+
+def test_channel_prefixes_are_dropped_and_urls_refused():
+    plan = plan_conda(
+        (CondaPackage("conda-forge::numpy>=1.26", 3), CondaPackage("scipy 1.11.* py311_0", 4)),
+        ("file:///srv/conda",),
+        pypi_fallback=False,
+    )
+    assert plan.conda_specs == ("numpy>=1.26", "scipy 1.11.* py311_0")
+    for spec in (
+        "https://evil.example.org/noarch/x-1.0-0.conda",
+        "file:///srv/other::x",
+        "/srv/other/noarch/x-1.0-0.tar.bz2",
+        "x[channel=https://evil.example.org]",
+    ):
+        with pytest.raises(BuildFailed, match="^environment.yml line 9: .* not a conda package"):
+            plan_conda((CondaPackage(spec, 9),), ("file:///srv/conda",), pypi_fallback=False)
