@@ -144,6 +144,17 @@ def install_command(
     return [*argv, "--", *specs]
 
 
+def check_conda_step(status: int, output: str, packages: Sequence[CondaPackage]) -> None:
+    """BuildFailed when the install step failed: the solver's, naming lines and packages."""
+    if status == 3:
+        raise solver_failure(output, packages)
+    if status != 0:
+        last = " / ".join(output.splitlines()[-2:])
+        raise BuildFailed(
+            f"installing environment.yml's conda packages failed (exit {status}): {last}"
+        )
+
+
 def solver_failure(output: str, packages: Sequence[CondaPackage]) -> BuildFailed:
     """The message for a failed solve, naming environment.yml, the lines and the packages."""
     reason = next(

@@ -22,10 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import stat
-import subprocess
 import sys
 from collections.abc import Iterable
 from importlib.metadata import version
@@ -50,15 +48,15 @@ from .build_sandbox import (
 )
 from .builder_base import BUILDER_VERSION, Artifact, BuildFailed, BuildRequest, EnvironmentBuilder
 from .catalog import SITE_OWNER
-from .conda_environment import CondaPlan, install_command, plan_conda, solver_failure
+from .conda_environment import CondaPlan, check_conda_step, install_command, plan_conda
 from .git_checkout import fetch_for_build
 from .python_versions import (
     ManagedPythons,
-    PythonChoice,
     PythonDownloads,
-    choose_python,
     effective_policy,
+    full_version,
     local_paths,
+    obtain_python,
 )
 from .repo_spec import RepoSpec, content_hash, detect_spec
 from .server_layer import (
@@ -81,25 +79,6 @@ def server_requirements() -> tuple[str, ...]:
     return tuple(f"{name}=={version(name)}" for name in SERVER_PACKAGES)
 
 
-def find_pythons() -> dict[str, Path]:
-    """Interpreters on this machine that other accounts can run: '3.11' → /usr/bin/python3.11."""
-    found: dict[str, Path] = {}
-    own = Path(sys.executable).resolve()
-    candidates = [own] + [
-        Path(folder) / f"python3.{minor}"
-        for folder in ("/usr/bin", "/usr/local/bin")
-        for minor in range(8, 20)
-    ]
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            match = re.search(r"python(3\.\d+)$", path.name)
-            key = match.group(1) if match else f"{sys.version_info[0]}.{sys.version_info[1]}"
-            if path == own:
-                key = f"{sys.version_info[0]}.{sys.version_info[1]}"
-            found.setdefault(key, path)
-    return found
-
-
 def site_toolchain(settings: BuilderSettings, state_dir: Path) -> dict:
     """The LocalBuilder options the site's ``builder:`` settings give: Pythons and conda."""
     return {
@@ -112,17 +91,6 @@ def site_toolchain(settings: BuilderSettings, state_dir: Path) -> dict:
         "conda_channels": settings.conda_channels,
         "conda_pypi_fallback": settings.conda_pypi_fallback,
     }
-
-
-def full_version(python: Path) -> str:
-    out = subprocess.run(
-        [str(python), "-c", "import platform; print(platform.python_version())"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return out.stdout.strip()
 
 
 class LocalBuilder(EnvironmentBuilder):
@@ -202,7 +170,14 @@ class LocalBuilder(EnvironmentBuilder):
         conda = plan_conda(spec.conda_packages, self.conda_channels, self.conda_pypi_fallback)
         for line in conda.log_lines:
             log.line(line)
-        choice = await self._choose_python(spec, log)
+        choice = await obtain_python(
+            spec.python_version,
+            spec.python_source or "runtime.txt",
+            self.python_policy,
+            self.managed_pythons,
+            log,
+            self.step_timeout,
+        )
         python = choice.path
         python_version = await asyncio.to_thread(full_version, python)
         notes = [choice.note] if choice.note else []
@@ -272,24 +247,6 @@ class LocalBuilder(EnvironmentBuilder):
                 raise
         log.progress(100, f"Ready: {target}")
         return Artifact(checkout.commit_sha, key, venv_path=str(target), notes=notes)
-
-    async def _choose_python(self, spec: RepoSpec, log: BuildLog) -> PythonChoice:
-        """The interpreter for ``spec`` under the site's policy, installed by uv if it must be."""
-        available = await asyncio.to_thread(find_pythons)
-        if self.managed_pythons:
-            available = self.managed_pythons.downloads.installed() | available
-        policy = self.python_policy
-        if policy == "download" and not self.managed_pythons:
-            policy = "refuse"
-        where = spec.python_source or "runtime.txt"
-        choice = choose_python(spec.python_version, available, policy, where=where)
-        if choice.note:
-            log.line(f"Note: {choice.note}")
-        if choice.path is None:
-            assert self.managed_pythons is not None
-            path = await self.managed_pythons.install(choice.version, log, self.step_timeout)
-            choice = PythonChoice(choice.version, path)
-        return choice
 
     def close_private_venvs(self, venv_paths: Iterable[str]) -> int:
         """Close the private venvs that an earlier version left readable by every account:
@@ -456,13 +413,7 @@ class LocalBuilder(EnvironmentBuilder):
             status, output = await run_step(
                 argv, log=log, account=account, cwd=work, env=env, timeout=self.step_timeout
             )
-            if status == 3:
-                raise solver_failure(output, spec.conda_packages)
-            if status != 0:
-                last = " / ".join(output.splitlines()[-2:])
-                raise BuildFailed(
-                    f"installing environment.yml's conda packages failed (exit {status}): {last}"
-                )
+            check_conda_step(status, output, spec.conda_packages)
         packages = [*server_requirements(), *spec.pip_packages, *conda.pip_packages]
         if spec.requirements:
             packages += ["-r", str(spec.requirements)]

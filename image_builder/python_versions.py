@@ -20,6 +20,7 @@ import json
 import os
 import re
 import stat
+import subprocess
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -107,6 +108,37 @@ def choose_python(
         "one of these (or ask the site's admins to install it, or allow downloads with "
         "builder.python_policy: download, or use the container builder)."
     )
+
+
+def find_pythons() -> dict[str, Path]:
+    """Interpreters on this machine that other accounts can run: '3.11' → /usr/bin/python3.11."""
+    found: dict[str, Path] = {}
+    own = Path(sys.executable).resolve()
+    candidates = [own] + [
+        Path(folder) / f"python3.{minor}"
+        for folder in ("/usr/bin", "/usr/local/bin")
+        for minor in range(8, 20)
+    ]
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            match = re.search(r"python(3\.\d+)$", path.name)
+            key = match.group(1) if match else f"{sys.version_info[0]}.{sys.version_info[1]}"
+            if path == own:
+                key = f"{sys.version_info[0]}.{sys.version_info[1]}"
+            found.setdefault(key, path)
+    return found
+
+
+def full_version(python: Path) -> str:
+    """'3.11.2': the full version of the interpreter at ``python``."""
+    out = subprocess.run(
+        [str(python), "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return out.stdout.strip()
 
 
 @dataclass(frozen=True)
@@ -225,6 +257,30 @@ def local_paths(urls: Iterable[str]) -> list[str]:
         if path.startswith("/"):
             found.append(path if os.path.isdir(path) else os.path.dirname(path))
     return found
+
+
+async def obtain_python(
+    requested: str | None,
+    where: str,
+    policy: str,
+    managed: ManagedPythons | None,
+    log: BuildLog,
+    timeout: float | None = None,
+) -> PythonChoice:
+    """The interpreter a spec asks for (``where`` says which file and line), under ``policy``;
+    installed by uv when the policy is download and the machine lacks it."""
+    available = await asyncio.to_thread(find_pythons)
+    if managed:
+        available = managed.downloads.installed() | available
+    if policy == "download" and not managed:
+        policy = "refuse"
+    choice = choose_python(requested, available, policy, where=where)
+    if choice.note:
+        log.line(f"Note: {choice.note}")
+    if choice.path is None:
+        assert managed is not None
+        choice = PythonChoice(choice.version, await managed.install(choice.version, log, timeout))
+    return choice
 
 
 def _sealed(folder: Path) -> bool:

@@ -24,11 +24,11 @@ from kioskhub.hub.schema.builder import BuilderSettings
 from kioskhub.image_builder.build_identity import identity_pool
 from kioskhub.image_builder.build_log import BuildLog
 from kioskhub.image_builder.build_sandbox import make_workdir, minimal_environment, run_step
-from kioskhub.image_builder.builder_base import BuildFailed, BuildRequest
+from kioskhub.image_builder.builder_base import BuildFailed
 from kioskhub.image_builder.local_builder import MARKER, LocalBuilder
 from kioskhub.image_builder.python_versions import ManagedPythons, PythonDownloads
-from kioskhub.image_builder.source_safety import check_repository_url
 from tests.conftest import open_folder
+from tests.integration.test_builder_identities import git_repository, request
 from tests.support.conda_channel import BEAM_DATA, conda_package, index_channel, make_channel
 
 pytestmark = pytest.mark.integration
@@ -45,25 +45,6 @@ dependencies:
   - pip:
     - tomli-w
 """
-
-
-def git_repository(folder: Path, files: dict[str, str]) -> Path:
-    folder.mkdir()
-    for name, text in files.items():
-        (folder / name).write_text(text)
-    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "spec"]):
-        subprocess.run(
-            ["git", "-C", str(folder), "-c", "user.name=A", "-c", "user.email=a@b", *args],
-            check=True,
-        )
-    return folder
-
-
-def request(repo: Path) -> BuildRequest:
-    source = check_repository_url(
-        str(repo), allowed_schemes=(), allowed_hosts=(), allow_local_paths=True
-    )
-    return BuildRequest(build_id=1, owner="ada", name="x", source=source)
 
 
 @pytest.fixture(scope="module")
