@@ -15,7 +15,7 @@ The orchestrator (``build_runner``) owns the catalog, the queue, the timeout and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .build_log import BuildLog
 from .source_safety import RepositorySource
@@ -54,6 +54,8 @@ class Artifact:
     image_ref: str | None = None
     image_digest: str | None = None
     reused: bool = False
+    notes: list[str] = field(default_factory=list)
+    """What a person should know about how it was built (e.g. another Python than asked)."""
 
 
 class EnvironmentBuilder:

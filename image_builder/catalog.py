@@ -18,6 +18,7 @@ The schema changes only through alembic revisions in ``image_builder/migrations`
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 
@@ -99,6 +100,7 @@ class EnvironmentRecord(Base):
     image_ref: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     image_digest: Mapped[str | None] = mapped_column(String(128), nullable=True)
     content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     built_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -143,6 +145,7 @@ class EnvironmentRecord(Base):
                 "image_ref": self.image_ref,
                 "image_digest": self.image_digest,
                 "content_hash": self.content_hash,
+                "notes": json.loads(self.notes or "[]"),
             },
             "latest_build": latest.to_dict(with_log=False) if latest else None,
             "created_at": _iso(self.created_at),
@@ -170,6 +173,7 @@ class BuildRecord(Base):
     image_ref: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     image_digest: Mapped[str | None] = mapped_column(String(128), nullable=True)
     content_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     external_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     builder_state: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -195,6 +199,7 @@ class BuildRecord(Base):
                 "image_ref": self.image_ref,
                 "image_digest": self.image_digest,
                 "content_hash": self.content_hash,
+                "notes": json.loads(self.notes or "[]"),
             },
             "external_id": self.external_id,
             "external_url": self.external_url,

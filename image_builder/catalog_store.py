@@ -152,6 +152,7 @@ def finish_ready(session: Session, build: BuildRecord, artifact: Artifact, log_t
         artifact.image_ref,
         artifact.image_digest,
     )
+    build.notes = json.dumps(artifact.notes) if artifact.notes else None
     row = build.environment
     row.status = "ready"
     row.commit_sha = artifact.commit_sha
@@ -161,6 +162,7 @@ def finish_ready(session: Session, build: BuildRecord, artifact: Artifact, log_t
         artifact.image_ref,
         artifact.image_digest,
     )
+    row.notes = build.notes
     row.built_at = build.finished_at
 
 

@@ -22,14 +22,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import shutil
 import stat
-import subprocess
 import sys
 from collections.abc import Iterable
 from importlib.metadata import version
 from pathlib import Path
+
+from kioskhub.hub.schema.builder import BuilderSettings, python_download_source, pythons_dir
 
 from .build_cache import hand_over_cache, owner_cache_folder
 from .build_identity import IdentityPool, venv_gids
@@ -48,7 +48,16 @@ from .build_sandbox import (
 )
 from .builder_base import BUILDER_VERSION, Artifact, BuildFailed, BuildRequest, EnvironmentBuilder
 from .catalog import SITE_OWNER
+from .conda_environment import CondaPlan, check_conda_step, install_command, plan_conda
 from .git_checkout import fetch_for_build
+from .python_versions import (
+    ManagedPythons,
+    PythonDownloads,
+    effective_policy,
+    full_version,
+    local_paths,
+    obtain_python,
+)
 from .repo_spec import RepoSpec, content_hash, detect_spec
 from .server_layer import (
     LAYER_MARKER,
@@ -70,47 +79,18 @@ def server_requirements() -> tuple[str, ...]:
     return tuple(f"{name}=={version(name)}" for name in SERVER_PACKAGES)
 
 
-def find_pythons() -> dict[str, Path]:
-    """Interpreters on this machine that other accounts can run: '3.11' → /usr/bin/python3.11."""
-    found: dict[str, Path] = {}
-    own = Path(sys.executable).resolve()
-    candidates = [own] + [
-        Path(folder) / f"python3.{minor}"
-        for folder in ("/usr/bin", "/usr/local/bin")
-        for minor in range(8, 20)
-    ]
-    for path in candidates:
-        if path.is_file() and os.access(path, os.X_OK):
-            match = re.search(r"python(3\.\d+)$", path.name)
-            key = match.group(1) if match else f"{sys.version_info[0]}.{sys.version_info[1]}"
-            if path == own:
-                key = f"{sys.version_info[0]}.{sys.version_info[1]}"
-            found.setdefault(key, path)
-    return found
-
-
-def choose_python(requested: str | None, available: dict[str, Path]) -> tuple[str, Path]:
-    """The interpreter for a spec: runtime.txt's version, else the hub's own."""
-    own = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    wanted = requested or own
-    if wanted not in available:
-        raise BuildFailed(
-            f"runtime.txt asks for Python {wanted}, but this machine has "
-            f"{', '.join(sorted(available)) or 'none'}; change runtime.txt to one of these "
-            "(or ask the site's admins to install it, or use the container builder)."
-        )
-    return wanted, available[wanted]
-
-
-def full_version(python: Path) -> str:
-    out = subprocess.run(
-        [str(python), "-c", "import platform; print(platform.python_version())"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return out.stdout.strip()
+def site_toolchain(settings: BuilderSettings, state_dir: Path) -> dict:
+    """The LocalBuilder options the site's ``builder:`` settings give: Pythons and conda."""
+    return {
+        "python_policy": effective_policy(settings.python_policy, python_download_source(settings)),
+        "python_downloads": PythonDownloads(
+            pythons_dir(state_dir),
+            settings.python_downloads_mirror,
+            settings.python_downloads_json,
+        ),
+        "conda_channels": settings.conda_channels,
+        "conda_pypi_fallback": settings.conda_pypi_fallback,
+    }
 
 
 class LocalBuilder(EnvironmentBuilder):
@@ -126,12 +106,24 @@ class LocalBuilder(EnvironmentBuilder):
         identities: IdentityPool,
         uv: str | None = None,
         step_timeout: float | None = None,
+        python_policy: str = "refuse",
+        python_downloads: PythonDownloads | None = None,
+        conda_channels: tuple[str, ...] = (),
+        conda_pypi_fallback: bool = False,
     ) -> None:
         self.environments_dir = environments_dir
         self.cache_dir = cache_dir
         self.identities = identities
         self.uv = uv if uv is not None else (shutil.which("uv") or _venv_uv())
         self.step_timeout = step_timeout
+        self.python_policy = python_policy
+        self.managed_pythons = (
+            ManagedPythons(python_downloads, identities, self.uv, environments_dir)
+            if python_downloads
+            else None
+        )
+        self.conda_channels = conda_channels
+        self.conda_pypi_fallback = conda_pypi_fallback
         self._locks: dict[str, asyncio.Lock] = {}
         self._caches_in_use: set[str] = set()
 
@@ -146,7 +138,11 @@ class LocalBuilder(EnvironmentBuilder):
                 log.line(f"Building as the hub's own account ({account.name}): not root.")
             work = make_workdir(account)
             account = account.seeing(
-                work, self.environments_dir, self.cache_dir, request.source.local_path
+                work,
+                self.environments_dir,
+                self.cache_dir,
+                request.source.local_path,
+                *local_paths(self.conda_channels),
             )
             cache = owner_cache_folder(self.cache_dir, request.owner)
             if cache.name in self._caches_in_use:
@@ -171,8 +167,20 @@ class LocalBuilder(EnvironmentBuilder):
         log.progress(15, "Reading the repository's spec")
         spec = detect_spec(root)
         log.line("Found: " + ", ".join(spec.summary()))
-        python_minor, python = choose_python(spec.python_version, find_pythons())
-        python_version = full_version(python)
+        conda = plan_conda(spec.conda_packages, self.conda_channels, self.conda_pypi_fallback)
+        for line in conda.log_lines:
+            log.line(line)
+        choice = await obtain_python(
+            spec.python_version,
+            spec.python_source or "runtime.txt",
+            self.python_policy,
+            self.managed_pythons,
+            log,
+            self.step_timeout,
+        )
+        python = choice.path
+        python_version = await asyncio.to_thread(full_version, python)
+        notes = [choice.note] if choice.note else []
         key = content_hash(
             spec,
             python_version=python_version,
@@ -180,6 +188,7 @@ class LocalBuilder(EnvironmentBuilder):
             server_packages=server_requirements(),
             tree_sha=checkout.tree_sha,
             owner=request.owner,
+            conda_channels=self.conda_channels,
         )
         target = self.environments_dir / key
         private = request.owner != SITE_OWNER and account.switches
@@ -188,11 +197,25 @@ class LocalBuilder(EnvironmentBuilder):
                 if private and not _closed(target):
                     close_to_group(target, await self._environment_group())
                 log.progress(95, f"Reusing the environment built from the same spec: {target}")
-                return Artifact(checkout.commit_sha, key, venv_path=str(target), reused=True)
+                return Artifact(
+                    checkout.commit_sha, key, venv_path=str(target), reused=True, notes=notes
+                )
             layer = await self._server_layer(python, python_version, log)
             remove_tree(target)
             try:
-                await self._make_venv(target, spec, python, root, work, log, account, layer, cache)
+                await self._make_venv(
+                    target,
+                    spec,
+                    conda,
+                    python_version,
+                    python,
+                    root,
+                    work,
+                    log,
+                    account,
+                    layer,
+                    cache,
+                )
                 await asyncio.to_thread(account.end_processes)
                 seal(target, account.gid if private else None)
                 check_server = bool(spec.post_build) or not layer_intact(
@@ -215,6 +238,7 @@ class LocalBuilder(EnvironmentBuilder):
                     "server_layer": layer.name,
                     "spec": spec.summary(),
                     "source": request.source.url,
+                    "notes": notes,
                 }
                 write_new_file(target, MARKER, json.dumps(marker, indent=2).encode())
             except BaseException:
@@ -222,7 +246,7 @@ class LocalBuilder(EnvironmentBuilder):
                 remove_tree(target)
                 raise
         log.progress(100, f"Ready: {target}")
-        return Artifact(checkout.commit_sha, key, venv_path=str(target))
+        return Artifact(checkout.commit_sha, key, venv_path=str(target), notes=notes)
 
     def close_private_venvs(self, venv_paths: Iterable[str]) -> int:
         """Close the private venvs that an earlier version left readable by every account:
@@ -359,6 +383,8 @@ class LocalBuilder(EnvironmentBuilder):
         self,
         target: Path,
         spec: RepoSpec,
+        conda: CondaPlan,
+        python_version: str,
         python: Path,
         root: Path,
         work: Path,
@@ -367,7 +393,8 @@ class LocalBuilder(EnvironmentBuilder):
         layer: Path,
         cache: Path,
     ) -> None:
-        """Create the venv from the server layer, install the requirements, run postBuild.
+        """Create the venv from the server layer, install the conda packages (where
+        environment.yml has some) and the requirements, run postBuild.
 
         The venv is the build's own and closed to others until it is sealed.
         """
@@ -378,7 +405,16 @@ class LocalBuilder(EnvironmentBuilder):
             self._create_command(python, target), log, account, work, env, "creating the venv"
         )
         await asyncio.to_thread(clone_layer, layer, target, account)
-        packages = [*server_requirements(), *spec.pip_packages]
+        if conda.conda_specs:
+            log.progress(30, "Installing environment.yml's conda packages (py-rattler)")
+            argv = install_command(
+                target, python_version, self.conda_channels, cache / "conda", conda.conda_specs
+            )
+            status, output = await run_step(
+                argv, log=log, account=account, cwd=work, env=env, timeout=self.step_timeout
+            )
+            check_conda_step(status, output, spec.conda_packages)
+        packages = [*server_requirements(), *spec.pip_packages, *conda.pip_packages]
         if spec.requirements:
             packages += ["-r", str(spec.requirements)]
         if spec.install_project:

@@ -33,6 +33,12 @@ ENVIRONMENT = {
                 "image_ref": {"type": ["string", "null"]},
                 "image_digest": {"type": ["string", "null"]},
                 "content_hash": {"type": ["string", "null"]},
+                "notes": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": "What to know about how it was built, e.g. that it has "
+                    "another Python than runtime.txt asked for",
+                },
             },
         },
         "latest_build": {"$ref": "#/components/schemas/Build"},

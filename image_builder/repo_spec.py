@@ -47,6 +47,11 @@ LOCAL_REFERENCE = re.compile(r"^\s*[-./~]|file:|@\s*[./~]|\$\{?")
 """A requirement line that may name a file of the checkout: any option, path or variable."""
 SAFE_TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.<>!~+-]{0,39}$")
 """What a message may quote of a spec file: a short package name or version."""
+CONDA_TOKEN = re.compile(
+    r"^([a-z0-9-]{1,30}::)?[A-Za-z0-9][A-Za-z0-9._-]{0,39}"
+    r"(\s*(==?|>=?|<=?|!=|~=)?\s*\d[\w.*,<>=!]{0,24})?$"
+)
+"""What a message may quote of a conda spec: a name and a version ('numpy=1.26')."""
 RUNTIME_TOKEN = re.compile(r"^[a-z]{1,12}-\d[\d.-]{0,24}$")
 """What a message may quote of runtime.txt: a runtime and its version (pypy-3.9, r-4.3)."""
 
@@ -60,6 +65,8 @@ class RepoSpec:
     pip_packages: tuple[str, ...] = ()
     install_project: bool = False
     python_version: str | None = None
+    python_source: str = ""
+    conda_packages: tuple[CondaPackage, ...] = ()
     post_build: Path | None = None
     files: dict[str, bytes] = field(default_factory=dict)
     uses_local_files: bool = False
@@ -68,12 +75,14 @@ class RepoSpec:
         parts = []
         if self.requirements:
             parts.append("requirements.txt")
+        if self.conda_packages:
+            parts.append(f"environment.yml ({len(self.conda_packages)} conda packages)")
         if self.pip_packages:
             parts.append(f"environment.yml ({len(self.pip_packages)} pip packages)")
         if self.install_project:
             parts.append("the project itself (pip install .)")
         if self.python_version:
-            parts.append(f"Python {self.python_version} (runtime.txt)")
+            parts.append(f"Python {self.python_version} ({self.python_source.split()[0]})")
         if self.post_build:
             parts.append("postBuild")
         return parts or ["no spec files: the server packages only"]
@@ -98,12 +107,17 @@ def detect_spec(root: Path) -> RepoSpec:
         elif kind is not None:
             files[name] = checkout.read(prefix + name)  # refused, with the reason
     requirements = folder / "requirements.txt" if "requirements.txt" in files else None
-    pip_packages: tuple[str, ...] = ()
+    environment = EnvironmentYml()
     if "environment.yml" in files:
-        pip_packages = pip_only_dependencies(files["environment.yml"].decode(errors="replace"))
-    python_version = None
+        environment = read_environment_yml(files["environment.yml"].decode(errors="replace"))
+    pip_packages = environment.pip
+    python_version, python_source = None, ""
+    if environment.python_version:
+        python_version = environment.python_version
+        python_source = f"environment.yml line {environment.python_line}"
     if "runtime.txt" in files:
-        python_version = parse_runtime(files["runtime.txt"].decode(errors="replace"))
+        python_version, line = parse_runtime(files["runtime.txt"].decode(errors="replace"))
+        python_source = f"runtime.txt line {line}"
     install_project = not prefix and ("setup.py" in files or "pyproject.toml" in files)
     post_build = folder / "postBuild" if "postBuild" in files else None
     requirement_lines = [
@@ -121,6 +135,8 @@ def detect_spec(root: Path) -> RepoSpec:
         pip_packages=pip_packages,
         install_project=install_project,
         python_version=python_version,
+        python_source=python_source,
+        conda_packages=environment.conda,
         post_build=post_build,
         files=files,
         uses_local_files=uses_local,
@@ -133,49 +149,100 @@ def quoted(token: str, pattern: re.Pattern = SAFE_TOKEN) -> str:
     return repr(token) if pattern.fullmatch(token) else "(an entry not shown)"
 
 
-def pip_only_dependencies(text: str) -> tuple[str, ...]:
-    """The pip dependencies of an environment.yml that has no conda packages besides python/pip."""
+@dataclass(frozen=True)
+class CondaPackage:
+    """One conda dependency of environment.yml, with the line it is on."""
+
+    spec: str
+    line: int
+
+
+@dataclass(frozen=True)
+class EnvironmentYml:
+    """What environment.yml asks for: conda packages, pip packages, and a Python version."""
+
+    conda: tuple[CondaPackage, ...] = ()
+    pip: tuple[str, ...] = ()
+    python_version: str | None = None
+    python_line: int = 0
+
+
+def read_environment_yml(text: str) -> EnvironmentYml:
+    """The dependencies of an environment.yml; BuildFailed naming the line when it is broken."""
     try:
-        data = yaml.safe_load(text) or {}
+        node = yaml.compose(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise BuildFailed(f"environment.yml is not valid YAML{where}") from None
-    if not isinstance(data, dict):
+    if node is None:
+        return EnvironmentYml()
+    if not isinstance(node, yaml.MappingNode):
         raise BuildFailed("environment.yml must be a mapping with a 'dependencies' list")
-    conda, pip = [], []
-    for item in data.get("dependencies") or []:
-        if isinstance(item, dict) and set(item) == {"pip"}:
-            pip.extend(str(p) for p in item["pip"] or [])
-        elif isinstance(item, str):
-            name = re.split(r"[=<>!~ \[]", item.strip(), maxsplit=1)[0].lower()
-            if name not in IMPLICIT_CONDA:
-                conda.append(item)
-        else:
-            conda.append(str(item))
-    if conda:
-        raise NeedsContainerBuilder(
-            f"environment.yml lists conda packages ({', '.join(map(quoted, conda[:5]))}); "
-            "that needs the "
-            "container builder. Move them under '- pip:' for a local venv build."
+    items = next(
+        (value for key, value in node.value if getattr(key, "value", None) == "dependencies"),
+        None,
+    )
+    if items is None or (isinstance(items, yaml.ScalarNode) and not items.value):
+        return EnvironmentYml()
+    if not isinstance(items, yaml.SequenceNode):
+        raise BuildFailed(
+            f"environment.yml line {items.start_mark.line + 1}: 'dependencies' must be a list"
         )
-    return tuple(pip)
+    conda: list[CondaPackage] = []
+    pip: list[str] = []
+    python_version, python_line = None, 0
+    for item in items.value:
+        line = item.start_mark.line + 1
+        if isinstance(item, yaml.MappingNode):
+            keys = [getattr(key, "value", None) for key, _ in item.value]
+            if keys != ["pip"] or not isinstance(item.value[0][1], yaml.SequenceNode):
+                raise BuildFailed(
+                    f"environment.yml line {line}: only '- pip:' with a list may stand "
+                    "among the dependencies"
+                )
+            pip.extend(str(entry.value) for entry in item.value[0][1].value)
+            continue
+        if not isinstance(item, yaml.ScalarNode) or not str(item.value).strip():
+            raise BuildFailed(f"environment.yml line {line}: a dependency must be a package name")
+        spec = str(item.value).strip()
+        name = conda_name(spec)
+        if name == "python":
+            python_version = python_pin(spec)
+            python_line = line
+        elif name not in IMPLICIT_CONDA:
+            conda.append(CondaPackage(spec, line))
+    return EnvironmentYml(tuple(conda), tuple(pip), python_version, python_line)
 
 
-def parse_runtime(text: str) -> str:
-    """'python-3.11' → '3.11'; other runtimes need the container builder."""
-    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+def conda_name(spec: str) -> str:
+    """The package name of a conda spec ('numpy>=1.2' → 'numpy'; 'conda-forge::x' → 'x')."""
+    name = re.split(r"[=<>!~ \[]", spec.strip(), maxsplit=1)[0].lower()
+    return name.rsplit("::", 1)[-1]
+
+
+def python_pin(spec: str) -> str | None:
+    """The 3.x a 'python=3.10' / 'python 3.10.*' / 'python==3.10.4' entry pins, else None."""
+    match = re.fullmatch(r"python\s*(?:==?|\s)\s*(3\.\d+)(?:\.[\d*]+)?\*?", spec.strip())
+    return match.group(1) if match else None
+
+
+def parse_runtime(text: str) -> tuple[str, int]:
+    """'python-3.11' → ('3.11', its line); other runtimes need the container builder."""
+    line_number, line = next(
+        ((n, ln.strip()) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()), (1, "")
+    )
     match = re.fullmatch(r"python-(3\.\d+)(\.\d+)?", line)
     if match:
-        return match.group(1)
+        return match.group(1), line_number
     if line.startswith("r-"):
         raise NeedsContainerBuilder(
-            f"runtime.txt asks for R ({quoted(line, RUNTIME_TOKEN)}); "
+            f"runtime.txt line {line_number} asks for R ({quoted(line, RUNTIME_TOKEN)}); "
             "that needs the container builder."
         )
     raise BuildFailed(
-        f"runtime.txt says {quoted(line, RUNTIME_TOKEN)}, not a Python version; "
-        "write python-3.X, e.g. python-3.11"
+        f"runtime.txt line {line_number} says {quoted(line, RUNTIME_TOKEN)}, not a Python "
+        "version this builder knows; write python-3.X, e.g. python-3.11"
     )
 
 
@@ -187,10 +254,12 @@ def content_hash(
     server_packages: tuple[str, ...],
     tree_sha: str,
     owner: str = "",
+    conda_channels: tuple[str, ...] = (),
 ) -> str:
     """The key of the built venv: owner, spec files, Python, builder and server packages.
 
-    A spec that installs the project itself, runs a postBuild or may reference local files
+    The site's conda channels join it for a spec with conda packages. A spec that installs
+    the project itself, runs a postBuild or may reference local files
     depends on the whole folder, so its git tree SHA joins the key. The owner joins it too:
     a venv is never shared between owners (their visibility and trust differ).
     """
@@ -206,5 +275,7 @@ def content_hash(
     }
     if owner:
         material["owner"] = owner
+    if conda_channels and spec.conda_packages:
+        material["conda_channels"] = list(conda_channels)
     digest.update(json.dumps(material, sort_keys=True).encode())
     return digest.hexdigest()[:32]

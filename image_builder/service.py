@@ -34,7 +34,7 @@ from .container_builder import ContainerBuilder, find_engine
 from .gitlab_service import gitlab_builders, gitlab_routes, public_webhook_url
 from .gitlab_webhook import PipelineEventBus
 from .hub_service import SERVICE_NAME, SITE_VARIABLE, site_from_json
-from .local_builder import LocalBuilder
+from .local_builder import LocalBuilder, site_toolchain
 from .service_api import BuilderState, api_routes
 from .service_page import page_routes
 
@@ -54,6 +54,7 @@ def make_builders(
             environments_dir=environments_dir(settings, state),
             cache_dir=cache_dir(settings, state),
             identities=identity_pool(settings),
+            **site_toolchain(settings, state),
         )
     }
     engine = find_engine()

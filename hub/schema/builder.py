@@ -100,8 +100,7 @@ class BuilderSettings(Section):
         1_000_000,
         ge=64,
         le=100_000_000,
-        description="How many gids the environment group range holds (from "
-        "environment_gid_first).",
+        description="How many gids the environment group range holds (from environment_gid_first).",
     )
     build_memory_mb: int = Field(
         4096, ge=256, description="Memory (MiB) one build may use: its cgroup's limit."
@@ -136,6 +135,40 @@ class BuilderSettings(Section):
         description="Largest request body the builder service's API accepts, in bytes; a "
         "larger one is refused with 413 before it is read.",
     )
+    python_policy: Literal["download", "nearest", "refuse"] | None = Field(
+        None,
+        description="What a venv build does when runtime.txt (or environment.yml) asks for a "
+        "Python 3.x this machine lacks. download: uv installs it, once, from "
+        "python_downloads_mirror / python_downloads_json, into pythons/ in the state folder "
+        "(root's, read-only); nearest: build with the nearest 3.x this machine has and say so "
+        "in the build log and on the environment's page; refuse: fail the build, naming the "
+        "versions there are. Empty: download where a download source is configured, else "
+        "nearest.",
+    )
+    python_downloads_mirror: str = Field(
+        "",
+        description="Where uv downloads Pythons from (UV_PYTHON_INSTALL_MIRROR): a mirror of "
+        "python-build-standalone's releases, https:// or file://. Empty: uv's own source "
+        "(GitHub), used only when python_policy is download.",
+    )
+    python_downloads_json: str = Field(
+        "",
+        description="A downloads list in uv's format (uv's --python-downloads-json-url), a URL "
+        "or an absolute path, naming the Python archives uv may install.",
+    )
+    conda_channels: tuple[str, ...] = Field(
+        (),
+        description="Conda channels (URLs: https:// or file://) that the conda packages of an "
+        "environment.yml are solved against (py-rattler) and installed from, into the "
+        "environment's venv. A repository's own 'channels:' are not used.",
+    )
+    conda_pypi_fallback: bool = Field(
+        False,
+        description="Where no conda channel is configured: install the conda packages of an "
+        "environment.yml from PyPI instead, each under its PyPI name (a table of known "
+        "differences, else the same name), logging every mapping. Off: such a repository is "
+        "refused with a message naming environment.yml and the packages.",
+    )
 
     @model_validator(mode="after")
     def _check_ranges_apart(self) -> BuilderSettings:
@@ -148,6 +181,25 @@ class BuilderSettings(Section):
                 "environments; move environment_gid_first past the build range"
             )
         return self
+
+    @field_validator("python_downloads_mirror", "python_downloads_json")
+    @classmethod
+    def _check_download_source(cls, value: str) -> str:
+        if value and not re.match(r"^(https?|file)://[^\s]+$|^/[^\s]*$", value):
+            raise ValueError(
+                f"{value!r} is not a URL; write https://..., file:///... or an absolute path"
+            )
+        return value
+
+    @field_validator("conda_channels")
+    @classmethod
+    def _check_channels(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for channel in value:
+            if not re.match(r"^(https?|file)://[^\s]+$", channel):
+                raise ValueError(
+                    f"{channel!r} is not a channel URL; write https://... or file:///..."
+                )
+        return tuple(channel.rstrip("/") for channel in value)
 
     @field_validator("allowed_hosts")
     @classmethod
@@ -179,3 +231,13 @@ def environments_dir(settings: BuilderSettings, state_dir: Path) -> Path:
 
 def cache_dir(settings: BuilderSettings, state_dir: Path) -> Path:
     return settings.cache_dir or state_dir / "builder-cache"
+
+
+def pythons_dir(state_dir: Path) -> Path:
+    """Where uv-installed Pythons are kept: root's, read-only, one folder per 3.x."""
+    return state_dir / "pythons"
+
+
+def python_download_source(settings: BuilderSettings) -> bool:
+    """Whether the site names a download source for Pythons."""
+    return bool(settings.python_downloads_mirror or settings.python_downloads_json)

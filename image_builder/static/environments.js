@@ -87,6 +87,12 @@ async function refresh() {
     const status = cell(row, env.status + (env.latest_build && env.status !== "ready"
       ? ` (${env.latest_build.progress}%)` : ""));
     status.className = `status-${env.status}`;
+    for (const note of env.artifact.notes || []) {
+      const line = document.createElement("div");
+      line.className = "build-note";
+      line.textContent = note;
+      status.appendChild(line);
+    }
     const source = env.source.repo_url
       ? `${env.source.repo_url} @ ${env.source.ref}` +
         (env.source.commit_sha ? ` → ${env.source.commit_sha.slice(0, 12)}` : "")

@@ -18,6 +18,7 @@ import pytest
 from kioskhub.image_builder.build_log import BuildLog
 from kioskhub.image_builder.builder_base import BuildFailed
 from kioskhub.image_builder.checkout_files import MAX_SPEC_BYTES
+from kioskhub.image_builder.conda_environment import plan_conda
 from kioskhub.image_builder.repo_spec import detect_spec, parse_runtime
 
 SECRET = "kioskhub-secret-token-0123456789"
@@ -122,9 +123,10 @@ def test_yaml_errors_and_conda_lists_quote_no_content(outside):
     (outside / "environment.yml").write_text(
         f"dependencies:\n  - numpy\n  - TOKEN={SECRET}\n  - pip:\n    - x\n"
     )
+    spec = detect_spec(outside)
     with pytest.raises(BuildFailed, match="conda packages") as refused:
-        detect_spec(outside)
-    assert "'numpy'" in str(refused.value) and SECRET not in str(refused.value)
+        plan_conda(spec.conda_packages, channels=(), pypi_fallback=False)
+    assert "'numpy' (line 2)" in str(refused.value) and SECRET not in str(refused.value)
 
 
 @pytest.mark.parametrize(

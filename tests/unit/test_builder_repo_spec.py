@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 
 from kioskhub.image_builder.builder_base import BuildFailed, NeedsContainerBuilder
-from kioskhub.image_builder.local_builder import choose_python
-from kioskhub.image_builder.repo_spec import content_hash, detect_spec, pip_only_dependencies
+from kioskhub.image_builder.repo_spec import (
+    CondaPackage,
+    content_hash,
+    detect_spec,
+    read_environment_yml,
+)
 
 
 def repo(tmp_path, **files):
@@ -33,6 +37,7 @@ def test_requirements_runtime_and_postbuild(tmp_path):
     assert spec.post_build == tmp_path / "postBuild"
     assert not spec.install_project
     assert spec.summary() == ["requirements.txt", "Python 3.11 (runtime.txt)", "postBuild"]
+    assert spec.python_source == "runtime.txt line 1"
 
 
 def test_binder_folder_wins_over_the_top_folder(tmp_path):
@@ -69,7 +74,6 @@ def test_environment_yml_with_only_pip_packages(tmp_path):
 @pytest.mark.parametrize(
     "files, message",
     [
-        ({"environment.yml": "dependencies:\n  - numpy\n  - pip:\n    - x\n"}, "conda packages"),
         ({"apt.txt": "libgl1\n"}, "apt.txt asks for system packages"),
         ({"Dockerfile": "FROM x\n"}, "a Dockerfile"),
         ({"install.R": ""}, "R packages"),
@@ -82,16 +86,71 @@ def test_container_only_specs_say_so(tmp_path, files, message):
     assert "container builder" in str(caught.value)
 
 
-def test_bad_runtime_and_missing_interpreter(tmp_path):
-    with pytest.raises(BuildFailed, match="write python-3.X"):
-        detect_spec(repo(tmp_path, **{"runtime.txt": "pypy\n"}))
-    with pytest.raises(BuildFailed, match="asks for Python 3.7, but this machine has 3.11"):
-        choose_python("3.7", {"3.11": "/usr/bin/python3.11"})
+def test_an_unknown_runtime_names_the_file_and_line(tmp_path):
+    with pytest.raises(BuildFailed, match="^runtime.txt line 3 says 'pypy-3.9', not a Python"):
+        detect_spec(repo(tmp_path, **{"runtime.txt": "\n\npypy-3.9\n"}))
 
 
-def test_pip_only_dependencies_refuses_bad_yaml():
-    with pytest.raises(BuildFailed, match="not valid YAML"):
-        pip_only_dependencies("dependencies: [")
+def test_environment_yml_conda_packages_with_their_lines_and_a_python_pin(tmp_path):
+    text = (
+        "name: beam\n"
+        "channels:\n  - conda-forge\n"
+        "dependencies:\n"
+        "  - python=3.10\n"
+        "  - beamcalc>=1.2\n"
+        "  - conda-forge::beam-data\n"
+        "  - pip\n"
+        "  - pip:\n"
+        "    - tomli-w\n"
+    )
+    spec = detect_spec(repo(tmp_path, **{"environment.yml": text}))
+    assert spec.conda_packages == (
+        CondaPackage("beamcalc>=1.2", 6),
+        CondaPackage("conda-forge::beam-data", 7),
+    )
+    assert spec.pip_packages == ("tomli-w",)
+    assert (spec.python_version, spec.python_source) == ("3.10", "environment.yml line 5")
+    assert spec.summary() == [
+        "environment.yml (2 conda packages)",
+        "environment.yml (1 pip packages)",
+        "Python 3.10 (environment.yml)",
+    ]
+
+
+def test_runtime_txt_wins_over_the_python_of_environment_yml(tmp_path):
+    spec = detect_spec(
+        repo(
+            tmp_path,
+            **{"environment.yml": "dependencies: [python=3.9]\n", "runtime.txt": "python-3.12"},
+        )
+    )
+    assert (spec.python_version, spec.python_source) == ("3.12", "runtime.txt line 1")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("dependencies: [", "environment.yml is not valid YAML at line 1, column 16"),
+        ("- a\n- b\n", "environment.yml must be a mapping"),
+        ("dependencies:\n  x: 1\n", "environment.yml line 2: 'dependencies' must be a list"),
+        ("dependencies:\n  - numpy\n  - {conda: x}\n", "environment.yml line 3: only '- pip:'"),
+        ("dependencies:\n  - [a]\n", "environment.yml line 2: a dependency must be"),
+    ],
+)
+def test_broken_environment_yml_names_the_line(text, message):
+    with pytest.raises(BuildFailed) as refused:
+        read_environment_yml(text)
+    assert str(refused.value).startswith(message)
+
+
+def test_conda_channels_join_the_hash_only_of_a_spec_with_conda_packages(tmp_path):
+    args = dict(python_version="3.11.2", builder_version="1", server_packages=(), tree_sha="t")
+    pip_only = detect_spec(repo(tmp_path / "a", **{"requirements.txt": "x\n"}))
+    assert content_hash(pip_only, **args) == content_hash(
+        pip_only, **args, conda_channels=("file:///c",)
+    )
+    conda = detect_spec(repo(tmp_path / "b", **{"environment.yml": "dependencies: [numpy]\n"}))
+    assert content_hash(conda, **args) != content_hash(conda, **args, conda_channels=("file:///c",))
 
 
 def test_content_hash_depends_on_spec_python_and_builder(tmp_path):

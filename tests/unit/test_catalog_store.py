@@ -60,7 +60,7 @@ def test_migrations_make_the_schema_once(tmp_path):
             version = connection.execute(text("select version_num from alembic_version")).scalar()
         catalog.close()
     assert {"environments", "builds", "alembic_version"} <= tables
-    assert version == "0002"
+    assert version == "0003"
     assert (tmp_path / "c.sqlite").stat().st_mode & 0o777 == 0o600
 
 
@@ -183,3 +183,15 @@ def test_the_spawner_sees_ready_own_shared_and_built_site_environments(catalog, 
     assert "@ dddddddddddd" in ada[2].description
     assert [e.name for e in environments_for(site, "cy", ["physics"], catalog)][-1] == "ada.tomli"
     assert [e.name for e in environments_for(site, "bob", [], catalog)] == ["default", "teaching"]
+
+
+def test_a_builds_notes_show_on_the_environment_and_the_build(catalog):
+    note = "runtime.txt line 1 asks for Python 3.10; built with Python 3.11, the nearest."
+    with catalog.session() as session:
+        row, build = add(session)
+        assert row.to_dict()["artifact"]["notes"] == []
+        finish_ready(
+            session, build, Artifact("a" * 40, "h1", venv_path="/envs/h1", notes=[note]), "log"
+        )
+        assert row.to_dict()["artifact"]["notes"] == [note]
+        assert build.to_dict()["artifact"]["notes"] == [note]
