@@ -166,7 +166,7 @@ def test_root_refuses_what_no_git_fetch_makes(folder, kind):
     else:
         os.link(staging / "HEAD", strange)
 
-    with pytest.raises(BuildFailed, match="in the copy of the repository, which is not a plain file"):
+    with pytest.raises(BuildFailed, match="in the copy of the repository, which is not a plain"):
         _seal_kept(staging)
 
 
