@@ -19,19 +19,11 @@ import pytest
 from kioskhub.spawner.home import HomeError, prepare_home
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, RepositoryFiles
 from tests.conftest import open_folder
+from tests.integration.test_builder_environments import git
 
 NOBODY = (65534, 65534)
 VENV_GROUP = 64123
 """The private environment's group: nobody is not in it unless the spawner gives it."""
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=Ada", "-c", "user.email=ada@example.org", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 @pytest.fixture
