@@ -126,6 +126,9 @@ def test_the_repository_opens_with_its_notebooks_and_keeps_the_users_edits(site)
     assert kept == sorted(
         f"{build['source']['commit_sha']}.git" for build in (environment, rebuilt)
     )
+    for name in kept:
+        assert os.lstat(venv / "kioskhub-repository" / name).st_uid == 0
+        assert not (venv / "kioskhub-repository" / name / "shallow").exists(), "whole history"
     ada.user.spawn({"environment": "ada.beams"})
     listing = ada.user.server("/api/contents/beam-notebooks").json()
     ada.user.stop_server()
