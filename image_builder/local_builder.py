@@ -6,7 +6,8 @@ venv`` + pip when uv is missing) as a clone of the server layer (jupyterhub, jup
 ipykernel at the hub's own versions, installed and compiled once, by an identity of its own:
 ``server_layer``), install the repository's requirements on top, run ``postBuild``; then
 end every process of the build, seal the venv (root's, read-only), smoke-test it, and write
-its marker as a new file of the sealed folder. The venv lives at
+its marker as a new file of the sealed folder; last, keep the repository's files at the built
+commit in it for the servers launched from it (``repository_files``). The venv lives at
 ``<environments_dir>/<content hash>``; the hash covers the owner, so a venv is never shared
 between owners, and the same hash is reused without building.
 
@@ -59,6 +60,7 @@ from .python_versions import (
     obtain_python,
 )
 from .repo_spec import RepoSpec, content_hash, detect_spec
+from .repository_files import keep_repository_files
 from .server_layer import (
     LAYER_MARKER,
     LAYERS_FOLDER,
@@ -152,7 +154,16 @@ class LocalBuilder(EnvironmentBuilder):
             try:
                 if cache.parent == self.cache_dir:
                     await asyncio.to_thread(hand_over_cache, cache, account)
-                return await self._build_in(work, cache, request, log, account)
+                artifact = await self._build_in(work, cache, request, log, account)
+                await keep_repository_files(
+                    artifact,
+                    request,
+                    work=work,
+                    environments_dir=self.environments_dir,
+                    log=log,
+                    account=account,
+                )
+                return artifact
             finally:
                 await asyncio.to_thread(account.end_processes)
                 self._caches_in_use.discard(cache.name)

@@ -5,8 +5,9 @@ sets ``CatalogEnvironments`` as the spawner's ``environments_for_user``: awaited
 the catalog in a worker thread (never on the hub's event loop) and returns the config's
 environments (those of kind ``repository`` replaced by their built venv or image, once
 built) plus the user's own and shared catalog environments, each pinned to the commit of
-its last successful build. Everything after that (the form, the choice, the LaunchSpec,
-the launch) is the spawner's ordinary path.
+its last successful build, with the repository's files kept at that commit (a venv's).
+Everything after that (the form, the choice, the LaunchSpec, the launch) is the spawner's
+ordinary path.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from kioskhub.hub.schema.site import Site
 from .catalog import SITE_OWNER, EnvironmentRecord
 from .catalog_access import Viewer, can_see
 from .catalog_db import Catalog, has_schema, open_catalog
+from .repository_files import folder_name, is_kept, kept_source
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +115,8 @@ def _resolve_site(environment: Environment, row: EnvironmentRecord | None) -> En
         description=_pinned(environment.description, row),
         default=environment.default,
         groups=environment.groups,
-        **_artifact(row),
+        default_url=environment.default_url,
+        **_artifact(row, environment.files_folder),
     )
 
 
@@ -127,10 +130,25 @@ def _as_choice(row: EnvironmentRecord) -> Environment:
     )
 
 
-def _artifact(row: EnvironmentRecord) -> dict:
+def _artifact(row: EnvironmentRecord, files_folder: str | None = None) -> dict:
     if row.venv_path:
-        return {"kind": "venv", "path": Path(row.venv_path)}
+        return {"kind": "venv", "path": Path(row.venv_path), **_files(row, files_folder)}
     return {"kind": "image", "image": row.image_ref}
+
+
+def _files(row: EnvironmentRecord, files_folder: str | None) -> dict:
+    """The repository files kept in the row's venv at its commit (``repository_files``), with
+    the home folder they go into: ``files_folder``, else the repository's name."""
+    if not row.commit_sha:
+        return {}
+    source = kept_source(row.venv_path, row.commit_sha)
+    if not is_kept(source):
+        return {}
+    return {
+        "files_source": source,
+        "files_commit": row.commit_sha,
+        "files_folder": files_folder or folder_name(row.repo_url or ""),
+    }
 
 
 def _pinned(description: str, row: EnvironmentRecord) -> str:

@@ -1,9 +1,11 @@
-"""Preparing a user's home folder: create it, hand out the examples once, make mount points.
+"""Preparing a user's home folder: create it, hand out the examples once, make mount points,
+pull the environment's repository files (``repository_pull``).
 
 Root only creates the home folder itself and hands it over (``root_paths``). Everything
 inside it is done by a child process that has already become the user (uid, gid, no
-supplementary groups, no new privileges): it copies the examples, reads and writes
-the examples ledger and makes the folders that data is mounted on. The kernel checks
+supplementary groups but the private environment's, no new privileges): it copies the
+examples, reads and writes the examples ledger, makes the folders that data is mounted on
+and pulls the repository's files. The kernel checks
 each of its accesses, so a symlink the user planted reaches only what the user could
 reach anyway. The hub waits for the child without blocking its event loop.
 
@@ -27,6 +29,7 @@ from tornado import web
 from . import root_paths
 from .launch_spec import LaunchSpec
 from .local_launcher import forbid_new_privileges
+from .repository_pull import FolderInTheWay, pull_repository
 
 log = logging.getLogger("JupyterHub")
 
@@ -53,24 +56,36 @@ async def prepare_home(
     *,
     mount_points: tuple[str, ...] = (),
     links: tuple[tuple[str, str], ...] = (),
+    groups: tuple[int, ...] = (),
 ) -> list[str]:
-    """Create ``spec.home`` (0700) and copy in the examples it has never received.
+    """Create ``spec.home`` (0700), copy in the examples it has never received, and pull
+    ``spec.repository_files``.
 
     With ``owner`` (uid, gid) the home is handed to that account and the work inside
-    it runs as that account. ``mount_points`` are folders made in the home for data
+    it runs as that account, with ``groups`` besides (a private environment's, to read its
+    repository files). ``mount_points`` are folders made in the home for data
     mounts (a symlink there is replaced); ``links`` are (name, target) symlinks made
     where nothing is. Returns the names of the examples copied this time; problems
-    with the ledger are logged and skip the examples, they do not stop the server.
+    with the ledger are logged and skip the examples, they do not stop the server; nor does
+    a failed pull, which leaves the user's files as they were.
     """
     await asyncio.to_thread(_create_home, spec.home, owner)
+    files = spec.repository_files
     request = {
         "home": str(spec.home),
         "examples_source": str(spec.examples_source) if spec.examples_source else None,
         "examples_target": spec.examples_target,
         "mount_points": list(mount_points),
         "links": [list(link) for link in links],
+        "repository_files": (
+            {"source": str(files.source), "commit": files.commit, "folder": files.folder}
+            if files
+            else None
+        ),
     }
-    reply = await _run_as_owner(request, owner)
+    reply = await _run_as_owner(request, owner, groups)
+    if reply.get("pulled"):
+        log.info("Home folder %s: %s", spec.home, str(reply["pulled"])[:1000])
     for warning in reply.get("warnings", []):
         log.warning("Home folder %s: %s", spec.home, str(warning)[:500])
     if reply.get("error"):
@@ -96,10 +111,12 @@ def _create_home(home: Path, owner: tuple[int, int] | None) -> None:
         ) from None
 
 
-async def _run_as_owner(request: dict, owner: tuple[int, int] | None) -> dict:
+async def _run_as_owner(
+    request: dict, owner: tuple[int, int] | None, groups: tuple[int, ...] = ()
+) -> dict:
     as_owner = {}
     if owner is not None and os.geteuid() == 0:
-        as_owner = {"user": owner[0], "group": owner[1], "extra_groups": []}
+        as_owner = {"user": owner[0], "group": owner[1], "extra_groups": list(groups)}
     try:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
@@ -128,7 +145,7 @@ async def _run_as_owner(request: dict, owner: tuple[int, int] | None) -> dict:
         await process.wait()
         raise HomeError(
             f"Preparing your home folder took longer than {SETUP_TIMEOUT_S} s; "
-            "a very large examples folder or a stuck file system?"
+            "a very large examples folder or repository, or a stuck file system?"
         ) from None
     if len(output) > REPLY_MAX_BYTES:
         process.kill()
@@ -159,7 +176,7 @@ async def _read_capped(stream: asyncio.StreamReader) -> bytes:
 
 
 def setup_home(request: dict) -> dict:
-    """The child's work, as the user: mount points, links, then the examples."""
+    """The child's work, as the user: mount points, links, the examples, the repository."""
     home = Path(request["home"])
     warnings: list[str] = []
     for name in request["mount_points"]:
@@ -184,7 +201,18 @@ def setup_home(request: dict) -> dict:
             warnings.append(f"examples not copied: {error}")
         except OSError as error:
             warnings.append(f"examples not copied: {root_paths.describe(error)}")
-    return {"copied": copied, "warnings": warnings}
+    reply: dict = {"copied": copied, "warnings": warnings}
+    files = request.get("repository_files")
+    if files:
+        try:
+            reply["pulled"] = pull_repository(
+                home, files["source"], files["commit"], files["folder"]
+            )
+        except FolderInTheWay as error:
+            reply["error"] = str(error)
+        except (RuntimeError, OSError) as error:
+            warnings.append(f"the repository's files were not updated: {error}")
+    return reply
 
 
 class LedgerError(ValueError):

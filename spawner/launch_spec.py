@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from kioskhub.hub.schema.choices import Choice, Environment, ResourceProfile
 from kioskhub.hub.schema.dask import client_env
@@ -45,6 +46,16 @@ class EnvironmentSpec:
 
 
 @dataclass(frozen=True)
+class RepositoryFiles:
+    """A repository's files at one commit, pulled into ``folder`` of the home at launch."""
+
+    source: Path
+    """A bare git repository whose branch ``built`` holds ``commit``."""
+    commit: str
+    folder: str
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """What to run for one user, independent of where it runs."""
 
@@ -63,6 +74,7 @@ class LaunchSpec:
     env: dict[str, str] = field(default_factory=dict)
     examples_source: Path | None = None
     examples_target: str = "examples"
+    repository_files: RepositoryFiles | None = None
 
 
 def allowed(choices: Iterable[Choice], groups: Iterable[str]) -> list[Choice]:
@@ -145,6 +157,7 @@ def build_launch_spec(
         "MEM_LIMIT": str(profile.memory),
         **client_env(site, profile.name),
     }
+    files = repository_files(environment)
     return LaunchSpec(
         username=username,
         server_name=server_name,
@@ -158,9 +171,29 @@ def build_launch_spec(
         gpu_count=profile.gpu.count,
         gpu_type=profile.gpu.type,
         home=site.home.root / username,
-        default_url=site.spawner.default_url,
+        default_url=opening_url(environment, files, site.spawner.default_url),
         mounts=mounts,
         env=env,
         examples_source=site.examples.source,
         examples_target=site.examples.target,
+        repository_files=files,
     )
+
+
+def repository_files(environment: Environment) -> RepositoryFiles | None:
+    """The repository files ``environment`` brings, if any; the folder defaults to the
+    source's name without ``.git``."""
+    if environment.files_source is None or environment.files_commit is None:
+        return None
+    folder = environment.files_folder or environment.files_source.name.removesuffix(".git")
+    return RepositoryFiles(environment.files_source, environment.files_commit, folder)
+
+
+def opening_url(environment: Environment, files: RepositoryFiles | None, site_url: str) -> str:
+    """The environment's own ``default_url``, else its files' folder in JupyterLab, else the
+    site's ``spawner.default_url``."""
+    if environment.default_url:
+        return environment.default_url
+    if files:
+        return f"/lab/tree/{quote(files.folder)}"
+    return site_url

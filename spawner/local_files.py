@@ -26,9 +26,11 @@ async def in_thread(function, *args):
 
 
 async def prepare_server_files(spec: LaunchSpec, plan: LocalLaunch) -> list[str]:
-    """Home folder, examples and data mount points of ``plan``; the examples copied.
+    """Home folder, examples, data mount points and repository files of ``plan``; the
+    examples copied.
 
-    The work inside the home is done by the user's own account (``home.prepare_home``).
+    The work inside the home is done by the user's own account (``home.prepare_home``), with
+    the private environment's group, which its repository files need.
     """
     account = plan.account
     copied = await prepare_home(
@@ -36,6 +38,7 @@ async def prepare_server_files(spec: LaunchSpec, plan: LocalLaunch) -> list[str]
         (account.uid, account.gid) if account else None,
         mount_points=plan.home_mount_points,
         links=plan.home_links,
+        groups=plan.extra_groups,
     )
     await in_thread(check_environment, plan)
     return copied

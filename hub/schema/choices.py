@@ -41,6 +41,12 @@ ByteSize = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)]
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 """A short identifier used in URLs, launch links and the API."""
 
+FolderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")]
+"""One folder of a user's home: no slash, no leading dot, never ``..``."""
+
+CommitSha = Annotated[str, Field(pattern=r"^[0-9a-f]{40}([0-9a-f]{24})?$")]
+"""A full git commit id (SHA-1 or SHA-256)."""
+
 
 class Choice(Section):
     """What a user picks in the spawn form: an environment or a resource profile."""
@@ -82,6 +88,29 @@ class Environment(Choice):
         description="For kind repository: the branch, tag or commit to build; empty means "
         "the default branch.",
     )
+    files_folder: FolderName | None = Field(
+        None,
+        description="The folder of the user's home that receives the repository's files at "
+        "launch (kind repository, or a venv with files_source); empty means the repository's "
+        "name.",
+    )
+    default_url: str | None = Field(
+        None,
+        pattern=r"^/[^\s]*$",
+        description="Where the server opens, e.g. /lab/tree/analysis/index.ipynb. Empty means "
+        "/lab/tree/<files folder> for an environment that brings repository files, else "
+        "spawner.default_url.",
+    )
+    files_source: ConfigPath | None = Field(
+        None,
+        description="A bare git repository on this machine whose branch 'built' holds "
+        "files_commit; launches pull it into files_folder with nbgitpuller's merge rules. "
+        "The image builder sets it for the venvs it builds; readable by those who may "
+        "launch the environment.",
+    )
+    files_commit: CommitSha | None = Field(
+        None, description="With files_source: the commit whose files the user receives."
+    )
 
     @model_validator(mode="after")
     def _kind_fields(self) -> Environment:
@@ -97,6 +126,10 @@ class Environment(Choice):
             raise ValueError(
                 f"'repository' and 'ref' are only for kind 'repository', not {self.kind!r}"
             )
+        if bool(self.files_source) != bool(self.files_commit):
+            raise ValueError("'files_source' and 'files_commit' go together")
+        if self.files_source and self.kind != "venv":
+            raise ValueError(f"'files_source' is only for kind 'venv', not {self.kind!r}")
         return self
 
 

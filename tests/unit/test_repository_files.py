@@ -1,0 +1,194 @@
+"""Repository files of a built environment: the folder they go into, where the server opens,
+and root's part in keeping them (checks, seal, move), which never follows the build's links."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from kioskhub.hub.schema.choices import Environment
+from kioskhub.hub.schema.site import Site
+from kioskhub.image_builder.builder_base import Artifact, BuildFailed, BuildRequest
+from kioskhub.image_builder.catalog import EnvironmentRecord
+from kioskhub.image_builder.repository_files import (
+    FILES_FOLDER,
+    SOURCE_CONFIG,
+    _move_into_venv,
+    _seal_kept,
+    folder_name,
+    keep_repository_files,
+    kept_source,
+)
+from kioskhub.image_builder.source_safety import RepositorySource
+from kioskhub.image_builder.spawn_catalog import _as_choice, _resolve_site
+from kioskhub.spawner.launch_spec import RepositoryFiles, build_launch_spec
+from tests.conftest import open_folder
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize(
+    ("url", "folder"),
+    [
+        ("https://gitlab.example.org/beams/analysis.git", "analysis"),
+        ("https://github.com/ada/Beam Study/", "Beam-Study"),
+        ("git@gitlab.example.org:beams/fit-2024.git", "fit-2024"),
+        ("/srv/repositories/.hidden", "hidden"),
+        ("/srv/repositories/..", "repository"),
+        ("", "repository"),
+    ],
+)
+def test_the_folder_is_the_repositorys_name_in_letters_a_folder_may_hold(url, folder):
+    assert folder_name(url) == folder
+    Environment(name="x", files_folder=folder)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"files_folder": ".."}, "files_folder"),
+        ({"files_folder": "a/b"}, "files_folder"),
+        ({"default_url": "lab/tree"}, "default_url"),
+        ({"files_source": "/srv/kept.git"}, "'files_source' and 'files_commit' go together"),
+        (
+            {"kind": "image", "image": "x", "files_source": "/k.git", "files_commit": SHA},
+            "'files_source' is only for kind 'venv'",
+        ),
+    ],
+)
+def test_environment_files_fields_refuse_what_cannot_work(fields, message):
+    with pytest.raises(ValidationError, match=message):
+        Environment(name="x", **fields)
+
+
+def site_with(tmp_path: Path, **environment) -> Site:
+    return Site.model_validate(
+        {
+            "hub": {"state_dir": str(tmp_path / "state")},
+            "home": {"root": str(tmp_path / "homes")},
+            "environments": [{"name": "built", "default": True, **environment}],
+            "profiles": [{"name": "small", "cpu": 1, "memory": "1Gi"}],
+            "spawner": {"default_url": "/lab"},
+        }
+    )
+
+
+def test_the_server_opens_in_the_files_folder_unless_the_environment_says_where(tmp_path):
+    kept = {"files_source": str(tmp_path / f"{SHA}.git"), "files_commit": SHA}
+
+    plain = build_launch_spec(site_with(tmp_path), "ada")
+    named = build_launch_spec(site_with(tmp_path, **kept, files_folder="beams"), "ada")
+    unnamed = build_launch_spec(site_with(tmp_path, **kept), "ada")
+    told = build_launch_spec(
+        site_with(tmp_path, **kept, default_url="/lab/tree/beams/a.ipynb"), "ada"
+    )
+
+    assert (plain.repository_files, plain.default_url) == (None, "/lab")
+    assert named.repository_files == RepositoryFiles(tmp_path / f"{SHA}.git", SHA, "beams")
+    assert named.default_url == "/lab/tree/beams"
+    assert (unnamed.repository_files.folder, unnamed.default_url) == (SHA, f"/lab/tree/{SHA}")
+    assert told.default_url == "/lab/tree/beams/a.ipynb"
+
+
+def record(venv: Path) -> EnvironmentRecord:
+    return EnvironmentRecord(
+        owner="ada",
+        name="beams",
+        repo_url="https://gitlab.example.org/beams/Beam-Study.git",
+        commit_sha=SHA,
+        venv_path=str(venv),
+    )
+
+
+def test_the_catalog_offers_the_kept_files_with_their_folder(tmp_path):
+    venv = tmp_path / "venv"
+    without = _as_choice(record(venv))
+    kept_source(venv, SHA).mkdir(parents=True)
+    offered = _as_choice(record(venv))
+    configured = Environment(
+        name="beams",
+        kind="repository",
+        repository="https://gitlab.example.org/beams/Beam-Study.git",
+        files_folder="study",
+        default_url="/lab/tree/study/README.md",
+    )
+    site = _resolve_site(configured, record(venv))
+
+    assert without.files_source is None
+    assert (offered.files_source, offered.files_commit) == (kept_source(venv, SHA), SHA)
+    assert offered.files_folder == "Beam-Study"
+    assert (site.files_folder, site.default_url) == ("study", "/lab/tree/study/README.md")
+    assert site.files_source == kept_source(venv, SHA)
+
+
+@pytest.fixture
+def folder():
+    if os.geteuid() != 0:
+        pytest.fail("sealing as root needs root; run the tests as root")
+    folder = open_folder("kept")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def staging_in(folder: Path) -> Path:
+    staging = folder / ".staging"
+    subprocess.run(["git", "init", "--quiet", "--bare", str(staging)], check=True)
+    (staging / "hooks" / "post-checkout").write_text("#!/bin/sh\necho hooked\n")
+    os.chown(staging / "config", 4242, 4242)
+    return staging
+
+
+def test_root_gives_the_kept_repository_a_config_of_its_own_and_no_hooks(folder):
+    staging = staging_in(folder)
+    (staging / "config").write_text("[core]\n\tfsmonitor = /tmp/evil\n")
+
+    _seal_kept(staging)
+
+    assert (staging / "config").read_bytes() == SOURCE_CONFIG
+    assert (staging / "config").stat().st_uid == 0
+    assert not (staging / "hooks").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link", "hard link"])
+def test_root_refuses_what_no_git_fetch_makes(folder, kind):
+    staging = staging_in(folder)
+    strange = staging / "objects" / "strange"
+    if kind == "fifo":
+        os.mkfifo(strange)
+    elif kind == "link":
+        strange.symlink_to("/etc/shadow")
+    else:
+        os.link(staging / "HEAD", strange)
+
+    with pytest.raises(BuildFailed, match="in the copy of the repository, which is not a plain"):
+        _seal_kept(staging)
+
+
+def test_a_link_the_build_left_at_the_folders_name_is_never_followed(folder):
+    """The attack: postBuild makes $VIRTUAL_ENV/kioskhub-repository → a root folder."""
+    victim = folder / "victim"
+    victim.mkdir()
+    venv = folder / "venv"
+    venv.mkdir()
+    (venv / FILES_FOLDER).symlink_to(victim)
+    staging = staging_in(folder)
+    _seal_kept(staging)
+
+    with pytest.raises(OSError):
+        _move_into_venv(staging, venv, f"{SHA}.git")
+    fresh = Artifact(SHA, venv_path=str(venv))
+    request = BuildRequest(1, "ada", "beams", RepositorySource("/r", "/r", "file"))
+    with pytest.raises(BuildFailed, match="the build made kioskhub-repository in the environment"):
+        asyncio.run(
+            keep_repository_files(
+                fresh, request, work=folder, environments_dir=folder, log=None, account=None
+            )
+        )
+
+    assert os.listdir(victim) == []
