@@ -119,7 +119,13 @@ def test_the_job_installs_repo2docker_builds_smoke_tests_then_pushes_the_commit_
     assert [call["argv"] for call in calls] == [
         ["apk", "add", "--no-cache", "python3", "git"],
         ["python3", "-m", "venv", "/opt/repo2docker"],
-        ["pip", "install", "--quiet", "--disable-pip-version-check", "jupyter-repo2docker>=2024.07.0"],
+        [
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "jupyter-repo2docker>=2024.07.0",
+        ],
         [
             "repo2docker",
             "--no-run",
@@ -166,7 +172,10 @@ def test_a_variable_cannot_move_the_image_tag(tmp_path, project):
 @pytest.mark.parametrize(
     "variables, message",
     [
-        ({"KIOSKHUB_SUBDIR": "../../etc"}, "KIOSKHUB_SUBDIR must be a folder inside the repository"),
+        (
+            {"KIOSKHUB_SUBDIR": "../../etc"},
+            "KIOSKHUB_SUBDIR must be a folder inside the repository",
+        ),
         ({"KIOSKHUB_SUBDIR": "envs/../../x"}, "must be a folder inside the repository"),
         ({"KIOSKHUB_SUBDIR": "/etc"}, "must be a folder inside the repository"),
         ({"KIOSKHUB_SUBDIR": "envs/missing"}, "no folder 'envs/missing' in the repository"),
