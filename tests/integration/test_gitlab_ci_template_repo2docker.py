@@ -133,6 +133,8 @@ def test_the_job_installs_repo2docker_builds_smoke_tests_then_pushes_the_commit_
             "1000",
             "--user-name",
             "jovyan",
+            "--target-repo-dir",
+            "/srv/repo",
             "--image-name",
             image,
             f"{project.folder}/envs/py",

@@ -16,6 +16,7 @@ from kioskhub.image_builder.gitlab_pipeline_variables import (
     REF_VARIABLE,
     SUBDIR_VARIABLE,
 )
+from kioskhub.image_builder.image_recipe import IMAGE_UID, IMAGE_USER, REPO_DIR
 
 GITLAB_DEFAULT_STAGES = {".pre", "build", "test", "deploy", ".post"}
 IMAGE = "$CI_REGISTRY_IMAGE/kioskhub-env:$CI_COMMIT_SHA"
@@ -89,6 +90,9 @@ def test_repo2docker_builds_without_running_as_a_non_root_user_from_the_subdir()
         and job()["variables"]["KIOSKHUB_USER_ID"] == "1000"
     )
     assert '--image-name "$KIOSKHUB_IMAGE"' in build
+    # The layout of KioskHub's own builder: same user, uid and repository folder.
+    assert f"--user-name {IMAGE_USER} --target-repo-dir {REPO_DIR} " in build
+    assert job()["variables"]["KIOSKHUB_USER_ID"] == str(IMAGE_UID)
     assert build.endswith('"$CI_PROJECT_DIR/$KIOSKHUB_SUBDIR"')
     assert any(
         "jupyter-repo2docker" in line for line in [job()["variables"]["KIOSKHUB_REPO2DOCKER_SPEC"]]
