@@ -118,8 +118,38 @@ class BuilderSettings(Section):
     )
     default_builder: Literal["local", "container"] = Field(
         "local",
-        description="local: a uv venv on this machine; container: repo2docker with docker "
-        "or podman (needs a container engine and a reachable base image).",
+        description="local: a uv venv on this machine; container: an image on the site base "
+        "image, built with podman (no daemon, no registry outside) and pushed to "
+        "builder.registry.",
+    )
+    base_image: str = Field(
+        "",
+        description="Image the container builder builds on. Empty: the site base image that "
+        "`kioskhub image build-base` makes (what `kioskhub image name` prints).",
+    )
+    registry: str = Field(
+        "",
+        description="Registry (and path) that built images are pushed to, e.g. "
+        "127.0.0.1:5000/kioskhub; environments record them by digest. Empty: images stay "
+        "in this machine's podman storage (for the podman backend only).",
+    )
+    registry_insecure: bool = Field(
+        False,
+        description="Talk plain HTTP (no TLS verification) to builder.registry: only for a "
+        "registry on loopback or a trusted network.",
+    )
+    allow_dockerfile: bool = Field(
+        False,
+        description="Build a repository's own Dockerfile. Its steps then decide the whole "
+        "image (also as root inside the build container); off, such a repository is refused "
+        "with a message.",
+    )
+    build_network: Literal["private", "none", "host"] = Field(
+        "private",
+        description="Network of a container build's steps: private (a network namespace of "
+        "its own with outbound access, for pip and apt), none (no network: only what the "
+        "base image holds), host (this machine's network, loopback services included; "
+        "avoid).",
     )
     max_queued_builds_per_user: int = Field(
         3,

@@ -327,13 +327,14 @@ class GitLabModel:
             "$ echo \"KioskHub builds $KIOSKHUB_REF ($CI_COMMIT_SHA) from '$KIOSKHUB_SUBDIR' "
             'as $KIOSKHUB_IMAGE"',
             f"KioskHub builds {ref} ({pipeline.sha}) from '{subdir}' as {image}",
-            f"$ repo2docker --no-run --user-id 1000 --user-name jovyan --image-name {image} .",
+            "$ repo2docker --no-run --user-id 1000 --user-name jovyan --target-repo-dir /srv/repo "
+            f"--image-name {image} .",
             "Picked Local content provider.",
             "Using PythonBuildPack builder",
             "Step 1/52 : FROM docker.io/library/buildpack-deps:jammy",
             'Step 52/52 : CMD ["jupyter", "notebook", "--ip", "0.0.0.0"]',
             f"Successfully tagged {image}",
-            '$ docker run --rm "$KIOSKHUB_IMAGE" jupyterhub-singleuser --version',
+            '$ "$KIOSKHUB_ENGINE" run --rm "$KIOSKHUB_IMAGE" jupyterhub-singleuser --version',
             "5.3.0",
             "kernel executed 1+1 = 2",
             '$ docker push "$KIOSKHUB_IMAGE"',
