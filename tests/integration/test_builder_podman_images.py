@@ -69,9 +69,17 @@ def commit(repo: Path, message: str) -> None:
     git(repo, "commit", "--quiet", "-m", message)
 
 
+def remove_images(reference: str) -> None:
+    """Remove the images named like ``reference`` (their layers stay in the cache)."""
+    found = podman("images", "--filter", f"reference={reference}", "--format", "{{.ID}}")
+    for image in set(found.stdout.split()):
+        podman("rmi", "--force", image, check=False)
+
+
 @pytest.fixture(scope="module")
 def builder(loopback_registry):
     base = build_base_image().image
+    remove_images("localhost/kioskhub-env/ada-*")
     options = BuildOptions(
         base_image=base, registry=f"{loopback_registry.host}/kioskhub", registry_insecure=True
     )
@@ -130,7 +138,7 @@ def test_a_repository_becomes_an_image_pinned_by_the_registrys_digest(
         repo_path, artifact.content_hash
     )
     assert artifact.image_ref == f"{loopback_registry.host}/{repo_path}@{artifact.image_digest}"
-    assert not artifact.reused
+    assert not artifact.reused and "STEP 1/" in log.text()
     # The build's steps ran in the build identity's cgroup (its limits), as the image's user.
     assert "kioskhub-builds/container-" in log.text()
     ran = run_image(
