@@ -61,6 +61,7 @@ class BuildOptions:
     network: str = "private"
     memory_mb: int = 4096
     timeout: float = 1800
+    use_layer_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,8 @@ class PodmanImageBuilder(EnvironmentBuilder):
         """podman build's arguments: layers, limits, network, the CA bundle, the tag."""
         memory = f"{self.options.memory_mb}m"
         argv = ["build", "--layers", "--force-rm", "--network", self.options.network]
+        if not self.options.use_layer_cache:
+            argv.append("--no-cache")
         argv += ["--memory", memory, "--memory-swap", memory]
         if account.cgroup is not None:
             with open("/proc/self/mounts") as mounts:

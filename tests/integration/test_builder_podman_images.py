@@ -51,14 +51,16 @@ def git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
-def make_repository(folder: Path, files: dict[str, str], links: dict[str, str] = {}) -> Path:
+def make_repository(
+    folder: Path, files: dict[str, str], links: dict[str, str] | None = None
+) -> Path:
     repo = folder / "repo"
     repo.mkdir(parents=True)
     git(repo, "init", "--quiet")
     for name, text in files.items():
         (repo / name).parent.mkdir(parents=True, exist_ok=True)
         (repo / name).write_text(text)
-    for name, target in links.items():
+    for name, target in (links or {}).items():
         (repo / name).symlink_to(target)
     commit(repo, "spec")
     return repo
