@@ -250,3 +250,37 @@ def test_build_env_keeps_the_ci_contract(builder, repository, loopback_registry,
         "kioskhub image build-env: apt.txt line 1: (an entry not shown) is not a Debian "
         "package name (lowercase letters, digits and + - .); write one package name per line\n"
     )
+
+
+HOSTILE_POST_BUILD = """#!/usr/bin/env python3
+import subprocess, sys, urllib.request
+try:
+    urllib.request.urlopen("http://127.0.0.1:{port}/v2/", timeout=5)
+    print("REACHED THE HOST'S LOOPBACK")
+except OSError:
+    print("host loopback unreachable")
+children = []
+try:
+    for _ in range(200):
+        children.append(subprocess.Popen(["sleep", "60"]))
+    print("FORKED 200 PROCESSES")
+except OSError as error:
+    print(f"fork refused after {{len(children)}} processes")
+    sys.exit(3)
+"""
+
+
+def test_a_hostile_post_build_meets_the_network_and_the_pids_limit(loopback_registry, folder):
+    """postBuild tries the registry on the host's loopback, then forks 200 processes: the
+    build's own network has no way to the host's loopback, and its cgroup stops the forks."""
+    options = BuildOptions(base_image=build_base_image().image)
+    confined = PodmanImageBuilder(options, identities=identity_pool(BuilderSettings(build_pids=64)))
+    repo = make_repository(
+        folder / "hostile",
+        {"postBuild": HOSTILE_POST_BUILD.format(port=loopback_registry.port)},
+    )
+    with pytest.raises(BuildFailed) as failed:
+        build(confined, repo, "hostile")
+    message = str(failed.value)
+    assert message.startswith("postBuild failed (exit 3) — last lines: host loopback unreachable")
+    assert "fork refused after" in message
