@@ -45,7 +45,7 @@ from tests.support.registry import LoopbackRegistry
 
 from . import report
 from .hubs import open_folder
-from .stats import ratio, verdict, within
+from .stats import percentile, ratio, verdict, within
 
 NAME = "container_build"
 COLD_TOLERANCE = 0.20
@@ -84,11 +84,37 @@ def change_code(repo: Path, number: int) -> None:
     git(repo, "commit", "--quiet", "-m", f"code change {number}")
 
 
+class TimedBuildLog(BuildLog):
+    """A BuildLog that notes when the build and the push began (seconds after creation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = time.perf_counter()
+        self.marks: dict[str, float] = {}
+
+    def progress(self, percent: int, phase: str) -> None:
+        for word, mark in (("Building", "build"), ("Pushing", "push"), ("Ready", "ready")):
+            if phase.startswith(word):
+                self.marks[mark] = time.perf_counter() - self.started
+        super().progress(percent, phase)
+
+    def split(self) -> dict[str, float]:
+        """Seconds before the build (fetch, copy, spec, key), of the build, of the push."""
+        marks = self.marks
+        if not {"build", "push", "ready"} <= set(marks):
+            return {}
+        return {
+            "prepare": marks["build"],
+            "build": marks["push"] - marks["build"],
+            "push": marks["ready"] - marks["push"],
+        }
+
+
 async def builder_build(builder: PodmanImageBuilder, repo: Path, name: str):
     source = check_repository_url(
         str(repo), allowed_schemes=(), allowed_hosts=(), allow_local_paths=True
     )
-    log = BuildLog()
+    log = TimedBuildLog()
     started = time.perf_counter()
     try:
         artifact = await builder.build(BuildRequest(1, "bench", name, source), log)
@@ -155,12 +181,13 @@ async def measure(args, folder: Path, registry: LoopbackRegistry) -> list[dict]:
         for tool in order:
             repo = make_repository(folder, f"cold-{tool}-{stamp}-{sample}", args.requirements)
             if tool == "builder":
-                seconds, artifact, _ = await builder_build(builder(False), repo, repo.name)
+                seconds, artifact, log = await builder_build(builder(False), repo, repo.name)
                 note(
                     "cold (no layer cache)",
                     "kioskhub builder",
                     seconds,
                     reference=artifact.image_ref,
+                    **log.split(),
                 )
             else:
                 build, push = plain_build(
@@ -194,8 +221,8 @@ async def measure(args, folder: Path, registry: LoopbackRegistry) -> list[dict]:
 
 
 def median(rows: list[dict], case: str, tool: str) -> float | None:
-    values = sorted(r["seconds"] for r in rows if r["case"] == case and r["tool"] == tool)
-    return values[len(values) // 2] if values else None
+    values = [r["seconds"] for r in rows if r["case"] == case and r["tool"] == tool]
+    return percentile(values, 50) if values else None
 
 
 def targets(rows: list[dict]) -> list[dict]:
@@ -242,7 +269,9 @@ def print_results(rows: list[dict], checks: list[dict], cond: dict) -> None:
     table = []
     for r in rows:
         detail = ""
-        if "build" in r:
+        if "prepare" in r:
+            detail = f"fetch+copy {r['prepare']:.1f}, build {r['build']:.1f}, push {r['push']:.1f}"
+        elif "build" in r:
             detail = f"build {r['build']:.1f}, push {r['push']:.1f}"
         elif "cached_steps" in r:
             detail = f"{r['cached_steps']} steps from the layer cache"
