@@ -120,7 +120,7 @@ def build_env(args: argparse.Namespace) -> int:
                 repository=args.push,
             )
         )
-    except BuildFailed as error:
+    except (BuildFailed, OSError) as error:
         print(f"kioskhub image build-env: {error}", file=sys.stderr)
         return 1
     if args.json:
