@@ -25,6 +25,7 @@ BENCHMARKS = (
     "spawn_latency",
     "user_simulation",
     "environment_builds",
+    "container_build",
     "dask_startup",
     "pods",
     "hub_scale",

@@ -72,6 +72,9 @@ def add_build_env_command(subs) -> None:
     )
     env.add_argument("--allow-dockerfile", action="store_true", help="build a Dockerfile too")
     env.add_argument(
+        "--no-cache", action="store_true", help="build every layer again (no layer cache)"
+    )
+    env.add_argument(
         "--network",
         choices=("private", "none", "host"),
         default="private",
@@ -102,6 +105,7 @@ def build_env(args: argparse.Namespace) -> int:
         registry_insecure=args.insecure_registry,
         allow_dockerfile=args.allow_dockerfile,
         network=args.network,
+        use_layer_cache=not args.no_cache,
         memory_mb=settings.build_memory_mb,
         timeout=settings.build_timeout,
     )
@@ -117,7 +121,7 @@ def build_env(args: argparse.Namespace) -> int:
                 repository=args.push,
             )
         )
-    except BuildFailed as error:
+    except (BuildFailed, OSError) as error:
         print(f"kioskhub image build-env: {error}", file=sys.stderr)
         return 1
     if args.json:

@@ -10,6 +10,7 @@ from typing import Any
 from kioskhub.hub.schema.site import RESERVED_USERNAMES, USERNAME_PATTERN, Site
 from kioskhub.image_builder.hub_service import builder_hub_settings
 from kioskhub.image_builder.spawn_catalog import CatalogEnvironments
+from kioskhub.spawner.pod_image import BaseImageRecipe
 
 from .dask_gateway import gateway_hub_settings, merge_settings
 from .pod_backends import with_spawner_backend
@@ -73,11 +74,21 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
         },
     }
     settings = merge_settings(settings, gateway_hub_settings(site, python=sys.executable))
-    settings = merge_settings(settings, builder_hub_settings(site, python=sys.executable))
+    settings = merge_settings(
+        settings, builder_hub_settings(with_builder_base_image(site), python=sys.executable)
+    )
     if site.builder.enabled:
         # The spawner reads what a user may launch through this (in a thread, on demand).
         settings["KioskSpawner"]["environments_for_user"] = CatalogEnvironments(site)
     return with_spawner_backend(settings, site)
+
+
+def with_builder_base_image(site: Site) -> Site:
+    """``site`` with ``builder.base_image`` set: the site base image unless the config names one."""
+    if site.builder.base_image:
+        return site
+    builder = site.builder.model_copy(update={"base_image": BaseImageRecipe().image_ref})
+    return site.model_copy(update={"builder": builder})
 
 
 def apply_settings(config: Any, settings: dict[str, Any]) -> None:

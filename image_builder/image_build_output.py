@@ -14,7 +14,7 @@ from .image_recipe import ImageRecipe
 
 STEP_LINE = re.compile(r"^STEP (\d+)/(\d+): ")
 EXIT_STATUS = re.compile(r"exit status (\d+)")
-UNKNOWN_APT = re.compile(r"^E: (?:Unable to locate package|Package '?)([a-z0-9][a-z0-9+.-]*)")
+UNKNOWN_APT = re.compile(r"^E: (?:Unable to locate package |Package '?)([a-z0-9][a-z0-9+.-]*)")
 PODMAN_NOISE = re.compile(r"^(time=\"|Error: building at STEP|--> |Trying to pull|Getting image)")
 TAIL_LINES = 4
 MAX_TAIL_CHARS = 200

@@ -51,9 +51,9 @@ class PodmanResult:
     output: str
 
 
-async def run_podman(*args: str, timeout: float = 120) -> PodmanResult:
-    """Run ``podman ARGS`` with its output captured (stdout and stderr together)."""
-    process = await asyncio.create_subprocess_exec(
+async def start_podman(*args: str) -> asyncio.subprocess.Process:
+    """Start ``podman ARGS``; its stdout and stderr come together through ``stdout``."""
+    return await asyncio.create_subprocess_exec(
         find_podman(),
         *args,
         stdin=asyncio.subprocess.DEVNULL,
@@ -62,6 +62,11 @@ async def run_podman(*args: str, timeout: float = 120) -> PodmanResult:
         env=podman_env(),
         cwd=podman_workdir(),
     )
+
+
+async def run_podman(*args: str, timeout: float = 120) -> PodmanResult:
+    """Run ``podman ARGS`` with its output captured (stdout and stderr together)."""
+    process = await start_podman(*args)
     try:
         async with asyncio.timeout(timeout):
             out, _ = await process.communicate()

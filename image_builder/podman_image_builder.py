@@ -43,7 +43,7 @@ from .container_spec import ContainerSpec, detect_container_spec
 from .git_checkout import fetch_for_build
 from .image_build_output import failure_message
 from .image_recipe import ImageRecipe, image_key, image_recipe
-from .podman_command import find_podman, podman_env, podman_workdir, run_podman
+from .podman_command import find_podman, run_podman, start_podman
 
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 HOST_CA_IN_BUILD = "/run/kioskhub-host-ca.crt"
@@ -61,6 +61,7 @@ class BuildOptions:
     network: str = "private"
     memory_mb: int = 4096
     timeout: float = 1800
+    use_layer_cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -169,10 +170,6 @@ class PodmanImageBuilder(EnvironmentBuilder):
         The image is pushed to ``repository`` (default: below the site's registry, if any).
         """
         find_podman()
-        log.progress(10, "Reading the repository's spec")
-        spec = detect_container_spec(folder, allow_dockerfile=self.options.allow_dockerfile)
-        log.line("Found: " + ", ".join(spec.summary()))
-        recipe = None if spec.dockerfile else image_recipe(spec, self.options.base_image)
         top = Path(tempfile.mkdtemp(prefix="kioskhub-image-", dir="/var/tmp"))
         try:
             os.chmod(top, 0o711)
@@ -181,6 +178,13 @@ class PodmanImageBuilder(EnvironmentBuilder):
             await self._copy_checkout(
                 folder, give_to(context / "repo", account, 0o755), log, account
             )
+            # Read from the copy, which no process can change any more: what is read is built.
+            log.progress(18, "Reading the repository's spec")
+            spec = detect_container_spec(
+                context / "repo", allow_dockerfile=self.options.allow_dockerfile
+            )
+            log.line("Found: " + ", ".join(spec.summary()))
+            recipe = None if spec.dockerfile else image_recipe(spec, self.options.base_image)
             key = image_key(
                 recipe,
                 self.options.base_image,
@@ -251,6 +255,8 @@ class PodmanImageBuilder(EnvironmentBuilder):
         """podman build's arguments: layers, limits, network, the CA bundle, the tag."""
         memory = f"{self.options.memory_mb}m"
         argv = ["build", "--layers", "--force-rm", "--network", self.options.network]
+        if not self.options.use_layer_cache:
+            argv.append("--no-cache")
         argv += ["--memory", memory, "--memory-swap", memory]
         if account.cgroup is not None:
             with open("/proc/self/mounts") as mounts:
@@ -334,15 +340,7 @@ async def _podman_checked(log: BuildLog, *args: str) -> str:
 async def stream_podman(argv: list[str], log: BuildLog, *, timeout: float) -> tuple[int, str]:
     """Run ``podman ARGV``, each output line into ``log``; a timeout stops it and fails."""
     log.line("$ podman " + " ".join(argv))
-    process = await asyncio.create_subprocess_exec(
-        find_podman(),
-        *argv,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=podman_env(),
-        cwd=podman_workdir(),
-    )
+    process = await start_podman(*argv)
     output: list[str] = []
     try:
         async with asyncio.timeout(timeout):

@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from tornado import web
 
-from kioskhub.hub.schema.builder import cache_dir, catalog_url, environments_dir
+from kioskhub.hub.schema.builder import BuilderSettings, cache_dir, catalog_url, environments_dir
 from kioskhub.hub.schema.site import Site
 
 from .build_identity import identity_pool
@@ -35,6 +36,7 @@ from .gitlab_service import gitlab_builders, gitlab_routes, public_webhook_url
 from .gitlab_webhook import PipelineEventBus
 from .hub_service import SERVICE_NAME, SITE_VARIABLE, site_from_json
 from .local_builder import LocalBuilder, site_toolchain
+from .podman_image_builder import BuildOptions, PodmanImageBuilder
 from .service_api import BuilderState, api_routes
 from .service_page import page_routes
 
@@ -45,8 +47,8 @@ SERVICE_PREFIX = f"/services/{SERVICE_NAME}/"
 def make_builders(
     site: Site, catalog: Catalog, events: PipelineEventBus, prefix: str
 ) -> dict[str, EnvironmentBuilder]:
-    """The builders this service runs: local always, container where an engine exists,
-    GitLab CI where the site configured GitLab."""
+    """The builders this service runs: local always, container with podman (else repo2docker
+    where its engine exists), GitLab CI where the site configured GitLab."""
     settings = site.builder
     state = site.hub.state_dir
     builders: dict[str, EnvironmentBuilder] = {
@@ -57,17 +59,35 @@ def make_builders(
             **site_toolchain(settings, state),
         )
     }
-    engine = find_engine()
-    if engine.available:
-        builders["container"] = ContainerBuilder(engine, identities=identity_pool(settings))
+    if shutil.which("podman") and settings.base_image:
+        builders["container"] = PodmanImageBuilder(
+            container_build_options(settings), identities=identity_pool(settings)
+        )
     else:
-        log.info("Container builds are off: %s", engine.reason)
+        engine = find_engine()
+        if engine.available:
+            builders["container"] = ContainerBuilder(engine, identities=identity_pool(settings))
+        else:
+            log.info("Container builds are off: %s", engine.reason)
     builders.update(
         gitlab_builders(
             site.gitlab, catalog, events, webhook_url=public_webhook_url(site.hub.url, prefix)
         )
     )
     return builders
+
+
+def container_build_options(settings: BuilderSettings) -> BuildOptions:
+    """What the site allows container builds; the hub assembly fills in the base image."""
+    return BuildOptions(
+        base_image=settings.base_image,
+        registry=settings.registry,
+        registry_insecure=settings.registry_insecure,
+        allow_dockerfile=settings.allow_dockerfile,
+        network=settings.build_network,
+        memory_mb=settings.build_memory_mb,
+        timeout=settings.build_timeout,
+    )
 
 
 def start_catalog(
