@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .builder_base import BuildFailed, NeedsContainerBuilder
 from .checkout_files import CheckoutFiles
-from .repo_spec import LOCAL_REFERENCE, parse_runtime, pip_only_dependencies, quoted
+from .repo_spec import LOCAL_REFERENCE, parse_runtime, quoted, read_environment_yml
 
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,99}$")
 """A Debian package name (Debian policy 5.6.1): lowercase letters, digits, + - ."""
@@ -114,11 +114,18 @@ def detect_container_spec(
         if not prefix and checkout.kind(name) is not None:
             files[name] = checkout.read(name)
     if "runtime.txt" in files:
-        wanted = parse_runtime(files["runtime.txt"].decode(errors="replace"))
+        try:
+            wanted, line = parse_runtime(files["runtime.txt"].decode(errors="replace"))
+        except NeedsContainerBuilder:
+            raise BuildFailed(
+                f"{prefix}runtime.txt asks for R; KioskHub's container builder builds Python "
+                "environments only. Remove the file, or ask the site for a repo2docker build."
+            ) from None
         if wanted != image_python:
             raise BuildFailed(
-                f"{prefix}runtime.txt asks for Python {wanted}, but the site base image has "
-                f"Python {image_python}; write python-{image_python} in runtime.txt, or remove it."
+                f"{prefix}runtime.txt line {line} asks for Python {wanted}, but the site base "
+                f"image has Python {image_python}; write python-{image_python} in runtime.txt, "
+                "or remove it."
             )
     requirements_text = files.get("requirements.txt", b"").decode(errors="replace")
     return ContainerSpec(
@@ -156,11 +163,13 @@ def environment_pip_packages(files: dict[str, bytes], prefix: str) -> tuple[str,
     """The pip part of environment.yml; conda packages are refused, naming the file."""
     if "environment.yml" not in files:
         return ()
-    try:
-        return pip_only_dependencies(files["environment.yml"].decode(errors="replace"))
-    except NeedsContainerBuilder:
+    environment = read_environment_yml(files["environment.yml"].decode(errors="replace"))
+    if environment.conda:
+        lines = ", ".join(str(package.line) for package in environment.conda[:5])
         raise BuildFailed(
-            f"{prefix}environment.yml lists conda packages; this site's container builder "
-            "installs its pip part only (no conda channel is configured). Move them under "
-            "'- pip:' with their PyPI names."
-        ) from None
+            f"{prefix}environment.yml lists conda packages (line {lines}); the container "
+            "builder installs its pip part only. Move them under '- pip:' with their PyPI "
+            "names, or build with the venv builder, which installs conda packages from the "
+            "site's channels."
+        )
+    return environment.pip
