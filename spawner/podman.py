@@ -89,7 +89,7 @@ class PodmanSpawner(SpawnBackend, Spawner):
         self.report(10, f"Environment {spec.environment.name} ({image}), profile {spec.profile}")
         try:
             pulled = await ensure_image(
-                image, pods.insecure_registries, lambda text: self.report(15, text)
+                image, self.site.pull_insecure_registries(), lambda text: self.report(15, text)
             )
         except ImageUnavailable as error:
             raise web.HTTPError(500, "%s", str(error)) from None
@@ -132,7 +132,7 @@ class PodmanSpawner(SpawnBackend, Spawner):
             "play",
             "--network",
             POD_NETWORK,
-            *tls_arguments(self.image, self.site.pods.insecure_registries),
+            *tls_arguments(self.image, self.site.pull_insecure_registries()),
             "-",
             stdin=yaml.safe_dump(pod).encode(),
         )
@@ -218,4 +218,3 @@ class PodmanSpawner(SpawnBackend, Spawner):
     def clear_state(self):
         super().clear_state()
         self.names, self.pod_name, self.host_port, self.image = None, "", 0, ""
-

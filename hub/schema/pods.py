@@ -151,7 +151,8 @@ class PodSettings(Section):
         (),
         description="podman: registries (host or host:port, e.g. localhost:5000) that serve "
         "images over plain HTTP or without a trusted certificate, such as a registry on "
-        "loopback; images from them are pulled with --tls-verify=false. Every other "
+        "loopback; images from them are pulled with --tls-verify=false. builder.registry "
+        "joins them when builder.registry_insecure is on. Every other "
         "registry's TLS is verified. Kubernetes nodes take this from their container "
         "runtime's own registry settings.",
     )

@@ -353,3 +353,10 @@ class Site(Section):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def pull_insecure_registries(self) -> tuple[str, ...]:
+        """Registries pods pull from without TLS: ``pods.insecure_registries``, and the
+        builder's own registry when ``builder.registry_insecure`` (one switch for both)."""
+        own = self.builder.registry.split("/", 1)[0] if self.builder.registry_insecure else ""
+        listed = self.pods.insecure_registries
+        return listed + (own,) if own and own not in listed else listed

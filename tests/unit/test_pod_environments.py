@@ -129,6 +129,18 @@ def test_insecure_registries_default_to_none_and_are_validated(tmp_path):
     assert "listed twice: a:1" in str(error.value)
 
 
+def test_pods_pull_from_the_builders_registry_as_the_builder_pushes_to_it(tmp_path):
+    insecure = {"registry": "127.0.0.1:5000/kioskhub", "registry_insecure": True}
+    site = load_site(write(tmp_path, builder=insecure))
+    assert site.pull_insecure_registries() == ("127.0.0.1:5000",)
+    site = load_site(write(tmp_path, builder={**insecure, "registry_insecure": False}))
+    assert site.pull_insecure_registries() == ()
+    site = load_site(
+        write(tmp_path, builder=insecure, pods={"insecure_registries": ["127.0.0.1:5000", "b:1"]})
+    )
+    assert site.pull_insecure_registries() == ("127.0.0.1:5000", "b:1")
+
+
 def spec(environment: EnvironmentSpec) -> LaunchSpec:
     return LaunchSpec(
         username="ada",
