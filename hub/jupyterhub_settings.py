@@ -74,10 +74,17 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
     }
     settings = merge_settings(settings, gateway_hub_settings(site, python=sys.executable))
     settings = merge_settings(settings, builder_hub_settings(site, python=sys.executable))
-    if site.builder.enabled:
+    launchable = launchable_environments(site)
+    if launchable is not None:
         # The spawner reads what a user may launch through this (in a thread, on demand).
-        settings["KioskSpawner"]["environments_for_user"] = CatalogEnvironments(site)
+        settings["KioskSpawner"]["environments_for_user"] = launchable
     return with_spawner_backend(settings, site)
+
+
+def launchable_environments(site: Site) -> CatalogEnvironments | None:
+    """What a user may launch beyond the config's environments: the build catalog's, when
+    builds are on. The spawner and the Dask gateway both read it through this."""
+    return CatalogEnvironments(site) if site.builder.enabled else None
 
 
 def apply_settings(config: Any, settings: dict[str, Any]) -> None:
