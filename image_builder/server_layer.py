@@ -1,9 +1,9 @@
 """The server layer: the server packages, installed and compiled once, shared by every build.
 
-Every environment holds the same jupyterhub, jupyterlab, ipykernel, dask-gateway, dask and
-distributed (the hub's versions) and their dependencies: tens of thousands of files and
-hundreds of MB. The local builder installs them once per Python and hub version into
-``<environments_dir>/server-layers/<key>``, compiles their bytecode, seals the folder
+Every environment holds the same jupyterhub, jupyterlab, ipykernel, dask-gateway, dask,
+distributed and bokeh (the hub's versions) and their dependencies: tens of thousands of
+files and hundreds of MB. The local builder installs them once per Python and hub version
+into ``<environments_dir>/server-layers/<key>``, compiles their bytecode, seals the folder
 read-only and smoke-tests it. Each build then starts from a *clone* of the layer: its
 folders are new, its files are hard links to the layer's (same inodes, so no copy and no
 space), and only the scripts in ``bin/``, which name the venv's own path, are rewritten.

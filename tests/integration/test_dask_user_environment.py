@@ -19,29 +19,14 @@ import pytest
 import requests
 
 from tests.conftest import open_folder
-from tests.integration.test_builder_environments import Env, git, start_builder_hub
+from tests.integration.test_builder_environments import Env, start_builder_hub
 from tests.support.hub_process import free_port, write_site_config
+from tests.support.package_repository import make_package_repository
 
 pytestmark = pytest.mark.integration
 
-PYPROJECT = """\
-[build-system]
-requires = ["setuptools>=61"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "beamline"
-version = "0.1.0"
-"""
-PACKAGE = '''\
-"""Lise's beamline analysis."""
-
-
-def focus(x):
-    return 2 * x
-'''
 ON_THE_WORKERS = """
-import json, os, sys
+import json, os, sys, urllib.error, urllib.request
 from dask_gateway import Gateway
 import beamline
 
@@ -58,12 +43,23 @@ try:
         return {"answer": beamline.focus(x), "prefix": sys.prefix, "groups": os.getgroups()}
 
     result = client.submit(on_a_worker, 21).result(timeout=120)
+    dashboard_request = urllib.request.Request(
+        cluster.dashboard_link,
+        headers={"Authorization": f"token {os.environ['JUPYTERHUB_API_TOKEN']}"},
+    )
+    try:
+        with urllib.request.urlopen(dashboard_request, timeout=30) as reply:
+            page = reply.read().decode()
+            dashboard = [reply.status, "Bokeh." in page, page[:300]]
+    except urllib.error.HTTPError as error:
+        dashboard = [error.code, error.read(300).decode(errors="replace")]
     scheduler = client.run_on_scheduler(lambda: __import__("sys").prefix)
     print("RESULT", json.dumps({
         **result,
         "scheduler": scheduler,
         "server": sys.prefix,
         "in_server": beamline.focus(1),
+        "dashboard": dashboard,
         "options": dict(gateway.cluster_options()),
     }))
     client.close()
@@ -88,13 +84,7 @@ for name in {names!r}:
 def site():
     assert os.geteuid() == 0, "these tests need root: servers and clusters run as user accounts"
     folder = open_folder("dask-env")
-    repo = folder / "beamline-repo"
-    (repo / "beamline").mkdir(parents=True)
-    git(repo, "init", "--quiet")
-    (repo / "pyproject.toml").write_text(PYPROJECT)
-    (repo / "beamline" / "__init__.py").write_text(PACKAGE)
-    git(repo, "add", ".")
-    git(repo, "commit", "--quiet", "-m", "Beamline analysis package")
+    repo = make_package_repository(folder)
     (folder / "data").mkdir()
     config = write_site_config(
         folder,
@@ -152,6 +142,8 @@ def test_a_task_imports_the_repositorys_package_on_workers_of_the_same_venv(site
     assert result["answer"] == 42 and result["in_server"] == 2
     assert result["server"] == result["scheduler"] == result["prefix"] == venv
     assert result["options"] == {"profile": "small", "environment": "lise.beam"}
+    # The status page itself (Bokeh's), not distributed's "Dask needs bokeh" page.
+    assert result["dashboard"][:2] == [200, True], result["dashboard"]
     # lise's venv is private (root:<its group>, 0750): the worker holds that group.
     assert os.lstat(venv).st_mode & 0o777 == 0o750
     assert os.lstat(venv).st_gid in result["groups"]
