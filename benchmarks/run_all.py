@@ -26,6 +26,7 @@ BENCHMARKS = (
     "user_simulation",
     "environment_builds",
     "dask_startup",
+    "dask_user_environment",
     "pods",
     "hub_scale",
 )
