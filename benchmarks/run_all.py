@@ -27,6 +27,7 @@ BENCHMARKS = (
     "environment_builds",
     "container_build",
     "dask_startup",
+    "dask_user_environment",
     "pods",
     "hub_scale",
 )

@@ -73,11 +73,15 @@ def default_profile(site: Site) -> str:
     return next((p.name for p in site.profiles if p.default), site.profiles[0].name)
 
 
-def gateway_config(site: Site, *, isolated: bool, own_prefix: Path) -> dict[str, Any]:
+def gateway_config(
+    site: Site, *, isolated: bool, own_prefix: Path, site_file: Path | None = None
+) -> dict[str, Any]:
     """The traitlets config (class name → {trait: value}) of dask-gateway-server for ``site``.
 
     Clusters run as the users' system accounts when ``isolated``, else as the gateway's own
-    account; their processes come from KioskHub's own environment at ``own_prefix``.
+    account; their processes come from KioskHub's own environment at ``own_prefix``, or
+    from an environment the user may launch, as the gateway reads them from ``site_file``
+    (the site config ``site`` was read from).
     """
     dask = site.dask
     ports = dask.ports
@@ -106,6 +110,7 @@ def gateway_config(site: Site, *, isolated: bool, own_prefix: Path) -> dict[str,
             "clusters_directory": str(gateway_folder(site) / "clusters"),
             "account_prefix": site.spawner.system_user_prefix,
             "homes_directory": str(site.home.root),
+            "site_config": str(site_file or ""),
         },
         "ClusterConfig": {
             "scheduler_cmd": [str(bin_dir / "dask"), "scheduler", "--preload", DASHBOARD_GUARD],
@@ -183,8 +188,14 @@ def _merge_roles(roles: list[dict], extra: list[dict]) -> list[dict]:
     return merged
 
 
-def write_gateway_config(site: Site, *, euid: int | None = None) -> Path | None:
-    """Write the gateway's config into the state folder; None when the gateway is off."""
+def write_gateway_config(
+    site: Site, *, euid: int | None = None, site_file: Path | None = None
+) -> Path | None:
+    """Write the gateway's config into the state folder; None when the gateway is off.
+
+    ``site_file``: the site config ``site`` was read from, which the gateway reads to check
+    the environments that clusters run in.
+    """
     if not site.dask.enabled:
         return None
     folder = gateway_folder(site)
@@ -196,6 +207,7 @@ def write_gateway_config(site: Site, *, euid: int | None = None) -> Path | None:
         site,
         isolated=servers_isolated(site, os.geteuid() if euid is None else euid),
         own_prefix=Path(sys.prefix),
+        site_file=site_file,
     )
     path = folder / CONFIG_FILE
     path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")

@@ -12,6 +12,10 @@ names them). They subclass dask-gateway-server's own classes:
   that the cluster counts for it (``dask_cluster_cgroups``), all killed when the cluster
   stops; ``KioskSharedLocalBackend`` runs them as the gateway's account.
 
+A cluster runs in the environment its ``environment`` option names (a server's default is
+its own), once ``dask_cluster_environments`` has checked that the user may launch it: that
+venv's Python runs the scheduler and workers, with a private venv's group.
+
 Both serve dashboards through ``dask_dashboard_proxy`` (the owner only), and the
 schedulers' dashboards refuse requests without the cluster's key
 (``dask_dashboard_guard``); workers run no dashboard.
@@ -24,15 +28,23 @@ import grp
 import os
 import pwd
 
-from dask_gateway_server.backends.base import PublicException
+from dask_gateway_server.backends.base import ClusterConfig, PublicException
 from dask_gateway_server.backends.db_base import DBBackendBase
 from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
 from dask_gateway_server.options import Options
-from traitlets import Dict, Float, Integer, List, Unicode, default
+from traitlets import Dict, Float, Integer, List, Type, Unicode, default
 
+from kioskhub.spawner.local_plan import SYSTEM_PATH
 from kioskhub.spawner.spawn_form import format_bytes
 
 from .dask_cluster_cgroups import ClusterCgroups
+from .dask_cluster_environments import (
+    OWN_ENVIRONMENT,
+    ClusterEnvironment,
+    ClusterEnvironments,
+    KioskClusterConfig,
+    environment_commands,
+)
 from .dask_cluster_options import ProfileOptions
 from .dask_dashboard_proxy import add_dashboard_routes
 from .dask_gateway_auth import KioskHubAuthenticator
@@ -51,7 +63,17 @@ class KioskBackend(DBBackendBase):
 
     Users pick a ``profile`` (default: their server's profile, set by the server's
     environment); it sets worker cores and memory, the most workers and the idle timeout.
+    The ``environment`` (default: their server's) is resolved among those the user may
+    launch, read from the site config ``site_config`` (``dask_cluster_environments``).
     """
+
+    cluster_config_class = Type(KioskClusterConfig, klass=ClusterConfig, config=True)
+    site_config = Unicode(
+        "",
+        help="The site config file (kioskhub.yaml): clusters may run in the environments "
+        "that their user may launch from it; empty: only in KioskHub's own.",
+        config=True,
+    )
 
     profiles = List(
         Dict(),
@@ -126,6 +148,41 @@ class KioskBackend(DBBackendBase):
         super().__init__(**kwargs)
         self._scale_requests: dict[str, int] = {}
         """The last scale request per cluster, ahead of the scheduler's next heartbeat."""
+        self.environments: ClusterEnvironments | None = None
+
+    # ---- environments --------------------------------------------------------------
+
+    async def cluster_environment(self, user, name: str) -> ClusterEnvironment:
+        """The environment ``name`` of ``user``'s new cluster; PublicException if refused."""
+        if not name:
+            return OWN_ENVIRONMENT
+        if self.environments is None:
+            raise PublicException(
+                f"This gateway cannot check which environments you may launch, so it runs "
+                f"clusters only in KioskHub's own: create the cluster with environment='' "
+                f"(asked for {name!r})."
+            )
+        return await self.environments.resolve(user.name, user.groups, name)
+
+    async def process_cluster_options(self, user, request):
+        """The options and config of a new cluster, run in the environment it names."""
+        options, config = await super().process_cluster_options(user, request)
+        environment = await self.cluster_environment(user, options.get("environment", ""))
+        if environment.prefix is not None:
+            config.scheduler_cmd, config.worker_cmd = environment_commands(environment.prefix)
+            config.environment_prefix = str(environment.prefix)
+            config.environment_groups = list(environment.groups)
+        return options, config
+
+    def get_env(self, cluster):
+        """In a venv of its own, a cluster's processes see that venv, not the gateway's."""
+        env = super().get_env(cluster)
+        prefix = cluster.config.get("environment_prefix")
+        if prefix:
+            for key in ("PYTHONPATH", "PYTHONHOME", "CONDA_ROOT", "CONDA_DEFAULT_ENV"):
+                env.pop(key, None)
+            env.update(PATH=f"{prefix}/bin:{SYSTEM_PATH}", VIRTUAL_ENV=prefix)
+        return env
 
     async def start_cluster(self, user, cluster_options):
         options, config = await self.process_cluster_options(user, cluster_options)
@@ -141,7 +198,12 @@ class KioskBackend(DBBackendBase):
         if breach:
             raise PublicException(f"A new cluster's scheduler would use {breach}.")
         cluster = self.db.create_cluster(user.name, options, config.to_dict())
-        self.log.info("Created cluster %s for user %s", cluster.name, user.name)
+        self.log.info(
+            "Created cluster %s for user %s in %s",
+            cluster.name,
+            user.name,
+            config.environment_prefix or "KioskHub's own environment",
+        )
         self.queue.put(cluster)
         return cluster.name
 
@@ -174,6 +236,10 @@ class KioskBackend(DBBackendBase):
 
     async def setup(self, app):
         add_dashboard_routes(app)
+        if self.site_config:
+            self.environments = await asyncio.to_thread(
+                ClusterEnvironments.from_site_file, self.site_config
+            )
         await super().setup(app)
 
     async def _check_cluster_proxied(self, cluster):
@@ -327,6 +393,7 @@ class KioskLocalBackend(KioskBackend, LocalBackend):
     def make_preexec_fn(self, cluster):  # pragma: no cover (runs in the child)
         account = self.account(cluster.username)
         groups = [g.gr_gid for g in grp.getgrall() if account.pw_name in g.gr_mem]
+        groups += cluster.config.get("environment_groups", [])
         workdir = cluster.state["workdir"]
 
         def preexec():

@@ -6,6 +6,7 @@ derived from it; every choice lives in ``jupyterhub_settings``.
 
 import os
 import sys
+from pathlib import Path
 
 from kioskhub.hub.dask_gateway import write_gateway_config
 from kioskhub.hub.jupyterhub_settings import apply_settings, find_proxy_command, jupyterhub_settings
@@ -14,8 +15,9 @@ from kioskhub.hub.state_dir import prepare_state_dir
 
 c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 
+site_file = Path(os.environ.get("KIOSKHUB_CONFIG", "kioskhub.yaml")).resolve()
 try:
-    site = load_site(os.environ.get("KIOSKHUB_CONFIG", "kioskhub.yaml"))
+    site = load_site(site_file)
 except ConfigError as error:
     print(error, file=sys.stderr)
     sys.exit(2)
@@ -26,4 +28,4 @@ apply_settings(
         site, prepare_state_dir(site), find_proxy_command() or "configurable-http-proxy"
     ),
 )
-write_gateway_config(site)
+write_gateway_config(site, site_file=site_file)

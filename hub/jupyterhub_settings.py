@@ -77,9 +77,10 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
     settings = merge_settings(
         settings, builder_hub_settings(with_builder_base_image(site), python=sys.executable)
     )
-    if site.builder.enabled:
+    launchable = launchable_environments(site)
+    if launchable is not None:
         # The spawner reads what a user may launch through this (in a thread, on demand).
-        settings["KioskSpawner"]["environments_for_user"] = CatalogEnvironments(site)
+        settings["KioskSpawner"]["environments_for_user"] = launchable
     return with_spawner_backend(settings, site)
 
 
@@ -89,6 +90,12 @@ def with_builder_base_image(site: Site) -> Site:
         return site
     builder = site.builder.model_copy(update={"base_image": BaseImageRecipe().image_ref})
     return site.model_copy(update={"builder": builder})
+
+
+def launchable_environments(site: Site) -> CatalogEnvironments | None:
+    """What a user may launch beyond the config's environments: the build catalog's, when
+    builds are on. The spawner and the Dask gateway both read it through this."""
+    return CatalogEnvironments(site) if site.builder.enabled else None
 
 
 def apply_settings(config: Any, settings: dict[str, Any]) -> None:

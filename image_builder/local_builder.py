@@ -73,7 +73,12 @@ from .server_layer import (
 from .smoke_test import smoke_test
 
 MARKER = "kioskhub-environment.json"
-SERVER_PACKAGES = ("jupyterhub", "jupyterlab", "ipykernel")
+SERVER_PACKAGES = (
+    *("jupyterhub", "jupyterlab", "ipykernel"),
+    *("dask-gateway", "dask", "distributed", "bokeh"),
+)
+"""In every built venv: the server, a kernel, and Dask Gateway's client with the scheduler
+(and its dashboard, bokeh) and worker that clusters run in that same venv."""
 
 
 def server_requirements() -> tuple[str, ...]:

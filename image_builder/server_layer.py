@@ -1,14 +1,14 @@
 """The server layer: the server packages, installed and compiled once, shared by every build.
 
-Every environment holds the same jupyterhub, jupyterlab and ipykernel (the hub's versions)
-and their dependencies: some 23,000 files and 350 MB. The local builder installs them once
-per Python and hub version into ``<environments_dir>/server-layers/<key>``, compiles their
-bytecode, seals the folder read-only and smoke-tests it. Each build then starts from a
-*clone* of the layer: its folders are new, its files are hard links to the layer's (same
-inodes, so no copy and no space), and only the scripts in ``bin/``, which name the venv's
-own path, are rewritten. The repository's requirements are installed on top; uv replaces
-any layer package they need at another version (unlinking the shared file, never writing
-into it).
+Every environment holds the same jupyterhub, jupyterlab, ipykernel, dask-gateway, dask,
+distributed and bokeh (the hub's versions) and their dependencies: tens of thousands of
+files and hundreds of MB. The local builder installs them once per Python and hub version
+into ``<environments_dir>/server-layers/<key>``, compiles their bytecode, seals the folder
+read-only and smoke-tests it. Each build then starts from a *clone* of the layer: its
+folders are new, its files are hard links to the layer's (same inodes, so no copy and no
+space), and only the scripts in ``bin/``, which name the venv's own path, are rewritten.
+The repository's requirements are installed on top; uv replaces any layer package they
+need at another version (unlinking the shared file, never writing into it).
 
 Layers are only a source for new builds: deleting ``server-layers/`` loses nothing, and the
 next build prepares the layer again.

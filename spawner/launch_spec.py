@@ -155,7 +155,7 @@ def build_launch_spec(
         "KIOSKHUB_PROFILE": profile.name,
         "CPU_LIMIT": f"{profile.cpu:g}",
         "MEM_LIMIT": str(profile.memory),
-        **client_env(site, profile.name),
+        **client_env(site, profile.name, environment=environment.name),
     }
     files = repository_files(environment)
     return LaunchSpec(

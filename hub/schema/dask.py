@@ -159,22 +159,41 @@ def gateway_addresses(site: Site) -> GatewayAddresses:
 
 
 def client_env(
-    site: Site, profile: str, addresses: GatewayAddresses | None = None
+    site: Site,
+    profile: str,
+    addresses: GatewayAddresses | None = None,
+    *,
+    environment: str | None = None,
 ) -> dict[str, str]:
     """Environment of a user server: dask-gateway's client config and dask-labextension's.
 
-    The user's server profile becomes the default ``profile`` option of new clusters.
+    The user's server profile becomes the default ``profile`` option of new clusters, and
+    the server's ``environment`` (its name) the default ``environment`` option: the gateway
+    runs the cluster in it once it has checked that the user may launch it.
     ``addresses`` default to the embedded gateway's.
     """
     if not site.dask.enabled:
         return {}
     addresses = addresses or gateway_addresses(site)
+    options = {"PROFILE": profile, **({"ENVIRONMENT": environment} if environment else {})}
     return {
         "DASK_GATEWAY__ADDRESS": addresses.internal,
         "DASK_GATEWAY__PUBLIC_ADDRESS": addresses.public,
         "DASK_GATEWAY__PROXY_ADDRESS": addresses.scheduler_proxy,
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
-        "DASK_GATEWAY__CLUSTER__OPTIONS__PROFILE": profile,
+        **{
+            f"DASK_GATEWAY__CLUSTER__OPTIONS__{key}": dask_config_string(value)
+            for key, value in options.items()
+        },
         "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",
         "DASK_LABEXTENSION__FACTORY__CLASS": "GatewayCluster",
     }
+
+
+def dask_config_string(value: str) -> str:
+    """``value`` as a variable that dask's config reads back as this string.
+
+    Dask reads each ``DASK_*`` variable as a Python literal where it can: a name like
+    ``2024`` would come back as a number, which the gateway refuses as an option.
+    """
+    return repr(value)

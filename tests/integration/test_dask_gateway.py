@@ -206,7 +206,7 @@ def test_the_example_notebook_scales_out_from_a_users_kernel(site, lise):
     assert probe["homes"] == [probe["server_home"]], "workers and server disagree on HOME"
     assert probe["link"].startswith(f"{site['hub'].url}/services/dask-gateway/clusters/")
     assert probe["dashboard"] == 200
-    assert probe["options"] == {"profile": "small"}
+    assert probe["options"] == {"profile": "small", "environment": "default"}
     assert gateway_for(site, lise).list_clusters() == []
 
 

@@ -88,7 +88,7 @@ ENV = {
     "DASK_GATEWAY__PUBLIC_ADDRESS": "http://127.0.0.1:9000/services/dask-gateway",
     "DASK_GATEWAY__PROXY_ADDRESS": "gateway://127.0.0.1:8083",
     "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
-    "DASK_GATEWAY__CLUSTER__OPTIONS__PROFILE": "large",
+    "DASK_GATEWAY__CLUSTER__OPTIONS__PROFILE": "'large'",
     "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",
     "DASK_LABEXTENSION__FACTORY__CLASS": "GatewayCluster",
 }
@@ -136,6 +136,7 @@ def test_gateway_config(tmp_path):
             "clusters_directory": f"{tmp_path}/state/dask-gateway/clusters",
             "account_prefix": "kh-",
             "homes_directory": f"{tmp_path}/.kioskhub/homes",
+            "site_config": "",
         },
         "ClusterConfig": {
             "scheduler_cmd": [
@@ -269,7 +270,10 @@ def test_servers_get_the_client_config_with_their_profile(tmp_path):
 
     assert client_env(site, "large") == ENV
     spec = build_launch_spec(site, "grace", ["physics"], {"profile": "large"})
-    assert {k: v for k, v in spec.env.items() if k.startswith("DASK_")} == ENV
+    assert {k: v for k, v in spec.env.items() if k.startswith("DASK_")} == {
+        **ENV,
+        "DASK_GATEWAY__CLUSTER__OPTIONS__ENVIRONMENT": "'default'",
+    }
 
 
 def test_write_gateway_config(tmp_path):
@@ -410,6 +414,12 @@ def test_options_offer_the_profiles_of_the_users_groups():
             "label": "Resource profile",
             "default": "large",
             "spec": {"type": "select", "options": ["small", "large"]},
+        },
+        {
+            "field": "environment",
+            "label": "Environment",
+            "default": "",
+            "spec": {"type": "string"},
         },
     ]
     chosen = physicist.parse_options({"profile": "large"})
