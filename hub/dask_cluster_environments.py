@@ -109,11 +109,9 @@ class ClusterEnvironments:
                 f"A Dask cluster runs in an environment you may launch. {error}"
             ) from None
         if environment.kind == "image":
-            raise PublicException(
-                f"The environment {name!r} is a container image, and this site's Dask clusters "
-                "run as local processes in venv environments. Name a venv environment, e.g. "
-                "Gateway().new_cluster(environment='...'), or leave it empty for KioskHub's own."
-            )
+            # Clusters run as local processes: a server in an image (a pod) gets KioskHub's
+            # own environment, whose Dask versions the site base image carries.
+            return ClusterEnvironment(name)
         if environment.kind != "venv":
             raise PublicException(f"The environment {name!r} has not been built yet.")
         if environment.path is None or Path(environment.path) == self.own_prefix:

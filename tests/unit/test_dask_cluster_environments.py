@@ -116,7 +116,6 @@ def test_a_cluster_runs_in_an_environment_its_user_may_launch(tmp_path):
         ),
         ("/srv/environments/abc123", (), "Unknown environment '/srv/environments/abc123'"),
         ("old", (), "The environment 'old' has no Dask (it was built before KioskHub put Dask"),
-        ("lab-image", (), "The environment 'lab-image' is a container image"),
     ],
 )
 def test_other_environments_are_refused_with_the_reason(tmp_path, name, groups, message):
@@ -128,6 +127,12 @@ def test_other_environments_are_refused_with_the_reason(tmp_path, name, groups, 
         resolve(environments, "bob", name, groups)
 
     assert message in str(refused.value)
+
+
+def test_a_server_in_an_image_gets_clusters_in_kiosk_hubs_own_environment(tmp_path):
+    environments = ClusterEnvironments(make_site(tmp_path))
+
+    assert resolve(environments, "bob", "lab-image") == ClusterEnvironment("lab-image")
 
 
 def test_a_gateway_without_the_site_config_runs_only_its_own_environment():

@@ -183,7 +183,8 @@ def test_code_in_a_podman_pod_reaches_the_dask_gateway_on_the_hosts_loopback(tmp
         "DASK_GATEWAY__PUBLIC_ADDRESS": "http://127.0.0.1:8000/services/dask-gateway",
         "DASK_GATEWAY__PROXY_ADDRESS": "gateway://10.0.2.2:8083",
         "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
-        "DASK_GATEWAY__CLUSTER__OPTIONS__PROFILE": "small",
+        "DASK_GATEWAY__CLUSTER__OPTIONS__PROFILE": "'small'",
+        "DASK_GATEWAY__CLUSTER__OPTIONS__ENVIRONMENT": "'default'",
         "DASK_LABEXTENSION__FACTORY__MODULE": "dask_gateway",
         "DASK_LABEXTENSION__FACTORY__CLASS": "GatewayCluster",
     }
