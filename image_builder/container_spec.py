@@ -65,6 +65,8 @@ class ContainerSpec:
     start: bool = False
     dockerfile: bool = False
     files: dict[str, bytes] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    """What the build did otherwise than the repository asked (shown on its page)."""
 
     def summary(self) -> list[str]:
         parts = []
@@ -86,9 +88,18 @@ class ContainerSpec:
 
 
 def detect_container_spec(
-    root: Path, *, allow_dockerfile: bool = False, image_python: str = IMAGE_PYTHON
+    root: Path,
+    *,
+    allow_dockerfile: bool = False,
+    image_python: str = IMAGE_PYTHON,
+    python_policy: str = "refuse",
 ) -> ContainerSpec:
-    """The container spec of the repository checked out at ``root``."""
+    """The container spec of the repository checked out at ``root``.
+
+    A ``runtime.txt`` asking for another Python than the base image's fails under the
+    ``refuse`` policy; under ``nearest`` or ``download`` the image keeps the base image's
+    Python (an image has one) and the spec's ``notes`` say so.
+    """
     checkout = CheckoutFiles(root)
     prefix = next((f"{d}/" for d in ("binder", ".binder") if checkout.kind(d) == "folder"), "")
     for name, what in NOT_BUILT.items():
@@ -113,6 +124,7 @@ def detect_container_spec(
     for name in PROJECT_FILES:
         if not prefix and checkout.kind(name) is not None:
             files[name] = checkout.read(name)
+    notes: tuple[str, ...] = ()
     if "runtime.txt" in files:
         try:
             wanted, line = parse_runtime(files["runtime.txt"].decode(errors="replace"))
@@ -121,7 +133,12 @@ def detect_container_spec(
                 f"{prefix}runtime.txt asks for R; KioskHub's container builder builds Python "
                 "environments only. Remove the file, or ask the site for a repo2docker build."
             ) from None
-        if wanted != image_python:
+        if wanted != image_python and python_policy != "refuse":
+            notes += (
+                f"{prefix}runtime.txt line {line} asks for Python {wanted}; the image was "
+                f"built with Python {image_python}, the site base image's.",
+            )
+        elif wanted != image_python:
             raise BuildFailed(
                 f"{prefix}runtime.txt line {line} asks for Python {wanted}, but the site base "
                 f"image has Python {image_python}; write python-{image_python} in runtime.txt, "
@@ -140,6 +157,7 @@ def detect_container_spec(
         post_build="postBuild" in files,
         start="start" in files,
         files=files,
+        notes=notes,
     )
 
 

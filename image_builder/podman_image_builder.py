@@ -62,6 +62,7 @@ class BuildOptions:
     memory_mb: int = 4096
     timeout: float = 1800
     use_layer_cache: bool = True
+    python_policy: str = "refuse"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class BuiltImage:
     digest: str
     key: str = ""
     reused: bool = False
+    notes: tuple[str, ...] = ()
 
 
 def image_name(owner: str, name: str) -> str:
@@ -154,6 +156,7 @@ class PodmanImageBuilder(EnvironmentBuilder):
             image_ref=built.reference,
             image_digest=built.digest,
             reused=built.reused,
+            notes=list(built.notes),
         )
 
     async def build_folder(
@@ -181,9 +184,13 @@ class PodmanImageBuilder(EnvironmentBuilder):
             # Read from the copy, which no process can change any more: what is read is built.
             log.progress(18, "Reading the repository's spec")
             spec = detect_container_spec(
-                context / "repo", allow_dockerfile=self.options.allow_dockerfile
+                context / "repo",
+                allow_dockerfile=self.options.allow_dockerfile,
+                python_policy=self.options.python_policy,
             )
             log.line("Found: " + ", ".join(spec.summary()))
+            for note in spec.notes:
+                log.line(f"Note: {note}")
             recipe = None if spec.dockerfile else image_recipe(spec, self.options.base_image)
             key = image_key(
                 recipe,
@@ -201,7 +208,7 @@ class PodmanImageBuilder(EnvironmentBuilder):
                 if tag:
                     await _podman_checked(log, "tag", keyed, name)
                 built = await self._publish(keyed, repository, base, tag or key, log, reused)
-                return replace(built, key=key)
+                return replace(built, key=key, notes=spec.notes)
         finally:
             remove_tree(top)
 

@@ -22,7 +22,13 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from tornado import web
 
-from kioskhub.hub.schema.builder import BuilderSettings, cache_dir, catalog_url, environments_dir
+from kioskhub.hub.schema.builder import (
+    BuilderSettings,
+    cache_dir,
+    catalog_url,
+    environments_dir,
+    python_download_source,
+)
 from kioskhub.hub.schema.site import Site
 
 from .build_identity import identity_pool
@@ -37,6 +43,7 @@ from .gitlab_webhook import PipelineEventBus
 from .hub_service import SERVICE_NAME, SITE_VARIABLE, site_from_json
 from .local_builder import LocalBuilder, site_toolchain
 from .podman_image_builder import BuildOptions, PodmanImageBuilder
+from .python_versions import effective_policy
 from .service_api import BuilderState, api_routes
 from .service_page import page_routes
 
@@ -87,6 +94,7 @@ def container_build_options(settings: BuilderSettings) -> BuildOptions:
         network=settings.build_network,
         memory_mb=settings.build_memory_mb,
         timeout=settings.build_timeout,
+        python_policy=effective_policy(settings.python_policy, python_download_source(settings)),
     )
 
 

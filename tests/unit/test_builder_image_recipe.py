@@ -165,6 +165,23 @@ def test_conda_packages_and_other_pythons_are_refused_naming_the_file(tmp_path):
         detect_container_spec(tmp_path)
 
 
+def test_another_python_builds_on_the_base_images_python_where_the_site_allows_nearest(tmp_path):
+    write(tmp_path, {"runtime.txt": "\npython-3.9\n", "requirements.txt": "tomli-w\n"})
+
+    spec = detect_container_spec(tmp_path, python_policy="nearest")
+
+    assert spec.notes == (
+        "runtime.txt line 2 asks for Python 3.9; the image was built with Python 3.11, the "
+        "site base image's.",
+    )
+    assert spec.requirements
+    assert detect_container_spec(tmp_path, python_policy="download").notes == spec.notes
+    with pytest.raises(BuildFailed, match=r"^runtime.txt line 2 asks for Python 3.9, but the site"):
+        detect_container_spec(tmp_path, python_policy="refuse")
+    write(tmp_path, {"runtime.txt": "python-3.11\n"})
+    assert detect_container_spec(tmp_path, python_policy="nearest").notes == ()
+
+
 def test_an_apt_txt_link_out_of_the_checkout_is_refused(tmp_path):
     repo = tmp_path / "repo"
     repo.mkdir()
