@@ -18,9 +18,9 @@ Who does what:
   network the site allows, with no host folder mounted (only the host's CA bundle, read-only,
   for pip behind a TLS-inspecting proxy). apt.txt's packages (validated names) install as root.
 
-Last, the repository's files at the built commit are kept on this machine for the servers
-launched from the image (``repository_files.keep_image_files``), as the local builder keeps
-them in a venv; a user's are closed to an environment group of their own.
+Before the image build, the repository's files at the commit are kept on this machine for
+the servers launched from the image (``repository_files.keep_image_files``), as the local
+builder keeps them in a venv; a user's are closed to an environment group of their own.
 
 Images are tagged with a key of everything that goes into them (``image_recipe.image_key``):
 an unchanged repository reuses its image without building, a changed one reuses every layer
@@ -161,10 +161,10 @@ class PodmanImageBuilder(EnvironmentBuilder):
                     request, work, log=log, account=account, env=env
                 )
                 log.line(f"Commit {checkout.commit_sha}")
+                await self._keep_files(checkout.commit_sha, request, work, log, account)
                 built = await self.build_folder(
                     folder, image_name(request.owner, request.name), log=log, account=account
                 )
-                await self._keep_files(built, checkout.commit_sha, request, work, log, account)
             finally:
                 await asyncio.to_thread(account.end_processes)
                 remove_tree(work)
@@ -177,18 +177,13 @@ class PodmanImageBuilder(EnvironmentBuilder):
         )
 
     async def _keep_files(
-        self,
-        built: BuiltImage,
-        commit: str,
-        request: BuildRequest,
-        work: Path,
-        log: BuildLog,
-        account: BuildAccount,
+        self, commit: str, request: BuildRequest, work: Path, log: BuildLog, account: BuildAccount
     ) -> None:
+        """Before the image build: once podman has made cgroups below the build's, no step
+        of the build's identity can enter its cgroup any more."""
         if self.environments_dir is not None:
             await keep_image_files(
                 self.environments_dir,
-                built.key,
                 commit,
                 request,
                 work=work,

@@ -13,11 +13,11 @@ root:<G> 0750, so only the servers (and home preparations) given G read it. The 
 pulls it into the user's home as the user (``kioskhub.spawner.repository_pull``).
 
 An image has no folder on this machine to hold it, so the container builder keeps it the
-same way in a holder of its own, ``<environments_dir>/files-<hash of owner and image key>``
-(``image_files_holder``): root's, 0755 for the site's images, root:<G> 0750 for a user's,
-G an environment gid of its own as a private venv's. The pod never sees it: the pod
-backend's home preparation (a host process as the pods' account, given G only for a launch
-the catalog allowed) pulls it into the home folder that is bound into the pod.
+same way in a holder of its own, ``<environments_dir>/files-<hash of owner and name>``
+(``image_files_holder``), one per environment: root's, 0755 for the site's images,
+root:<G> 0750 for a user's, G an environment gid of its own as a private venv's. The pod
+never sees it: the pod backend's home preparation (a host process as the pods' account,
+given G only for a launch the catalog allowed) pulls it into the home bound into the pod.
 """
 
 from __future__ import annotations
@@ -59,10 +59,11 @@ def kept_source(venv_path: str | Path, commit_sha: str) -> Path:
     return Path(venv_path) / FILES_FOLDER / f"{commit_sha}.git"
 
 
-def image_files_holder(environments_dir: Path, owner: str, image_key: str) -> Path:
-    """The folder that keeps the repository files of ``owner``'s image ``image_key``: at the
-    top of the environments folder (its group counts as a venv's), never shared by owners."""
-    digest = hashlib.sha256(f"{owner}\0{image_key}".encode()).hexdigest()[:40]
+def image_files_holder(environments_dir: Path, owner: str, name: str) -> Path:
+    """The folder that keeps the repository files of ``owner``'s image environment ``name``:
+    at the top of the environments folder (its group counts as a venv's), never shared by
+    owners."""
+    digest = hashlib.sha256(f"{owner}\0{name}".encode()).hexdigest()[:40]
     return environments_dir / f"files-{digest}"
 
 
@@ -118,7 +119,6 @@ async def keep_repository_files(
 
 async def keep_image_files(
     environments_dir: Path,
-    image_key: str,
     commit: str,
     request: BuildRequest,
     *,
@@ -127,12 +127,12 @@ async def keep_image_files(
     account: BuildAccount,
     take_group: Callable[[set[int]], int],
 ) -> None:
-    """Keep the files of ``commit`` (checked out in ``work/repo``) for the image ``image_key``
-    in its holder (``image_files_holder``), root's; a user's holder is closed to a group of
-    its own (``take_group`` of the groups in use), as a private venv is."""
+    """Keep the files of ``commit`` (checked out in ``work/repo``) for the image environment
+    of ``request`` in its holder (``image_files_holder``), root's; a user's holder is closed
+    to a group of its own (``take_group`` of the groups in use), as a private venv is."""
     environments_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(environments_dir, 0o755)
-    holder = image_files_holder(environments_dir, request.owner, image_key)
+    holder = image_files_holder(environments_dir, request.owner, request.name)
     group = None
     if request.owner != SITE_OWNER and account.switches and not os.path.lexists(holder):
         group = take_group(await asyncio.to_thread(venv_gids, environments_dir))

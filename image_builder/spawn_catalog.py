@@ -140,7 +140,7 @@ def _artifact(row: EnvironmentRecord, files_root: Path, files_folder: str | None
     if row.venv_path:
         holder = Path(row.venv_path)
         return {"kind": "venv", "path": holder, **_files(row, holder, files_folder)}
-    holder = image_files_holder(files_root, row.owner, row.content_hash or "")
+    holder = image_files_holder(files_root, row.owner, row.name)
     return {"kind": "image", "image": row.image_ref, **_files(row, holder, files_folder)}
 
 
@@ -148,7 +148,7 @@ def _files(row: EnvironmentRecord, holder: Path, files_folder: str | None) -> di
     """The repository files kept in ``holder`` (the row's venv, or its image's holder) at the
     row's commit (``repository_files``), with the home folder they go into: ``files_folder``,
     else the repository's name."""
-    if not row.commit_sha or (row.venv_path is None and not row.content_hash):
+    if not row.commit_sha:
         return {}
     source = kept_source(holder, row.commit_sha)
     if not is_kept(source):

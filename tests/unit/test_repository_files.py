@@ -134,24 +134,24 @@ def test_the_catalog_offers_the_kept_files_with_their_folder(tmp_path):
     assert site.files_source == kept_source(venv, SHA)
 
 
-def image_record(content_hash: str = "k1", owner: str = "ada") -> EnvironmentRecord:
+def image_record(name: str = "beams", owner: str = "ada") -> EnvironmentRecord:
     return EnvironmentRecord(
         owner=owner,
-        name="beams",
+        name=name,
         builder="container",
         repo_url="https://gitlab.example.org/beams/Beam-Study.git",
         commit_sha=SHA,
         image_ref="127.0.0.1:5000/kioskhub-env-ada-beams@sha256:" + "a" * 64,
-        content_hash=content_hash,
+        content_hash="k1",
     )
 
 
 def test_the_catalog_offers_an_images_kept_files_from_its_owners_holder(tmp_path):
     without = _as_choice(image_record(), tmp_path)
-    kept_source(image_files_holder(tmp_path, "ada", "k1"), SHA).mkdir(parents=True)
+    kept_source(image_files_holder(tmp_path, "ada", "beams"), SHA).mkdir(parents=True)
     offered = _as_choice(image_record(), tmp_path)
     other_owner = _as_choice(image_record(owner="bob"), tmp_path)
-    other_image = _as_choice(image_record("k2"), tmp_path)
+    other_image = _as_choice(image_record("fits"), tmp_path)
     spec = build_launch_spec(
         site_with(
             tmp_path,
@@ -166,7 +166,7 @@ def test_the_catalog_offers_an_images_kept_files_from_its_owners_holder(tmp_path
 
     assert without.files_source is None
     assert offered.kind == "image"
-    assert offered.files_source == kept_source(image_files_holder(tmp_path, "ada", "k1"), SHA)
+    assert offered.files_source == kept_source(image_files_holder(tmp_path, "ada", "beams"), SHA)
     assert (offered.files_commit, offered.files_folder) == (SHA, "Beam-Study")
     assert other_owner.files_source is None and other_image.files_source is None
     assert spec.repository_files.folder == "Beam-Study"
