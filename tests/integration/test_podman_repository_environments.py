@@ -7,7 +7,9 @@ the package) through the builder's REST API; the image is built on the site base
 pushed by digest. She starts that environment: the pod runs the image by digest, her home
 folder (bound into the pod) has the notebook in ~/beam-study, the server opens there, and
 the notebook, executed by a kernel of that server, prints what the package computes.
-The kept repository on the host is root's and closed to the environment's own group.
+The kept repository on the host is root's and closed to the environment's own group, which
+the pods' account lacks; Bob cannot start Ada's environment. A rebuild with a second notebook
+merges into her copy and keeps her own file.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import open_folder
+from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.integration.test_builder_environments import SERVICE, Env, git
 from tests.support.hub_process import free_port, write_site_config
 from tests.support.podman import build_base_image, podman_hub
+from tests.support.user_session import signed_in
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +175,10 @@ def test_a_registered_repository_runs_in_a_pod_with_its_notebook_executed(site, 
     assert "analysis.ipynb" in [item["name"] for item in listing["content"]]
 
     result = ada.user.execute(
-        "import os; print(os.environ['KIOSKHUB_ENVIRONMENT'])\n" + EXECUTE_NOTEBOOK, timeout=300
+        "import os; print(os.environ['KIOSKHUB_ENVIRONMENT'])\n"
+        + EXECUTE_NOTEBOOK
+        + "\nopen('beam-study/notes.md', 'w').write('ada was here')",
+        timeout=300,
     )
     ada.user.stop_server()
 
@@ -183,4 +189,26 @@ def test_a_registered_repository_runs_in_a_pod_with_its_notebook_executed(site, 
         "shots = 3",
         "jq says 42",
     ], result
+    bob = signed_in(site["hub"].url, "bob", SHARED_PASSWORD)
+    refused = bob.api("/users/bob/server", "POST", json={"environment": "ada.beams"})
+    assert refused.status_code == 400, refused.text
+    assert "Unknown environment 'ada.beams'" in refused.json()["message"]
+
+    (repo / "fit.ipynb").write_text(notebook())
+    git(repo, "add", ".")
+    git(repo, "commit", "--quiet", "-m", "A second notebook")
+    rebuilt = ada.call("POST", f"/environments/{environment_id}/rebuild", json={})
+    assert rebuilt.status_code == 202, rebuilt.text
+    assert ada.follow(environment_id, timeout=1200)[-1]["status"] == "ready"
+    newer = ada.call("GET", f"/environments/{environment_id}").json()["source"]["commit_sha"]
+    assert sorted(path.name for path in kept[0].parent.iterdir()) == sorted(
+        [f"{commit}.git", f"{newer}.git"]
+    )
+    events = ada.user.spawn({"environment": "ada.beams"}, timeout=600)
+    assert events[-1].get("ready"), events[-5:]
+    ada.user.stop_server()
+
+    assert (copy / "notes.md").read_text() == "ada was here"
+    assert json.loads((copy / "fit.ipynb").read_text()) == json.loads(notebook())
+    assert os.lstat(kept[0].parent.parent).st_gid == holder.st_gid
     shutil.rmtree(repo, ignore_errors=True)
