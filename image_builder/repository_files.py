@@ -106,15 +106,7 @@ async def keep_repository_files(
             f"the build made {FILES_FOLDER} in the environment; that name is the builder's own. "
             "Remove what makes it (postBuild?) and build again."
         )
-    await keep_files_in(
-        venv,
-        artifact.commit_sha,
-        request,
-        work=work,
-        environments_dir=environments_dir,
-        log=log,
-        account=account,
-    )
+    await _keep_in(venv, artifact.commit_sha, request, work, environments_dir, log, account)
 
 
 async def keep_image_files(
@@ -137,15 +129,7 @@ async def keep_image_files(
     if request.owner != SITE_OWNER and account.switches and not os.path.lexists(holder):
         group = take_group(await asyncio.to_thread(venv_gids, environments_dir))
     await asyncio.to_thread(_make_holder, holder, group)
-    await keep_files_in(
-        holder,
-        commit,
-        request,
-        work=work,
-        environments_dir=environments_dir,
-        log=log,
-        account=account,
-    )
+    await _keep_in(holder, commit, request, work, environments_dir, log, account)
 
 
 def _make_holder(holder: Path, group: int | None) -> None:
@@ -162,11 +146,10 @@ def _make_holder(holder: Path, group: int | None) -> None:
         close_to_group(holder, group)
 
 
-async def keep_files_in(
+async def _keep_in(
     holder: Path,
     commit: str,
     request: BuildRequest,
-    *,
     work: Path,
     environments_dir: Path,
     log: BuildLog,
