@@ -18,6 +18,10 @@ Who does what:
   network the site allows, with no host folder mounted (only the host's CA bundle, read-only,
   for pip behind a TLS-inspecting proxy). apt.txt's packages (validated names) install as root.
 
+Before the image build, the repository's files at the commit are kept on this machine for
+the servers launched from the image (``repository_files.keep_image_files``), as the local
+builder keeps them in a venv; a user's are closed to an environment group of their own.
+
 Images are tagged with a key of everything that goes into them (``image_recipe.image_key``):
 an unchanged repository reuses its image without building, a changed one reuses every layer
 before the first changed step.
@@ -34,7 +38,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .build_identity import IdentityPool
+from .build_identity import IdentityPool, venv_gids
 from .build_log import BuildLog
 from .build_sandbox import BuildAccount, give_to, make_workdir, minimal_environment, remove_tree
 from .build_sandbox import run_step as run_as_account
@@ -44,6 +48,7 @@ from .git_checkout import fetch_for_build
 from .image_build_output import failure_message
 from .image_recipe import ImageRecipe, image_key, image_recipe
 from .podman_command import find_podman, run_podman, start_podman
+from .repository_files import keep_image_files
 
 HOST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 HOST_CA_IN_BUILD = "/run/kioskhub-host-ca.crt"
@@ -125,25 +130,40 @@ def tree_hash(folder: Path) -> str:
 
 
 class PodmanImageBuilder(EnvironmentBuilder):
-    """Builds images with podman on the site base image; the artifact is a pinned reference."""
+    """Builds images with podman on the site base image; the artifact is a pinned reference.
+
+    With ``environments_dir``, the repository's files at the built commit are kept there for
+    the servers launched from the image (``repository_files``).
+    """
 
     kind = "container"
 
-    def __init__(self, options: BuildOptions, *, identities: IdentityPool) -> None:
+    def __init__(
+        self,
+        options: BuildOptions,
+        *,
+        identities: IdentityPool,
+        environments_dir: Path | None = None,
+    ) -> None:
         self.options = options
         self.identities = identities
+        self.environments_dir = environments_dir
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def build(self, request: BuildRequest, log: BuildLog) -> Artifact:
-        async with self.identities.identity("container") as account:
+        in_use: set[int] = set()
+        if self.environments_dir is not None:  # no build identity gets an environment's group
+            in_use = await asyncio.to_thread(venv_gids, self.environments_dir)
+        async with self.identities.identity("container", in_use) as account:
             work = make_workdir(account)
-            account = account.seeing(work, request.source.local_path)
+            account = account.seeing(work, request.source.local_path, self.environments_dir)
             try:
                 env = minimal_environment(work)
                 checkout, folder = await fetch_for_build(
                     request, work, log=log, account=account, env=env
                 )
                 log.line(f"Commit {checkout.commit_sha}")
+                await self._keep_files(checkout.commit_sha, request, work, log, account)
                 built = await self.build_folder(
                     folder, image_name(request.owner, request.name), log=log, account=account
                 )
@@ -158,6 +178,22 @@ class PodmanImageBuilder(EnvironmentBuilder):
             reused=built.reused,
             notes=list(built.notes),
         )
+
+    async def _keep_files(
+        self, commit: str, request: BuildRequest, work: Path, log: BuildLog, account: BuildAccount
+    ) -> None:
+        """Before the image build: once podman has made cgroups below the build's, no step
+        of the build's identity can enter its cgroup any more."""
+        if self.environments_dir is not None:
+            await keep_image_files(
+                self.environments_dir,
+                commit,
+                request,
+                work=work,
+                log=log,
+                account=account,
+                take_group=self.identities.take_group,
+            )
 
     async def build_folder(
         self,

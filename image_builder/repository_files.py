@@ -11,22 +11,41 @@ into the venv as ``kioskhub-repository/<commit>.git``. Root never runs git on it
 Inside the venv it is exactly as readable as the venv: a private venv's top folder is
 root:<G> 0750, so only the servers (and home preparations) given G read it. The spawner
 pulls it into the user's home as the user (``kioskhub.spawner.repository_pull``).
+
+An image has no folder on this machine to hold it, so the container builder keeps it the
+same way in a holder of its own, ``<environments_dir>/files-<hash of owner and name>``
+(``image_files_holder``), one per environment: root's, 0755 for the site's images,
+root:<G> 0750 for a user's, G an environment gid of its own as a private venv's. The pod
+never sees it: the pod backend's home preparation (a host process as the pods' account,
+given G only for a launch the catalog allowed) pulls it into the home bound into the pod.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import re
 import secrets
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
+from .build_identity import venv_gids
 from .build_log import BuildLog
-from .build_sandbox import BuildAccount, give_to, minimal_environment, remove_tree, run_step, seal
+from .build_sandbox import (
+    BuildAccount,
+    close_to_group,
+    give_to,
+    minimal_environment,
+    remove_tree,
+    run_step,
+    seal,
+)
 from .builder_base import Artifact, BuildFailed, BuildRequest
+from .catalog import SITE_OWNER
 from .source_safety import git_argv, git_environment
 
 FILES_FOLDER = "kioskhub-repository"
@@ -38,6 +57,14 @@ SOURCE_CONFIG = b"[core]\n\trepositoryformatversion = 0\n\tfilemode = true\n\tba
 def kept_source(venv_path: str | Path, commit_sha: str) -> Path:
     """Where the files of ``commit_sha`` are kept in the venv at ``venv_path``."""
     return Path(venv_path) / FILES_FOLDER / f"{commit_sha}.git"
+
+
+def image_files_holder(environments_dir: Path, owner: str, name: str) -> Path:
+    """The folder that keeps the repository files of ``owner``'s image environment ``name``:
+    at the top of the environments folder (its group counts as a venv's), never shared by
+    owners."""
+    digest = hashlib.sha256(f"{owner}\0{name}".encode()).hexdigest()[:40]
+    return environments_dir / f"files-{digest}"
 
 
 def is_kept(source: Path) -> bool:
@@ -79,15 +106,65 @@ async def keep_repository_files(
             f"the build made {FILES_FOLDER} in the environment; that name is the builder's own. "
             "Remove what makes it (postBuild?) and build again."
         )
-    if is_kept(kept_source(venv, artifact.commit_sha)):
+    await _keep_in(venv, artifact.commit_sha, request, work, environments_dir, log, account)
+
+
+async def keep_image_files(
+    environments_dir: Path,
+    commit: str,
+    request: BuildRequest,
+    *,
+    work: Path,
+    log: BuildLog,
+    account: BuildAccount,
+    take_group: Callable[[set[int]], int],
+) -> None:
+    """Keep the files of ``commit`` (checked out in ``work/repo``) for the image environment
+    of ``request`` in its holder (``image_files_holder``), root's; a user's holder is closed
+    to a group of its own (``take_group`` of the groups in use), as a private venv is."""
+    environments_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(environments_dir, 0o755)
+    holder = image_files_holder(environments_dir, request.owner, request.name)
+    group = None
+    if request.owner != SITE_OWNER and account.switches and not os.path.lexists(holder):
+        group = take_group(await asyncio.to_thread(venv_gids, environments_dir))
+    await asyncio.to_thread(_make_holder, holder, group)
+    await _keep_in(holder, commit, request, work, environments_dir, log, account)
+
+
+def _make_holder(holder: Path, group: int | None) -> None:
+    """``holder`` as root's folder (0755), closed to ``group`` (root:group 0750) when given;
+    an existing one keeps its group. Never through a link."""
+    try:
+        os.mkdir(holder, 0o755)
+    except FileExistsError:
+        if not is_kept(holder):
+            raise BuildFailed(f"{holder} is not the builder's own folder") from None
+        return
+    os.chmod(holder, 0o755)
+    if group is not None and os.geteuid() == 0:
+        close_to_group(holder, group)
+
+
+async def _keep_in(
+    holder: Path,
+    commit: str,
+    request: BuildRequest,
+    work: Path,
+    environments_dir: Path,
+    log: BuildLog,
+    account: BuildAccount,
+) -> None:
+    """Keep the files of ``commit`` as ``holder/FILES_FOLDER/<commit>.git``, unless kept."""
+    if is_kept(kept_source(holder, commit)):
         return
     log.line("Keeping the repository's files at this commit for the servers launched from it")
     staging = give_to(environments_dir / f".staging-{secrets.token_hex(8)}", account, 0o700)
     try:
-        await _fetch_into(staging, artifact.commit_sha, request, work, log, account)
+        await _fetch_into(staging, commit, request, work, log, account)
         await asyncio.to_thread(account.end_processes)
         await asyncio.to_thread(_seal_kept, staging)
-        await asyncio.to_thread(_move_into_venv, staging, venv, f"{artifact.commit_sha}.git")
+        await asyncio.to_thread(_move_into_venv, staging, holder, f"{commit}.git")
     finally:
         await asyncio.to_thread(account.end_processes)
         remove_tree(staging)

@@ -58,17 +58,20 @@ def make_builders(
     where its engine exists), GitLab CI where the site configured GitLab."""
     settings = site.builder
     state = site.hub.state_dir
+    identities = identity_pool(settings)  # one pool: no two builds take one uid or group
     builders: dict[str, EnvironmentBuilder] = {
         "local": LocalBuilder(
             environments_dir=environments_dir(settings, state),
             cache_dir=cache_dir(settings, state),
-            identities=identity_pool(settings),
+            identities=identities,
             **site_toolchain(settings, state),
         )
     }
     if shutil.which("podman") and settings.base_image:
         builders["container"] = PodmanImageBuilder(
-            container_build_options(settings), identities=identity_pool(settings)
+            container_build_options(settings),
+            identities=identities,
+            environments_dir=environments_dir(settings, state),
         )
     else:
         engine = find_engine()

@@ -5,7 +5,8 @@ sets ``CatalogEnvironments`` as the spawner's ``environments_for_user``: awaited
 the catalog in a worker thread (never on the hub's event loop) and returns the config's
 environments (those of kind ``repository`` replaced by their built venv or image, once
 built) plus the user's own and shared catalog environments, each pinned to the commit of
-its last successful build, with the repository's files kept at that commit (a venv's).
+its last successful build, with the repository's files kept at that commit (in a venv, or
+beside the environments for an image: ``repository_files``).
 Everything after that (the form, the choice, the LaunchSpec, the launch) is the spawner's
 ordinary path.
 """
@@ -21,14 +22,14 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from kioskhub.hub.schema.builder import catalog_url
+from kioskhub.hub.schema.builder import catalog_url, environments_dir
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
 
 from .catalog import SITE_OWNER, EnvironmentRecord
 from .catalog_access import Viewer, can_see
 from .catalog_db import Catalog, has_schema, open_catalog
-from .repository_files import folder_name, is_kept, kept_source
+from .repository_files import folder_name, image_files_holder, is_kept, kept_source
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +96,22 @@ def environments_for(
         log.warning("The environment catalog could not be read", exc_info=True)
         return site.environments
     by_site_name = {row.name: row for row in rows if row.owner == SITE_OWNER}
-    resolved = [_resolve_site(env, by_site_name.get(env.name)) for env in site.environments]
+    files_root = environments_dir(site.builder, site.hub.state_dir)
+    resolved = [
+        _resolve_site(env, by_site_name.get(env.name), files_root) for env in site.environments
+    ]
     viewer = Viewer(username, frozenset(groups))
     own_and_shared = [
-        _as_choice(row)
+        _as_choice(row, files_root)
         for row in rows
         if row.owner != SITE_OWNER and row.launchable and can_see(row, viewer)
     ]
     return tuple(resolved + own_and_shared)
 
 
-def _resolve_site(environment: Environment, row: EnvironmentRecord | None) -> Environment:
+def _resolve_site(
+    environment: Environment, row: EnvironmentRecord | None, files_root: Path
+) -> Environment:
     """A config environment of kind repository becomes its built venv (or image), once built."""
     if environment.kind != "repository" or row is None or not row.launchable:
         return environment
@@ -116,32 +122,35 @@ def _resolve_site(environment: Environment, row: EnvironmentRecord | None) -> En
         default=environment.default,
         groups=environment.groups,
         default_url=environment.default_url,
-        **_artifact(row, environment.files_folder),
+        **_artifact(row, files_root, environment.files_folder),
     )
 
 
-def _as_choice(row: EnvironmentRecord) -> Environment:
+def _as_choice(row: EnvironmentRecord, files_root: Path) -> Environment:
     title = row.display_name or row.name
     return Environment(
         name=row.spawn_name,
         display_name=f"{title} ({row.owner})",
         description=_pinned(row.description, row),
-        **_artifact(row),
+        **_artifact(row, files_root),
     )
 
 
-def _artifact(row: EnvironmentRecord, files_folder: str | None = None) -> dict:
+def _artifact(row: EnvironmentRecord, files_root: Path, files_folder: str | None = None) -> dict:
     if row.venv_path:
-        return {"kind": "venv", "path": Path(row.venv_path), **_files(row, files_folder)}
-    return {"kind": "image", "image": row.image_ref}
+        holder = Path(row.venv_path)
+        return {"kind": "venv", "path": holder, **_files(row, holder, files_folder)}
+    holder = image_files_holder(files_root, row.owner, row.name)
+    return {"kind": "image", "image": row.image_ref, **_files(row, holder, files_folder)}
 
 
-def _files(row: EnvironmentRecord, files_folder: str | None) -> dict:
-    """The repository files kept in the row's venv at its commit (``repository_files``), with
-    the home folder they go into: ``files_folder``, else the repository's name."""
+def _files(row: EnvironmentRecord, holder: Path, files_folder: str | None) -> dict:
+    """The repository files kept in ``holder`` (the row's venv, or its image's holder) at the
+    row's commit (``repository_files``), with the home folder they go into: ``files_folder``,
+    else the repository's name."""
     if not row.commit_sha:
         return {}
-    source = kept_source(row.venv_path, row.commit_sha)
+    source = kept_source(holder, row.commit_sha)
     if not is_kept(source):
         return {}
     return {

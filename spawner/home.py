@@ -27,8 +27,9 @@ from pathlib import Path
 from tornado import web
 
 from . import root_paths
-from .launch_spec import LaunchSpec
+from .launch_spec import LaunchSpec, RepositoryFiles
 from .local_launcher import forbid_new_privileges
+from .local_plan import venv_group
 from .repository_pull import FolderInTheWay, pull_repository
 
 log = logging.getLogger("JupyterHub")
@@ -91,6 +92,18 @@ async def prepare_home(
     if reply.get("error"):
         raise HomeError(f"Your home folder could not be prepared: {str(reply['error'])[:500]}")
     return [str(name) for name in reply.get("copied", [])]
+
+
+def files_group(files: RepositoryFiles | None, gids: range) -> tuple[int, ...]:
+    """The group that opens the folder holding ``files``' kept repository (a private venv,
+    or an image's holder: ``<holder>/kioskhub-repository/<commit>.git``), by the rule of
+    ``local_plan.venv_group``: only a root folder closed to one environment gid. Blocking."""
+    if files is None:
+        return ()
+    try:
+        return venv_group(os.lstat(files.source.parent.parent), gids)
+    except OSError:
+        return ()
 
 
 def _create_home(home: Path, owner: tuple[int, int] | None) -> None:

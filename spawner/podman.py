@@ -3,7 +3,10 @@
 It runs the very Pod manifest that a Kubernetes cluster would get (``pod_manifest``), with
 ``podman kube play``: memory and CPU limits, read-only data mounts, the non-root account
 and the home claim all come from the manifest. An image podman does not hold is pulled
-first (``podman_pull``), with its progress in the spawn progress. The server's port is
+first (``podman_pull``), with its progress in the spawn progress. The home folder (a host
+folder bound into the pod) is prepared on the host as the pods' account, with the
+environment's repository files pulled into it (``home``), and the server opens there.
+The server's port is
 published on the host's loopback only; the pod reaches the hub's API and the Dask Gateway
 through slirp4netns' address of the host's loopback (``podman_plan``). Every podman
 command uses the project's ``containers.conf`` (``podman_cli``). The pod's name and port
@@ -13,6 +16,7 @@ The steps of a start are ``SpawnBackend``'s (base.py).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import socket
@@ -22,8 +26,10 @@ from jupyterhub.spawner import Spawner
 from tornado import web
 from traitlets import Any, Integer, Unicode, default
 
+from kioskhub.hub.schema.builder import environment_gids
+
 from .base import LOG_TAIL_LINES, SpawnBackend
-from .home import prepare_home
+from .home import files_group, prepare_home
 from .launch_spec import ChoiceError, LaunchSpec
 from .pod_image import BaseImageRecipe
 from .pod_manifest import SERVER_PORT, PodTarget, build_home_claim, build_pod, environment_image
@@ -96,10 +102,16 @@ class PodmanSpawner(SpawnBackend, Spawner):
         if pulled:
             self.report(20, f"Pulled {image}")
         self.report(25, "Preparing your home folder")
-        copied = await prepare_home(spec, (pods.uid, pods.gid))
+        # The repository's files of a private environment are closed to its group: the home
+        # preparation (a host process as the pods' account) gets it, the pod never does.
+        groups = await asyncio.to_thread(
+            files_group, spec.repository_files, environment_gids(self.site.builder)
+        )
+        copied = await prepare_home(spec, (pods.uid, pods.gid), groups=groups)
         if copied:
             self.log.info("Copied examples %s into %s", ", ".join(copied), spec.home)
         self.image = image
+        self.default_url = spec.default_url
 
     async def launch(self, spec: LaunchSpec):
         names = podman_names(spec, hub_tag(self.site.hub.state_dir))

@@ -91,8 +91,8 @@ class Environment(Choice):
     files_folder: FolderName | None = Field(
         None,
         description="The folder of the user's home that receives the repository's files at "
-        "launch (kind repository, or a venv with files_source); empty means the repository's "
-        "name.",
+        "launch (kind repository, or a venv or image with files_source); empty means the "
+        "repository's name.",
     )
     default_url: str | None = Field(
         None,
@@ -104,9 +104,9 @@ class Environment(Choice):
     files_source: ConfigPath | None = Field(
         None,
         description="A bare git repository on this machine whose branch 'built' holds "
-        "files_commit; launches pull it into files_folder with nbgitpuller's merge rules. "
-        "The image builder sets it for the venvs it builds; readable by those who may "
-        "launch the environment.",
+        "files_commit; launches pull it into files_folder with nbgitpuller's merge rules "
+        "(local and podman backends). The image builder sets it for the venvs and images it "
+        "builds; readable by those who may launch the environment.",
     )
     files_commit: CommitSha | None = Field(
         None, description="With files_source: the commit whose files the user receives."
@@ -128,8 +128,8 @@ class Environment(Choice):
             )
         if bool(self.files_source) != bool(self.files_commit):
             raise ValueError("'files_source' and 'files_commit' go together")
-        if self.files_source and self.kind != "venv":
-            raise ValueError(f"'files_source' is only for kind 'venv', not {self.kind!r}")
+        if self.files_source and self.kind not in ("venv", "image"):
+            raise ValueError(f"'files_source' is only for kinds venv and image, not {self.kind!r}")
         return self
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from kioskhub.spawner.home import EXAMPLES_LEDGER, HomeError, prepare_home
-from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec
+from kioskhub.spawner.home import EXAMPLES_LEDGER, HomeError, files_group, prepare_home
+from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, RepositoryFiles
 from tests.conftest import open_folder
 
 NOBODY = (65534, 65534)
@@ -234,3 +234,26 @@ def test_a_python_the_account_cannot_run_is_named(folder, monkeypatch, tmp_path)
     monkeypatch.setattr("kioskhub.spawner.home.sys.executable", str(closed / "python"))
     with pytest.raises(HomeError, match=f"{closed}/python cannot run as your account"):
         prepare(spec_for(folder))
+
+
+def test_the_files_group_is_only_that_of_a_root_folder_closed_to_an_environment_gid(folder):
+    """The pod backend gives the home preparation a private holder's group, and nothing for
+    a holder someone else owns, an open one, a link, or a group outside the range."""
+    gids = range(4300, 4310)
+
+    def files_in(name: str, uid: int, gid: int, mode: int) -> RepositoryFiles:
+        holder = folder / name
+        (holder / "kioskhub-repository" / "c.git").mkdir(parents=True)
+        os.chown(holder, uid, gid)
+        os.chmod(holder, mode)
+        return RepositoryFiles(holder / "kioskhub-repository" / "c.git", "c", "beams")
+
+    closed = files_in("closed", 0, 4301, 0o750)
+    planted = files_in("planted", 4242, 4301, 0o750)
+    opened = files_in("open", 0, 4301, 0o755)
+    outside = files_in("outside", 0, 4242, 0o750)
+    (folder / "linked").symlink_to(folder / "closed")
+    linked = RepositoryFiles(folder / "linked" / "kioskhub-repository" / "c.git", "c", "b")
+
+    assert files_group(closed, gids) == (4301,)
+    assert [files_group(f, gids) for f in (planted, opened, outside, linked, None)] == [()] * 5

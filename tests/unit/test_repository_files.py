@@ -19,9 +19,11 @@ from kioskhub.image_builder.catalog import EnvironmentRecord
 from kioskhub.image_builder.repository_files import (
     FILES_FOLDER,
     SOURCE_CONFIG,
+    _make_holder,
     _move_into_venv,
     _seal_kept,
     folder_name,
+    image_files_holder,
     keep_repository_files,
     kept_source,
 )
@@ -57,8 +59,13 @@ def test_the_folder_is_the_repositorys_name_in_letters_a_folder_may_hold(url, fo
         ({"default_url": "lab/tree"}, "default_url"),
         ({"files_source": "/srv/kept.git"}, "'files_source' and 'files_commit' go together"),
         (
-            {"kind": "image", "image": "x", "files_source": "/k.git", "files_commit": SHA},
-            "'files_source' is only for kind 'venv'",
+            {
+                "kind": "repository",
+                "repository": "x",
+                "files_source": "/k.git",
+                "files_commit": SHA,
+            },
+            "'files_source' is only for kinds venv and image",
         ),
     ],
 )
@@ -108,9 +115,9 @@ def record(venv: Path) -> EnvironmentRecord:
 
 def test_the_catalog_offers_the_kept_files_with_their_folder(tmp_path):
     venv = tmp_path / "venv"
-    without = _as_choice(record(venv))
+    without = _as_choice(record(venv), tmp_path)
     kept_source(venv, SHA).mkdir(parents=True)
-    offered = _as_choice(record(venv))
+    offered = _as_choice(record(venv), tmp_path)
     configured = Environment(
         name="beams",
         kind="repository",
@@ -118,13 +125,52 @@ def test_the_catalog_offers_the_kept_files_with_their_folder(tmp_path):
         files_folder="study",
         default_url="/lab/tree/study/README.md",
     )
-    site = _resolve_site(configured, record(venv))
+    site = _resolve_site(configured, record(venv), tmp_path)
 
     assert without.files_source is None
     assert (offered.files_source, offered.files_commit) == (kept_source(venv, SHA), SHA)
     assert offered.files_folder == "Beam-Study"
     assert (site.files_folder, site.default_url) == ("study", "/lab/tree/study/README.md")
     assert site.files_source == kept_source(venv, SHA)
+
+
+def image_record(name: str = "beams", owner: str = "ada") -> EnvironmentRecord:
+    return EnvironmentRecord(
+        owner=owner,
+        name=name,
+        builder="container",
+        repo_url="https://gitlab.example.org/beams/Beam-Study.git",
+        commit_sha=SHA,
+        image_ref="127.0.0.1:5000/kioskhub-env-ada-beams@sha256:" + "a" * 64,
+        content_hash="k1",
+    )
+
+
+def test_the_catalog_offers_an_images_kept_files_from_its_owners_holder(tmp_path):
+    without = _as_choice(image_record(), tmp_path)
+    kept_source(image_files_holder(tmp_path, "ada", "beams"), SHA).mkdir(parents=True)
+    offered = _as_choice(image_record(), tmp_path)
+    other_owner = _as_choice(image_record(owner="bob"), tmp_path)
+    other_image = _as_choice(image_record("fits"), tmp_path)
+    spec = build_launch_spec(
+        site_with(
+            tmp_path,
+            kind="image",
+            image=offered.image,
+            files_source=str(offered.files_source),
+            files_commit=SHA,
+            files_folder=offered.files_folder,
+        ),
+        "ada",
+    )
+
+    assert without.files_source is None
+    assert offered.kind == "image"
+    assert offered.files_source == kept_source(image_files_holder(tmp_path, "ada", "beams"), SHA)
+    assert (offered.files_commit, offered.files_folder) == (SHA, "Beam-Study")
+    assert other_owner.files_source is None and other_image.files_source is None
+    assert spec.repository_files.folder == "Beam-Study"
+    assert spec.default_url == "/lab/tree/Beam-Study"
 
 
 @pytest.fixture
@@ -192,3 +238,30 @@ def test_a_link_the_build_left_at_the_folders_name_is_never_followed(folder):
         )
 
     assert os.listdir(victim) == []
+
+
+def test_an_images_holder_is_roots_and_closed_to_its_group(folder):
+    holder = image_files_holder(folder, "ada", "k1")
+    _make_holder(holder, 4243)
+    _make_holder(holder, 4244)  # an existing holder keeps its group
+    site_holder = image_files_holder(folder, "kioskhub", "k1")
+    _make_holder(site_holder, None)
+
+    status, site_status = os.lstat(holder), os.lstat(site_holder)
+    assert (status.st_uid, status.st_gid, oct(status.st_mode & 0o7777)) == (0, 4243, "0o750")
+    assert (site_status.st_uid, oct(site_status.st_mode & 0o7777)) == (0, "0o755")
+    assert holder != site_holder and holder.parent == folder
+
+
+def test_a_holder_someone_else_made_is_refused(folder):
+    """The attack: an account that may write the environments folder plants the holder."""
+    holder = image_files_holder(folder, "ada", "k1")
+    holder.mkdir()
+    os.chown(holder, 4242, 4242)
+    link = image_files_holder(folder, "ada", "k2")
+    link.symlink_to(folder)
+
+    for planted in (holder, link):
+        with pytest.raises(BuildFailed, match="is not the builder's own folder"):
+            _make_holder(planted, 4243)
+    assert os.lstat(holder).st_uid == 4242
