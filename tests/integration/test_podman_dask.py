@@ -18,6 +18,8 @@ import uuid
 
 import pytest
 
+from kioskhub.hub.dask_gateway import gateway_folder
+from kioskhub.hub.schema.config_file import load_site
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import free_port, write_site_config
 from tests.support.podman import (
@@ -87,8 +89,24 @@ def site(package_image):
             "ports": {"http": free_port(), "scheduler_proxy": free_port(), "api": free_port()},
         },
     )
+    leftover = leave_a_container(config)
     with podman_hub(config, folder) as hub:
-        yield {"hub": hub, "folder": folder}
+        yield {"hub": hub, "folder": folder, "leftover": leftover}
+    podman("rm", "--force", "--ignore", "--time=0", leftover, check=False)
+
+
+def leave_a_container(config) -> str:
+    """A container labelled as the site's gateway's, as a crashed run leaves one."""
+    clusters = gateway_folder(load_site(config)) / "clusters"
+    started = podman(
+        "run",
+        "--detach",
+        f"--label=kioskhub.dask-gateway={clusters}",
+        build_base_image().image,
+        "sleep",
+        "600",
+    )
+    return started.stdout.strip()
 
 
 SCALE_OUT = """
@@ -181,3 +199,10 @@ def test_a_pod_in_an_image_of_its_own_gets_workers_of_that_image(site, package_i
         time.sleep(1)
     assert containers_of(probe["name"]) == []
     user.stop_server()
+
+
+def test_the_gateway_removes_the_containers_an_earlier_run_left(site):
+    deadline = time.monotonic() + 60
+    while podman("container", "exists", site["leftover"], check=False).returncode == 0:
+        assert time.monotonic() < deadline, site["hub"].log_text()[-3000:]
+        time.sleep(1)
