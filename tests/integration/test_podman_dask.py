@@ -109,8 +109,7 @@ def leave_a_container(config) -> str:
     return started.stdout.strip()
 
 
-SCALE_OUT = """
-import json, os, socket
+NEW_CLUSTER_WITH_A_WORKER = """
 from dask_gateway import Gateway
 
 gateway = Gateway()
@@ -118,6 +117,14 @@ cluster = gateway.new_cluster()
 cluster.scale(1)
 client = cluster.get_client()
 client.wait_for_workers(1, timeout=120)
+"""
+
+SCALE_OUT = (
+    """
+import json, os, socket
+"""
+    + NEW_CLUSTER_WITH_A_WORKER
+    + """
 total = client.submit(sum, range(101)).result()
 workers = len(client.scheduler_info()["workers"])
 where = client.run(socket.gethostname)
@@ -130,6 +137,7 @@ client.close()
 cluster.shutdown()
 print("AFTER", json.dumps([c.name for c in gateway.list_clusters()]))
 """
+)
 
 
 def test_a_pod_scales_out_with_dask_gateway_and_no_configuration(site):
@@ -152,16 +160,13 @@ def test_a_pod_scales_out_with_dask_gateway_and_no_configuration(site):
     user.stop_server()
 
 
-IN_THE_IMAGE = """
+IN_THE_IMAGE = (
+    """
 import json, os
 import daskpod_probe
-from dask_gateway import Gateway
-
-gateway = Gateway()
-cluster = gateway.new_cluster()
-cluster.scale(1)
-client = cluster.get_client()
-client.wait_for_workers(1, timeout=120)
+"""
+    + NEW_CLUSTER_WITH_A_WORKER
+    + """
 answer = client.submit(daskpod_probe.answer, 6).result()
 on_worker = client.submit(lambda: (__import__("daskpod_probe").MARK, os.getuid(),
                                    os.path.exists("/run/.containerenv"))).result()
@@ -173,6 +178,7 @@ print("PROBE", json.dumps({
 client.close()
 cluster.shutdown()
 """
+)
 
 
 def containers_of(cluster: str) -> list[str]:

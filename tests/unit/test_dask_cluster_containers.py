@@ -32,13 +32,18 @@ def test_on_the_podman_backend_a_server_in_an_image_gets_clusters_of_that_image(
     )
 
 
-def test_the_local_backend_runs_an_image_clusters_in_containers_of_the_image(tmp_path):
-    backend = KioskLocalBackend(profiles=[PROFILE], default_profile="small")
+def image_cluster_config(backend_class, tmp_path):
+    """The config of bob's new cluster in ``lab-image`` on a podman site, by ``backend_class``."""
+    backend = backend_class(profiles=[PROFILE], default_profile="small")
     backend.environments = ClusterEnvironments(on_podman(make_site(tmp_path)))
-
     _options, config = asyncio.run(
         backend.process_cluster_options(User("bob"), {"environment": "lab-image"})
     )
+    return config
+
+
+def test_the_local_backend_runs_an_image_clusters_in_containers_of_the_image(tmp_path):
+    config = image_cluster_config(KioskLocalBackend, tmp_path)
 
     assert config.environment_image == "registry.example/lab:1"
     assert config.environment_prefix == ""
@@ -54,12 +59,7 @@ def test_the_local_backend_runs_an_image_clusters_in_containers_of_the_image(tmp
 
 
 def test_a_gateway_that_cannot_run_containers_keeps_kiosk_hubs_own_environment(tmp_path):
-    backend = KioskSharedLocalBackend(profiles=[PROFILE], default_profile="small")
-    backend.environments = ClusterEnvironments(on_podman(make_site(tmp_path)))
-
-    _options, config = asyncio.run(
-        backend.process_cluster_options(User("bob"), {"environment": "lab-image"})
-    )
+    config = image_cluster_config(KioskSharedLocalBackend, tmp_path)
 
     assert config.environment_image == ""
     assert config.scheduler_cmd == ["dask-scheduler"]
