@@ -6,9 +6,10 @@ Each process is one container started as dask-gateway starts a local process: th
 command and environment, as the user's system account (``--user``), with its cluster's
 limits (``--memory``, ``--cpus``, ``--pids-limit``), the cluster's working folder (its TLS
 files) mounted read-only at the same path, and the host's network, so that its addresses
-on 127.0.0.1 work as a local process's do. Secrets in the environment (the API token)
-reach podman through its own environment (``--env NAME``), never its argv, which every
-account on the machine can read.
+on 127.0.0.1 work as a local process's do. The API token reaches podman through its own
+environment (``--env NAME``), never its argv, which every account on the machine can read;
+the other variables are given in the argv, so that none of them (``HOME`` above all)
+changes where podman itself, as root, reads its configuration and credentials.
 
 Labels name the gateway (its clusters folder), the cluster and the process: a worker's
 or cluster's containers are removed when it stops, and a gateway removes what an earlier
@@ -47,6 +48,10 @@ HOST_ONLY = frozenset(
 """Variables that describe the host's Python and home, which the image has its own of."""
 
 
+SECRETS = frozenset({"DASK_GATEWAY_API_TOKEN"})
+"""Variables whose values podman gets in its environment, not its argv."""
+
+
 def image_commands() -> tuple[list[str], list[str]]:
     """The scheduler and worker commands in an image: its own Python (first on its PATH)."""
     return (
@@ -65,8 +70,8 @@ class ContainerProcess:
     """"scheduler" or "worker-<name>"."""
     image: str
     command: tuple[str, ...]
-    env_names: tuple[str, ...]
-    """Variables podman passes on from its own environment (never their values in argv)."""
+    env: tuple[tuple[str, str], ...]
+    """The container's environment; values of ``SECRETS`` stay out of the argv."""
     uid: int
     gid: int
     workdir: str
@@ -107,7 +112,7 @@ def run_arguments(p: ContainerProcess) -> list[str]:
         f"--volume={p.workdir}:{p.workdir}:ro",
         f"--volume={p.guard}:{GUARD_PATH}:ro",
         f"--workdir={CONTAINER_HOME}",
-        *(f"--env={name}" for name in p.env_names),
+        *(f"--env={k}" if k in SECRETS else f"--env={k}={v}" for k, v in p.env),
         "--",
         p.image,
         *p.command,
@@ -125,12 +130,12 @@ class ClusterContainers:
         self.gateway = gateway
         self.stop_seconds = stop_seconds
 
-    async def start(self, process: ContainerProcess, env: Mapping[str, str]) -> str:
-        """Start ``process`` with ``env``; its container id. A container of the same name
-        (an earlier try of the same start) is removed first."""
+    async def start(self, process: ContainerProcess) -> str:
+        """Start ``process``; its container id. A container of the same name (an earlier
+        try of the same start) is removed first."""
         await self._remove([container_name(process.cluster, process.process)])
-        values = {**env, **{name: env[name] for name in process.env_names}}
-        result = await run_podman(*run_arguments(process), env=values)
+        secrets = {k: v for k, v in process.env if k in SECRETS}
+        result = await run_podman(*run_arguments(process), env=secrets)
         return result.stdout.strip().splitlines()[-1]
 
     async def running(self) -> set[str]:
@@ -210,7 +215,7 @@ class ImageContainersMixin:
             process=process,
             image=cluster.config["environment_image"],
             command=tuple(command),
-            env_names=tuple(sorted(env)),
+            env=tuple(sorted(env.items())),
             uid=account.pw_uid,
             gid=account.pw_gid,
             workdir=cluster.state["workdir"],
@@ -219,7 +224,7 @@ class ImageContainersMixin:
             cores=cores,
             pids=MAX_PROCESSES,
         )
-        return await self.containers.start(spec, env)
+        return await self.containers.start(spec)
 
     async def do_start_cluster(self, cluster):
         image = cluster.config.get("environment_image")

@@ -84,14 +84,14 @@ def test_a_container_gets_the_processs_environment_without_the_hosts_python():
     }
 
 
-def test_podmans_arguments_for_a_worker():
+def test_podmans_arguments_for_a_worker_hold_no_token():
     worker = ContainerProcess(
         gateway="/var/lib/kioskhub/dask-gateway/clusters",
         cluster="abc123",
         process="worker-w1",
         image="localhost:5000/lab/env@sha256:00ff",
         command=("python", "-m", "dask", "worker", "tls://127.0.0.1:4000", "--no-dashboard"),
-        env_names=("DASK_GATEWAY_API_TOKEN", "HOME"),
+        env=(("DASK_GATEWAY_API_TOKEN", "secret"), ("HOME", "/tmp")),
         uid=1234,
         gid=1234,
         workdir="/var/lib/kioskhub/dask-gateway/clusters/abc123",
@@ -123,7 +123,7 @@ def test_podmans_arguments_for_a_worker():
         "/opt/kioskhub-gateway/dask_dashboard_guard.py:ro",
         "--workdir=/tmp",
         "--env=DASK_GATEWAY_API_TOKEN",
-        "--env=HOME",
+        "--env=HOME=/tmp",
         "--",
         "localhost:5000/lab/env@sha256:00ff",
         "python",
