@@ -9,6 +9,9 @@ the user's groups and, with the builder on, the catalog's, through the same
 those alone. Another user's private venv, a path or an unknown name is refused with the
 reason.
 
+An image environment on the podman backend runs as containers of that image
+(``dask_cluster_containers``); on other backends, in KioskHub's own environment.
+
 A private venv (root:<G>, 0750) gets its group ``G`` for the cluster's processes, found as
 the spawner finds it for servers (``venv_group``).
 """
@@ -48,6 +51,8 @@ class ClusterEnvironment:
     """The venv; None: KioskHub's own environment (the gateway's configured commands)."""
     groups: tuple[int, ...] = ()
     """Supplementary groups the processes need to read it: a private venv's."""
+    image: str | None = None
+    """The image whose containers run the processes (``dask_cluster_containers``)."""
 
 
 OWN_ENVIRONMENT = ClusterEnvironment("")
@@ -61,6 +66,9 @@ class KioskClusterConfig(LocalClusterConfig):
     )
     environment_groups = List(
         Integer(), help="Supplementary groups of the cluster's processes: a private venv's."
+    )
+    environment_image = Unicode(
+        "", help="The image whose podman containers run the cluster's processes; empty: none."
     )
 
 
@@ -109,8 +117,11 @@ class ClusterEnvironments:
                 f"A Dask cluster runs in an environment you may launch. {error}"
             ) from None
         if environment.kind == "image":
-            # Clusters run as local processes: a server in an image (a pod) gets KioskHub's
-            # own environment, whose Dask versions the site base image carries.
+            # On the podman backend, the cluster runs the server's own image as containers;
+            # elsewhere (no podman to run it) KioskHub's own environment, whose Dask versions
+            # the site base image carries.
+            if self.site.spawner.backend == "podman":
+                return ClusterEnvironment(name, image=environment.image)
             return ClusterEnvironment(name)
         if environment.kind != "venv":
             raise PublicException(f"The environment {name!r} has not been built yet.")

@@ -10,7 +10,9 @@ names them). They subclass dask-gateway-server's own classes:
 - ``KioskLocalBackend``: clusters as the user's system account (``kh-<user>``), used when
   KioskHub isolates servers, each process in a cgroup of its own with the memory and CPU
   that the cluster counts for it (``dask_cluster_cgroups``), all killed when the cluster
-  stops; ``KioskSharedLocalBackend`` runs them as the gateway's account.
+  stops; or, for a server in an image on the podman backend, containers of that image
+  (``dask_cluster_containers``); ``KioskSharedLocalBackend`` runs processes as the
+  gateway's account.
 
 A cluster runs in the environment its ``environment`` option names (a server's default is
 its own), once ``dask_cluster_environments`` has checked that the user may launch it: that
@@ -38,6 +40,7 @@ from kioskhub.spawner.local_plan import SYSTEM_PATH
 from kioskhub.spawner.spawn_form import format_bytes
 
 from .dask_cluster_cgroups import ClusterCgroups
+from .dask_cluster_containers import ImageContainersMixin, image_commands
 from .dask_cluster_environments import (
     OWN_ENVIRONMENT,
     ClusterEnvironment,
@@ -164,10 +167,17 @@ class KioskBackend(DBBackendBase):
             )
         return await self.environments.resolve(user.name, user.groups, name)
 
+    runs_images = False
+    """Whether this backend runs a cluster of an image environment as containers of that
+    image; if not, such a cluster runs in KioskHub's own environment."""
+
     async def process_cluster_options(self, user, request):
         """The options and config of a new cluster, run in the environment it names."""
         options, config = await super().process_cluster_options(user, request)
         environment = await self.cluster_environment(user, options.get("environment", ""))
+        if environment.image and self.runs_images:
+            config.scheduler_cmd, config.worker_cmd = image_commands()
+            config.environment_image = environment.image
         if environment.prefix is not None:
             config.scheduler_cmd, config.worker_cmd = environment_commands(environment.prefix)
             config.environment_prefix = str(environment.prefix)
@@ -202,7 +212,7 @@ class KioskBackend(DBBackendBase):
             "Created cluster %s for user %s in %s",
             cluster.name,
             user.name,
-            config.environment_prefix or "KioskHub's own environment",
+            config.environment_image or config.environment_prefix or "KioskHub's own environment",
         )
         self.queue.put(cluster)
         return cluster.name
@@ -300,7 +310,7 @@ def open_log(workdir: str, filename: str) -> int:
         os.close(logs)
 
 
-class KioskLocalBackend(KioskBackend, LocalBackend):
+class KioskProcessBackend(KioskBackend, LocalBackend):
     """Clusters as local processes of the user's system account (``kh-<user>``), each
     in a cgroup with its limits."""
 
@@ -403,6 +413,11 @@ class KioskLocalBackend(KioskBackend, LocalBackend):
             os.chdir(workdir)
 
         return preexec
+
+
+class KioskLocalBackend(ImageContainersMixin, KioskProcessBackend):
+    """Clusters as the user's system account: local processes, or, for a server's image
+    on the podman backend, containers of that image (``dask_cluster_containers``)."""
 
 
 class KioskSharedLocalBackend(KioskBackend, UnsafeLocalBackend):

@@ -67,14 +67,20 @@ class PodmanResult:
     stderr: str
 
 
-async def run_podman(*args: str, stdin: bytes | None = None, check: bool = True) -> PodmanResult:
-    """Run ``podman ARGS``; with ``check``, a non-zero exit raises PodmanError."""
+async def run_podman(
+    *args: str,
+    stdin: bytes | None = None,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+) -> PodmanResult:
+    """Run ``podman ARGS``; with ``check``, a non-zero exit raises PodmanError. ``env`` adds
+    to podman's environment (values that ``--env NAME`` passes on, kept out of the argv)."""
     process = await asyncio.create_subprocess_exec(
         *podman_command(*args),
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env=podman_env(),
+        env=podman_env({**os.environ, **(env or {})}),
         cwd=podman_workdir(),
     )
     out, err = await process.communicate(stdin)
