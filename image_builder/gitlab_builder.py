@@ -108,8 +108,11 @@ class GitLabCIBuilder(EnvironmentBuilder):
         trigger_tokens: dict[str, str] | None = None,
         require_trigger_token: bool = False,
         webhook: tuple[str, str] | None = None,
+        ci_builder: str = "",
     ):
         self.builds = builds
+        self.ci_builder = ci_builder
+        """KIOSKHUB_BUILDER for the pipelines it starts (``gitlab.ci_builder``); empty: none."""
         self.memory = memory
         self.trigger_tokens = trigger_tokens or {}
         """Pipeline trigger tokens by project path, for ``gitlab.trigger: trigger-token``."""
@@ -171,6 +174,7 @@ class GitLabCIBuilder(EnvironmentBuilder):
             request.subdir,
             gitlab_url=self.builds.connection.url,
             allowed_namespaces=self.builds.allowed_namespaces,
+            builder=self.ci_builder,
         )
         if self.webhook is not None:
             if await self.builds.ensure_webhook(project, *self.webhook):

@@ -38,6 +38,9 @@ SUBDIR_VARIABLE = "KIOSKHUB_SUBDIR"
 REF_VARIABLE = "KIOSKHUB_REF"
 BUILD_VARIABLE = "KIOSKHUB_BUILD"
 """Set to "1" in pipelines that KioskHub starts, so a project's own rules can tell them apart."""
+BUILDER_VARIABLE = "KIOSKHUB_BUILDER"
+"""Which builder the template's job uses (the site's ``gitlab.ci_builder``), when it names one."""
+CI_BUILDERS = ("repo2docker", "kioskhub")
 
 
 class PipelineInputError(ValueError):
@@ -56,6 +59,8 @@ class PipelineRequest:
     project_path: str
     ref: str
     subdir: str = "."
+    builder: str = ""
+    """The site's ``gitlab.ci_builder``; empty: the project's own variables decide."""
 
     def variables(self) -> list[dict[str, str]]:
         """The ``variables`` of ``POST /projects/:id/pipeline``, in a fixed order."""
@@ -67,6 +72,10 @@ class PipelineRequest:
     def variable_mapping(self) -> dict[str, str]:
         """The same variables as a mapping (the trigger-token API takes this shape)."""
         values = {BUILD_VARIABLE: "1", REF_VARIABLE: self.ref, SUBDIR_VARIABLE: self.subdir}
+        if self.builder:
+            if self.builder not in CI_BUILDERS:
+                raise PipelineInputError("builder", f"must be one of {', '.join(CI_BUILDERS)}")
+            values[BUILDER_VARIABLE] = self.builder
         for key, value in values.items():
             check_variable(key, value)
         return values
@@ -79,11 +88,12 @@ def pipeline_request(
     *,
     gitlab_url: str,
     allowed_namespaces: tuple[str, ...] | list[str],
+    builder: str = "",
 ) -> PipelineRequest:
     """Check a registration and return the request it makes; PipelineInputError otherwise."""
     project_path = project_path_from_reference(project, gitlab_url)
     check_namespace_allowed(project_path, allowed_namespaces)
-    return PipelineRequest(project_path, check_ref(ref), check_subdir(subdir))
+    return PipelineRequest(project_path, check_ref(ref), check_subdir(subdir), builder)
 
 
 def project_path_from_reference(reference: str, gitlab_url: str) -> str:

@@ -68,6 +68,7 @@ def gitlab_builders(
         builds,
         memory=CatalogPipelineMemory(catalog),
         require_trigger_token=settings.trigger == "trigger-token",
+        ci_builder=settings.ci_builder or "",
         webhook=(webhook_url, settings.webhook_secret)
         if webhook_url and settings.webhook_secret
         else None,

@@ -67,6 +67,14 @@ class GitLabSettings(Section):
         description="Largest webhook payload accepted, in bytes. The secret token is checked "
         "before the body is read, and a larger body is refused with 413.",
     )
+    ci_builder: Literal["repo2docker", "kioskhub"] | None = Field(
+        None,
+        description="Which builder the CI template's pipelines that KioskHub starts use "
+        "(passed as KIOSKHUB_BUILDER): repo2docker (runners that reach the internet) or "
+        "kioskhub (KioskHub's container builder on a shell runner tagged 'kioskhub'). Empty: "
+        "KioskHub passes none, and the project's or GitLab's CI/CD variables decide "
+        "(repo2docker when none is set).",
+    )
     ci_template: ConfigPath = Field(
         CI_TEMPLATE,
         description="The CI template that projects include to build their environment; the "

@@ -58,9 +58,10 @@ def builds_for(gitlab, *, events=None, timings=QUICK_POLLS) -> GitLabCIBuilds:
     return GitLabCIBuilds(connection, allowed_namespaces=NAMESPACES, events=events, timings=timings)
 
 
-def checked(gitlab, project="lab/analysis", ref="main", subdir="envs/py"):
+def checked(gitlab, project="lab/analysis", ref="main", subdir="envs/py", builder=""):
     return pipeline_request(
-        project, ref, subdir, gitlab_url=gitlab.url, allowed_namespaces=NAMESPACES
+        project, ref, subdir, gitlab_url=gitlab.url, allowed_namespaces=NAMESPACES,
+        builder=builder,
     )
 
 
@@ -240,7 +241,9 @@ def test_a_trigger_token_starts_pipelines_for_an_account_with_only_the_reporter_
         project = await builds.register_project("lab/analysis")
         with pytest.raises(GitLabForbidden, match="403 Forbidden"):
             await builds.trigger(project, checked(gitlab, ref="v1.0"))
-        return await builds.build(project, checked(gitlab, ref="v1.0"), trigger_token=trigger_token)
+        return await builds.build(
+            project, checked(gitlab, ref="v1.0", builder="kioskhub"), trigger_token=trigger_token
+        )
 
     outcome = asyncio.run(scenario())
 
@@ -248,6 +251,7 @@ def test_a_trigger_token_starts_pipelines_for_an_account_with_only_the_reporter_
     assert outcome.succeeded and pipeline.source == "trigger" and pipeline.ref == "v1.0"
     assert pipeline.user is gitlab.ada
     assert pipeline.variables["KIOSKHUB_REF"] == "v1.0"
+    assert pipeline.variables["KIOSKHUB_BUILDER"] == "kioskhub", "the site's gitlab.ci_builder"
 
 
 def test_registration_refuses_what_the_site_may_not_build(gitlab):

@@ -39,6 +39,22 @@ def test_a_registration_becomes_the_variables_of_the_create_pipeline_call():
     }
 
 
+def test_the_sites_ci_builder_is_passed_to_the_template_only_when_it_names_one():
+    chosen = pipeline_request(
+        "lab/analysis", "main", gitlab_url=GITLAB, allowed_namespaces=ALLOWED, builder="kioskhub"
+    )
+
+    assert chosen.variable_mapping() == {
+        "KIOSKHUB_BUILD": "1",
+        "KIOSKHUB_REF": "main",
+        "KIOSKHUB_SUBDIR": ".",
+        "KIOSKHUB_BUILDER": "kioskhub",
+    }
+    assert "KIOSKHUB_BUILDER" not in request().variable_mapping()
+    with pytest.raises(PipelineInputError, match="builder: must be one of repo2docker, kioskhub"):
+        PipelineRequest("lab/a", "main", ".", "docker").variables()
+
+
 @pytest.mark.parametrize(
     "reference, path",
     [
