@@ -7,7 +7,9 @@ environments service runs, called through ``build(BuildRequest, BuildLog)``) bui
 fresh build identity: fetch, spec, copy into the build context, ``podman build --layers``,
 ``podman push`` to a registry on loopback (Debian's ``docker-registry``), digest recorded.
 The baseline is ``podman build`` of the *same* Containerfile and context that the builder
-writes, run directly as root, then ``podman push`` to the same registry.
+writes, run directly as root, then ``podman push`` to the same registry. The base image's
+layers are pushed to the registry before anything is timed, as a site's registry holds them
+after its first build: otherwise whichever tool pushes first pays for uploading them.
 
 - cold: no layer cache (``--no-cache`` for both; each cold build is a repository never built);
 - no-change rebuild: the builder again on the same commit (the image is reused by its key);
@@ -175,6 +177,11 @@ async def measure(args, folder: Path, registry: LoopbackRegistry) -> list[dict]:
         rows.append({"case": case, "tool": tool, "seconds": seconds, **extra})
         report.progress(f"  {case:28s} {tool:22s} {seconds:7.2f} s")
 
+    # A site's registry holds the base image's layers from its first build on; pushing them
+    # once here keeps whichever build pushes first from paying for them (podman mounts blobs
+    # the registry already has into the new repository).
+    podman(["podman", "push", "--tls-verify=false", base, f"{registry.host}/bench/base:latest"])
+    report.progress("  pushed the base image's layers to the registry (not timed)")
     stamp = int(time.time())
     for sample in range(args.samples):
         order = ("builder", "plain") if sample % 2 == 0 else ("plain", "builder")
