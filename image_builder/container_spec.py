@@ -17,7 +17,13 @@ from pathlib import Path
 
 from .builder_base import BuildFailed, NeedsContainerBuilder
 from .checkout_files import CheckoutFiles
-from .repo_spec import LOCAL_REFERENCE, parse_runtime, quoted, read_environment_yml
+from .repo_spec import (
+    LOCAL_REFERENCE,
+    parse_runtime,
+    quoted,
+    read_environment_yml,
+    spec_prefix,
+)
 
 DEBIAN_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,99}$")
 """A Debian package name (Debian policy 5.6.1): lowercase letters, digits, + - ."""
@@ -101,7 +107,7 @@ def detect_container_spec(
     Python (an image has one) and the spec's ``notes`` say so.
     """
     checkout = CheckoutFiles(root)
-    prefix = next((f"{d}/" for d in ("binder", ".binder") if checkout.kind(d) == "folder"), "")
+    prefix = spec_prefix(checkout)
     for name, what in NOT_BUILT.items():
         if checkout.kind(prefix + name) is not None:
             raise BuildFailed(

@@ -88,10 +88,16 @@ class RepoSpec:
         return parts or ["no spec files: the server packages only"]
 
 
+def spec_prefix(checkout: CheckoutFiles) -> str:
+    """Where the spec files are: "binder/" or ".binder/" when there is one (it wins over the
+    top folder, as in repo2docker), else "" (the top folder). Every builder reads them here."""
+    return next((f"{d}/" for d in ("binder", ".binder") if checkout.kind(d) == "folder"), "")
+
+
 def detect_spec(root: Path) -> RepoSpec:
     """The spec of the repository checked out at ``root`` (already the chosen subfolder)."""
     checkout = CheckoutFiles(root)
-    prefix = next((f"{d}/" for d in ("binder", ".binder") if checkout.kind(d) == "folder"), "")
+    prefix = spec_prefix(checkout)
     folder = root / prefix.rstrip("/") if prefix else root
     for name, what in CONTAINER_ONLY.items():
         if checkout.kind(prefix + name) is not None:
