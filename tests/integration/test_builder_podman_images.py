@@ -27,6 +27,7 @@ from kioskhub.image_builder.builder_base import BuildFailed, BuildRequest
 from kioskhub.image_builder.podman_image_builder import BuildOptions, PodmanImageBuilder
 from kioskhub.image_builder.source_safety import check_repository_url
 from tests.conftest import open_folder
+from tests.integration.test_builder_environments import git
 from tests.support.podman import build_base_image, podman
 
 pytestmark = pytest.mark.integration
@@ -40,15 +41,6 @@ set -e
 echo "made by postBuild as $(id -un)" > ~/postbuild.txt
 grep -E '(pids|memory)' /proc/self/cgroup | head -2
 """
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(repo), "-c", "user.name=Ada", "-c", "user.email=ada@example.org", *args],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
 
 
 def make_repository(
