@@ -1,4 +1,5 @@
-"""The hub's state folder: database, cookie secret and the passwords generated on first run."""
+"""The hub's state folder: database, cookie secret, and the passwords and auth-state key
+generated on first run."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ class Passwords:
 
     user: str
     admin: str
+    auth_state_key: str = ""
+    """Hex key that encrypts JupyterHub's auth state (the users' provider tokens)."""
 
 
 def prepare_state_dir(site: Site) -> Passwords:
@@ -37,12 +40,14 @@ def prepare_state_dir(site: Site) -> Passwords:
     generated = {
         "user_password": stored.get("user_password") or secrets.token_urlsafe(9),
         "admin_password": stored.get("admin_password") or secrets.token_urlsafe(32),
+        "auth_state_key": stored.get("auth_state_key") or secrets.token_hex(32),
     }
     if generated != stored:
         _write_secrets(state / SECRETS_FILE, generated)
     return Passwords(
         user=site.auth.shared_password or generated["user_password"],
         admin=site.auth.admin_password or generated["admin_password"],
+        auth_state_key=generated["auth_state_key"],
     )
 
 

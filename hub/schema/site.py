@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .auth import AuthSettings
 from .builder import BuilderSettings
 from .choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
 from .dask import DaskSettings, unknown_dask_profiles
@@ -156,26 +157,6 @@ class HubSettings(Section):
         for name in value:
             check_username(name)
         return value
-
-
-class AuthSettings(Section):
-    type: Literal["shared-password"] = Field(
-        "shared-password",
-        description="How users sign in. 'shared-password': any valid username with one "
-        "shared password.",
-    )
-    shared_password: str | None = Field(
-        None,
-        min_length=8,
-        description="Password for all non-admin users. Left empty, one is generated on the "
-        "first run and kept in the state folder.",
-    )
-    admin_password: str | None = Field(
-        None,
-        min_length=32,
-        description="Password for the admin users. Left empty, one is generated and kept in "
-        "the state folder.",
-    )
 
 
 class SpawnerSettings(Section):
@@ -328,6 +309,8 @@ class Site(Section):
         dupes = sorted({p for p in paths if paths.count(p) > 1})
         if dupes:
             raise ValueError(f"data_mounts: two mounts share mount_path {', '.join(dupes)}")
+        if self.auth.gitlab and not (self.auth.gitlab.url or self.gitlab.url):
+            raise ValueError("auth.gitlab: give its url, or gitlab.url, for GitLab sign-in")
         unknown = unknown_dask_profiles(self.dask, [p.name for p in self.profiles])
         if unknown:
             raise ValueError(

@@ -176,6 +176,7 @@ def test_state_dir_generates_passwords_once(tmp_path):
     assert json.loads(secrets_file.read_text()) == {
         "user_password": first.user,
         "admin_password": first.admin,
+        "auth_state_key": first.auth_state_key,
     }
     assert stat.S_IMODE(secrets_file.stat().st_mode) == 0o600
     assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o711
@@ -189,10 +190,16 @@ def test_passwords_set_in_the_config_win(tmp_path):
         small_site(tmp_path, auth={"shared_password": "lab-secret", "admin_password": "b" * 32})
     )
 
-    assert only_user == Passwords(user="lab-secret", admin=generated.admin)
-    assert both == Passwords(user="lab-secret", admin="b" * 32)
+    key = generated.auth_state_key
+    assert len(key) == 64 and int(key, 16)
+    assert only_user == Passwords(user="lab-secret", admin=generated.admin, auth_state_key=key)
+    assert both == Passwords(user="lab-secret", admin="b" * 32, auth_state_key=key)
     stored = json.loads((tmp_path / "state" / SECRETS_FILE).read_text())
-    assert stored == {"user_password": generated.user, "admin_password": generated.admin}
+    assert stored == {
+        "user_password": generated.user,
+        "admin_password": generated.admin,
+        "auth_state_key": key,
+    }
 
 
 GOOD_USERNAMES = ["ada", "a", "0day", "grace.hopper", "x_1-2", "a" * 29]
