@@ -67,6 +67,13 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
             "username_pattern": USERNAME_PATTERN,
             "reserved_usernames": set(RESERVED_USERNAMES),
         },
+        "CryptKeeper": {"keys": [passwords.auth_state_key]} if passwords.auth_state_key else {},
+        "Authenticator": {
+            # Provider tokens and claims are kept encrypted with the state folder's key.
+            "enable_auth_state": bool(passwords.auth_state_key),
+            "auth_refresh_age": site.auth.refresh_age,
+            "refresh_pre_spawn": True,
+        },
         "KioskSpawner": {
             "site": site,
             "start_timeout": site.spawner.start_timeout,

@@ -53,7 +53,7 @@ def small_site(folder: Path, **sections) -> Site:
 
 def test_jupyterhub_settings(tmp_path):
     site = small_site(tmp_path)
-    passwords = Passwords(user="correct-horse", admin="a" * 32)
+    passwords = Passwords(user="correct-horse", admin="a" * 32, auth_state_key="f" * 64)
 
     settings = jupyterhub_settings(site, passwords, "/path/chp")
 
@@ -84,6 +84,12 @@ def test_jupyterhub_settings(tmp_path):
             "allow_all": True,
             "username_pattern": USERNAME_PATTERN,
             "reserved_usernames": set(RESERVED_USERNAMES),
+        },
+        "CryptKeeper": {"keys": ["f" * 64]},
+        "Authenticator": {
+            "enable_auth_state": True,
+            "auth_refresh_age": 300,
+            "refresh_pre_spawn": True,
         },
         "KioskSpawner": {"site": site, "start_timeout": 30, "http_timeout": 60},
     }
