@@ -9,9 +9,11 @@ from typing import Any
 
 from kioskhub.hub.schema.site import RESERVED_USERNAMES, USERNAME_PATTERN, Site
 from kioskhub.image_builder.hub_service import builder_hub_settings
-from kioskhub.image_builder.spawn_catalog import CatalogEnvironments
+from kioskhub.image_builder.spawn_catalog import CatalogEnvironments, GitLabUserImages
+from kioskhub.spawner.environment_kinds import BACKEND_KINDS
 from kioskhub.spawner.pod_image import BaseImageRecipe
 
+from .auth_gitlab import gitlab_authenticator_config, gitlab_url
 from .dask_gateway import gateway_hub_settings, merge_settings
 from .pod_backends import with_spawner_backend
 from .state_dir import Passwords
@@ -85,9 +87,19 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
         settings, builder_hub_settings(with_builder_base_image(site), python=sys.executable)
     )
     launchable = launchable_environments(site)
+    if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
+        # Beside those: the images the user's own GitLab projects built, with their token.
+        launchable = GitLabUserImages(gitlab_url(site), launchable)
     if launchable is not None:
         # The spawner reads what a user may launch through this (in a thread, on demand).
         settings["KioskSpawner"]["environments_for_user"] = launchable
+    if site.auth.type == "gitlab":
+        settings["JupyterHub"]["authenticator_class"] = (
+            "kioskhub.hub.auth_gitlab.KioskGitLabAuthenticator"
+        )
+        # GitLab's groups are the user's groups; the site's are added by the authenticator.
+        del settings["JupyterHub"]["load_groups"]
+        settings["KioskGitLabAuthenticator"] = gitlab_authenticator_config(site)
     return with_spawner_backend(settings, site)
 
 
