@@ -287,9 +287,12 @@ def gitlab_environments(images: Iterable[BuiltImage]) -> list[Environment]:
     for project_id in sorted(by_project):
         newest = sorted(by_project[project_id], key=lambda i: i.created_at or "", reverse=True)
         for image in newest[:IMAGES_PER_PROJECT]:
+            name = f"gitlab-{project_id}-{image.tag[:12]}"
+            if any(environment.name == name for environment in environments):
+                continue
             environments.append(
                 Environment(
-                    name=f"gitlab-{project_id}-{image.tag[:12]}",
+                    name=name,
                     display_name=f"{image.project_path[:80]} @ {image.tag[:12]} (GitLab)",
                     description=f"Built by GitLab CI from {image.project_path[:200]} at commit "
                     f"{image.tag}; pinned to {image.digest[:19]}.",
