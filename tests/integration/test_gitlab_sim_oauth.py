@@ -67,6 +67,16 @@ def exchange(gitlab, code: str, secret: str | None = None) -> requests.Response:
     )
 
 
+def refresh(gitlab, refresh_token: str) -> requests.Response:
+    return token(
+        gitlab,
+        grant_type="refresh_token",
+        refresh_token=refresh_token,
+        client_id=gitlab.app.client_id,
+        client_secret=gitlab.app.secret,
+    )
+
+
 def api(gitlab, path: str, access_token: str) -> requests.Response:
     headers = {"Authorization": f"Bearer {access_token}"}
     return requests.get(f"{gitlab.url}/api/v4{path}", headers=headers, timeout=10)
@@ -120,20 +130,8 @@ def test_access_tokens_expire_and_refresh_tokens_rotate(gitlab):
     time.sleep(1.1)
 
     assert api(gitlab, "/user", first["access_token"]).status_code == 401
-    second = token(
-        gitlab,
-        grant_type="refresh_token",
-        refresh_token=first["refresh_token"],
-        client_id=gitlab.app.client_id,
-        client_secret=gitlab.app.secret,
-    ).json()
+    second = refresh(gitlab, first["refresh_token"]).json()
     assert second["refresh_token"] != first["refresh_token"]
     assert api(gitlab, "/user", second["access_token"]).status_code == 200
-    reused = token(
-        gitlab,
-        grant_type="refresh_token",
-        refresh_token=first["refresh_token"],
-        client_id=gitlab.app.client_id,
-        client_secret=gitlab.app.secret,
-    )
+    reused = refresh(gitlab, first["refresh_token"])
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
