@@ -192,6 +192,8 @@ class GitLabModel:
         self.tokens: dict[str, int] = {}
         self.token_expiry: dict[str, float] = {}
         """OAuth access tokens' expiry (time.time()); personal access tokens have none."""
+        self.token_scopes: dict[str, tuple[str, ...]] = {}
+        """OAuth access tokens' scopes; personal access tokens here act with every scope."""
         self.groups: dict[int, Group] = {}
         self.applications: dict[str, OAuthApplication] = {}
         self.projects: dict[int, Project] = {}

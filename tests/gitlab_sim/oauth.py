@@ -101,6 +101,7 @@ class OAuthTokens:
         with self.model.lock:
             self.model.tokens.pop(access_token, None)
             self.model.token_expiry.pop(access_token, None)
+            self.model.token_scopes.pop(access_token, None)
 
     def expire_now(self, access_token: str) -> None:
         """Let an access token run out (as time would)."""
@@ -112,6 +113,7 @@ class OAuthTokens:
         with self.model.lock:
             self.model.tokens[access_token] = grant.user.id
             self.model.token_expiry[access_token] = time.time() + self.expires_in
+            self.model.token_scopes[access_token] = grant.scopes
             grant.access_token = access_token
             self.refresh_tokens[refresh_token] = grant
             self.issued.append(access_token)

@@ -135,3 +135,11 @@ def test_access_tokens_expire_and_refresh_tokens_rotate(gitlab):
     assert api(gitlab, "/user", second["access_token"]).status_code == 200
     reused = refresh(gitlab, first["refresh_token"])
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
+
+
+def test_a_token_does_only_what_its_scopes_allow(gitlab):
+    read_user = exchange(gitlab, code_of(authorize(gitlab, scope="read_user"))).json()
+
+    assert api(gitlab, "/user", read_user["access_token"]).status_code == 200
+    refused = api(gitlab, "/groups", read_user["access_token"])
+    assert refused.status_code == 403 and refused.json()["error"] == "insufficient_scope"
