@@ -107,7 +107,8 @@ class PodmanSpawner(SpawnBackend, Spawner):
         groups = await asyncio.to_thread(
             files_group, spec.repository_files, environment_gids(self.site.builder)
         )
-        copied = await prepare_home(spec, (pods.uid, pods.gid), groups=groups)
+        owner = (spec.identity.uid, spec.identity.gid) if spec.identity else (pods.uid, pods.gid)
+        copied = await prepare_home(spec, owner, groups=groups)
         if copied:
             self.log.info("Copied examples %s into %s", ", ".join(copied), spec.home)
         self.image = image
