@@ -39,7 +39,7 @@ def _tool(name: str) -> str:
     return path
 
 
-def _free_ids(count: int, low: int, high: int) -> list[int]:
+def free_ids(count: int, low: int, high: int) -> list[int]:
     """``count`` ids in [low, high) that no account or group uses (as uid and as gid)."""
     taken = {e.pw_uid for e in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
     free = [i for i in random.sample(range(low, high), min(high - low, 4 * count + 50))]
@@ -52,7 +52,7 @@ def _free_ids(count: int, low: int, high: int) -> list[int]:
 def make_directory(tag: str, members: tuple[str, ...], others: tuple[str, ...]) -> LabDirectory:
     """Group ``lab<tag>`` and one account per name (``<name><tag>``) with its own group
     (uid = gid ≥ 40000); ``members`` are in the lab group, ``others`` not."""
-    ids = _free_ids(1 + len(members) + len(others), 40000, 60000)
+    ids = free_ids(1 + len(members) + len(others), 40000, 60000)
     directory = LabDirectory(group=f"lab{tag}", gid=ids.pop())
     subprocess.run([_tool("groupadd"), "-g", str(directory.gid), directory.group], check=True)
     for short in (*members, *others):
@@ -82,7 +82,7 @@ def make_directory(tag: str, members: tuple[str, ...], others: tuple[str, ...]) 
 
 def add_system_account(directory: LabDirectory, short: str, tag: str) -> LabAccount:
     """An account with a uid (and group) below 1000, as the machine's services have."""
-    uid = _free_ids(1, 700, 990)[0]
+    uid = free_ids(1, 700, 990)[0]
     name = f"{short}{tag}"
     subprocess.run([_tool("groupadd"), "-g", str(uid), name], check=True)
     subprocess.run(

@@ -30,6 +30,7 @@ from kioskhub.spawner.launch_spec import ChoiceError, EnvironmentSpec, LaunchSpe
 from kioskhub.spawner.local_accounts import server_account
 from kioskhub.spawner.local_plan import Account, local_launch
 from kioskhub.spawner.pod_manifest import PodTarget, build_pod
+from kioskhub.spawner.podman_plan import own_home_volume_args
 
 CLAIMS = IdentitySettings(source="claims", gids_claim="gidNumbers")
 RESERVED = reserved_ranges(BuilderSettings())
@@ -245,3 +246,12 @@ def test_pod_runs_as_the_identity_without_fs_group():
     plain = build_pod(spec(identity=None), PodSettings(), target)
     assert plain["spec"]["securityContext"]["fsGroup"] == 100
     assert "supplementalGroups" not in plain["spec"]["securityContext"]
+
+
+def test_a_new_home_volume_is_first_mounted_as_its_owner_where_no_image_has_files():
+    assert own_home_volume_args("kh-1234abcd-home-ada", (20001, 20000), "lab/nb:1") == (
+        "run", "--rm", "--pull", "never", "--network", "none", "--user", "20001:20000",
+        "--cap-drop", "all", "--security-opt", "no-new-privileges", "--pids-limit", "16",
+        "--memory", "64m", "--timeout", "60", "--entrypoint", "/bin/true",
+        "--volume", "kh-1234abcd-home-ada:/kioskhub-home-volume", "lab/nb:1",
+    )  # fmt: skip
