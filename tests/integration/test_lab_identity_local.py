@@ -46,7 +46,10 @@ def site(lab):
     group_data_folder(closed / "beamline", lab.gid)
     config = write_site_config(
         folder,
-        auth={"shared_password": SHARED_PASSWORD, "identity": {"source": "nss"}},
+        auth={
+            "shared_password": SHARED_PASSWORD,
+            "identity": {"source": "nss", "trust_shared_password": True},
+        },
         data_mounts=[
             {
                 "name": "beamline",

@@ -44,7 +44,11 @@ def site():
         hub={"cleanup_servers": False},
         auth={
             "shared_password": SHARED_PASSWORD,
-            "identity": {"source": "claims", "gids_claim": "gidNumbers"},
+            "identity": {
+                "source": "claims",
+                "gids_claim": "gidNumbers",
+                "trust_shared_password": True,
+            },
         },
         spawner={"backend": "podman", "start_timeout": 90},
         data_mounts=[

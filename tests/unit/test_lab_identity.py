@@ -138,7 +138,7 @@ def test_resolve_reads_the_auth_state_only_for_claims():
     async def no_auth_state():
         raise AssertionError("auth state read for a source that needs none")
 
-    claims_site = site(identity={"source": "claims"})
+    claims_site = site(identity={"source": "claims", "trust_shared_password": True})
     resolved = asyncio.run(resolve_identity(claims_site, "ada", auth_state))
     assert resolved == LabIdentity(20001, 20000, (), "ada")
     assert asyncio.run(resolve_identity(site(), "ada", no_auth_state)) is None
@@ -155,9 +155,25 @@ def test_claims_need_a_provider_that_can_give_them():
         AuthSettings.model_validate(
             {"type": "gitlab", "gitlab": {"client_id": "x"}, "identity": {"source": "claims"}}
         )
-    assert AuthSettings.model_validate({"identity": {"source": "claims"}}).identity.source == (
-        "claims"
-    )
+    trusted = {"source": "claims", "trust_shared_password": True}
+    assert AuthSettings.model_validate({"identity": trusted}).identity.source == "claims"
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"identity": {"source": "nss"}},
+        {
+            "type": "oidc",
+            "oidc": {"issuer": "https://login.example.org", "client_id": "x"},
+            "also": ["shared-password"],
+            "identity": {"source": "claims"},
+        },
+    ],
+)
+def test_the_shared_password_gives_no_identity_unless_the_site_trusts_it(auth):
+    with pytest.raises(ValidationError, match="the shared password lets anyone who knows it"):
+        AuthSettings.model_validate(auth)
 
 
 def spec(**changes) -> LaunchSpec:
