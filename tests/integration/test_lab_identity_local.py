@@ -9,7 +9,6 @@ and nothing is made for it.
 
 from __future__ import annotations
 
-import json
 import pwd
 import shutil
 
@@ -20,6 +19,7 @@ from tests.support.hub_process import start_hub, write_site_config
 from tests.support.lab_accounts import (
     add_system_account,
     group_data_folder,
+    identity_probe,
     make_directory,
     remove_directory,
     unique_tag,
@@ -83,26 +83,8 @@ def bob(site, lab):
     return started(site, lab.accounts["bob"])
 
 
-PROBE = """
-import json, os
-def read(path):
-    try:
-        return open(path).read()
-    except OSError as error:
-        return type(error).__name__
-print(json.dumps({
-    "uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
-    "user": os.environ["USER"], "home": os.path.expanduser("~"),
-    "data": read(os.path.join(%r, "results.txt")),
-    "data_in_home": read(os.path.expanduser("~/beamline/results.txt")),
-}))
-"""
-
-
-def probe(user, mount) -> dict:
-    reply = user.execute(PROBE % str(mount))
-    assert reply["error"] is None, reply
-    return json.loads(reply["stdout"])
+def probe(user, folder) -> dict:
+    return identity_probe(user, str(folder))
 
 
 def test_each_server_runs_as_the_users_lab_account(site, lab, ada, bob):
@@ -122,9 +104,10 @@ def test_each_server_runs_as_the_users_lab_account(site, lab, ada, bob):
 
 
 def test_only_the_lab_groups_member_reads_the_central_data(site, ada, bob):
-    seen_ada, seen_bob = probe(ada, site["mount"]), probe(bob, site["mount"])
-    assert seen_ada["data"] == seen_ada["data_in_home"] == "beam current 42 mA\n"
-    assert seen_bob["data"] == seen_bob["data_in_home"] == "PermissionError"
+    for folder in (site["mount"], site["folder"] / "homes" / ada.username / "beamline"):
+        assert probe(ada, folder)["data"] == "beam current 42 mA\n"
+    for folder in (site["mount"], site["folder"] / "homes" / bob.username / "beamline"):
+        assert probe(bob, folder)["data"] == "PermissionError"
 
 
 def test_a_system_account_gets_a_clear_refusal_and_nothing_is_made(site, lab):

@@ -18,7 +18,7 @@ import pytest
 from kioskhub.spawner.podman_plan import hub_tag
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import start_hub, write_site_config
-from tests.support.lab_accounts import free_ids, group_data_folder, unique_tag
+from tests.support.lab_accounts import free_ids, group_data_folder, identity_probe, unique_tag
 from tests.support.podman import (
     build_base_image,
     podman,
@@ -105,25 +105,8 @@ def bob(site):
     return started(site, with_claims(site, "bob", {"uidNumber": BOB_UID, "gidNumber": BOB_UID}))
 
 
-PROBE = """
-import json, os
-def read(path):
-    try:
-        return open(path).read()
-    except OSError as error:
-        return type(error).__name__
-print(json.dumps({
-    "uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
-    "home": os.path.expanduser("~"), "data": read("/beamline/results.txt"),
-    "home_writable": os.access(os.path.expanduser("~"), os.W_OK),
-}))
-"""
-
-
 def probe(user: UserSession) -> dict:
-    reply = user.execute(PROBE)
-    assert reply["error"] is None, reply
-    return json.loads(reply["stdout"])
+    return identity_probe(user, "/beamline")
 
 
 def test_each_pod_runs_as_the_users_claimed_identity(site, ada, bob):

@@ -5,6 +5,7 @@ central data folder that only the group may read."""
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import random
@@ -56,50 +57,24 @@ def make_directory(tag: str, members: tuple[str, ...], others: tuple[str, ...]) 
     directory = LabDirectory(group=f"lab{tag}", gid=ids.pop())
     subprocess.run([_tool("groupadd"), "-g", str(directory.gid), directory.group], check=True)
     for short in (*members, *others):
-        uid = ids.pop()
-        name = f"{short}{tag}"
-        supplementary = ["-G", directory.group] if short in members else []
-        subprocess.run([_tool("groupadd"), "-g", str(uid), name], check=True)
-        subprocess.run(
-            [
-                _tool("useradd"),
-                "-u",
-                str(uid),
-                "-g",
-                str(uid),
-                *supplementary,
-                "-M",
-                "-N",
-                "-s",
-                "/usr/sbin/nologin",
-                name,
-            ],
-            check=True,
-        )
-        directory.accounts[short] = LabAccount(name, uid, uid)
+        in_lab = ("-G", directory.group) if short in members else ()
+        add_account(directory, short, tag, ids.pop(), in_lab)
     return directory
 
 
 def add_system_account(directory: LabDirectory, short: str, tag: str) -> LabAccount:
     """An account with a uid (and group) below 1000, as the machine's services have."""
-    uid = free_ids(1, 700, 990)[0]
+    return add_account(directory, short, tag, free_ids(1, 700, 990)[0])
+
+
+def add_account(
+    directory: LabDirectory, short: str, tag: str, uid: int, options: tuple[str, ...] = ()
+) -> LabAccount:
+    """Account ``<short><tag>`` with uid ``uid`` and a group of its own with that gid."""
     name = f"{short}{tag}"
     subprocess.run([_tool("groupadd"), "-g", str(uid), name], check=True)
-    subprocess.run(
-        [
-            _tool("useradd"),
-            "-u",
-            str(uid),
-            "-g",
-            str(uid),
-            "-M",
-            "-N",
-            "-s",
-            "/usr/sbin/nologin",
-            name,
-        ],
-        check=True,
-    )
+    useradd = [_tool("useradd"), "-u", str(uid), "-g", str(uid), *options, "-M", "-N"]
+    subprocess.run([*useradd, "-s", "/usr/sbin/nologin", name], check=True)
     directory.accounts[short] = LabAccount(name, uid, uid)
     return directory.accounts[short]
 
@@ -120,6 +95,30 @@ def group_data_folder(folder: Path, gid: int) -> Path:
     os.chown(folder, 0, gid)
     os.chmod(folder, 0o750)
     return folder
+
+
+PROBE = """
+import json, os
+def read(path):
+    try:
+        return open(path).read()
+    except OSError as error:
+        return type(error).__name__
+home = os.path.expanduser("~")
+print(json.dumps({
+    "uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+    "user": os.environ.get("USER"), "home": home, "home_writable": os.access(home, os.W_OK),
+    "data": read(os.path.join(%r, "results.txt")),
+}))
+"""
+
+
+def identity_probe(user, data_folder: str) -> dict:
+    """What a kernel of ``user``'s server sees: its ids, home, and ``results.txt`` in
+    ``data_folder`` (its text, or the name of the error that reading it raised)."""
+    reply = user.execute(PROBE % data_folder)
+    assert reply["error"] is None, reply
+    return json.loads(reply["stdout"])
 
 
 def unique_tag() -> str:

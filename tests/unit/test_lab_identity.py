@@ -26,11 +26,12 @@ from kioskhub.spawner.lab_identity import (
     reserved_ranges,
     resolve_identity,
 )
-from kioskhub.spawner.launch_spec import ChoiceError, EnvironmentSpec, LaunchSpec
+from kioskhub.spawner.launch_spec import ChoiceError, LaunchSpec
 from kioskhub.spawner.local_accounts import server_account
 from kioskhub.spawner.local_plan import Account, local_launch
 from kioskhub.spawner.pod_manifest import PodTarget, build_pod
 from kioskhub.spawner.podman_plan import own_home_volume_args
+from tests.unit.test_pod_manifest import spec as pod_spec
 
 CLAIMS = IdentitySettings(source="claims", gids_claim="gidNumbers")
 RESERVED = reserved_ranges(BuilderSettings())
@@ -177,19 +178,8 @@ def test_the_shared_password_gives_no_identity_unless_the_site_trusts_it(auth):
 
 
 def spec(**changes) -> LaunchSpec:
-    values = dict(
-        username="ada",
-        environment=EnvironmentSpec("default", "venv"),
-        profile="small",
-        cpu=0.5,
-        memory_bytes=400 * 2**20,
-        home=Path("/srv/homes/ada"),
-        default_url="/lab",
-        env={"KIOSKHUB_USER": "ada"},
-        identity=ADA,
-    )
-    values.update(changes)
-    return LaunchSpec(**values)
+    """The Pod manifest tests' spec, for ada with her lab identity."""
+    return pod_spec(**{"mounts": (), "identity": ADA, **changes})
 
 
 def test_a_lab_identity_is_the_local_account_as_it_is():
@@ -203,7 +193,7 @@ def test_local_plan_sets_exactly_the_identitys_groups():
     launcher = json.loads(plan.launcher_argv("/py")[3])
     assert (launcher["uid"], launcher["gid"], launcher["groups"]) == (20001, 20000, [20100, 20200])
     assert launcher["initgroups"] is None, "no name service lookup: there may be no entry"
-    assert (plan.env["USER"], plan.env["HOME"]) == ("ada", "/srv/homes/ada")
+    assert (plan.env["USER"], plan.env["HOME"]) == ("ada", "/srv/kioskhub/homes/ada")
     kh = json.loads(
         local_launch(
             spec(), own_prefix=Path("/venv"), account=Account("kh-ada", 999, 999)
