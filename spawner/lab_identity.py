@@ -130,7 +130,12 @@ def checked_identity(
                 "root and the machine's system accounts, which a server never runs as. "
                 "Ask the site's admins to check your account in the directory."
             )
-        if value > MAX_ID or any(value in r for r in reserved):
+        if value > MAX_ID:
+            raise IdentityError(
+                f"Your lab identity has {kind} {value}, above the largest id {MAX_ID}; "
+                "ask the site's admins to check your account in the directory."
+            )
+        if any(value in r for r in reserved):
             raise IdentityError(
                 f"Your lab identity has {kind} {value}, which KioskHub reserves for builds "
                 "and environment groups; ask the site's admins to move that range "

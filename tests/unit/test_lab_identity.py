@@ -93,7 +93,10 @@ def test_system_and_reserved_supplementary_groups_are_left_out():
             {"uidNumber": 1_500_000_007, "gidNumber": 20000},
             "Your lab identity has uid 1500000007, which KioskHub reserves for builds",
         ),
-        ({"uidNumber": 2**32 - 1, "gidNumber": 20000}, "which KioskHub reserves"),
+        (
+            {"uidNumber": 2**32 - 1, "gidNumber": 20000},
+            "Your lab identity has uid 4294967295, above the largest id 4294967294",
+        ),
     ],
 )
 def test_bad_claims_are_refused_with_a_message(claims, message):
