@@ -11,7 +11,9 @@ One start, as JupyterHub drives it
 1. ``apply_user_options`` (``check_choice``): the user's environments are awaited from
    ``environments_for_user`` (the hub assembly wires the build catalog there, read off the
    event loop), kept to those this backend runs, and the choice becomes a LaunchSpec, or a
-   400 whose message says why. This is the only place a choice is checked.
+   400 whose message says why. This is the only place a choice is checked. The user's lab
+   identity (``auth.identity``, ``lab_identity``) is resolved here too, into ``spec.identity``;
+   a user without a valid one gets a 400 that says why, before anything is made.
 2. ``start`` takes that LaunchSpec (built once; it is ``self.spec`` from then on), assigns
    GPUs when ``assigns_gpus`` and the profile asks for them, then runs the backend's steps:
 
@@ -61,6 +63,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from html import escape
 from typing import Any, ClassVar
 
@@ -76,6 +79,7 @@ from kioskhub.hub.schema.site import Site
 from . import gpu_assignments, gpus
 from .dask_clusters import stop_user_clusters
 from .environment_kinds import environment_kind, refusal
+from .lab_identity import resolve_identity
 from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec, normalise_options
 from .spawn_feedback import SpawnFeedback
 from .spawn_form import options_from_form, render_spawn_form
@@ -178,8 +182,12 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         environments = await self.user_environments()
         try:
             spec = self.build_spec(options, environments)
+            identity = await resolve_identity(
+                self.site, self.user.name, lambda: self.user.get_auth_state()
+            )
         except ChoiceError as error:
             raise web.HTTPError(400, "%s", str(error)) from None
+        spec = replace(spec, identity=identity)
         self._checked = (dict(options or {}), spec, self._summarise(spec, environments))
         self.checked_environments = environments
         return spec
