@@ -8,6 +8,7 @@ that a test published for the project (``GitRepositories.publish``). Only fetchi
 - internal and private ones: HTTP basic auth whose password is a token of a user who may read
   the code (any user name; GitLab's is ``oauth2`` with an OAuth token): internal for every
   signed-in user, private for members with the Reporter role or more (Guests do not read code);
+  an OAuth token needs a scope that downloads code (``api``, ``read_api``, ``read_repository``);
 - no or unknown credentials: 401 with ``WWW-Authenticate: Basic realm="GitLab"``, as git needs
   to ask its credential helper; a user who may not read the project: 404.
 
@@ -26,6 +27,8 @@ from tornado.web import RequestHandler
 from .model import REPORTER, GitLabModel, ModelError, User
 
 SERVICE = "git-upload-pack"
+CODE_SCOPES = frozenset({"api", "read_api", "read_repository"})
+"""The OAuth scopes that GitLab lets download code over HTTP."""
 
 
 class GitRepositories:
@@ -124,6 +127,9 @@ class GitHttpHandler(RequestHandler):
         except ValueError:
             return None, False
         user = self.model.user_for_token(token)
+        scopes = self.model.token_scopes.get(token)
+        if scopes is not None and not CODE_SCOPES & set(scopes):
+            return None, False
         return user, user is not None
 
     def _backend(self, bare: Path, rest: str, user: User | None):

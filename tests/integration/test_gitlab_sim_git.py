@@ -68,6 +68,16 @@ def test_a_guest_or_a_stranger_gets_not_found(sim, tmp_path, who):
     assert sim.git.fetches[-1][2] == 404
 
 
+def test_an_oauth_token_downloads_code_only_with_a_scope_that_allows_it(sim, tmp_path):
+    sim.model.token_scopes[sim.ada_token] = ("read_user",)
+    refused = clone(f"{sim.url}/lab/secret.git", tmp_path / "read-user", sim.ada_token)
+    assert refused.returncode != 0 and sim.git.fetches[-1][2] == 401
+
+    sim.model.token_scopes[sim.ada_token] = ("read_user", "read_api")
+    done = clone(f"{sim.url}/lab/secret.git", tmp_path / "read-api", sim.ada_token)
+    assert done.returncode == 0, done.stderr
+
+
 def test_pushing_is_not_served(sim):
     reply = requests.get(f"{sim.url}/lab/open.git/info/refs?service=git-receive-pack", timeout=5)
     assert reply.status_code == 403
