@@ -20,7 +20,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from .builder_base import BuildFailed
 from .git_credentials import GITLAB_TOKEN_USER, GitCredentials
 from .gitlab_access import user_access_refusal
-from .gitlab_connection import GitLabAuthError, GitLabError, GitLabNotFound
+from .gitlab_connection import GitLabAuthError, GitLabError, GitLabForbidden, GitLabNotFound
 from .gitlab_pipeline_variables import PipelineInputError, project_path_from_reference
 from .gitlab_registry import gitlab_token_from_auth_state, user_connection
 from .source_safety import RepositorySource
@@ -75,6 +75,12 @@ async def user_credentials(
         raise BuildFailed(
             "GitLab refused your sign-in token (it may have expired): sign out of KioskHub, "
             f"sign in with GitLab again, then register or rebuild {path}"
+        ) from None
+    except GitLabForbidden:
+        raise BuildFailed(
+            f"your GitLab sign-in may not read projects, so KioskHub cannot check {path} "
+            "for you: the site's GitLab application needs the read_api scope; tell the site's "
+            "admins"
         ) from None
     except GitLabError as error:
         raise BuildFailed(f"GitLab could not say whether you may read {path}: {error}") from None

@@ -21,6 +21,7 @@ import requests
 from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import open_folder
 from tests.gitlab_sim import GitLabSimulation
+from tests.gitlab_sim.oauth import Grant
 from tests.integration.test_builder_environments import ADMIN_PASSWORD, Env, start_builder_hub
 from tests.support.hub_process import free_port, write_site_config
 from tests.support.user_session import UserSession
@@ -41,6 +42,15 @@ POST_BUILD = f"""#!/bin/bash
 }} > "$VIRTUAL_ENV/{SEEN}"
 echo "postBuild looked around"
 """
+
+
+def oauth_token(gitlab: GitLabSimulation, user) -> str:
+    """An access token that the simulated GitLab issues to ``user`` by its OAuth code flow,
+    with GitLab sign-in's default scopes (read_user, read_api)."""
+    redirect = "https://kioskhub.example.org/hub/oauth_callback"
+    application = gitlab.model.add_application("KioskHub", redirect)
+    code = gitlab.oauth.new_code(Grant(application, user, application.scopes, redirect))
+    return gitlab.oauth.exchange_code(application, code, redirect)["access_token"]
 
 
 class CommandLineWatch:
@@ -80,8 +90,9 @@ def site():
     write_sample_data(folder / "data")
     with GitLabSimulation() as gitlab:
         gitlab.url = gitlab.url.replace("127.0.0.1", "localhost")
-        ada, ada_token = gitlab.model.add_user("ada")
-        _, bo_token = gitlab.model.add_user("bo")
+        ada, _ = gitlab.model.add_user("ada")
+        bo, _ = gitlab.model.add_user("bo")
+        ada_token, bo_token = oauth_token(gitlab, ada), oauth_token(gitlab, bo)
         gitlab.model.add_project(PROJECT, visibility="private", members={ada: "reporter"})
         gitlab.git.publish_files(
             PROJECT,
