@@ -17,6 +17,7 @@ from .config_reference import render_reference
 from .dask_gateway import servers_isolated
 from .image_cli import add_image_command
 from .jupyterhub_settings import PROXY_NAME, find_proxy_command
+from .oidc_discovery import DiscoveryError, discover_for_site
 from .sample_data import write_sample_data
 from .state_dir import SECRETS_FILE, prepare_state_dir
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG_ERROR
     try:
         return args.run(args)
-    except ConfigError as error:
+    except (ConfigError, DiscoveryError) as error:
         print(f"kioskhub: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
 
@@ -83,8 +84,11 @@ def init(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     site = load_site(args.config)
+    endpoints = discover_for_site(site, os.environ)
     print(f"{args.config}: valid")
     print(_summary(site))
+    if endpoints is not None:
+        print(f"  OIDC provider: {endpoints.issuer} (its configuration was read)")
     return 0
 
 
@@ -109,6 +113,7 @@ def up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_MISSING_TOOL
+    discover_for_site(site, os.environ)
     passwords = prepare_state_dir(site)
     print(_banner(site, passwords), flush=True)
     os.environ["KIOSKHUB_CONFIG"] = str(args.config.resolve())
