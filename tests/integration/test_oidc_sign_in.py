@@ -120,11 +120,11 @@ def test_the_login_page_offers_the_provider_and_the_password(hub):
 
 
 def test_a_member_signs_in_with_groups_and_claims_kept(hub, admin_token):
-    reply = provider_sign_in(hub.url, "ada")
+    reply = provider_sign_in(hub.url, "ada-oidc")
 
     assert reply.status_code == 200, reply.text[:1000]
     assert "/hub/" in reply.url and "oauth_callback" not in reply.url
-    user = hub.api("/users/ada", admin_token).json()
+    user = hub.api("/users/ada-oidc", admin_token).json()
     assert user["groups"] == ["physics"]
     state = user["auth_state"]
     assert state["sign_in_method"] == "oidc"
@@ -136,7 +136,7 @@ def test_a_member_signs_in_with_groups_and_claims_kept(hub, admin_token):
 @pytest.mark.parametrize(
     ("login", "status", "message", "name"),
     [
-        ("grace", 403, "not in a group that may use this site", "grace"),
+        ("grace-oidc", 403, "not in a group that may use this site", "grace-oidc"),
         ("rooty", 403, "&#39;root&#39; is reserved for KioskHub or the system", "root"),
         ("nameless", 403, "did not send the claim &#39;preferred_username&#39;", "nameless"),
         ("listy", 403, "as a list, not text", "listy"),
@@ -163,7 +163,7 @@ def test_a_wrong_client_secret_is_told_and_creates_no_user(oidc_provider_factory
     try:
         hub = start_hub(config, folder / "hub.log")
         try:
-            reply = provider_sign_in(hub.url, "ada")
+            reply = provider_sign_in(hub.url, "ada-oidc")
             assert reply.status_code == 502, reply.text[:1000]
             assert "refused this site&#39;s client credentials" in reply.text
             assert "The site&#39;s client id or secret is wrong" in reply.text

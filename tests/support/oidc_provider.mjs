@@ -35,6 +35,7 @@ const provider = new Provider(issuer, {
   scopes: ["openid", "offline_access", "profile", "email", "groups", "lab"],
   features: { devInteractions: { enabled: true } },
   pkce: { required: () => true },
+  clockTolerance: 0,
   ttl: {
     AccessToken: setup.access_token_ttl,
     AuthorizationCode: 60,

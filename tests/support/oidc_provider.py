@@ -20,15 +20,15 @@ CLIENT_ID = "kioskhub"
 CLIENT_SECRET = "a-long-client-secret-for-tests"
 ACCESS_TOKEN_TTL = 20
 USERS = {
-    "ada": {
-        "preferred_username": "ada",
+    "ada-oidc": {
+        "preferred_username": "ada-oidc",
         "name": "Ada",
         "groups": ["physics"],
         "uidNumber": 51001,
         "gidNumber": 51000,
     },
-    "grace": {
-        "preferred_username": "grace",
+    "grace-oidc": {
+        "preferred_username": "grace-oidc",
         "name": "Grace",
         "groups": ["chemistry"],
         "uidNumber": 51002,
@@ -36,7 +36,7 @@ USERS = {
     },
     "rooty": {"preferred_username": "root", "groups": ["physics"]},
     "nameless": {"name": "No Username", "groups": ["physics"]},
-    "listy": {"preferred_username": ["ada", "grace"], "groups": ["physics"]},
+    "listy": {"preferred_username": ["ada-oidc", "grace-oidc"], "groups": ["physics"]},
 }
 """Accounts at the provider (the login name at its page → the claims it releases)."""
 
