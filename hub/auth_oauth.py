@@ -32,6 +32,15 @@ NOT_ALLOWED = (
 )
 
 
+JSON_KINDS = {
+    list: "a list",
+    dict: "an object",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+}
+
+
 class SignInRefused(web.HTTPError):
     """A sign-in refused for a reason the user can read (shown on the error page)."""
 
@@ -83,9 +92,9 @@ class KioskOAuthMixin(LoggingConfigurable):
         if not isinstance(value, str):
             raise SignInRefused(
                 403,
-                f"The sign-in provider sent {self.claim_label()} as a "
-                f"{type(value).__name__}, not text, so it cannot be your username. Ask the "
-                "site's admins to map a text claim to it.",
+                f"The sign-in provider sent {self.claim_label()} as "
+                f"{JSON_KINDS.get(type(value), 'data')}, not text, so it cannot be your "
+                "username. Ask the site's admins to map a text claim to it.",
             )
         username = self.normalize_username(value.strip())
         try:

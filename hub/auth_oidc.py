@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from oauthenticator.generic import GenericOAuthenticator
-from traitlets import Unicode
+from traitlets import Unicode, default
 
 from kioskhub.hub.schema.site import RESERVED_USERNAMES, Site
 
@@ -27,6 +27,10 @@ class KioskOIDCAuthenticator(KioskOAuthMixin, GenericOAuthenticator):
     """GenericOAuthenticator with KioskHub's username rules and a checked groups claim."""
 
     groups_claim = Unicode("groups", config=True, help="Userinfo claim listing the user's groups.")
+
+    @default("username_claim")
+    def _preferred_username(self) -> str:
+        return "preferred_username"
 
     def claim_label(self) -> str:
         return f"the claim {self.username_claim!r} (auth.oidc.username_claim)"

@@ -157,7 +157,8 @@ def _summary(site: Site) -> str:
         [
             f"  url:          {site.hub.url}",
             f"  state folder: {site.hub.state_dir}",
-            f"  sign-in:      {site.auth.type}; admins: {', '.join(site.hub.admin_users)}",
+            f"  sign-in:      {' + '.join(site.auth.methods())}; "
+            f"admins: {', '.join(site.hub.admin_users)}",
             f"  backend:      {site.spawner.backend}",
             f"  homes:        {site.home.root}",
             f"  data mounts:  {mounts or 'none'}",
@@ -171,17 +172,16 @@ def _banner(site: Site, passwords) -> str:
     secrets_file = site.hub.state_dir / SECRETS_FILE
     user_source = "auth.shared_password" if site.auth.shared_password else str(secrets_file)
     admin_source = "auth.admin_password" if site.auth.admin_password else str(secrets_file)
-    return "\n".join(
-        [
-            "",
-            f"  KioskHub is starting at {site.hub.url}",
-            "",
+    lines = ["", f"  KioskHub is starting at {site.hub.url}", ""]
+    if site.auth.type != "shared-password":
+        lines += [f"  Sign in with {site.auth.type} on the login page.", ""]
+    if "shared-password" in site.auth.methods():
+        lines += [
             "  Sign in with any username (lowercase letters, digits, '.', '_', '-') and",
             f"  the shared password:  {passwords.user}    (from {user_source})",
             f"  Admins ({', '.join(site.hub.admin_users)}) use the admin password:",
             f"                        {passwords.admin}    (from {admin_source})",
             "",
-            "  Press Ctrl-C to stop the hub, the proxy and every server it started.",
-            "",
         ]
-    )
+    lines += ["  Press Ctrl-C to stop the hub, the proxy and every server it started.", ""]
+    return "\n".join(lines)
