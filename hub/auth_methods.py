@@ -19,9 +19,9 @@ from typing import Any
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.utils import url_path_join
-from traitlets import List, Set, import_item
+from traitlets import List, import_item
 
-from kioskhub.hub.schema.site import RESERVED_USERNAMES, check_username
+from .auth import ReservedUsernames
 
 METHOD_KEY = "sign_in_method"
 """The auth state key that records which method signed the user in."""
@@ -64,7 +64,7 @@ METHODS: dict[str, SignInMethod] = {
 }
 
 
-class KioskMethodsAuthenticator(Authenticator):
+class KioskMethodsAuthenticator(ReservedUsernames, Authenticator):
     """Several sign-in methods side by side; JupyterHub sees one authenticator.
 
     Each method's authenticator gets the hub's config (its own class's section) and its
@@ -76,11 +76,6 @@ class KioskMethodsAuthenticator(Authenticator):
     methods = List(
         config=True,
         help="[name, authenticator class] pairs, the main method first.",
-    )
-    reserved_usernames = Set(
-        set(RESERVED_USERNAMES),
-        config=True,
-        help="Usernames no one may sign in with (set from the site config).",
     )
 
     def __init__(self, **kwargs):
@@ -131,13 +126,6 @@ class KioskMethodsAuthenticator(Authenticator):
         method = await self._method_of(user)
         if method is not None:
             await _maybe_await(method.post_spawn_stop(user, spawner))
-
-    def validate_username(self, username: str) -> bool:
-        try:
-            check_username(username, frozenset(self.reserved_usernames))
-        except ValueError:
-            return False
-        return super().validate_username(username)
 
     def check_allow_config(self) -> None:
         for method in self.by_method.values():

@@ -19,10 +19,11 @@ import os
 
 from tornado import web
 from tornado.httpclient import HTTPClientError
-from traitlets import Set, Unicode, default
-from traitlets.config import LoggingConfigurable
+from traitlets import Unicode, default
 
-from kioskhub.hub.schema.site import RESERVED_USERNAMES, check_username
+from kioskhub.hub.schema.site import check_username
+
+from .auth import ReservedUsernames
 
 SIGN_IN_REFUSED = "Sign-in refused"
 """The reason phrase of every refused sign-in; hub/templates/error.html explains it."""
@@ -49,18 +50,13 @@ class SignInRefused(web.HTTPError):
         self.message = message
 
 
-class KioskOAuthMixin(LoggingConfigurable):
+class KioskOAuthMixin(ReservedUsernames):
     """Username checks, secrets from the environment and readable failures for oauthenticator.
 
     A configurable (so its traits load from the config), placed before the oauthenticator
     class in the bases.
     """
 
-    reserved_usernames = Set(
-        set(RESERVED_USERNAMES),
-        config=True,
-        help="Usernames no one may sign in with (set from the site config).",
-    )
     client_secret_env = Unicode(
         "",
         config=True,
@@ -107,14 +103,6 @@ class KioskOAuthMixin(LoggingConfigurable):
                 "admins for an account with another username.",
             ) from None
         return username
-
-    def validate_username(self, username: str) -> bool:
-        """The same rule for every other way a user comes to be (the admin API, start-up)."""
-        try:
-            check_username(username, frozenset(self.reserved_usernames))
-        except ValueError:
-            return False
-        return super().validate_username(username)
 
     async def authenticate(self, handler, data=None, **kwargs):
         """oauthenticator's sign-in, with the provider's failures told in words."""

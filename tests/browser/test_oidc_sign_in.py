@@ -5,25 +5,27 @@ the hub refreshes the expired access token with the refresh token before the ser
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
 
 import pytest
-import requests
-import yaml
 
 from kioskhub.hub.sample_data import write_sample_data
 from tests.browser.test_lab_in_browser import reach_lab
 from tests.conftest import open_folder
 from tests.support.browser import Browser
-from tests.support.hub_process import start_hub, write_site_config
-from tests.support.oidc_provider import ACCESS_TOKEN_TTL, CLIENT_ID, CLIENT_SECRET
+from tests.support.hub_process import start_hub
+from tests.support.oidc_provider import (
+    ACCESS_TOKEN_TTL,
+    CLIENT_SECRET,
+    SECRET_ENV,
+    admin_token_by_password,
+    oidc_site_config,
+)
 
 pytestmark = pytest.mark.browser
 
-SECRET_ENV = "KIOSKHUB_OIDC_CLIENT_SECRET"
 PROFILES = [
     {"name": "small", "display_name": "Small", "cpu": 1, "memory": "1Gi", "default": True},
     {"name": "beamline", "display_name": "Beamline", "memory": "1Gi", "groups": ["physics"]},
@@ -34,20 +36,9 @@ PROFILES = [
 def oidc_hub(oidc_provider_factory):
     folder = open_folder("oidc-browser")
     write_sample_data(folder / "data")
-    hub = yaml.safe_load(write_site_config(folder).read_text())["hub"]
-    provider = oidc_provider_factory([hub["url"] + "/hub/oidc/oauth_callback"])
-    auth = {
-        "type": "oidc",
-        "also": ["shared-password"],
-        "refresh_age": 30,
-        "oidc": {
-            "issuer": provider.issuer,
-            "client_id": CLIENT_ID,
-            "scopes": ["openid", "profile", "groups", "lab"],
-            "allowed_groups": ["physics", "chemistry"],
-        },
-    }
-    config = write_site_config(folder, hub=hub, auth=auth, profiles=PROFILES)
+    config = oidc_site_config(
+        folder, oidc_provider_factory, ("physics", "chemistry"), profiles=PROFILES
+    )
     os.environ[SECRET_ENV] = CLIENT_SECRET
     started = start_hub(config, folder / "hub.log")
     yield started
@@ -55,29 +46,6 @@ def oidc_hub(oidc_provider_factory):
         started.stop()
     os.environ.pop(SECRET_ENV, None)
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def admin_token(hub) -> str:
-    secrets = json.loads((hub.config.parent / "state" / "secrets.json").read_text())
-    admin = requests.Session()
-    admin.get(f"{hub.url}/hub/login", timeout=30)
-    admin.post(
-        f"{hub.url}/hub/shared-password/login",
-        data={
-            "username": "admin",
-            "password": secrets["admin_password"],
-            "_xsrf": admin.cookies.get("_xsrf"),
-        },
-        timeout=30,
-    ).raise_for_status()
-    reply = admin.post(
-        f"{hub.url}/hub/api/users/admin/tokens",
-        json={"note": "oidc browser test"},
-        headers={"X-XSRFToken": admin.cookies.get("_xsrf")},
-        timeout=30,
-    )
-    reply.raise_for_status()
-    return reply.json()["token"]
 
 
 def sign_in_at_the_provider(browser, hub_url: str, login: str) -> None:
@@ -100,7 +68,7 @@ def offered_profiles(browser) -> set[str]:
 
 
 def test_members_sign_in_through_the_provider_and_tokens_are_refreshed(oidc_hub, browser):
-    token = admin_token(oidc_hub)
+    token = admin_token_by_password(oidc_hub)
     sign_in_at_the_provider(browser, oidc_hub.url, "ada-oidc")
 
     assert offered_profiles(browser) == {"small", "beamline"}

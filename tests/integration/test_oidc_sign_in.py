@@ -6,7 +6,6 @@ no hub user behind: the checks run before JupyterHub makes the user.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -15,33 +14,19 @@ import subprocess
 
 import pytest
 import requests
-import yaml
 
 from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import open_folder
 from tests.support.hub_process import VENV_BIN, kioskhub_env, start_hub, write_site_config
-from tests.support.oidc_provider import CLIENT_ID, CLIENT_SECRET
+from tests.support.oidc_provider import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SECRET_ENV,
+    admin_token_by_password,
+    oidc_site_config,
+)
 
 pytestmark = pytest.mark.integration
-
-SECRET_ENV = "KIOSKHUB_OIDC_CLIENT_SECRET"
-
-
-def oidc_site(folder, issuer: str, **oidc) -> dict:
-    return {
-        "auth": {
-            "type": "oidc",
-            "also": ["shared-password"],
-            "shared_password": "correct-horse-battery",
-            "oidc": {
-                "issuer": issuer,
-                "client_id": CLIENT_ID,
-                "scopes": ["openid", "profile", "groups", "lab"],
-                "allowed_groups": ["physics"],
-                **oidc,
-            },
-        }
-    }
 
 
 def provider_sign_in(hub_url: str, login: str) -> requests.Response:
@@ -61,7 +46,7 @@ def provider_sign_in(hub_url: str, login: str) -> requests.Response:
 def hub(oidc_provider_factory):
     folder = open_folder("oidc")
     write_sample_data(folder / "data")
-    config = hub_with_provider(folder, oidc_provider_factory)
+    config = oidc_site_config(folder, oidc_provider_factory)
     os.environ[SECRET_ENV] = CLIENT_SECRET
     started = start_hub(config, folder / "hub.log")
     yield started
@@ -71,41 +56,14 @@ def hub(oidc_provider_factory):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def hub_with_provider(folder, oidc_provider_factory):
-    """A site config on free ports whose provider knows the hub's callback URL."""
-    hub = yaml.safe_load(write_site_config(folder).read_text())["hub"]
-    provider = oidc_provider_factory([hub["url"] + "/hub/oidc/oauth_callback"])
-    return write_site_config(folder, hub=hub, **oidc_site(folder, provider.issuer))
+@pytest.fixture(scope="module")
+def admin_token(hub):
+    return admin_token_by_password(hub)
 
 
 def users_in_database(folder) -> set[str]:
     with sqlite3.connect(folder / "state" / "jupyterhub.sqlite") as db:
         return {name for (name,) in db.execute("select name from users")}
-
-
-@pytest.fixture(scope="module")
-def admin_token(hub):
-    secrets = json.loads((hub.config.parent / "state" / "secrets.json").read_text())
-    admin = requests.Session()
-    admin.get(f"{hub.url}/hub/login", timeout=30)
-    reply = admin.post(
-        f"{hub.url}/hub/shared-password/login",
-        data={
-            "username": "admin",
-            "password": secrets["admin_password"],
-            "_xsrf": admin.cookies.get("_xsrf"),
-        },
-        timeout=30,
-    )
-    assert reply.status_code == 200, reply.text[:500]
-    token = admin.post(
-        f"{hub.url}/hub/api/users/admin/tokens",
-        json={"note": "tests"},
-        headers={"X-XSRFToken": admin.cookies.get("_xsrf")},
-        timeout=30,
-    )
-    token.raise_for_status()
-    return token.json()["token"]
 
 
 def hub_users(hub, admin_token) -> set[str]:
@@ -158,7 +116,7 @@ def test_refused_sign_ins_say_why_and_create_nothing(
 def test_a_wrong_client_secret_is_told_and_creates_no_user(oidc_provider_factory):
     folder = open_folder("oidc-secret")
     write_sample_data(folder / "data")
-    config = hub_with_provider(folder, oidc_provider_factory)
+    config = oidc_site_config(folder, oidc_provider_factory)
     os.environ[SECRET_ENV] = "not-the-secret"
     try:
         hub = start_hub(config, folder / "hub.log")
@@ -180,7 +138,8 @@ def test_an_unreachable_issuer_stops_check_config_and_the_hub():
     folder = open_folder("oidc-unreachable")
     write_sample_data(folder / "data")
     issuer = "http://127.0.0.1:9/realms/lab"
-    config = write_site_config(folder, **oidc_site(folder, issuer))
+    auth = {"type": "oidc", "oidc": {"issuer": issuer, "client_id": CLIENT_ID}}
+    config = write_site_config(folder, auth=auth)
     env = {**kioskhub_env(), SECRET_ENV: CLIENT_SECRET}
     try:
         for command in ("check-config", "up"):

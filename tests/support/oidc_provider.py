@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+import yaml
 
-from tests.support.hub_process import REPO, free_port
+from tests.support.hub_process import REPO, free_port, write_site_config
 
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
 PACKAGE = REPO / "node_modules" / "oidc-provider"
@@ -107,3 +108,50 @@ def stop_oidc_provider(provider: OIDCProvider) -> None:
 
 def provider_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="kioskhub-oidc-"))
+
+
+SECRET_ENV = "KIOSKHUB_OIDC_CLIENT_SECRET"
+
+
+def oidc_site_config(
+    folder: Path, start_provider, allowed_groups=("physics",), **overrides
+) -> Path:
+    """A site config on free ports signing in with a provider (started by
+    ``start_provider(redirect_uris)``) that knows the hub's callback, plus the password form."""
+    hub = yaml.safe_load(write_site_config(folder).read_text())["hub"]
+    provider = start_provider([hub["url"] + "/hub/oidc/oauth_callback"])
+    auth = {
+        "type": "oidc",
+        "also": ["shared-password"],
+        "oidc": {
+            "issuer": provider.issuer,
+            "client_id": CLIENT_ID,
+            "scopes": ["openid", "profile", "groups", "lab"],
+            "allowed_groups": list(allowed_groups),
+        },
+    }
+    return write_site_config(folder, hub=hub, auth=auth, **overrides)
+
+
+def admin_token_by_password(hub) -> str:
+    """An API token of the admin, signed in with the password form beside the provider."""
+    secrets = json.loads((hub.config.parent / "state" / "secrets.json").read_text())
+    admin = requests.Session()
+    admin.get(f"{hub.url}/hub/login", timeout=30)
+    admin.post(
+        f"{hub.url}/hub/shared-password/login",
+        data={
+            "username": "admin",
+            "password": secrets["admin_password"],
+            "_xsrf": admin.cookies.get("_xsrf"),
+        },
+        timeout=30,
+    ).raise_for_status()
+    reply = admin.post(
+        f"{hub.url}/hub/api/users/admin/tokens",
+        json={"note": "OIDC tests"},
+        headers={"X-XSRFToken": admin.cookies.get("_xsrf")},
+        timeout=30,
+    )
+    reply.raise_for_status()
+    return reply.json()["token"]
