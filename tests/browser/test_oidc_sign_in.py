@@ -5,7 +5,6 @@ the hub refreshes the expired access token with the refresh token before the ser
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 
@@ -15,12 +14,10 @@ from kioskhub.hub.sample_data import write_sample_data
 from tests.browser.test_lab_in_browser import reach_lab
 from tests.conftest import open_folder
 from tests.support.browser import Browser
-from tests.support.hub_process import start_hub
 from tests.support.oidc_provider import (
     ACCESS_TOKEN_TTL,
-    CLIENT_SECRET,
-    SECRET_ENV,
     admin_token_by_password,
+    hub_with_client_secret,
     oidc_site_config,
 )
 
@@ -39,12 +36,8 @@ def oidc_hub(oidc_provider_factory):
     config = oidc_site_config(
         folder, oidc_provider_factory, ("physics", "chemistry"), profiles=PROFILES
     )
-    os.environ[SECRET_ENV] = CLIENT_SECRET
-    started = start_hub(config, folder / "hub.log")
-    yield started
-    if started.process.poll() is None:
-        started.stop()
-    os.environ.pop(SECRET_ENV, None)
+    with hub_with_client_secret(config, folder / "hub.log") as started:
+        yield started
     shutil.rmtree(folder, ignore_errors=True)
 
 

@@ -6,7 +6,6 @@ no hub user behind: the checks run before JupyterHub makes the user.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import sqlite3
@@ -17,12 +16,13 @@ import requests
 
 from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import open_folder
-from tests.support.hub_process import VENV_BIN, kioskhub_env, start_hub, write_site_config
+from tests.support.hub_process import VENV_BIN, kioskhub_env, write_site_config
 from tests.support.oidc_provider import (
     CLIENT_ID,
     CLIENT_SECRET,
     SECRET_ENV,
     admin_token_by_password,
+    hub_with_client_secret,
     oidc_site_config,
 )
 
@@ -47,12 +47,8 @@ def hub(oidc_provider_factory):
     folder = open_folder("oidc")
     write_sample_data(folder / "data")
     config = oidc_site_config(folder, oidc_provider_factory)
-    os.environ[SECRET_ENV] = CLIENT_SECRET
-    started = start_hub(config, folder / "hub.log")
-    yield started
-    if started.process.poll() is None:
-        started.stop()
-    os.environ.pop(SECRET_ENV, None)
+    with hub_with_client_secret(config, folder / "hub.log") as started:
+        yield started
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -117,20 +113,16 @@ def test_a_wrong_client_secret_is_told_and_creates_no_user(oidc_provider_factory
     folder = open_folder("oidc-secret")
     write_sample_data(folder / "data")
     config = oidc_site_config(folder, oidc_provider_factory)
-    os.environ[SECRET_ENV] = "not-the-secret"
     try:
-        hub = start_hub(config, folder / "hub.log")
-        try:
+        with hub_with_client_secret(config, folder / "hub.log", "not-the-secret") as hub:
             reply = provider_sign_in(hub.url, "ada-oidc")
+
             assert reply.status_code == 502, reply.text[:1000]
             assert "refused this site&#39;s client credentials" in reply.text
             assert "The site&#39;s client id or secret is wrong" in reply.text
             assert "Traceback" not in hub.log_text()
             assert users_in_database(folder) == {"admin"}
-        finally:
-            hub.stop()
     finally:
-        os.environ.pop(SECRET_ENV, None)
         shutil.rmtree(folder, ignore_errors=True)
 
 

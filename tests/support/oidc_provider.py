@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import requests
 import yaml
 
-from tests.support.hub_process import REPO, free_port, write_site_config
+from tests.support.hub_process import REPO, free_port, start_hub, write_site_config
 
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
 PACKAGE = REPO / "node_modules" / "oidc-provider"
@@ -155,3 +157,18 @@ def admin_token_by_password(hub) -> str:
     )
     reply.raise_for_status()
     return reply.json()["token"]
+
+
+@contextmanager
+def hub_with_client_secret(config: Path, log: Path, secret: str = CLIENT_SECRET):
+    """A hub started with ``secret`` as its OIDC client secret; stopped afterwards."""
+    os.environ[SECRET_ENV] = secret
+    try:
+        hub = start_hub(config, log)
+        try:
+            yield hub
+        finally:
+            if hub.process.poll() is None:
+                hub.stop()
+    finally:
+        os.environ.pop(SECRET_ENV, None)
