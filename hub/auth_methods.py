@@ -39,6 +39,8 @@ class SignInMethod:
     authenticator_class: str
     settings: str
     needs: tuple[str, ...] = ("site",)
+    routed_alone: bool = False
+    """Served under ``/hub/<method>/`` even as the only method (its callback URL is there)."""
 
     def traits(self, **available: Any) -> dict[str, dict[str, Any]]:
         module, name = self.settings.rsplit(".", 1)
@@ -56,10 +58,11 @@ METHODS: dict[str, SignInMethod] = {
         "kioskhub.hub.auth_oidc.KioskOIDCAuthenticator",
         "kioskhub.hub.auth_oidc.oidc_authenticator_config",
         ("site", "oidc_endpoints"),
+        routed_alone=True,
     ),
     "gitlab": SignInMethod(
         "kioskhub.hub.auth_gitlab.KioskGitLabAuthenticator",
-        "kioskhub.hub.auth_gitlab.gitlab_authenticator_config",
+        "kioskhub.hub.auth_settings.gitlab_config",
     ),
 }
 

@@ -1,8 +1,8 @@
 """Site → the authenticator part of the JupyterHub settings (pure).
 
-One method (the shared password alone) runs its authenticator directly, as it always has;
-a provider, or more than one method, runs ``KioskMethodsAuthenticator`` with every enabled
-method from the ``auth_methods.METHODS`` table.
+One method alone runs its authenticator directly (the shared password, GitLab); OIDC, or
+more than one method, runs ``KioskMethodsAuthenticator`` with every enabled method from the
+``auth_methods.METHODS`` table.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ def authenticator_settings(
     """``{class name: {trait: value}}`` for the sign-in methods of ``site``."""
     methods = site.auth.methods()
     available = {"site": site, "passwords": passwords, "oidc_endpoints": oidc_endpoints}
-    if methods == ("shared-password",):
-        settings = METHODS["shared-password"].traits(**available)
+    if len(methods) == 1 and not METHODS[methods[0]].routed_alone:
+        alone = METHODS[methods[0]]
         return {
-            "JupyterHub": {"authenticator_class": METHODS["shared-password"].authenticator_class},
-            **settings,
+            "JupyterHub": {"authenticator_class": alone.authenticator_class},
+            **alone.traits(**available),
         }
     settings: dict[str, dict[str, Any]] = {
         "JupyterHub": {"authenticator_class": COMPOSED},
@@ -55,3 +55,10 @@ def shared_password_config(site: Site, passwords: Passwords) -> dict[str, dict[s
             "reserved_usernames": set(RESERVED_USERNAMES),
         }
     }
+
+
+def gitlab_config(site: Site) -> dict[str, dict[str, Any]]:
+    """Traits of the GitLab method (``auth_gitlab.gitlab_authenticator_config``)."""
+    from .auth_gitlab import gitlab_authenticator_config
+
+    return {"KioskGitLabAuthenticator": gitlab_authenticator_config(site)}

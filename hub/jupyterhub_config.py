@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from kioskhub.hub.auth_gitlab import missing_client_secret
 from kioskhub.hub.dask_gateway import write_gateway_config
 from kioskhub.hub.jupyterhub_settings import apply_settings, find_proxy_command, jupyterhub_settings
 from kioskhub.hub.oidc_discovery import DiscoveryError, discover_for_site
@@ -22,6 +23,10 @@ try:
     oidc_endpoints = discover_for_site(site, os.environ)
 except (ConfigError, DiscoveryError) as error:
     print(f"kioskhub: {error}", file=sys.stderr)
+    sys.exit(2)
+missing_secret = missing_client_secret(site, os.environ)
+if missing_secret:
+    print(missing_secret, file=sys.stderr)
     sys.exit(2)
 
 apply_settings(

@@ -9,9 +9,11 @@ from typing import Any
 
 from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.hub_service import builder_hub_settings
-from kioskhub.image_builder.spawn_catalog import CatalogEnvironments
+from kioskhub.image_builder.spawn_catalog import CatalogEnvironments, GitLabUserImages
+from kioskhub.spawner.environment_kinds import BACKEND_KINDS
 from kioskhub.spawner.pod_image import BaseImageRecipe
 
+from .auth_gitlab import gitlab_url
 from .auth_settings import authenticator_settings
 from .dask_gateway import gateway_hub_settings, merge_settings
 from .oidc_discovery import ProviderEndpoints
@@ -87,9 +89,15 @@ def jupyterhub_settings(
         settings, builder_hub_settings(with_builder_base_image(site), python=sys.executable)
     )
     launchable = launchable_environments(site)
+    if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
+        # Beside those: the images the user's own GitLab projects built, with their token.
+        launchable = GitLabUserImages(gitlab_url(site), launchable)
     if launchable is not None:
         # The spawner reads what a user may launch through this (in a thread, on demand).
         settings["KioskSpawner"]["environments_for_user"] = launchable
+    if site.auth.type == "gitlab":
+        # GitLab's groups are the user's groups; the site's are added by the authenticator.
+        del settings["JupyterHub"]["load_groups"]
     return with_spawner_backend(settings, site)
 
 

@@ -4,6 +4,10 @@
 builders. It re-checks every source against the site's current rules before a build starts
 (the config may have changed since the environment was registered), records success or
 failure through ``catalog_store``, and on start re-queues builds that a restart interrupted.
+
+A build submitted with the asking user's ``GitCredentials`` keeps them in memory until that
+build starts, and hands them to its ``BuildRequest``; they are dropped when it starts or ends,
+and a build queued again after a restart has none (the user rebuilds it).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from .catalog_store import (
     start_build,
     unfinished_builds,
 )
+from .git_credentials import GitCredentials
 from .source_safety import (
     RepositorySource,
     UnsafeSource,
@@ -65,6 +70,7 @@ class BuildRunner:
         self.catalog = catalog
         self.settings = settings
         self.builders = dict(builders)
+        self._credentials: dict[int, GitCredentials] = {}
         self.queue = BuildQueue(
             self._run,
             self._fail,
@@ -74,8 +80,15 @@ class BuildRunner:
 
     # ---- requests -----------------------------------------------------------------------
 
-    def submit(self, build_id: int) -> BuildLog:
-        return self.queue.submit(build_id)
+    def submit(self, build_id: int, credentials: GitCredentials | None = None) -> BuildLog:
+        """Queue a build; ``credentials`` (the asking user's) serve that build alone."""
+        if credentials is not None:
+            self._credentials[build_id] = credentials
+        try:
+            return self.queue.submit(build_id)
+        except Exception:
+            self._credentials.pop(build_id, None)
+            raise
 
     def cancel(self, build_id: int) -> bool:
         return self.queue.cancel(build_id)
@@ -97,6 +110,7 @@ class BuildRunner:
     # ---- one build ------------------------------------------------------------------------
 
     async def _run(self, build_id: int, build_log: BuildLog) -> None:
+        credentials = self._credentials.pop(build_id, None)
         build_log.max_bytes = self.settings.build_log_mb * 1024 * 1024
         with self.catalog.session() as session:
             build = session.get(BuildRecord, build_id)
@@ -120,6 +134,7 @@ class BuildRunner:
                 source=check_source(self.settings, url or "", trusted=owner == SITE_OWNER),
                 ref=check_ref(ref),
                 subdir=check_subdir(subdir),
+                credentials=credentials,
             )
             saver = asyncio.create_task(self._keep_saving(build_id, build_log))
             try:
@@ -141,6 +156,7 @@ class BuildRunner:
             finish_ready(session, session.get(BuildRecord, build_id), artifact, build_log.text())
 
     async def _fail(self, build_id: int, build_log: BuildLog, message: str) -> None:
+        self._credentials.pop(build_id, None)
         build_log.finish("failed")
         with self.catalog.session() as session:
             build = session.get(BuildRecord, build_id)

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .build_log import BuildLog
+from .git_credentials import GitCredentials
 from .source_safety import RepositorySource
 
 BUILDER_VERSION = "2"
@@ -42,6 +43,8 @@ class BuildRequest:
     source: RepositorySource
     ref: str = "HEAD"
     subdir: str = ""
+    credentials: GitCredentials | None = field(default=None, repr=False, compare=False)
+    """The asking user's, for a private repository: fetches only, this build only."""
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,14 @@ class EnvironmentBuilder:
 
     kind = "abstract"
 
-    async def check_registration(self, source: RepositorySource) -> None:
+    async def check_registration(
+        self, source: RepositorySource, credentials: GitCredentials | None = None
+    ) -> None:
         """Raise BuildFailed when a hub user may not register ``source`` with this builder
-        (checked before the environment is recorded); the default allows every checked source."""
+        (checked before the environment is recorded); the default allows every checked source.
+
+        ``credentials``: the user's own, when their access to the source was checked with them.
+        """
 
     async def build(self, request: BuildRequest, log: BuildLog) -> Artifact:
         raise NotImplementedError

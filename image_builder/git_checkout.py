@@ -1,7 +1,10 @@
 """Fetching a repository at a ref with git: shallow where possible, as the build account.
 
 Only checked values (``source_safety``) reach git, always as argv after ``--``, with only the
-source's protocol allowed.
+source's protocol allowed. A user's credentials (``git_credentials``) reach only the fetch
+processes, and what git prints is scrubbed of them before it is logged or shown. With
+credentials the whole history is fetched at once, so that nothing fetches from the source
+again once the build's own steps have run.
 """
 
 from __future__ import annotations
@@ -14,7 +17,11 @@ from pathlib import Path
 from .build_log import BuildLog
 from .build_sandbox import BuildAccount, run_step
 from .builder_base import BuildFailed, BuildRequest
+from .git_credentials import GitCredentials, ScrubbedLog
 from .source_safety import RepositorySource, git_argv, git_environment
+
+NEEDS_SIGN_IN = ("could not read Username", "Authentication failed", "terminal prompts disabled")
+"""What git prints when a repository wants credentials that the fetch did not have."""
 
 
 @dataclass(frozen=True)
@@ -35,9 +42,16 @@ async def fetch_checkout(
     log: BuildLog,
     account: BuildAccount,
     env: Mapping[str, str],
+    credentials: GitCredentials | None = None,
 ) -> Checkout:
-    """Fetch ``ref`` of ``source`` into ``dest`` (shallow, falling back to a full fetch)."""
+    """Fetch ``ref`` of ``source`` into ``dest`` (shallow, falling back to a full fetch).
+
+    ``credentials``: the user's, for the fetches only (see the module docstring).
+    """
     protocols = [source.protocol]
+    scrub = credentials.scrubber() if credentials else str
+    if credentials:
+        log = ScrubbedLog(log, scrub)
     git_env = {**env, **git_environment(protocols, env["HOME"])}
     # git 2.39 honours safe.directory only in global config: local paths may belong to
     # another account than the build account.
@@ -45,30 +59,35 @@ async def fetch_checkout(
     global_config.write_text("[safe]\n\tdirectory = *\n")
     os.chmod(global_config, 0o644)
     git_env["GIT_CONFIG_GLOBAL"] = str(global_config)
+    fetch_env = {**git_env, **(credentials.environment() if credentials else {})}
 
-    async def git(*args: str, check: bool = True) -> tuple[int, str]:
+    async def git(*args: str, check: bool = True, fetching: bool = False) -> tuple[int, str]:
+        step_env = fetch_env if fetching else git_env
         status, output = await run_step(
-            git_argv(protocols, *args), log=log, account=account, cwd=dest.parent, env=git_env
+            git_argv(protocols, *args), log=log, account=account, cwd=dest.parent, env=step_env
         )
+        output = scrub(output)
         if check and status != 0:
-            raise BuildFailed(_git_failure(args, output, source))
+            raise BuildFailed(_git_failure(args, output, source, signed_in=bool(credentials)))
         return status, output
 
     dest.mkdir(parents=True, exist_ok=True)
     if account.switches:
         os.chown(dest, account.uid, account.gid)
     await git("init", "--quiet", "--", str(dest))
+    depth = () if credentials else ("--depth=1",)
     status, _ = await git(
         "-C",
         str(dest),
         "fetch",
         "--quiet",
-        "--depth=1",
+        *depth,
         "--no-tags",
         "--",
         source.fetch_url,
         ref,
         check=False,
+        fetching=True,
     )
     if status == 0:
         await git("-C", str(dest), "checkout", "--quiet", "--detach", "FETCH_HEAD")
@@ -84,6 +103,7 @@ async def fetch_checkout(
             source.fetch_url,
             "+refs/heads/*:refs/remotes/origin/*",
             "+refs/tags/*:refs/tags/*",
+            fetching=True,
         )
         target = ref if ref != "HEAD" else "FETCH_HEAD"
         status, _ = await git(
@@ -122,10 +142,18 @@ async def fetch_checkout(
     return Checkout(path=dest, commit_sha=sha.strip().splitlines()[-1], tree_sha=tree.strip())
 
 
-def _git_failure(args: tuple[str, ...], output: str, source: RepositorySource) -> str:
+def _git_failure(
+    args: tuple[str, ...], output: str, source: RepositorySource, *, signed_in: bool = False
+) -> str:
     last = [line for line in output.splitlines() if line.strip()][-3:]
     what = next((a for a in args if a in ("init", "fetch", "checkout", "rev-parse")), "git")
-    return f"git {what} failed for {source.url}: " + (" / ".join(last) or "no output")
+    message = f"git {what} failed for {source.url}: " + (" / ".join(last) or "no output")
+    if not signed_in and any(sign in output for sign in NEEDS_SIGN_IN):
+        message += (
+            "; the repository asks for a sign-in: a private project on the site's GitLab "
+            "builds with your own GitLab account (sign in with GitLab, then rebuild)"
+        )
+    return message
 
 
 async def fetch_for_build(
@@ -146,5 +174,6 @@ async def fetch_for_build(
         log=log,
         account=account,
         env=env,
+        credentials=request.credentials,
     )
     return checkout, checkout.path / request.subdir if request.subdir else checkout.path

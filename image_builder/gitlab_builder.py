@@ -23,6 +23,7 @@ from .builder_base import Artifact, BuildFailed, BuildRequest, EnvironmentBuilde
 from .catalog import BuildRecord
 from .catalog_db import Catalog
 from .catalog_store import builder_state, set_builder_state
+from .git_credentials import GitCredentials
 from .gitlab_access import build_refusal, traces_readable_by_anyone
 from .gitlab_connection import GitLabError
 from .gitlab_pipeline_variables import PipelineInputError, pipeline_request
@@ -120,14 +121,17 @@ class GitLabCIBuilder(EnvironmentBuilder):
         self.webhook = webhook
         """(URL, secret) of KioskHub's webhook receiver, added to projects that lack it."""
 
-    async def check_registration(self, source: RepositorySource) -> None:
-        """Refuse (BuildFailed) a project the hub user may not have built (gitlab_access)."""
+    async def check_registration(
+        self, source: RepositorySource, credentials: GitCredentials | None = None
+    ) -> None:
+        """Refuse (BuildFailed) a project the hub user may not have built (gitlab_access);
+        with ``credentials`` the user's own access was checked and the bot's rule is moot."""
         try:
             project = await self.builds.register_project(source.url)
         except (PipelineInputError, GitLabError) as error:
             raise BuildFailed(str(error)) from error
         refusal = build_refusal(project.path_with_namespace, project.visibility)
-        if refusal:
+        if refusal and credentials is None:
             raise BuildFailed(refusal)
 
     async def build(self, request: BuildRequest, log: BuildLog) -> Artifact:
@@ -136,7 +140,7 @@ class GitLabCIBuilder(EnvironmentBuilder):
             log.progress(5, "Resolving the GitLab project")
             project = await self.builds.register_project(request.source.url)
             refusal = build_refusal(project.path_with_namespace, project.visibility)
-            if refusal:
+            if refusal and request.credentials is None:
                 raise BuildFailed(refusal)
             if run is None:
                 run = await self._start(request, project, log)

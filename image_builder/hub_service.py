@@ -3,9 +3,11 @@
 Hub-managed: the hub starts ``python -m kioskhub.image_builder.service`` with its API token and
 OAuth
 client, and proxies ``/services/environments/``. The service's own token may only read user
-names, admin flags and groups (``read:users:name``, ``read:users:groups``); every user may
-access the service (``access:services!service=environments``), which decides per handler
-what each user may do.
+names, admin flags and groups (``read:users:name``, ``read:users:groups``) and users'
+authentication state (``admin:auth_state``: read-only; it holds the GitLab token of a user
+signed in with GitLab, which the service reads for the user who asks for a build of a
+private repository, and no other change to users); every user may access the service
+(``access:services!service=environments``), which decides per handler what each user may do.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .build_sandbox import NETWORK_VARIABLES
 
 SERVICE_NAME = "environments"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
-SERVICE_SCOPES = ["read:users:name", "read:users:groups"]
+SERVICE_SCOPES = ["read:users:name", "read:users:groups", "admin:auth_state"]
 SITE_VARIABLE = "KIOSKHUB_SITE_JSON"
 
 
@@ -49,7 +51,9 @@ def builder_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
                 {"name": "user", "scopes": ["self", ACCESS_SCOPE]},
                 {
                     "name": "kioskhub-environments",
-                    "description": "The environment builder: reads who a user is and their groups",
+                    "description": (
+                        "The environment builder: who a user is, their groups, sign-in tokens"
+                    ),
                     "services": [SERVICE_NAME],
                     "scopes": SERVICE_SCOPES,
                 },

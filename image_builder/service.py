@@ -138,7 +138,7 @@ def make_app(
     prefix: str,
     events: PipelineEventBus | None = None,
 ) -> web.Application:
-    state = BuilderState(catalog, runner, site.builder)
+    state = BuilderState(catalog, runner, site.builder, gitlab_url=site.gitlab.url)
     gitlab = gitlab_routes(prefix, site.gitlab, events) if events and site.gitlab.url else []
     return web.Application(
         api_routes(prefix, state) + page_routes(prefix, state) + gitlab,

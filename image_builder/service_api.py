@@ -6,8 +6,10 @@ Every handler method says who may call it with ``@requires(...)``:
 - ``"see"``: a user who may see environment ``<id>`` (owner, shared group, site-wide, admin);
 - ``"manage"``: its owner or an admin (site environments: admins only).
 
-An environment that a user may not see answers 404, as one that does not exist. The routing
-table is at the end of the module.
+An environment that a user may not see answers 404, as one that does not exist. Registering
+or rebuilding a repository on the site's GitLab checks the asking user's own access with their
+GitLab token first (``user_gitlab_credentials``), and that build alone fetches with it. The
+routing table is at the end of the module.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import Any
 from jupyterhub.services.auth import HubOAuthenticated
 from sqlalchemy.orm import Session
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.iostream import StreamClosedError
 
 from kioskhub.hub.schema.builder import BuilderSettings
@@ -42,18 +43,27 @@ from .catalog_store import (
     set_visibility,
     visible,
 )
+from .git_credentials import GitCredentials
 from .openapi import openapi_document
 from .request_body import LimitedBody
-from .source_safety import UnsafeSource, check_ref, check_subdir
+from .source_safety import RepositorySource, UnsafeSource, check_ref, check_subdir
+from .user_gitlab_credentials import hub_user_model, user_credentials
 
 
 class BuilderState:
-    """What every handler shares: the catalog, the runner and the settings."""
+    """What every handler shares: the catalog, the runner, the settings, the site's GitLab."""
 
-    def __init__(self, catalog: Catalog, runner: BuildRunner, settings: BuilderSettings):
+    def __init__(
+        self,
+        catalog: Catalog,
+        runner: BuildRunner,
+        settings: BuilderSettings,
+        gitlab_url: str | None = None,
+    ):
         self.catalog = catalog
         self.runner = runner
         self.settings = settings
+        self.gitlab_url = gitlab_url
 
 
 def requires(permission: str):
@@ -109,6 +119,13 @@ class APIHandler(HubOAuthenticated, LimitedBody):
             raise web.HTTPError(403, "only hub users have environments")
         return await hub_viewer(self.hub_auth, model["name"])
 
+    async def credentials(self, viewer: Viewer, source: RepositorySource) -> GitCredentials | None:
+        """The viewer's own GitLab credentials for ``source`` (403 when they may not read it)."""
+        try:
+            return await user_credentials(self.hub_auth, viewer.name, source, self.state.gitlab_url)
+        except BuildFailed as refused:
+            raise web.HTTPError(403, "%s", str(refused)) from None
+
     def body(self) -> dict[str, Any]:
         try:
             data = json.loads(self.body_bytes or b"{}")
@@ -156,15 +173,7 @@ class APIHandler(HubOAuthenticated, LimitedBody):
 
 async def hub_viewer(hub_auth, name: str) -> Viewer:
     """The user's admin flag and groups, from the hub's API with the service's own token."""
-    request = HTTPRequest(
-        f"{hub_auth.api_url}/users/{name}",
-        headers={"Authorization": f"token {hub_auth.api_token}"},
-        request_timeout=20,
-    )
-    reply = await AsyncHTTPClient().fetch(request, raise_error=False)
-    if reply.code != 200:
-        raise web.HTTPError(502, f"the hub did not describe user {name!r} ({reply.code})")
-    model = json.loads(reply.body)
+    model = await hub_user_model(hub_auth, name)
     return Viewer(name, frozenset(model.get("groups") or ()), bool(model.get("admin")))
 
 
@@ -189,8 +198,9 @@ class EnvironmentsHandler(APIHandler):
                 f"the {builder} builder is not available here; use one of "
                 f"{', '.join(self.state.runner.builders)}",
             )
+        credentials = await self.credentials(viewer, source)
         try:
-            await self.state.runner.builders[builder].check_registration(source)
+            await self.state.runner.builders[builder].check_registration(source, credentials)
         except BuildFailed as refused:
             raise web.HTTPError(403, "%s", str(refused)) from None
         with self.state.catalog.session() as session:
@@ -208,7 +218,7 @@ class EnvironmentsHandler(APIHandler):
                 description=str(body.get("description") or "")[:2000],
             )
             build_id = build.id
-        self.state.runner.submit(build_id)
+        self.state.runner.submit(build_id, credentials)
         with self.state.catalog.session() as session:
             self.send(self.env_dict(session.get(EnvironmentRecord, row.id)), 201)
 
@@ -239,6 +249,10 @@ class RebuildHandler(APIHandler):
         if row.builder == "site":
             raise web.HTTPError(400, f"{row.name!r} is a site environment; nothing to build")
         body = self.body()
+        source = check_source(
+            self.state.settings, row.repo_url or "", trusted=row.owner == SITE_OWNER
+        )
+        credentials = await self.credentials(viewer, source)
         check_queue_room(
             session, row.owner, self.state.settings.max_queued_builds_per_user, viewer.name
         )
@@ -246,7 +260,7 @@ class RebuildHandler(APIHandler):
             row.ref = check_ref(body["ref"])
         build = queue_build(session, row)
         session.commit()
-        self.state.runner.submit(build.id)
+        self.state.runner.submit(build.id, credentials)
         self.send(self.env_dict(row), 202)
 
 

@@ -9,15 +9,22 @@ its last successful build, with the repository's files kept at that commit (in a
 beside the environments for an image: ``repository_files``).
 Everything after that (the form, the choice, the LaunchSpec, the launch) is the spawner's
 ordinary path.
+
+With GitLab sign-in, ``GitLabUserImages`` wraps that reader and adds the images that the
+user's own GitLab projects built with the CI template, listed with the user's own token
+(from the auth state), pinned by digest. If GitLab cannot list them, the form says so in a
+note and offers everything else.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -29,6 +36,9 @@ from kioskhub.hub.schema.site import Site
 from .catalog import SITE_OWNER, EnvironmentRecord
 from .catalog_access import Viewer, can_see
 from .catalog_db import Catalog, has_schema, open_catalog
+from .gitlab_connection import GitLabAuthError, GitLabError
+from .gitlab_registry import BuiltImage, gitlab_token_from_auth_state, list_user_images
+from .gitlab_registry import user_connection as gitlab_user_connection
 from .repository_files import folder_name, image_files_holder, is_kept, kept_source
 
 log = logging.getLogger(__name__)
@@ -58,7 +68,7 @@ class CatalogEnvironments:
         return self
 
     async def __call__(
-        self, site: Site, username: str, groups: Iterable[str]
+        self, site: Site, username: str, groups: Iterable[str], auth_state=None
     ) -> tuple[Environment, ...]:
         return await asyncio.to_thread(self.read, site, username, tuple(groups))
 
@@ -167,3 +177,127 @@ def _pinned(description: str, row: EnvironmentRecord) -> str:
     commit = f" @ {row.commit_sha[:12]}" if row.commit_sha else ""
     pinned = f"Built from {source}{commit}." if source else ""
     return " ".join(part for part in (description, pinned) if part)
+
+
+# --- the user's own GitLab images -------------------------------------------------------
+
+COMMIT_TAG = re.compile(r"[0-9a-f]{40}")
+"""The CI template tags each image with its commit; other tags are not its images."""
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+IMAGE_REF = re.compile(r"[a-z0-9][a-z0-9.:-]*(/[a-z0-9._-]+)+:[0-9a-f]{40}")
+IMAGES_PER_PROJECT = 3
+GITLAB_TIMEOUT = 20.0
+
+
+class UserEnvironments(tuple):
+    """Environments, plus ``notes`` for the spawn form (e.g. why GitLab's are missing)."""
+
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, environments: Iterable[Environment], notes: Iterable[str] = ()):
+        result = cls(environments)
+        result.notes = tuple(notes)
+        return result
+
+
+class GitLabUserImages:
+    """``await GitLabUserImages(url, inner)(site, username, groups, auth_state)``: ``inner``'s
+    environments, then the images of the user's own GitLab projects.
+
+    The listing runs with the user's token from ``auth_state`` (so GitLab's permissions
+    decide) in a worker thread; an error or a slow GitLab becomes a note, not a broken form.
+    """
+
+    needs_auth_state = True
+    """The spawner reads the user's auth state only for readers that say they need it."""
+
+    def __init__(
+        self,
+        gitlab_url: str,
+        inner: Callable[..., Awaitable[tuple[Environment, ...]]] | None = None,
+        timeout: float = GITLAB_TIMEOUT,
+    ) -> None:
+        self.gitlab_url = gitlab_url
+        self.inner = inner
+        self.timeout = timeout
+
+    def __deepcopy__(self, memo) -> GitLabUserImages:
+        return self
+
+    async def __call__(
+        self,
+        site: Site,
+        username: str,
+        groups: Iterable[str],
+        auth_state: Mapping[str, Any] | None = None,
+    ) -> tuple[Environment, ...]:
+        groups = tuple(groups)
+        base = await self.inner(site, username, groups) if self.inner else site.environments
+        token = gitlab_token_from_auth_state(auth_state)
+        if token is None:
+            return tuple(base)
+        try:
+            images = await asyncio.wait_for(self._list(token), self.timeout)
+        except TimeoutError:
+            return UserEnvironments.of(
+                base,
+                [
+                    f"GitLab did not answer in {self.timeout:g} s: "
+                    "your GitLab images are not listed."
+                ],
+            )
+        except GitLabAuthError:
+            return UserEnvironments.of(
+                base,
+                [
+                    "GitLab no longer accepts your sign-in: sign "
+                    "out and in again to see your GitLab images."
+                ],
+            )
+        except (GitLabError, OSError) as error:
+            log.warning("Listing %s's GitLab images failed: %s", username, error)
+            return UserEnvironments.of(base, [f"Your GitLab images could not be listed: {error}"])
+        taken = {environment.name for environment in base}
+        return UserEnvironments.of(
+            [*base, *(e for e in gitlab_environments(images) if e.name not in taken)]
+        )
+
+    async def _list(self, token: str) -> list[BuiltImage]:
+        connection = gitlab_user_connection(self.gitlab_url, token)
+        try:
+            return await list_user_images(connection)
+        finally:
+            connection.close()
+
+
+def gitlab_environments(images: Iterable[BuiltImage]) -> list[Environment]:
+    """Pure: the images the CI template built (tagged by commit) as image environments,
+    pinned by digest, the newest ``IMAGES_PER_PROJECT`` of each project."""
+    by_project: dict[int, list[BuiltImage]] = {}
+    for image in images:
+        valid = (
+            COMMIT_TAG.fullmatch(image.tag)
+            and DIGEST.fullmatch(image.digest)
+            and IMAGE_REF.fullmatch(image.ref)
+        )
+        if valid:
+            by_project.setdefault(image.project_id, []).append(image)
+    environments = []
+    for project_id in sorted(by_project):
+        newest = sorted(by_project[project_id], key=lambda i: i.created_at or "", reverse=True)
+        for image in newest[:IMAGES_PER_PROJECT]:
+            name = f"gitlab-{project_id}-{image.tag[:12]}"
+            if any(environment.name == name for environment in environments):
+                continue
+            environments.append(
+                Environment(
+                    name=name,
+                    display_name=f"{image.project_path[:80]} @ {image.tag[:12]} (GitLab)",
+                    description=f"Built by GitLab CI from {image.project_path[:200]} at commit "
+                    f"{image.tag}; pinned to {image.digest[:19]}.",
+                    kind="image",
+                    image=image.pinned_ref,
+                )
+            )
+    return environments

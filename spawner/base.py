@@ -11,7 +11,9 @@ One start, as JupyterHub drives it
 1. ``apply_user_options`` (``check_choice``): the user's environments are awaited from
    ``environments_for_user`` (the hub assembly wires the build catalog there, read off the
    event loop), kept to those this backend runs, and the choice becomes a LaunchSpec, or a
-   400 whose message says why. This is the only place a choice is checked.
+   400 whose message says why. This is the only place a choice is checked. The user's lab
+   identity (``auth.identity``, ``lab_identity``) is resolved here too, into ``spec.identity``;
+   a user without a valid one gets a 400 that says why, before anything is made.
 2. ``start`` takes that LaunchSpec (built once; it is ``self.spec`` from then on), assigns
    GPUs when ``assigns_gpus`` and the profile asks for them, then runs the backend's steps:
 
@@ -61,6 +63,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from html import escape
 from typing import Any, ClassVar
 
 from tornado import web
@@ -75,13 +79,16 @@ from kioskhub.hub.schema.site import Site
 from . import gpu_assignments, gpus
 from .dask_clusters import stop_user_clusters
 from .environment_kinds import environment_kind, refusal
+from .lab_identity import resolve_identity
 from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec, normalise_options
 from .spawn_feedback import SpawnFeedback
 from .spawn_form import options_from_form, render_spawn_form
 
-EnvironmentsForUser = Callable[[Site, str, tuple[str, ...]], Awaitable[tuple[Environment, ...]]]
+EnvironmentsForUser = Callable[..., Awaitable[tuple[Environment, ...]]]
 """``await environments_for_user(site, username, groups)``: every environment the user may
-launch (the site's and the build catalog's), before any backend's filter."""
+launch (the site's and the build catalog's), before any backend's filter. A callable whose
+``needs_auth_state`` is true is also given ``auth_state=`` (the user's, decrypted), and may
+return a tuple with ``notes``: lines the spawn form shows above the choices."""
 
 LOG_TAIL_LINES = 20
 
@@ -99,7 +106,8 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         config_environments,
         config=True,
         help="Async callable (site, username, groups) → the environments the user may "
-        "launch. KioskHub wires the build catalog here; default: the site config's.",
+        "launch (with auth_state= too when it has needs_auth_state). KioskHub wires the "
+        "build catalog and the user's GitLab images here; default: the site config's.",
     )
     launch_state = Dict(help="Checkpoints of the running server's launch (saved state).")
     gpu_uuids = Unicode("", help="GPUs assigned to the running server, comma-separated.")
@@ -113,6 +121,7 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
     waits_for_answer: ClassVar[bool] = True
     isolation_warning = ""
     checked_environments: tuple[Environment, ...] = ()
+    environment_notes: tuple[str, ...] = ()
 
     @default("options_form")
     def _default_options_form(self):
@@ -134,8 +143,15 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         return refusal(environment, self.backend_name)
 
     async def user_environments(self) -> tuple[Environment, ...]:
-        """Every environment the user may launch (before this backend's filter)."""
-        return tuple(await self.environments_for_user(self.site, self.user.name, self.groups()))
+        """Every environment the user may launch (before this backend's filter); the
+        reader's notes, if any, in ``environment_notes``."""
+        reader = self.environments_for_user
+        extra = {}
+        if getattr(reader, "needs_auth_state", False):
+            extra["auth_state"] = await self.user.get_auth_state()
+        environments = await reader(self.site, self.user.name, self.groups(), **extra)
+        self.environment_notes = tuple(getattr(environments, "notes", ()))
+        return tuple(environments)
 
     def runnable(self, environments) -> tuple[Environment, ...]:
         return tuple(e for e in environments if self.why_not_runnable(e) is None)
@@ -166,8 +182,12 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         environments = await self.user_environments()
         try:
             spec = self.build_spec(options, environments)
+            identity = await resolve_identity(
+                self.site, self.user.name, lambda: self.user.get_auth_state()
+            )
         except ChoiceError as error:
             raise web.HTTPError(400, "%s", str(error)) from None
+        spec = replace(spec, identity=identity)
         self._checked = (dict(options or {}), spec, self._summarise(spec, environments))
         self.checked_environments = environments
         return spec
@@ -201,7 +221,11 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         groups = self.groups()
         environments = allowed(await self.user_environments(), groups)
         refused = {e.name: why for e in environments if (why := self.why_not_runnable(e))}
-        return render_spawn_form(
+        notes = "".join(
+            f'<p class="alert alert-warning kh-note">{escape(note)}</p>'
+            for note in self.environment_notes
+        )
+        return notes + render_spawn_form(
             environments, allowed(self.site.profiles, groups), self.user_options, refused
         )
 

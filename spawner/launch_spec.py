@@ -11,11 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from kioskhub.hub.schema.choices import Choice, Environment, ResourceProfile
 from kioskhub.hub.schema.dask import client_env
 from kioskhub.hub.schema.site import Site
+
+if TYPE_CHECKING:
+    from .lab_identity import LabIdentity
 
 OPTION_KEYS = ("environment", "profile")
 
@@ -75,6 +79,8 @@ class LaunchSpec:
     examples_source: Path | None = None
     examples_target: str = "examples"
     repository_files: RepositoryFiles | None = None
+    identity: LabIdentity | None = None
+    """The lab identity the server runs as (``auth.identity``); None: a kh- account."""
 
 
 def allowed(choices: Iterable[Choice], groups: Iterable[str]) -> list[Choice]:

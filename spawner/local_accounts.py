@@ -1,4 +1,5 @@
-"""System accounts for hub users on the local backend (``kh-ada`` for hub user ``ada``)."""
+"""The account a hub user's local server runs as: their lab identity (``auth.identity``), or
+a system account of KioskHub's own (``kh-ada`` for hub user ``ada``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,15 @@ from .local_plan import Account
 
 def account_name(site: Site, username: str) -> str:
     return f"{site.spawner.system_user_prefix}{username}"
+
+
+async def server_account(site: Site, spec: LaunchSpec) -> Account:
+    """The lab identity of ``spec`` as it is (no account is created for it), or the user's
+    kh- account (``ensure_account``)."""
+    identity = spec.identity
+    if identity is not None:
+        return Account(identity.name, identity.uid, identity.gid, identity.supplementary_gids)
+    return await ensure_account(site, spec)
 
 
 async def ensure_account(site: Site, spec: LaunchSpec) -> Account:

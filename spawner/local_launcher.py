@@ -132,13 +132,15 @@ def enter_cgroups(procs_files: list[str]) -> None:
             handle.write(str(os.getpid()))
 
 
-def become(user: str, uid: int, gid: int, extra_groups: list[int]) -> None:
-    """Drop to the account for good: its groups (and ``extra_groups``), gid, uid, and no
-    setuid gains after."""
+def become(initgroups: str | None, uid: int, gid: int, groups: list[int]) -> None:
+    """Drop to the account for good: the name service's groups of ``initgroups`` (a kh-
+    account; None for a lab identity, whose groups are all in ``groups``) and ``groups``,
+    then gid, uid, and no setuid gains after."""
     os.setgroups([])
-    os.initgroups(user, gid)
-    if extra_groups:
-        os.setgroups([*os.getgroups(), *extra_groups])
+    if initgroups is not None:
+        os.initgroups(initgroups, gid)
+    if groups:
+        os.setgroups([*os.getgroups(), *groups])
     os.setgid(gid)
     os.setuid(uid)
     forbid_new_privileges()
@@ -156,7 +158,7 @@ def main(argv: list[str]) -> None:
         private_mounts(plan["binds"], plan["home"], plan["uid"])
     enter_cgroups(plan["cgroup_procs"])
     if plan["uid"] is not None:
-        become(plan["user"], plan["uid"], plan["gid"], plan["groups"])
+        become(plan["initgroups"], plan["uid"], plan["gid"], plan["groups"])
     os.chdir(plan["home"])
     os.execvpe(command[0], command, os.environ)
 

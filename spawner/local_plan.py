@@ -24,6 +24,9 @@ class Account:
     name: str
     uid: int
     gid: int
+    groups: tuple[int, ...] | None = None
+    """Exactly these supplementary groups (a lab identity, which may have no passwd entry);
+    None: the account's own groups in the name service (``initgroups``)."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,10 @@ class LocalLaunch:
         """Names of the folders in the home that data is mounted on."""
         return tuple(Path(b.target).name for b in self.binds if Path(b.target).parent == self.home)
 
+    @property
+    def _account_groups(self) -> tuple[int, ...] | None:
+        return self.account.groups if self.account else ()
+
     def launcher_argv(self, python: str = sys.executable) -> list[str]:
         """The command wrapped in the launcher that sets up mounts, cgroups and the account."""
         plan = {
@@ -63,8 +70,8 @@ class LocalLaunch:
             "cgroup_procs": list(self.cgroup_procs),
             "uid": self.account.uid if self.account else None,
             "gid": self.account.gid if self.account else None,
-            "groups": list(self.extra_groups),
-            "user": self.account.name if self.account else None,
+            "groups": [*(self._account_groups or ()), *self.extra_groups],
+            "initgroups": self.account.name if self._account_groups is None else None,
             "home": str(self.home),
         }
         launcher = "kioskhub.spawner.local_launcher"

@@ -27,7 +27,7 @@ from kioskhub.hub.schema.builder import environment_gids
 from . import local_files
 from .base import LOG_TAIL_LINES, SpawnBackend
 from .launch_spec import ChoiceError, LaunchSpec
-from .local_accounts import ensure_account
+from .local_accounts import server_account
 from .local_limits import limit_server, limits_state, reattach_limits
 from .local_plan import local_launch
 from .readiness import accepts_connections
@@ -85,9 +85,15 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
             raise web.HTTPError(
                 500, "spawner.isolation is system-users, but the hub does not run as root."
             )
+        if spec.identity and not self.isolated:
+            raise web.HTTPError(
+                500,
+                "auth.identity runs servers as lab identities, which needs the hub to run as "
+                "root with spawner.isolation auto or system-users.",
+            )
         if self.isolated:
             self.report(20, "Preparing your system account")
-        account = await ensure_account(self.site, spec) if self.isolated else None
+        account = await server_account(self.site, spec) if self.isolated else None
         try:
             plan = local_launch(
                 spec, own_prefix=Path(sys.prefix), account=account, gpu_devices=gpu_devices

@@ -161,6 +161,7 @@ def pod_model(spec: LaunchSpec, pods: PodSettings, target: PodTarget) -> V1Pod:
         for m in spec.mounts
     ]
     gpus = {pods.gpu_resource: str(spec.gpu_count)} if spec.gpu_count else None
+    uid, gid, supplemental, fs_gid = pod_identity(spec, pods)
     container_extra: dict[str, Any] = {}
     if target.publish:
         host_ip, host_port = target.publish
@@ -180,9 +181,10 @@ def pod_model(spec: LaunchSpec, pods: PodSettings, target: PodTarget) -> V1Pod:
         image=target.image,
         image_pull_policy=pods.image_pull_policy,
         node_selector=dict(placement.node_selector) if placement else None,
-        uid=pods.uid,
-        gid=pods.gid,
-        fs_gid=pods.gid,
+        uid=uid,
+        gid=gid,
+        fs_gid=fs_gid,
+        supplemental_gids=supplemental,
         allow_privilege_escalation=False,
         container_security_context={"capabilities": {"drop": ["ALL"]}},
         pod_security_context={"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
@@ -201,6 +203,20 @@ def pod_model(spec: LaunchSpec, pods: PodSettings, target: PodTarget) -> V1Pod:
         extra_container_config=container_extra or None,
         extra_pod_config={"restartPolicy": "Never"},
     )
+
+
+def pod_identity(spec: LaunchSpec, pods: PodSettings):
+    """(runAsUser, runAsGroup, supplementalGroups, fsGroup) of ``spec``'s pod.
+
+    The site's ``pods.uid``/``pods.gid`` (also the volumes' group), or the user's lab
+    identity. A lab identity gets no fsGroup: the kubelet would re-own the volumes it
+    manages (a data claim too) to the user's group, and the central data's own
+    permissions are what must decide.
+    """
+    identity = spec.identity
+    if identity is None:
+        return pods.uid, pods.gid, None, pods.gid
+    return identity.uid, identity.gid, list(identity.supplementary_gids) or None, None
 
 
 def _toleration(toleration) -> dict[str, str]:

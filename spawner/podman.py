@@ -41,6 +41,7 @@ from .podman_plan import (
     hub_labels,
     hub_tag,
     names_from_state,
+    own_home_volume_args,
     pod_reachable_env,
     pod_state,
     podman_names,
@@ -107,7 +108,9 @@ class PodmanSpawner(SpawnBackend, Spawner):
         groups = await asyncio.to_thread(
             files_group, spec.repository_files, environment_gids(self.site.builder)
         )
-        copied = await prepare_home(spec, (pods.uid, pods.gid), groups=groups)
+        owner = (spec.identity.uid, spec.identity.gid) if spec.identity else (pods.uid, pods.gid)
+        copied = await prepare_home(spec, owner, groups=groups)
+        self._home_owner = owner
         if copied:
             self.log.info("Copied examples %s into %s", ", ".join(copied), spec.home)
         self.image = image
@@ -165,12 +168,20 @@ class PodmanSpawner(SpawnBackend, Spawner):
             raise web.HTTPError(500, "%s", f"Your server could not be started: {error}") from None
 
     async def _ensure_home_volume(self, spec: LaunchSpec, names: PodmanNames) -> None:
-        """Provision the home claim as a podman volume bound to the user's home folder."""
+        """Provision the home claim as a podman volume bound to the user's home folder, and
+        mount it once as its owner (``own_home_volume_args``); removed again if that fails."""
         exists = await run_podman("volume", "exists", names.home_claim, check=False)
         if exists.returncode == 0:
             return
         claim = bound_claim(build_home_claim(spec, self.site.pods, names.home_claim), spec.home)
         await self._podman("kube", "play", "-", stdin=yaml.safe_dump(claim).encode())
+        try:
+            await self._podman(
+                *own_home_volume_args(names.home_claim, self._home_owner, self.image)
+            )
+        except web.HTTPError:
+            await run_podman("volume", "rm", "--force", names.home_claim, check=False)
+            raise
 
     async def _container_status(self) -> tuple[str, int]:
         """('running', 0), ('exited', 137), ... or ('missing', 0) for the server's container."""

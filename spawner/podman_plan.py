@@ -97,6 +97,28 @@ def bound_claim(claim: dict[str, Any], folder: Path) -> dict[str, Any]:
     return {**claim, "metadata": metadata}
 
 
+OWNED_MOUNT = "/kioskhub-home-volume"
+"""Where ``own_home_volume_args`` mounts a new home volume: a path no image has."""
+
+
+def own_home_volume_args(claim: str, owner: tuple[int, int], image: str) -> tuple[str, ...]:
+    """``podman run`` arguments that mount a new home volume once, as its owner, in a
+    container that does nothing.
+
+    On a named volume's first mount podman re-owns its folder to the process's uid and gid,
+    then to the image's own folder at the mount path (``/home/jovyan``: 1000:100), which
+    would hand a lab user's home to whoever holds uid 1000. Mounted first here, as the
+    owner and at a path no image has, the volume keeps the owner the home was given.
+    """
+    uid, gid = owner
+    return (
+        "run", "--rm", "--pull", "never", "--network", "none", "--user", f"{uid}:{gid}",
+        "--cap-drop", "all", "--security-opt", "no-new-privileges", "--pids-limit", "16",
+        "--memory", "64m", "--timeout", "60", "--entrypoint", "/bin/true",
+        "--volume", f"{claim}:{OWNED_MOUNT}", image,
+    )  # fmt: skip
+
+
 def pod_state(names: PodmanNames, host_port: int, image: str) -> dict[str, Any]:
     """What the hub keeps to find a running pod again after a restart (versioned)."""
     return {

@@ -123,21 +123,37 @@ class IdentitySettings(Section):
     source: Literal["accounts", "claims", "nss"] = Field(
         "accounts",
         description="accounts: each user runs as a kh-<name> system account KioskHub creates "
-        "(sites without a directory); claims: the UID, GID and groups come from the "
-        "provider's claims (see uid_claim, gid_claim, gids_claim); nss: from this machine's "
-        "name service (/etc/passwd, LDAP, SSSD) by the hub username.",
+        "(sites without a directory); claims: the UID, GID and groups come from the OIDC "
+        "provider's claims (see uid_claim, gid_claim, gids_claim), or, with the shared "
+        "password (see trust_shared_password), from the claims an admin sets in each "
+        "user's auth state through the REST API (auth_state.oauth_user); nss: from this "
+        "machine's name service (/etc/passwd, LDAP, SSSD) by the hub username. A user "
+        "without a valid identity gets no server.",
     )
-    uid_claim: str = Field("uidNumber", min_length=1, description="Claim holding the UID.")
-    gid_claim: str = Field("gidNumber", min_length=1, description="Claim holding the primary GID.")
+    uid_claim: str = Field(
+        "uidNumber", min_length=1, description="Claim holding the UID (a JSON integer)."
+    )
+    gid_claim: str = Field(
+        "gidNumber", min_length=1, description="Claim holding the primary GID (a JSON integer)."
+    )
     gids_claim: str | None = Field(
         None,
-        description="Claim listing supplementary GIDs (numbers). Empty: none from claims.",
+        description="Claim listing supplementary GIDs (a list of JSON integers). Empty: none "
+        "from claims. Gids below min_id, or in KioskHub's reserved ranges, are left out.",
+    )
+    trust_shared_password: bool = Field(
+        False,
+        description="Give lab identities to users who sign in with the shared password too. "
+        "Anyone who knows it may sign in under any username, and so run as that name's "
+        "directory account (nss) or claims: only for a machine where everyone who has the "
+        "password may act as every account. Off: a site that offers the shared password "
+        "cannot use source claims or nss.",
     )
     min_id: int = Field(
         1000,
         ge=1,
-        description="Smallest UID or GID a server may run as; smaller ones are system ids "
-        "and are refused.",
+        description="Smallest UID or GID a server may run as; smaller ones (root, system "
+        "accounts, and the kh- accounts, which are system accounts) are refused.",
     )
 
 
@@ -185,10 +201,22 @@ class AuthSettings(Section):
             raise ValueError("auth.type is gitlab: give auth.gitlab (client_id)")
         if self.type in self.also:
             raise ValueError(f"auth.also repeats the main method {self.type!r}")
-        if self.identity.source == "claims" and self.type != "oidc":
+        if self.identity.source == "claims" and self.type == "gitlab":
             raise ValueError(
-                "auth.identity.source is claims, which only an OIDC provider gives: "
-                "set auth.type to oidc, or use source nss"
+                "auth.identity.source is claims, but GitLab releases no uid or gid claims: "
+                "use auth.type oidc, or source nss"
+            )
+        if (
+            self.identity.source != "accounts"
+            and "shared-password" in self.methods()
+            and not self.identity.trust_shared_password
+        ):
+            raise ValueError(
+                f"auth.identity.source is {self.identity.source}, but the shared password "
+                "lets anyone who knows it sign in under any username, and so run as any "
+                "lab account: take shared-password out of auth.type and auth.also, or set "
+                "auth.identity.trust_shared_password if everyone who has it may act as "
+                "every account"
             )
         return self
 

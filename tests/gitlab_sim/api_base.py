@@ -1,8 +1,10 @@
 """The base of the simulated API's handlers: identity, permissions, bodies, pagination, errors.
 
 - Authentication: ``PRIVATE-TOKEN`` (personal access tokens) or ``Authorization: Bearer``
-  (OAuth tokens). A token GitLab does not know is ``401 {"message": "401 Unauthorized"}``,
-  even on public resources; no token at all reads public projects only.
+  (OAuth tokens, held to their scopes: ``read_user`` reads ``/user`` only, ``read_api``
+  reads everything, ``api`` does everything; else ``403 insufficient_scope``). A token
+  GitLab does not know is ``401 {"message": "401 Unauthorized"}``, even on public
+  resources; no token at all reads public projects only.
 - Lists use offset pagination: ``page``, ``per_page`` (default 20, at most 100) and the
   headers ``X-Page``, ``X-Per-Page``, ``X-Total``, ``X-Total-Pages``, ``X-Next-Page``,
   ``X-Prev-Page`` and ``Link`` (``rel="next"``, ``"prev"``, ``"first"``, ``"last"``).
@@ -51,7 +53,26 @@ class ApiHandler(RequestHandler):
         user = self.model.user_for_token(token)
         if user is None:
             raise ModelError(401, {"message": "401 Unauthorized"})
+        scopes = self.model.token_scopes.get(token)
+        if scopes is not None and not self._scope_allows(scopes):
+            raise ModelError(
+                403,
+                {
+                    "error": "insufficient_scope",
+                    "error_description": "The request requires higher privileges than "
+                    "provided by the access token.",
+                    "scope": "api read_api",
+                },
+            )
         return user
+
+    def _scope_allows(self, scopes: tuple[str, ...]) -> bool:
+        """``read_user`` reads the user alone; ``read_api`` reads all; ``api`` does all."""
+        if "api" in scopes:
+            return True
+        if self.request.method in ("GET", "HEAD") and "read_api" in scopes:
+            return True
+        return self.request.path == "/api/v4/user" and "read_user" in scopes
 
     def signed_in(self) -> User:
         user = self.caller()

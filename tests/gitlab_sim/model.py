@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import secrets
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -41,6 +42,31 @@ class User:
     username: str
     name: str
     is_admin: bool = False
+
+
+@dataclass(eq=False)
+class Group:
+    """A GitLab group (``full_path`` like ``lab/physics``) and its members' access levels."""
+
+    id: int
+    full_path: str
+    members: dict[int, int]
+    visibility: str = "private"
+
+    @property
+    def path(self) -> str:
+        return self.full_path.rpartition("/")[2]
+
+
+@dataclass(eq=False)
+class OAuthApplication:
+    """An OAuth application registered in GitLab (Admin area or user settings)."""
+
+    name: str
+    client_id: str
+    secret: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
 
 
 @dataclass(eq=False)
@@ -164,6 +190,12 @@ class GitLabModel:
         self.lock = threading.RLock()
         self.users: dict[int, User] = {}
         self.tokens: dict[str, int] = {}
+        self.token_expiry: dict[str, float] = {}
+        """OAuth access tokens' expiry (time.time()); personal access tokens have none."""
+        self.token_scopes: dict[str, tuple[str, ...]] = {}
+        """OAuth access tokens' scopes; personal access tokens here act with every scope."""
+        self.groups: dict[int, Group] = {}
+        self.applications: dict[str, OAuthApplication] = {}
         self.projects: dict[int, Project] = {}
         self.pipelines: dict[int, Pipeline] = {}
         self.jobs: dict[int, tuple[Pipeline, Job]] = {}
@@ -174,6 +206,7 @@ class GitLabModel:
         }
         self._ids["repository"] = itertools.count(300)
         self._ids["hook"] = itertools.count(1)
+        self._ids["group"] = itertools.count(700)
 
     # --- set-up, as a test arranges its GitLab -----------------------------------------
 
@@ -215,6 +248,27 @@ class GitLabModel:
             self.projects[project.id] = project
             return project
 
+    def add_group(self, full_path: str, members: dict[User, str] | None = None) -> Group:
+        with self.lock:
+            levels = {user.id: ACCESS_LEVELS[role] for user, role in (members or {}).items()}
+            group = Group(next(self._ids["group"]), full_path, levels)
+            self.groups[group.id] = group
+            return group
+
+    def add_application(
+        self,
+        name: str,
+        redirect_uri: str,
+        scopes: tuple[str, ...] = ("read_user", "read_api"),
+    ) -> OAuthApplication:
+        """An OAuth application, as an admin creates it; its id and secret are generated."""
+        with self.lock:
+            application = OAuthApplication(
+                name, secrets.token_hex(32), f"gloas-{secrets.token_hex(32)}", redirect_uri, scopes
+            )
+            self.applications[application.client_id] = application
+            return application
+
     def add_trigger_token(self, project: Project, owner: User) -> str:
         with self.lock:
             token = f"glptt-{secrets.token_hex(10)}"
@@ -249,6 +303,10 @@ class GitLabModel:
     # --- permissions --------------------------------------------------------------------
 
     def user_for_token(self, token: str) -> User | None:
+        """The token's user; None for an unknown, revoked or expired token."""
+        expiry = self.token_expiry.get(token)
+        if expiry is not None and time.time() >= expiry:
+            return None
         user_id = self.tokens.get(token)
         return self.users.get(user_id) if user_id is not None else None
 

@@ -21,7 +21,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tests.support.threaded_api import ThreadedAPI
 
 from .api import ROUTES, NotFoundHandler
+from .git_http import GIT_ROUTES, GitRepositories
 from .model import Delivery, GitLabModel, Pipeline
+from .oauth import OAUTH_ROUTES, OAuthTokens
 
 
 @dataclass(frozen=True)
@@ -39,13 +41,15 @@ class GitLabSimulation(ThreadedAPI):
     """Start with ``with GitLabSimulation() as gitlab:``; ``gitlab.url`` is its base URL."""
 
     name = "GitLab simulation"
-    routes = ROUTES
+    routes = ROUTES + OAUTH_ROUTES + GIT_ROUTES
     not_found = NotFoundHandler
 
-    def __init__(self, *, step_interval: float = 0.05):
+    def __init__(self, *, step_interval: float = 0.05, token_lifetime: int = 7200):
         super().__init__()
         self.step_interval = step_interval
         self.model = GitLabModel()
+        self.oauth = OAuthTokens(self.model, expires_in=token_lifetime)
+        self.git = GitRepositories()
         self.requests: list[tuple[str, str, str]] = []
         self.deliveries: list[DeliveryRecord] = []
         self._outbox: asyncio.Queue | None = None

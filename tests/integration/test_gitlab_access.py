@@ -18,6 +18,7 @@ from kioskhub.hub.schema.builder import BuilderSettings
 from kioskhub.image_builder.build_log import BuildLog
 from kioskhub.image_builder.build_runner import check_source
 from kioskhub.image_builder.builder_base import BuildFailed, BuildRequest
+from kioskhub.image_builder.git_credentials import GITLAB_TOKEN_USER, GitCredentials
 from kioskhub.image_builder.gitlab_builder import GitLabCIBuilder
 from kioskhub.image_builder.gitlab_connection import GitLabConnection
 from kioskhub.image_builder.gitlab_pipelines import FollowTimings, GitLabCIBuilds
@@ -116,3 +117,27 @@ def test_job_logs_gitlab_hides_are_not_copied(gitlab, visibility, public_jobs):
     assert error is None, log.text()
     assert TRACE_LINE not in log.text()
     assert "The job logs are not copied here: GitLab shows them only to members of" in (log.text())
+
+
+def test_a_private_project_is_built_for_a_user_whose_own_token_reads_it(gitlab):
+    """The service checked the user's access with their token (user_gitlab_credentials) and
+    hands it on: the bot's rule for users without a token no longer applies."""
+    project(gitlab, "lab/secret", "private")
+    credentials = GitCredentials(GITLAB_TOKEN_USER, "a token the service checked")
+    request = BuildRequest(
+        build_id=1,
+        owner="ada",
+        name="env",
+        source=source(gitlab, "lab/secret"),
+        credentials=credentials,
+    )
+
+    async def scenario():
+        ci = builder(gitlab)
+        await ci.check_registration(request.source, credentials)
+        return await ci.build(request, BuildLog())
+
+    artifact = asyncio.run(scenario())
+
+    [pipeline] = gitlab.model.pipelines.values()
+    assert artifact.commit_sha == pipeline.sha and artifact.image_digest.startswith("sha256:")

@@ -316,3 +316,57 @@ def test_profile_list_is_generated_from_the_site_and_gated_by_groups(cluster, si
     assert "only for the groups physics" in refused.log_message % refused.args
     assert chosen == ("rocker/r-ver:4.4", 0.5, 2**30)
     assert parsed == ({"profile": "small", "environment": "root"}, {"environment": "root"})
+
+
+def with_identity(site: Site) -> Site:
+    auth = {"identity": {"source": "claims", "gids_claim": "gidNumbers",
+                         "trust_shared_password": True}}  # fmt: skip
+    return Site.model_validate({**site.model_dump(mode="json", exclude_unset=True), "auth": auth})
+
+
+def test_the_pod_runs_as_the_users_lab_identity_and_no_volume_is_re_owned(cluster, site):
+    claims = {"uidNumber": 20001, "gidNumber": 20000, "gidNumbers": [20100, 4]}
+
+    async def scenario():
+        spawner = kube_spawner(
+            with_identity(site), "ada", options={"profile": "small"},
+            auth_state={"oauth_user": claims},
+        )  # fmt: skip
+        await spawner.start()
+        stored = cluster.objects("pods", NAMESPACE)["jupyter-ada"]
+        await spawner.stop(now=True)
+        return stored
+
+    stored = run(scenario)
+
+    assert stored["spec"]["securityContext"] == {
+        "runAsNonRoot": True,
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "supplementalGroups": [20100],
+    }
+    container = stored["spec"]["containers"][0]["securityContext"]
+    assert (container["runAsUser"], container["runAsGroup"]) == (20001, 20000)
+
+
+def test_a_uid_of_0_gets_a_clear_message_and_no_pod_or_claim(cluster, site):
+    async def scenario():
+        spawner = kube_spawner(
+            with_identity(site), "eve", options={"profile": "small"},
+            auth_state={"oauth_user": {"uidNumber": 0, "gidNumber": 0}},
+        )  # fmt: skip
+        with pytest.raises(web.HTTPError) as refused:
+            await spawner.load_user_options()
+        with pytest.raises(web.HTTPError):
+            await spawner.start()
+        return refused.value
+
+    refused = run(scenario)
+
+    assert refused.status_code == 400
+    assert refused.log_message % refused.args == (
+        "Your lab identity has uid 0, below 1000: ids below that are root and the machine's "
+        "system accounts, which a server never runs as. Ask the site's admins to check your "
+        "account in the directory."
+    )
+    assert "jupyter-eve" not in cluster.objects("pods", NAMESPACE)
+    assert "claim-eve" not in cluster.objects("persistentvolumeclaims", NAMESPACE)

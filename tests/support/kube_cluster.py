@@ -39,6 +39,10 @@ class HubUser:
     name: str
     groups: list[Group] = field(default_factory=list)
     id: int = 1
+    auth_state: dict | None = None
+
+    async def get_auth_state(self) -> dict | None:
+        return self.auth_state
 
     @property
     def url(self) -> str:
@@ -49,10 +53,12 @@ class HubUser:
         return self.name
 
 
-def kube_spawner(site: Site, username: str, groups=(), options=None, **traits) -> KioskKubeSpawner:
+def kube_spawner(
+    site: Site, username: str, groups=(), options=None, auth_state=None, **traits
+) -> KioskKubeSpawner:
     """A spawner for ``username``'s default server, with the hub's usual settings."""
     spawner = KioskKubeSpawner(
-        user=HubUser(username, [Group(g) for g in groups]),
+        user=HubUser(username, [Group(g) for g in groups], auth_state=auth_state),
         hub=Hub(ip="127.0.0.1", port=8081, base_url="/hub/"),
         site=site,
         api_token=f"token-of-{username}",

@@ -46,9 +46,11 @@ def test_service_role_and_user_access(tmp_path):
                 {"name": "user", "scopes": ["self", "access:services!service=environments"]},
                 {
                     "name": "kioskhub-environments",
-                    "description": "The environment builder: reads who a user is and their groups",
+                    "description": (
+                        "The environment builder: who a user is, their groups, sign-in tokens"
+                    ),
                     "services": ["environments"],
-                    "scopes": ["read:users:name", "read:users:groups"],
+                    "scopes": ["read:users:name", "read:users:groups", "admin:auth_state"],
                 },
             ],
         }
