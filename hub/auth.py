@@ -5,6 +5,7 @@ from __future__ import annotations
 from jupyterhub.authenticators.shared import SharedPasswordAuthenticator
 from jupyterhub.handlers.login import LoginHandler
 from traitlets import Set
+from traitlets.config import LoggingConfigurable
 
 from kioskhub.hub.schema.site import RESERVED_USERNAMES, check_username
 
@@ -27,7 +28,26 @@ class KioskLoginHandler(LoginHandler):
             self.finish(html)
 
 
-class KioskAuthenticator(SharedPasswordAuthenticator):
+class ReservedUsernames(LoggingConfigurable):
+    """Mixed in before an Authenticator: ``validate_username`` refuses what
+    ``schema.site.check_username`` refuses, for every way a user comes to be (sign-in, the
+    admin API, start-up), so ``build`` or ``root`` never becomes a hub user."""
+
+    reserved_usernames = Set(
+        set(RESERVED_USERNAMES),
+        config=True,
+        help="Usernames no one may sign in with (set from the site config).",
+    )
+
+    def validate_username(self, username: str) -> bool:
+        try:
+            check_username(username, frozenset(self.reserved_usernames))
+        except ValueError:
+            return False
+        return super().validate_username(username)
+
+
+class KioskAuthenticator(ReservedUsernames, SharedPasswordAuthenticator):
     """SharedPasswordAuthenticator that refuses reserved usernames and explains refusals.
 
     Usernames are normalised (trimmed, lowercased) and must pass
@@ -37,21 +57,8 @@ class KioskAuthenticator(SharedPasswordAuthenticator):
     comes to be (the admin API, other sign-in paths), so ``build`` never becomes a hub user.
     """
 
-    reserved_usernames = Set(
-        set(RESERVED_USERNAMES),
-        config=True,
-        help="Usernames no one may sign in with (set from the site config).",
-    )
-
     def get_handlers(self, app):
         return [("/login", KioskLoginHandler)]
-
-    def validate_username(self, username: str) -> bool:
-        try:
-            check_username(username, frozenset(self.reserved_usernames))
-        except ValueError:
-            return False
-        return super().validate_username(username)
 
     async def authenticate(self, handler, data):
         username = self.normalize_username(str((data or {}).get("username", "")).strip())

@@ -17,6 +17,7 @@ from .config_reference import render_reference
 from .dask_gateway import servers_isolated
 from .image_cli import add_image_command
 from .jupyterhub_settings import PROXY_NAME, find_proxy_command
+from .oidc_discovery import DiscoveryError, discover_for_site
 from .sample_data import write_sample_data
 from .state_dir import SECRETS_FILE, prepare_state_dir
 
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG_ERROR
     try:
         return args.run(args)
-    except ConfigError as error:
+    except (ConfigError, DiscoveryError) as error:
         print(f"kioskhub: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
 
@@ -83,8 +84,11 @@ def init(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     site = load_site(args.config)
+    endpoints = discover_for_site(site, os.environ)
     print(f"{args.config}: valid")
     print(_summary(site))
+    if endpoints is not None:
+        print(f"  OIDC provider: {endpoints.issuer} (its configuration was read)")
     return 0
 
 
@@ -109,6 +113,7 @@ def up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_MISSING_TOOL
+    discover_for_site(site, os.environ)
     passwords = prepare_state_dir(site)
     print(_banner(site, passwords), flush=True)
     os.environ["KIOSKHUB_CONFIG"] = str(args.config.resolve())
@@ -152,7 +157,8 @@ def _summary(site: Site) -> str:
         [
             f"  url:          {site.hub.url}",
             f"  state folder: {site.hub.state_dir}",
-            f"  sign-in:      {site.auth.type}; admins: {', '.join(site.hub.admin_users)}",
+            f"  sign-in:      {' + '.join(site.auth.methods())}; "
+            f"admins: {', '.join(site.hub.admin_users)}",
             f"  backend:      {site.spawner.backend}",
             f"  homes:        {site.home.root}",
             f"  data mounts:  {mounts or 'none'}",
@@ -166,17 +172,16 @@ def _banner(site: Site, passwords) -> str:
     secrets_file = site.hub.state_dir / SECRETS_FILE
     user_source = "auth.shared_password" if site.auth.shared_password else str(secrets_file)
     admin_source = "auth.admin_password" if site.auth.admin_password else str(secrets_file)
-    return "\n".join(
-        [
-            "",
-            f"  KioskHub is starting at {site.hub.url}",
-            "",
+    lines = ["", f"  KioskHub is starting at {site.hub.url}", ""]
+    if site.auth.type != "shared-password":
+        lines += [f"  Sign in with {site.auth.type} on the login page.", ""]
+    if "shared-password" in site.auth.methods():
+        lines += [
             "  Sign in with any username (lowercase letters, digits, '.', '_', '-') and",
             f"  the shared password:  {passwords.user}    (from {user_source})",
             f"  Admins ({', '.join(site.hub.admin_users)}) use the admin password:",
             f"                        {passwords.admin}    (from {admin_source})",
             "",
-            "  Press Ctrl-C to stop the hub, the proxy and every server it started.",
-            "",
         ]
-    )
+    lines += ["  Press Ctrl-C to stop the hub, the proxy and every server it started.", ""]
+    return "\n".join(lines)

@@ -11,6 +11,7 @@ from pathlib import Path
 from kioskhub.hub.auth_gitlab import missing_client_secret
 from kioskhub.hub.dask_gateway import write_gateway_config
 from kioskhub.hub.jupyterhub_settings import apply_settings, find_proxy_command, jupyterhub_settings
+from kioskhub.hub.oidc_discovery import DiscoveryError, discover_for_site
 from kioskhub.hub.schema.config_file import ConfigError, load_site
 from kioskhub.hub.state_dir import prepare_state_dir
 
@@ -19,8 +20,9 @@ c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 site_file = Path(os.environ.get("KIOSKHUB_CONFIG", "kioskhub.yaml")).resolve()
 try:
     site = load_site(site_file)
-except ConfigError as error:
-    print(error, file=sys.stderr)
+    oidc_endpoints = discover_for_site(site, os.environ)
+except (ConfigError, DiscoveryError) as error:
+    print(f"kioskhub: {error}", file=sys.stderr)
     sys.exit(2)
 missing_secret = missing_client_secret(site, os.environ)
 if missing_secret:
@@ -30,7 +32,10 @@ if missing_secret:
 apply_settings(
     c,
     jupyterhub_settings(
-        site, prepare_state_dir(site), find_proxy_command() or "configurable-http-proxy"
+        site,
+        prepare_state_dir(site),
+        find_proxy_command() or "configurable-http-proxy",
+        oidc_endpoints,
     ),
 )
 write_gateway_config(site, site_file=site_file)

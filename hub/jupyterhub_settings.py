@@ -7,14 +7,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kioskhub.hub.schema.site import RESERVED_USERNAMES, USERNAME_PATTERN, Site
+from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.hub_service import builder_hub_settings
 from kioskhub.image_builder.spawn_catalog import CatalogEnvironments, GitLabUserImages
 from kioskhub.spawner.environment_kinds import BACKEND_KINDS
 from kioskhub.spawner.pod_image import BaseImageRecipe
 
-from .auth_gitlab import gitlab_authenticator_config, gitlab_url
+from .auth_gitlab import gitlab_url
+from .auth_settings import authenticator_settings
 from .dask_gateway import gateway_hub_settings, merge_settings
+from .oidc_discovery import ProviderEndpoints
 from .pod_backends import with_spawner_backend
 from .state_dir import Passwords
 
@@ -35,8 +37,16 @@ def find_proxy_command() -> str | None:
     return str(beside_venv) if beside_venv.exists() else None
 
 
-def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) -> dict[str, Any]:
-    """The traitlets config (class name → {trait: value}) that runs ``site``."""
+def jupyterhub_settings(
+    site: Site,
+    passwords: Passwords,
+    proxy_command: str,
+    oidc_endpoints: ProviderEndpoints | None = None,
+) -> dict[str, Any]:
+    """The traitlets config (class name → {trait: value}) that runs ``site``.
+
+    ``oidc_endpoints``: the OIDC provider's, discovered at start-up (OIDC sign-in only).
+    """
     state: Path = site.hub.state_dir
     ports = site.hub.internal_ports
     settings = {
@@ -47,7 +57,6 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
             "db_url": f"sqlite:///{state / 'jupyterhub.sqlite'}",
             "cookie_secret_file": str(state / "jupyterhub_cookie_secret"),
             "pid_file": str(state / "jupyterhub.pid"),
-            "authenticator_class": "kioskhub.hub.auth.KioskAuthenticator",
             "spawner_class": "kioskhub.spawner.local_process.KioskSpawner",
             "cleanup_servers": site.hub.cleanup_servers,
             "log_level": site.hub.log_level,
@@ -60,14 +69,6 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
             "command": [proxy_command],
             "api_url": f"http://127.0.0.1:{ports.proxy_api}",
             "pid_file": str(state / "proxy.pid"),
-        },
-        "KioskAuthenticator": {
-            "user_password": passwords.user,
-            "admin_password": passwords.admin,
-            "admin_users": set(site.hub.admin_users),
-            "allow_all": True,
-            "username_pattern": USERNAME_PATTERN,
-            "reserved_usernames": set(RESERVED_USERNAMES),
         },
         "CryptKeeper": {"keys": [passwords.auth_state_key]} if passwords.auth_state_key else {},
         "Authenticator": {
@@ -82,6 +83,7 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
             "http_timeout": site.spawner.http_timeout,
         },
     }
+    settings = merge_settings(settings, authenticator_settings(site, passwords, oidc_endpoints))
     settings = merge_settings(settings, gateway_hub_settings(site, python=sys.executable))
     settings = merge_settings(
         settings, builder_hub_settings(with_builder_base_image(site), python=sys.executable)
@@ -94,12 +96,8 @@ def jupyterhub_settings(site: Site, passwords: Passwords, proxy_command: str) ->
         # The spawner reads what a user may launch through this (in a thread, on demand).
         settings["KioskSpawner"]["environments_for_user"] = launchable
     if site.auth.type == "gitlab":
-        settings["JupyterHub"]["authenticator_class"] = (
-            "kioskhub.hub.auth_gitlab.KioskGitLabAuthenticator"
-        )
         # GitLab's groups are the user's groups; the site's are added by the authenticator.
         del settings["JupyterHub"]["load_groups"]
-        settings["KioskGitLabAuthenticator"] = gitlab_authenticator_config(site)
     return with_spawner_backend(settings, site)
 
 

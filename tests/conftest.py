@@ -11,6 +11,7 @@ import pytest
 
 from kioskhub.hub.sample_data import write_sample_data
 from tests.support.hub_process import start_hub, write_site_config
+from tests.support.oidc_provider import provider_folder, start_oidc_provider, stop_oidc_provider
 from tests.support.registry import loopback_registry  # noqa: F401 (a fixture)
 from tests.support.venvs import make_server_venv
 
@@ -57,3 +58,19 @@ def second_venv() -> Path:
     folder = open_folder("environments")
     yield make_server_venv(folder / "analysis")
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def oidc_provider_factory():
+    """Start real OpenID Connect providers (npm oidc-provider) for given redirect URIs."""
+    started = []
+
+    def start(redirect_uris: list[str]):
+        provider = start_oidc_provider(redirect_uris, provider_folder())
+        started.append(provider)
+        return provider
+
+    yield start
+    for provider in started:
+        stop_oidc_provider(provider)
+        shutil.rmtree(provider.log.parent, ignore_errors=True)

@@ -311,6 +311,12 @@ class Site(Section):
             raise ValueError(f"data_mounts: two mounts share mount_path {', '.join(dupes)}")
         if self.auth.gitlab and not (self.auth.gitlab.url or self.gitlab.url):
             raise ValueError("auth.gitlab: give its url, or gitlab.url, for GitLab sign-in")
+        if self.groups and self.auth.type == "oidc":
+            raise ValueError(
+                "groups: with auth.type oidc, groups come from the sign-in "
+                "provider (and become JupyterHub groups at each sign-in); remove the groups "
+                "section and give the groups at the provider"
+            )
         unknown = unknown_dask_profiles(self.dask, [p.name for p in self.profiles])
         if unknown:
             raise ValueError(

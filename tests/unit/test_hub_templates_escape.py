@@ -67,8 +67,30 @@ def test_hostile_strings_are_escaped(name):
             default_server=None,
             named_spawners=[],
             parsed_scopes=set(),
+            status_code=400,
+            status_message=HOSTILE,
+            message=HOSTILE,
         )
     )
 
     assert HOSTILE not in html
     assert html.count("&lt;img src=x onerror=&#34;alert(1)&#34;&gt;") >= 2, html
+
+
+def test_a_refused_sign_in_shows_its_reason_escaped():
+    html = (
+        hub_templates()
+        .get_template("error.html")
+        .render(
+            static_url=lambda *args, **kwargs: "",
+            base_url="/hub/",
+            status_code=403,
+            status_message="Sign-in refused",
+            message=f"the username {HOSTILE} is reserved",
+        )
+    )
+
+    assert "You could not be signed in" in html
+    assert HOSTILE not in html
+    assert "the username &lt;img src=x onerror=&#34;alert(1)&#34;&gt; is reserved" in html
+    assert 'href="/hub/logout"' in html
