@@ -13,18 +13,20 @@ the refresh token when GitLab no longer accepts the access token.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from oauthenticator.gitlab import GitLabOAuthenticator
-from tornado import web
 from tornado.httpclient import HTTPClientError
-from traitlets import Dict, Unicode
+from traitlets import Dict, default
 
-from kioskhub.hub.schema.site import Site, check_username
+from kioskhub.hub.schema.site import Site
 
+from .auth_oauth import KioskOAuthMixin, SignInRefused
+
+CALLBACK_PATH = "/hub/gitlab/oauth_callback"
+"""Where GitLab sends users back: the GitLab method's own prefix (``auth_methods``)."""
 GROUP_PAGES = 20
 """At most this many pages of 100 groups are read per sign-in."""
 GUEST = 10
@@ -52,8 +54,8 @@ def gitlab_authenticator_config(site: Site) -> dict[str, Any]:
         "client_id": settings.client_id,
         "client_secret_env": settings.client_secret_env,
         "scope": list(settings.scopes),
-        "oauth_callback_url": f"{site.hub.url}/hub/oauth_callback",
-        "login_service": label.removeprefix("Sign in with "),
+        "oauth_callback_url": f"{site.hub.url}{CALLBACK_PATH}",
+        "login_service": label,
         "manage_groups": True,
         "allowed_groups": set(settings.allowed_groups),
         "admin_groups": set(settings.admin_groups),
@@ -78,25 +80,22 @@ def missing_client_secret(site: Site, environ: Mapping[str, str]) -> str | None:
     )
 
 
-class KioskGitLabAuthenticator(GitLabOAuthenticator):
+class KioskGitLabAuthenticator(KioskOAuthMixin, GitLabOAuthenticator):
     """GitLabOAuthenticator whose groups come from GitLab and whose usernames are checked.
 
     A GitLab username that is not a valid hub username, or that is reserved (``root``,
-    ``build``, ``kh-…``), is refused with a page that says so; no hub user is made.
+    ``build``, ``kh-…``), is refused with a page that says so (``KioskOAuthMixin``); no hub
+    user is made.
     """
 
-    client_secret_env = Unicode(
-        "KIOSKHUB_GITLAB_CLIENT_SECRET",
-        config=True,
-        help="Environment variable that holds the GitLab application's secret.",
-    )
     site_groups = Dict(
         config=True,
         help="The site config's groups (group → usernames), added to GitLab's groups.",
     )
 
-    def _client_secret_default(self) -> str:
-        return os.environ.get(self.client_secret_env, "").strip()
+    @default("client_secret_env")
+    def _default_secret_env(self) -> str:
+        return "KIOSKHUB_GITLAB_CLIENT_SECRET"
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -105,24 +104,8 @@ class KioskGitLabAuthenticator(GitLabOAuthenticator):
                 f"GitLab sign-in needs the application secret in ${self.client_secret_env}"
             )
 
-    # --- who the user is -----------------------------------------------------------------
-
-    def user_info_to_username(self, user_info):
-        username = self.normalize_username(str(super().user_info_to_username(user_info)))
-        try:
-            check_username(username)
-        except ValueError as refused:
-            raise web.HTTPError(
-                403, "%s", f"Your GitLab username cannot be used on this site: {refused}."
-            ) from None
-        return username
-
-    def validate_username(self, username: str) -> bool:
-        try:
-            check_username(username)
-        except ValueError:
-            return False
-        return super().validate_username(username)
+    def claim_label(self) -> str:
+        return "your GitLab username"
 
     # --- groups ----------------------------------------------------------------------------
 
@@ -147,7 +130,7 @@ class KioskGitLabAuthenticator(GitLabOAuthenticator):
                 )
             except HTTPClientError as error:
                 if error.code == 403:
-                    raise web.HTTPError(
+                    raise SignInRefused(
                         403,
                         "GitLab did not let this site read your groups: the GitLab "
                         "application needs the read_api scope. Tell the site admin.",
@@ -178,20 +161,20 @@ class KioskGitLabAuthenticator(GitLabOAuthenticator):
                     self.client_id,
                     self.client_secret_env,
                 )
-                raise web.HTTPError(
+                raise SignInRefused(
                     503,
                     "GitLab did not accept this site's application id or secret, so no one "
                     "can sign in with GitLab now. Tell the site admin: the GitLab "
                     "application's secret does not match the one the hub has.",
                 ) from None
             if error.code == 400:
-                raise web.HTTPError(
+                raise SignInRefused(
                     403,
                     "GitLab did not accept the sign-in code (it was used already or has "
                     "expired). Sign in again.",
                 ) from None
             raise
         except OSError:
-            raise web.HTTPError(
-                503, "%s", f"GitLab at {self.gitlab_url} cannot be reached; try again later."
+            raise SignInRefused(
+                503, f"GitLab at {self.gitlab_url} cannot be reached; try again later."
             ) from None

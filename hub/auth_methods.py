@@ -63,6 +63,7 @@ METHODS: dict[str, SignInMethod] = {
     "gitlab": SignInMethod(
         "kioskhub.hub.auth_gitlab.KioskGitLabAuthenticator",
         "kioskhub.hub.auth_settings.gitlab_config",
+        routed_alone=True,
     ),
 }
 

@@ -58,7 +58,7 @@ def hub(gitlab):
     folder = open_folder("gitlab-sign-in")
     write_sample_data(folder / "data")
     hub_url = f"http://127.0.0.1:{free_port()}"
-    application = gitlab.model.add_application("KioskHub", f"{hub_url}/hub/oauth_callback")
+    application = gitlab.model.add_application("KioskHub", f"{hub_url}/hub/gitlab/oauth_callback")
     gitlab.application = application
     config = write_site_config(
         folder,
@@ -99,8 +99,8 @@ def sign_in(hub, gitlab, username: str) -> tuple[requests.Session, requests.Resp
     """Follow the hub's login to GitLab's authorize page and authorize as ``username``."""
     session = requests.Session()
     login = session.get(f"{hub.url}/hub/login", timeout=30)
-    assert "href='/hub/oauth_login" in login.text and "Sign in with GitLab" in login.text
-    page = session.get(f"{hub.url}/hub/oauth_login", timeout=30)
+    assert 'href="/hub/gitlab/oauth_login' in login.text and "Sign in with GitLab" in login.text
+    page = session.get(f"{hub.url}/hub/gitlab/oauth_login", timeout=30)
     assert page.url.startswith(f"{gitlab.url}/oauth/authorize?"), page.url
     assert 'id="user_login"' in page.text
     form = dict(parse_qsl(urlsplit(page.url).query))
@@ -172,7 +172,7 @@ REFUSED = {
     ),
     "a reserved username": (
         "root",
-        "Your GitLab username cannot be used on this site: the username 'root' is reserved",
+        "Your account's username cannot be used here: the username 'root' is reserved",
     ),
 }
 

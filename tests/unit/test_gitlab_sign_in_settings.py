@@ -42,8 +42,8 @@ def test_authenticator_traits(tmp_path):
         "client_id": "0123abcd",
         "client_secret_env": "KIOSKHUB_GITLAB_CLIENT_SECRET",
         "scope": ["read_user", "read_api"],
-        "oauth_callback_url": "http://127.0.0.1:9000/hub/oauth_callback",
-        "login_service": "GitLab",
+        "oauth_callback_url": "http://127.0.0.1:9000/hub/gitlab/oauth_callback",
+        "login_service": "Sign in with GitLab",
         "manage_groups": True,
         "allowed_groups": {"lab/physics"},
         "admin_groups": {"lab/admins"},
@@ -111,7 +111,11 @@ def test_hub_wiring_for_gitlab_sign_in(tmp_path):
     )
 
     hub = settings["JupyterHub"]
-    assert hub["authenticator_class"] == "kioskhub.hub.auth_gitlab.KioskGitLabAuthenticator"
+    # Served under /hub/gitlab/, like every provider, so that adding a method moves nothing.
+    assert hub["authenticator_class"] == "kioskhub.hub.auth_methods.KioskMethodsAuthenticator"
+    assert settings["KioskMethodsAuthenticator"]["methods"] == [
+        ["gitlab", "kioskhub.hub.auth_gitlab.KioskGitLabAuthenticator"]
+    ]
     assert "load_groups" not in hub, "JupyterHub refuses load_groups with managed groups"
     assert settings["KioskGitLabAuthenticator"]["client_id"] == "0123abcd"
     reader = settings["PodmanSpawner"]["environments_for_user"]
