@@ -29,10 +29,12 @@ from tests.support.oidc_provider import (
 pytestmark = pytest.mark.integration
 
 
-def provider_sign_in(hub_url: str, login: str) -> requests.Response:
+def provider_sign_in(
+    hub_url: str, login: str, browser: requests.Session | None = None
+) -> requests.Response:
     """Follow the hub's button to the provider's own login page, sign in as ``login``,
-    and return the hub's answer after the callback."""
-    browser = requests.Session()
+    and return the hub's answer after the callback (``browser`` keeps the cookies)."""
+    browser = browser or requests.Session()
     page = browser.get(f"{hub_url}/hub/oidc/oauth_login", timeout=30)
     form = re.search(r'<form[^>]*action="([^"]+)"', page.text)
     assert form, f"no login form at the provider:\n{page.text[:500]}"

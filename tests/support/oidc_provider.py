@@ -35,7 +35,7 @@ USERS = {
         "name": "Grace",
         "groups": ["chemistry"],
         "uidNumber": 51002,
-        "gidNumber": 51000,
+        "gidNumber": 51002,
     },
     "rooty": {"preferred_username": "root", "groups": ["physics"]},
     "nameless": {"name": "No Username", "groups": ["physics"]},
@@ -116,7 +116,7 @@ SECRET_ENV = "KIOSKHUB_OIDC_CLIENT_SECRET"
 
 
 def oidc_site_config(
-    folder: Path, start_provider, allowed_groups=("physics",), **overrides
+    folder: Path, start_provider, allowed_groups=("physics",), identity=None, **overrides
 ) -> Path:
     """A site config on free ports signing in with a provider (started by
     ``start_provider(redirect_uris)``) that knows the hub's callback, plus the password form."""
@@ -131,6 +131,7 @@ def oidc_site_config(
             "scopes": ["openid", "profile", "groups", "lab"],
             "allowed_groups": list(allowed_groups),
         },
+        **({"identity": identity} if identity else {}),
     }
     return write_site_config(folder, hub=hub, auth=auth, **overrides)
 
