@@ -135,10 +135,7 @@ def test_a_user_without_a_started_server_is_told_to_start_it(site, lab):
         auth=JupyterHubAuth(api_token=user.token),
     )
 
-    try:
-        with pytest.raises(ValueError) as refused:
-            gateway.submit()
-    finally:
-        gateway.close()
+    with pytest.raises(ValueError) as refused:  # the client closes itself when collected
+        gateway.submit()
     assert str(refused.value) == NO_RECORD
     assert not (site["folder"] / "state" / "identities" / f"{account.name}.json").exists()
