@@ -21,6 +21,7 @@ from kioskhub.hub.dask_cluster_accounts import NO_RECORD
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import free_port, start_hub, write_site_config
 from tests.support.lab_accounts import (
+    cluster_probe,
     group_data_folder,
     make_directory,
     remove_directory,
@@ -66,41 +67,13 @@ def site(lab):
     shutil.rmtree(folder, ignore_errors=True)
 
 
-CLUSTER_PROBE = """
-import json, os
-from dask_gateway import Gateway
-def probe():
-    import json, os
-    try:
-        data = open(os.path.join(%(data)r, "results.txt")).read()
-    except OSError as error:
-        data = type(error).__name__
-    return {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
-            "user": os.environ.get("USER"), "home": os.environ.get("HOME"), "data": data}
-cluster = Gateway().new_cluster()
-try:
-    cluster.scale(1)
-    client = cluster.get_client()
-    client.wait_for_workers(1, timeout=150)
-    print("PROBE", json.dumps({
-        "workers": list(client.run(probe).values()),
-        "scheduler": client.run_on_scheduler(probe),
-    }))
-    client.close()
-finally:
-    cluster.shutdown()
-"""
-
-
 def cluster_seen_by(site, account) -> dict:
     """What the scheduler and worker of a cluster that ``account`` starts from a kernel of
     their server see: ids, USER, HOME and the data file (or the error reading it)."""
     user = signed_in(site["hub"].url, account.name, SHARED_PASSWORD)
     events = user.spawn()
     assert events[-1].get("ready"), (events, site["hub"].log_text()[-3000:])
-    reply = user.execute(CLUSTER_PROBE % {"data": str(site["data"])}, timeout=240)
-    assert reply["error"] is None, (reply, site["hub"].log_text()[-3000:])
-    return json.loads(reply["stdout"].split("PROBE ", 1)[1].splitlines()[0])
+    return cluster_probe(user, str(site["data"]), site["hub"])
 
 
 def test_a_cluster_runs_as_its_users_lab_identity_and_the_data_decides(site, lab):

@@ -5,14 +5,18 @@ and supplementary groups of the user's pod (``--user``, ``--group-add``), not a 
 
 from __future__ import annotations
 
-import json
 import pwd
 
 import pytest
 
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import free_port, write_site_config
-from tests.support.lab_accounts import make_directory, remove_directory, unique_tag
+from tests.support.lab_accounts import (
+    cluster_probe,
+    make_directory,
+    remove_directory,
+    unique_tag,
+)
 from tests.support.podman import build_base_image, podman_hub
 from tests.support.user_session import signed_in
 
@@ -54,40 +58,16 @@ def site(lab):
         yield {"hub": hub, "folder": folder}
 
 
-IDS_IN_CONTAINERS = """
-import json, os
-from dask_gateway import Gateway
-def ids():
-    return {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
-            "in_container": os.path.exists("/run/.containerenv")}
-cluster = Gateway().new_cluster()
-try:
-    cluster.scale(1)
-    client = cluster.get_client()
-    client.wait_for_workers(1, timeout=150)
-    print("PROBE", json.dumps({
-        "pod": ids(),
-        "workers": list(client.run(ids).values()),
-        "scheduler": client.run_on_scheduler(ids),
-    }))
-    client.close()
-finally:
-    cluster.shutdown()
-"""
-
-
 def test_an_image_clusters_containers_run_as_the_pods_lab_identity(site, lab):
     account = lab.accounts["ada"]
     user = signed_in(site["hub"].url, account.name, SHARED_PASSWORD)
     events = user.spawn({"environment": "lab-image"}, timeout=150)
     assert events[-1].get("ready"), (events, site["hub"].log_text()[-3000:])
 
-    reply = user.execute(IDS_IN_CONTAINERS, timeout=300)
+    probe = cluster_probe(user, "/nonexistent", site["hub"])
 
-    assert reply["error"] is None, (reply, site["hub"].log_text()[-3000:])
-    probe = json.loads(reply["stdout"].split("PROBE ", 1)[1].splitlines()[0])
-    assert (probe["pod"]["uid"], probe["pod"]["gid"]) == (account.uid, account.gid)
-    assert lab.gid in probe["pod"]["groups"]
+    assert (probe["kernel"]["uid"], probe["kernel"]["gid"]) == (account.uid, account.gid)
+    assert lab.gid in probe["kernel"]["groups"]
     assert len(probe["workers"]) == 1
     for process in (*probe["workers"], probe["scheduler"]):
         assert process["in_container"], probe

@@ -123,3 +123,41 @@ def identity_probe(user, data_folder: str) -> dict:
 
 def unique_tag() -> str:
     return f"{random.randrange(16**5):05x}"
+
+
+CLUSTER_PROBE = """
+import json, os
+from dask_gateway import Gateway
+def seen():
+    import json, os
+    try:
+        data = open(os.path.join(%(data)r, "results.txt")).read()
+    except OSError as error:
+        data = type(error).__name__
+    return {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+            "user": os.environ.get("USER"), "home": os.environ.get("HOME"), "data": data,
+            "in_container": os.path.exists("/run/.containerenv")}
+cluster = Gateway().new_cluster()
+try:
+    cluster.scale(1)
+    client = cluster.get_client()
+    client.wait_for_workers(1, timeout=150)
+    print("PROBE", json.dumps({
+        "kernel": seen(),
+        "workers": list(client.run(seen).values()),
+        "scheduler": client.run_on_scheduler(seen),
+    }))
+    client.close()
+finally:
+    cluster.shutdown()
+"""
+
+
+def cluster_probe(user, data_folder: str, hub) -> dict:
+    """What the kernel of ``user``'s server, and the scheduler and one worker of a Dask
+    cluster it starts, see: ids, ``USER``, ``HOME``, whether in a container, and
+    ``results.txt`` in ``data_folder`` (its text or the error reading it). ``hub``'s log
+    explains a failure."""
+    reply = user.execute(CLUSTER_PROBE % {"data": data_folder}, timeout=300)
+    assert reply["error"] is None, (reply, hub.log_text()[-3000:])
+    return json.loads(reply["stdout"].split("PROBE ", 1)[1].splitlines()[0])
