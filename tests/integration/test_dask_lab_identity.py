@@ -20,13 +20,7 @@ from dask_gateway import Gateway, JupyterHubAuth
 from kioskhub.hub.dask_cluster_accounts import NO_RECORD
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import free_port, start_hub, write_site_config
-from tests.support.lab_accounts import (
-    cluster_probe,
-    group_data_folder,
-    make_directory,
-    remove_directory,
-    unique_tag,
-)
+from tests.support.lab_accounts import cluster_probe, group_data_folder, lab_directory
 from tests.support.user_session import signed_in
 
 pytestmark = pytest.mark.integration
@@ -34,10 +28,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def lab():
-    tag = unique_tag()
-    directory = make_directory(tag, members=("ada",), others=("bob", "cy"))
-    yield directory
-    remove_directory(directory)
+    with lab_directory(members=("ada",), others=("bob", "cy")) as directory:
+        yield directory
 
 
 @pytest.fixture(scope="module")

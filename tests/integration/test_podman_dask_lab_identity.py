@@ -11,12 +11,7 @@ import pytest
 
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import free_port, write_site_config
-from tests.support.lab_accounts import (
-    cluster_probe,
-    make_directory,
-    remove_directory,
-    unique_tag,
-)
+from tests.support.lab_accounts import cluster_probe, lab_directory
 from tests.support.podman import build_base_image, podman_hub
 from tests.support.user_session import signed_in
 
@@ -25,9 +20,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def lab():
-    directory = make_directory(unique_tag(), members=("ada",), others=())
-    yield directory
-    remove_directory(directory)
+    with lab_directory(members=("ada",), others=()) as directory:
+        yield directory
 
 
 @pytest.fixture(scope="module")

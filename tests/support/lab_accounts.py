@@ -11,6 +11,8 @@ import pwd
 import random
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +62,16 @@ def make_directory(tag: str, members: tuple[str, ...], others: tuple[str, ...]) 
         in_lab = ("-G", directory.group) if short in members else ()
         add_account(directory, short, tag, ids.pop(), in_lab)
     return directory
+
+
+@contextmanager
+def lab_directory(members: tuple[str, ...], others: tuple[str, ...]) -> Iterator[LabDirectory]:
+    """``make_directory`` with a fresh tag, removed afterwards."""
+    directory = make_directory(unique_tag(), members, others)
+    try:
+        yield directory
+    finally:
+        remove_directory(directory)
 
 
 def add_system_account(directory: LabDirectory, short: str, tag: str) -> LabAccount:
