@@ -3,7 +3,8 @@
 A server in an image environment (a podman pod) gets clusters whose scheduler and workers
 run that same image, so a task that imports the image's own packages runs on the workers.
 Each process is one container started as dask-gateway starts a local process: the same
-command and environment, as the user's system account (``--user``), with its cluster's
+command and environment, as the user's system account or lab identity (``--user``,
+``--group-add``), with its cluster's
 limits (``--memory``, ``--cpus``, ``--pids-limit``), the cluster's working folder (its TLS
 files) mounted read-only at the same path, and the host's network, so that its addresses
 on 127.0.0.1 work as a local process's do. The API token reaches podman through its own
@@ -80,6 +81,8 @@ class ContainerProcess:
     memory: int
     cores: float
     pids: int
+    groups: tuple[int, ...] = ()
+    """Supplementary gids (a lab identity's), each a ``--group-add``."""
 
 
 def container_name(cluster: str, process: str) -> str:
@@ -103,6 +106,7 @@ def run_arguments(p: ContainerProcess) -> list[str]:
         *(f"--label={key}={value}" for key, value in labels.items()),
         "--network=host",
         f"--user={p.uid}:{p.gid}",
+        *(f"--group-add={gid}" for gid in p.groups),
         "--cap-drop=all",
         "--security-opt=no-new-privileges",
         f"--memory={p.memory}",
@@ -206,7 +210,7 @@ class ImageContainersMixin:
 
     async def start_container(self, cluster, process: str, command, env) -> str:
         """Start ``process`` of ``cluster`` as a container; its id."""
-        account = self.account(cluster.username)
+        account = self.runs_as(cluster)
         memory, cores = process_limits(cluster.config, process)
         env = container_env(env)
         spec = ContainerProcess(
@@ -216,8 +220,9 @@ class ImageContainersMixin:
             image=cluster.config["environment_image"],
             command=tuple(command),
             env=tuple(sorted(env.items())),
-            uid=account.pw_uid,
-            gid=account.pw_gid,
+            uid=account.uid,
+            gid=account.gid,
+            groups=account.groups or (),
             workdir=cluster.state["workdir"],
             guard=dask_dashboard_guard.__file__,
             memory=memory,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.local import LocalClusterConfig
-from traitlets import Integer, List, Unicode
+from traitlets import Dict, Integer, List, Unicode
 
 from kioskhub.hub.schema.builder import environment_gids
 from kioskhub.hub.schema.choices import Environment
@@ -69,6 +69,11 @@ class KioskClusterConfig(LocalClusterConfig):
     )
     environment_image = Unicode(
         "", help="The image whose podman containers run the cluster's processes; empty: none."
+    )
+    run_as = Dict(
+        help="The lab identity the cluster's processes run as (name, uid, gid, groups), "
+        "recorded when the cluster is created (``dask_cluster_accounts``); empty: the "
+        "user's kh- account."
     )
 
 

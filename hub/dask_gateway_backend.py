@@ -7,12 +7,12 @@ names them). They subclass dask-gateway-server's own classes:
   JupyterHub's authenticator, refusing users outside the configured groups with a message;
 - ``KioskBackend``: cluster options from the site's resource profiles and per-user limits
   (clusters, cores, memory) across all of a user's clusters;
-- ``KioskLocalBackend``: clusters as the user's system account (``kh-<user>``), used when
-  KioskHub isolates servers, each process in a cgroup of its own with the memory and CPU
-  that the cluster counts for it (``dask_cluster_cgroups``), all killed when the cluster
-  stops; or, for a server in an image on the podman backend, containers of that image
-  (``dask_cluster_containers``); ``KioskSharedLocalBackend`` runs processes as the
-  gateway's account.
+- ``KioskLocalBackend``: clusters as the user's system account (``kh-<user>``) or lab
+  identity (``dask_cluster_accounts``), used when KioskHub isolates servers, each
+  process in a cgroup of its own with the memory and CPU that the cluster counts for it
+  (``dask_cluster_cgroups``), all killed when the cluster stops; or, for a server in an
+  image on the podman backend, containers of that image (``dask_cluster_containers``);
+  ``KioskSharedLocalBackend`` runs processes as the gateway's account.
 
 A cluster runs in the environment its ``environment`` option names (a server's default is
 its own), once ``dask_cluster_environments`` has checked that the user may launch it: that
@@ -26,7 +26,6 @@ schedulers' dashboards refuse requests without the cluster's key
 from __future__ import annotations
 
 import asyncio
-import grp
 import os
 import pwd
 
@@ -36,9 +35,10 @@ from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
 from dask_gateway_server.options import Options
 from traitlets import Dict, Float, Integer, List, Type, Unicode, default
 
-from kioskhub.spawner.local_plan import SYSTEM_PATH
+from kioskhub.spawner.local_plan import SYSTEM_PATH, Account
 from kioskhub.spawner.spawn_form import format_bytes
 
+from .dask_cluster_accounts import UserAccountsMixin
 from .dask_cluster_cgroups import ClusterCgroups
 from .dask_cluster_containers import ImageContainersMixin, image_commands
 from .dask_cluster_environments import (
@@ -196,7 +196,7 @@ class KioskBackend(DBBackendBase):
 
     async def start_cluster(self, user, cluster_options):
         options, config = await self.process_cluster_options(user, cluster_options)
-        self.account(user.name)
+        await self.check_account(user.name, config)
         active = self.db.list_clusters(username=user.name)
         if self.max_clusters is not None and len(active) >= self.max_clusters:
             raise PublicException(
@@ -274,6 +274,16 @@ class KioskBackend(DBBackendBase):
         """The system account that runs ``username``'s clusters; None: the gateway's own."""
         return None
 
+    async def check_account(self, username: str, config) -> None:
+        """Refuse a new cluster of ``username`` that has no account to run as
+        (PublicException); keep in ``config`` what it runs as, where that is not fixed."""
+        self.account(username)
+
+    def runs_as(self, cluster) -> Account | None:
+        """The account of ``cluster``'s processes; None: the gateway's own."""
+        account = self.account(cluster.username)
+        return account and Account(account.pw_name, account.pw_uid, account.pw_gid)
+
     def setup_working_directory(self, cluster):
         """The cluster's folder below ``clusters_directory``, with its TLS files, owned by
         the cluster's account. (Replaces the upstream method, which hands each character
@@ -287,10 +297,10 @@ class KioskBackend(DBBackendBase):
         for path, data in ((cert_path, cluster.tls_cert), (key_path, cluster.tls_key)):
             with os.fdopen(os.open(path, flags, 0o600), "wb") as handle:
                 handle.write(data)
-        account = self.account(cluster.username)
+        account = self.runs_as(cluster)
         if account is not None:
             for path in (workdir, certs, logs, cert_path, key_path):
-                os.chown(path, account.pw_uid, account.pw_gid)
+                os.chown(path, account.uid, account.gid)
         return workdir
 
 
@@ -310,9 +320,9 @@ def open_log(workdir: str, filename: str) -> int:
         os.close(logs)
 
 
-class KioskProcessBackend(KioskBackend, LocalBackend):
-    """Clusters as local processes of the user's system account (``kh-<user>``), each
-    in a cgroup with its limits."""
+class KioskProcessBackend(UserAccountsMixin, KioskBackend, LocalBackend):
+    """Clusters as local processes of the user's system account (``kh-<user>``) or lab
+    identity (``dask_cluster_accounts``), each in a cgroup with its limits."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -368,56 +378,11 @@ class KioskProcessBackend(KioskBackend, LocalBackend):
         if workdir is not None:
             self.cleanup_working_directory(workdir)
 
-    def account(self, username: str) -> pwd.struct_passwd:
-        name = f"{self.account_prefix}{username}"
-        try:
-            return pwd.getpwnam(name)
-        except KeyError:
-            raise PublicException(
-                f"The system account {name} does not exist yet: start your server once "
-                "from the hub, then create the cluster."
-            ) from None
-
-    def set_file_permissions(self, paths, username):
-        account = self.account(username)
-        for path in paths:
-            os.chown(path, account.pw_uid, account.pw_gid)
-
-    def get_env(self, cluster):
-        env = super().get_env(cluster)
-        account = self.account(cluster.username)
-        env.update(USER=account.pw_name, LOGNAME=account.pw_name, HOME=self.home(cluster.username))
-        return env
-
-    def home(self, username: str) -> str:
-        """The user's home on this site; the account's own (passwd) when it has none yet.
-
-        The passwd entry names the home of the site that made the account first, which
-        another site on the same machine must not write into.
-        """
-        site_home = os.path.join(self.homes_directory, username) if self.homes_directory else ""
-        if site_home and os.path.isdir(site_home):
-            return site_home
-        return self.account(username).pw_dir
-
-    def make_preexec_fn(self, cluster):  # pragma: no cover (runs in the child)
-        account = self.account(cluster.username)
-        groups = [g.gr_gid for g in grp.getgrall() if account.pw_name in g.gr_mem]
-        groups += cluster.config.get("environment_groups", [])
-        workdir = cluster.state["workdir"]
-
-        def preexec():
-            os.setgid(account.pw_gid)
-            os.setgroups(groups)
-            os.setuid(account.pw_uid)
-            os.chdir(workdir)
-
-        return preexec
-
 
 class KioskLocalBackend(ImageContainersMixin, KioskProcessBackend):
-    """Clusters as the user's system account: local processes, or, for a server's image
-    on the podman backend, containers of that image (``dask_cluster_containers``)."""
+    """Clusters as the user's account or lab identity: local processes, or, for a
+    server's image on the podman backend, containers of that image
+    (``dask_cluster_containers``)."""
 
 
 class KioskSharedLocalBackend(KioskBackend, UnsafeLocalBackend):

@@ -13,12 +13,15 @@ One start, as JupyterHub drives it
    event loop), kept to those this backend runs, and the choice becomes a LaunchSpec, or a
    400 whose message says why. This is the only place a choice is checked. The user's lab
    identity (``auth.identity``, ``lab_identity``) is resolved here too, into ``spec.identity``;
-   a user without a valid one gets a 400 that says why, before anything is made.
+   a user without a valid one gets a 400 that says why, before anything is made (and loses
+   the record of an earlier identity, ``identity_record``).
 2. ``start`` takes that LaunchSpec (built once; it is ``self.spec`` from then on), assigns
    GPUs when ``assigns_gpus`` and the profile asks for them, then runs the backend's steps:
 
    - ``prepare(spec, gpu_devices)``: checks and I/O that start nothing (accounts, home
      folder, image); ``gpu_devices`` is CUDA_VISIBLE_DEVICES of the assigned GPUs, or None.
+     After it, a lab identity is recorded (``identity_record``) for the Dask Gateway,
+     which runs the user's clusters as that same identity.
    - ``launch(spec)``: an async generator; each dict it yields is a checkpoint merged into
      ``launch_state`` (and the saved state). If anything fails or is cancelled from the
      first step of ``launch`` on, ``tear_down()`` runs before the error reaches the user,
@@ -76,10 +79,10 @@ from traitlets.config import LoggingConfigurable
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
 
-from . import gpu_assignments, gpus
+from . import gpu_assignments, gpus, identity_record
 from .dask_clusters import stop_user_clusters
 from .environment_kinds import environment_kind, refusal
-from .lab_identity import resolve_identity
+from .lab_identity import IdentityError, resolve_identity
 from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec, normalise_options
 from .spawn_feedback import SpawnFeedback
 from .spawn_form import options_from_form, render_spawn_form
@@ -185,6 +188,9 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
             identity = await resolve_identity(
                 self.site, self.user.name, lambda: self.user.get_auth_state()
             )
+        except IdentityError as error:
+            await self.forget_identity()
+            raise web.HTTPError(400, "%s", str(error)) from None
         except ChoiceError as error:
             raise web.HTTPError(400, "%s", str(error)) from None
         spec = replace(spec, identity=identity)
@@ -256,6 +262,7 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         try:
             gpu_devices = await self._assign_gpus(spec) if self.assigns_gpus else None
             await self.prepare(spec, gpu_devices)
+            await self.record_identity(spec)
         except BaseException:
             await self._release_all()
             raise
@@ -268,6 +275,30 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
             await self._tear_down_quietly()
             raise
         return self.server_address()
+
+    async def record_identity(self, spec: LaunchSpec) -> None:
+        """Record the lab identity the server runs as, for the Dask Gateway; nothing for
+        a kh- account."""
+        if spec.identity is None:
+            return
+        try:
+            await asyncio.to_thread(
+                identity_record.write_record, self.site.hub.state_dir, spec.username, spec.identity
+            )
+        except (OSError, identity_record.RecordError) as error:
+            raise web.HTTPError(
+                500, "%s", f"Could not record your lab identity for your Dask clusters: {error}"
+            ) from None
+
+    async def forget_identity(self) -> None:
+        """Remove the user's recorded identity: they have no valid one any more, and
+        their clusters must not run as the one they had."""
+        try:
+            await asyncio.to_thread(
+                identity_record.remove_record, self.site.hub.state_dir, self.user.name
+            )
+        except (OSError, identity_record.RecordError) as error:
+            self.log.error("Could not remove the identity record of %s: %s", self.user.name, error)
 
     async def _tear_down_quietly(self) -> None:
         self._starting = False  # from here on, poll reports what is left

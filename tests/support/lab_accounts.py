@@ -11,6 +11,8 @@ import pwd
 import random
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +62,16 @@ def make_directory(tag: str, members: tuple[str, ...], others: tuple[str, ...]) 
         in_lab = ("-G", directory.group) if short in members else ()
         add_account(directory, short, tag, ids.pop(), in_lab)
     return directory
+
+
+@contextmanager
+def lab_directory(members: tuple[str, ...], others: tuple[str, ...]) -> Iterator[LabDirectory]:
+    """``make_directory`` with a fresh tag, removed afterwards."""
+    directory = make_directory(unique_tag(), members, others)
+    try:
+        yield directory
+    finally:
+        remove_directory(directory)
 
 
 def add_system_account(directory: LabDirectory, short: str, tag: str) -> LabAccount:
@@ -123,3 +135,41 @@ def identity_probe(user, data_folder: str) -> dict:
 
 def unique_tag() -> str:
     return f"{random.randrange(16**5):05x}"
+
+
+CLUSTER_PROBE = """
+import json, os
+from dask_gateway import Gateway
+def seen():
+    import json, os
+    try:
+        data = open(os.path.join(%(data)r, "results.txt")).read()
+    except OSError as error:
+        data = type(error).__name__
+    return {"uid": os.getuid(), "gid": os.getgid(), "groups": sorted(os.getgroups()),
+            "user": os.environ.get("USER"), "home": os.environ.get("HOME"), "data": data,
+            "in_container": os.path.exists("/run/.containerenv")}
+cluster = Gateway().new_cluster()
+try:
+    cluster.scale(1)
+    client = cluster.get_client()
+    client.wait_for_workers(1, timeout=150)
+    print("PROBE", json.dumps({
+        "kernel": seen(),
+        "workers": list(client.run(seen).values()),
+        "scheduler": client.run_on_scheduler(seen),
+    }))
+    client.close()
+finally:
+    cluster.shutdown()
+"""
+
+
+def cluster_probe(user, data_folder: str, hub) -> dict:
+    """What the kernel of ``user``'s server, and the scheduler and one worker of a Dask
+    cluster it starts, see: ids, ``USER``, ``HOME``, whether in a container, and
+    ``results.txt`` in ``data_folder`` (its text or the error reading it). ``hub``'s log
+    explains a failure."""
+    reply = user.execute(CLUSTER_PROBE % {"data": data_folder}, timeout=300)
+    assert reply["error"] is None, (reply, hub.log_text()[-3000:])
+    return json.loads(reply["stdout"].split("PROBE ", 1)[1].splitlines()[0])

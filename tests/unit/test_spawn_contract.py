@@ -22,6 +22,8 @@ from tornado.web import Application, RequestHandler
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
 from kioskhub.spawner.base import SpawnBackend
+from kioskhub.spawner.identity_record import read_record
+from kioskhub.spawner.lab_identity import LabIdentity
 from kioskhub.spawner.local_process import KioskSpawner
 from kioskhub.spawner.podman import PodmanSpawner
 from kioskhub.spawner.readiness import answers_http
@@ -340,3 +342,35 @@ def test_state_of_an_unknown_version_is_not_adopted(tmp_path):
 
     assert spawner.names is None and spawner.launch_state == {}
 
+
+
+def test_a_start_with_a_lab_identity_records_it_and_a_refusal_removes_it(tmp_path):
+    """The Dask Gateway runs the user's clusters as what the spawner recorded at start;
+    once the identity is refused, the old one is gone with it."""
+    identity = {"source": "claims", "trust_shared_password": True, "gids_claim": "gidNumbers"}
+    site = site_for(tmp_path, auth={"identity": identity})
+    claims = {"oauth_user": {"uidNumber": 20001, "gidNumber": 20000, "gidNumbers": [20100]}}
+    user = HubUser("ada", [Group("physics")], auth_state=claims)
+
+    async def scenario():
+        spawner = LoopbackBackend(user=user, site=site, start_timeout=5)
+        await spawn(spawner)
+        recorded = read_record(site.hub.state_dir, "ada")
+        await spawner.stop()
+        user.auth_state = {"oauth_user": {"uidNumber": 20001}}
+        with pytest.raises(web.HTTPError, match="no 'gidNumber' claim"):
+            await spawn(spawner)
+        return recorded
+
+    assert asyncio.run(scenario()) == LabIdentity(20001, 20000, (20100,), "ada")
+    assert read_record(site.hub.state_dir, "ada") is None
+
+
+def test_a_start_with_a_kh_account_records_no_identity(tmp_path):
+    async def scenario():
+        spawner = backend(LoopbackBackend, tmp_path)
+        await spawn(spawner)
+        await spawner.stop()
+
+    asyncio.run(scenario())
+    assert not (tmp_path / "state" / "identities").exists()
