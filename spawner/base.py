@@ -79,11 +79,18 @@ from traitlets.config import LoggingConfigurable
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
 
-from . import gpu_assignments, gpus, identity_record
+from . import gpu_assignments, gpus, identity_record, metrics
 from .dask_clusters import stop_user_clusters
 from .environment_kinds import environment_kind, refusal
 from .lab_identity import IdentityError, resolve_identity
-from .launch_spec import ChoiceError, LaunchSpec, allowed, build_launch_spec, normalise_options
+from .launch_spec import (
+    ChoiceError,
+    LaunchSpec,
+    allowed,
+    build_launch_spec,
+    normalise_options,
+    pick,
+)
 from .spawn_feedback import SpawnFeedback
 from .spawn_form import options_from_form, render_spawn_form
 
@@ -94,6 +101,10 @@ launch (the site's and the build catalog's), before any backend's filter. A call
 return a tuple with ``notes``: lines the spawn form shows above the choices."""
 
 LOG_TAIL_LINES = 20
+
+
+class SpawnRefused(web.HTTPError):
+    """A start refused before anything started (counted as a refusal, not a failed spawn)."""
 
 
 async def config_environments(site: Site, username: str, groups: tuple[str, ...]):
@@ -190,9 +201,11 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
             )
         except IdentityError as error:
             await self.forget_identity()
-            raise web.HTTPError(400, "%s", str(error)) from None
+            metrics.record_refusal(self.backend_name, "identity")
+            raise SpawnRefused(400, "%s", str(error)) from None
         except ChoiceError as error:
-            raise web.HTTPError(400, "%s", str(error)) from None
+            metrics.record_refusal(self.backend_name, "choice")
+            raise SpawnRefused(400, "%s", str(error)) from None
         spec = replace(spec, identity=identity)
         self._checked = (dict(options or {}), spec, self._summarise(spec, environments))
         self.checked_environments = environments
@@ -212,6 +225,14 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         try:
             return self._summarise(self.build_spec(self.user_options, environments), environments)
         except (ChoiceError, StopIteration):
+            return ""
+
+    def options_profile(self) -> str:
+        """The profile ``user_options`` name among the site config's, or ''; reads no files."""
+        options = normalise_options(self.user_options)
+        try:
+            return pick("profile", self.site.profiles, options.get("profile"), self.groups()).name
+        except ChoiceError:
             return ""
 
     @property
@@ -244,9 +265,32 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         self._progress_events = []
         self._starting = True
         try:
-            return await self._start_checked(await self._spec_for_start())
+            return await self._start_counted(await self._spec_for_start())
         finally:
             self._starting = False
+
+    @property
+    def running_metric(self) -> metrics.RunningServer:
+        """This server's part in the running-servers and GPU gauges."""
+        if not hasattr(self, "_running_metric"):
+            self._running_metric = metrics.RunningServer()
+        return self._running_metric
+
+    async def _start_counted(self, spec: LaunchSpec):
+        """``_start_checked``, counted in the spawn metrics (a refusal is not a failure)."""
+        began = time.monotonic()
+        try:
+            address = await self._start_checked(spec)
+        except SpawnRefused:
+            raise
+        except BaseException:
+            metrics.record_spawn(
+                self.backend_name, spec.profile, "failure", time.monotonic() - began
+            )
+            raise
+        metrics.record_spawn(self.backend_name, spec.profile, "success", time.monotonic() - began)
+        self.running_metric.running(self.backend_name, spec.profile, spec.gpu_count)
+        return address
 
     async def _spec_for_start(self) -> LaunchSpec:
         checked = getattr(self, "_checked", None)
@@ -346,7 +390,10 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
                 gpu_assignments.assigned_elsewhere, state_dir, self.server_id
             )
             chosen = gpus.choose_gpus(found, busy, taken, spec.gpu_count, spec.gpu_type)
-        except (gpus.NoFreeGpu, gpus.GpuDiscoveryError) as error:
+        except gpus.NoFreeGpu as error:
+            metrics.record_refusal(self.backend_name, "no_free_gpu")
+            raise SpawnRefused(503, "%s", str(error)) from None
+        except gpus.GpuDiscoveryError as error:
             raise web.HTTPError(503, "%s", str(error)) from None
         await asyncio.to_thread(
             gpu_assignments.record_assignment, state_dir, self.server_id, chosen
@@ -356,6 +403,7 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
 
     async def _release_all(self) -> None:
         """Give back the GPUs and what ``release`` frees, once the server is gone."""
+        self.running_metric.gone()
         await self.release()
         if self.gpu_uuids:
             await asyncio.to_thread(
@@ -405,6 +453,11 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
             self.gpu_uuids = saved.get("gpus", "")
             self.summary = saved.get("summary", "")
             self.readopt(self.launch_state)
+            self.running_metric.running(
+                self.backend_name,
+                self.options_profile(),
+                len(self.gpu_uuids.split(",")) if self.gpu_uuids else 0,
+            )
 
     def clear_state(self):
         super().clear_state()
