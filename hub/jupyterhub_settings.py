@@ -16,6 +16,7 @@ from kioskhub.spawner.pod_image import BaseImageRecipe
 from .auth_gitlab import gitlab_url
 from .auth_settings import authenticator_settings
 from .dask_gateway import gateway_hub_settings, merge_settings
+from .metrics_access import metrics_hub_settings
 from .oidc_discovery import ProviderEndpoints
 from .pod_backends import with_spawner_backend
 from .state_dir import Passwords
@@ -88,6 +89,7 @@ def jupyterhub_settings(
     settings = merge_settings(
         settings, builder_hub_settings(with_builder_base_image(site), python=sys.executable)
     )
+    settings = merge_settings(settings, metrics_hub_settings(passwords.metrics_token))
     launchable = launchable_environments(site)
     if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
         # Beside those: the images the user's own GitLab projects built, with their token.

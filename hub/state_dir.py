@@ -11,6 +11,8 @@ from pathlib import Path
 
 from kioskhub.hub.schema.site import Site
 
+from .metrics_access import prepare_metrics_token
+
 SECRETS_FILE = "secrets.json"
 
 
@@ -22,6 +24,8 @@ class Passwords:
     admin: str
     auth_state_key: str = ""
     """Hex key that encrypts JupyterHub's auth state (the users' provider tokens)."""
+    metrics_token: str = ""
+    """Prometheus's token: ``read:metrics`` only (``metrics_access``); '' for none."""
 
 
 def prepare_state_dir(site: Site) -> Passwords:
@@ -48,6 +52,7 @@ def prepare_state_dir(site: Site) -> Passwords:
         user=site.auth.shared_password or generated["user_password"],
         admin=site.auth.admin_password or generated["admin_password"],
         auth_state_key=generated["auth_state_key"],
+        metrics_token=prepare_metrics_token(state),
     )
 
 

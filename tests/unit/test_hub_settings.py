@@ -71,6 +71,7 @@ def test_jupyterhub_settings(tmp_path):
             "log_level": "DEBUG",
             "template_paths": [str(PACKAGE_ROOT / "hub" / "templates")],
             "load_groups": {"physics": {"users": ["ada", "grace"]}},
+            "authenticate_prometheus": True,
         },
         "ConfigurableHTTPProxy": {
             "command": ["/path/chp"],
@@ -196,10 +197,14 @@ def test_passwords_set_in_the_config_win(tmp_path):
         small_site(tmp_path, auth={"shared_password": "lab-secret", "admin_password": "b" * 32})
     )
 
-    key = generated.auth_state_key
+    key, token = generated.auth_state_key, generated.metrics_token
     assert len(key) == 64 and int(key, 16)
-    assert only_user == Passwords(user="lab-secret", admin=generated.admin, auth_state_key=key)
-    assert both == Passwords(user="lab-secret", admin="b" * 32, auth_state_key=key)
+    assert only_user == Passwords(
+        user="lab-secret", admin=generated.admin, auth_state_key=key, metrics_token=token
+    )
+    assert both == Passwords(
+        user="lab-secret", admin="b" * 32, auth_state_key=key, metrics_token=token
+    )
     stored = json.loads((tmp_path / "state" / SECRETS_FILE).read_text())
     assert stored == {
         "user_password": generated.user,
