@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from kioskhub.hub.schema.builder import BuilderSettings
 
+from . import build_metrics
 from .build_log import BuildLog
 from .build_queue import BuildQueue
 from .builder_base import BuildFailed, BuildRequest, EnvironmentBuilder
@@ -77,6 +79,8 @@ class BuildRunner:
             concurrency=settings.concurrency,
             timeout=settings.build_timeout,
         )
+        self._started: dict[int, tuple[str, float]] = {}
+        build_metrics.count_queue(lambda: self.queue.pending)
 
     # ---- requests -----------------------------------------------------------------------
 
@@ -121,6 +125,7 @@ class BuildRunner:
             owner, name, builder_name = row.owner, row.name, row.builder
             url, ref, subdir = row.repo_url, build.ref, row.subdir
         build_log.progress(1, f"Build {build_id} of {owner}/{name} with the {builder_name} builder")
+        self._started[build_id] = (builder_name, time.monotonic())
         builder = self.builders.get(builder_name)
         try:
             if builder is None:
@@ -146,22 +151,30 @@ class BuildRunner:
         except (BuildFailed, UnsafeSource) as error:
             build_log.line(f"Build failed: {error}")
             build_log.finish("failed")
+            self._count(build_id, "failed")
             with self.catalog.session() as session:
                 finish_failed(
                     session, session.get(BuildRecord, build_id), str(error), build_log.text()
                 )
             return
         build_log.finish("ready")
+        self._count(build_id, "ready")
         with self.catalog.session() as session:
             finish_ready(session, session.get(BuildRecord, build_id), artifact, build_log.text())
 
     async def _fail(self, build_id: int, build_log: BuildLog, message: str) -> None:
         self._credentials.pop(build_id, None)
         build_log.finish("failed")
+        self._count(build_id, "stopped")
         with self.catalog.session() as session:
             build = session.get(BuildRecord, build_id)
             if build is not None and build.status not in ("ready", "failed"):
                 finish_failed(session, build, message, build_log.text())
+
+    def _count(self, build_id: int, result: str) -> None:
+        """Count an ended build in the metrics (once; one never started has no builder)."""
+        builder, started = self._started.pop(build_id, ("", time.monotonic()))
+        build_metrics.record_build(builder, result, time.monotonic() - started)
 
     async def _keep_saving(self, build_id: int, build_log: BuildLog) -> None:
         """Write the growing log and progress to the catalog, for readers in other processes."""

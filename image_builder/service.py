@@ -42,6 +42,7 @@ from .gitlab_service import gitlab_builders, gitlab_routes, public_webhook_url
 from .gitlab_webhook import PipelineEventBus
 from .hub_service import SERVICE_NAME, SITE_VARIABLE, site_from_json
 from .local_builder import LocalBuilder, site_toolchain
+from .metrics_handler import metrics_routes
 from .podman_image_builder import BuildOptions, PodmanImageBuilder
 from .python_versions import effective_policy
 from .service_api import BuilderState, api_routes
@@ -141,7 +142,7 @@ def make_app(
     state = BuilderState(catalog, runner, site.builder, gitlab_url=site.gitlab.url)
     gitlab = gitlab_routes(prefix, site.gitlab, events) if events and site.gitlab.url else []
     return web.Application(
-        api_routes(prefix, state) + page_routes(prefix, state) + gitlab,
+        api_routes(prefix, state) + page_routes(prefix, state) + metrics_routes(prefix) + gitlab,
         cookie_secret=secrets.token_bytes(32),
         xsrf_cookies=True,
         service_prefix=prefix,
