@@ -15,12 +15,18 @@ from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.integration.test_spawn_choices import fake_nvidia_smi
 from tests.support.grafana_dashboard import as_promql, dashboard_queries, metric_names
-from tests.support.hub_process import start_hub, write_site_config
-from tests.support.prometheus import LoopbackPrometheus
+from tests.support.hub_process import free_port, start_hub, write_site_config
+from tests.support.prometheus import BUILDER_METRICS, LoopbackPrometheus
 from tests.support.user_session import signed_in
 from tests.unit.test_dashboard import FED_ELSEWHERE
 
 pytestmark = pytest.mark.integration
+
+NO_DATA_UNTIL_A_BUILD = {
+    "kioskhub_environment_builds_total",
+    "kioskhub_environment_build_duration_seconds_bucket",
+}
+"""This hub builds nothing; tests/unit/test_build_metrics.py counts builds."""
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +38,7 @@ def scraped_hub():
     config = write_site_config(
         folder,
         spawner={"start_timeout": 30},
+        builder={"enabled": True, "port": free_port()},
         profiles=[
             {"name": "small", "display_name": "Small", "cpu": 1, "memory": "1Gi", "default": True},
             {"name": "a100", "memory": "1Gi", "gpu": {"count": 1, "type": "A100"}},
@@ -52,25 +59,30 @@ def scraped_hub():
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_metrics_are_read_with_read_metrics_only(scraped_hub):
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/hub/metrics", "jupyterhub_running_servers"),
+        (BUILDER_METRICS, "kioskhub_environment_builds_queued"),
+    ],
+)
+def test_metrics_are_read_with_read_metrics_only(scraped_hub, path, expected):
     hub, token = scraped_hub["hub"], scraped_hub["token"]
     user = signed_in(hub.url, "mia", SHARED_PASSWORD)
-    user_token = user.token
 
-    anonymous = requests.get(f"{hub.url}/hub/metrics", timeout=30)
-    as_user = requests.get(
-        f"{hub.url}/hub/metrics", headers={"Authorization": f"token {user_token}"}, timeout=30
-    )
-    as_prometheus = requests.get(
-        f"{hub.url}/hub/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30
-    )
+    def get(headers):
+        return requests.get(f"{hub.url}{path}", headers=headers, timeout=30)
+
+    anonymous = get({})
+    as_user = get({"Authorization": f"token {user.token}"})
+    as_prometheus = get({"Authorization": f"Bearer {token}"})
     users = hub.api("/users", token)
     own_server = hub.api("/users/mia/server", token, "POST")
 
     assert anonymous.status_code == 403
     assert as_user.status_code == 403, "a user without read:metrics read the metrics"
-    assert as_prometheus.status_code == 200
-    assert "jupyterhub_running_servers" in as_prometheus.text
+    assert as_prometheus.status_code == 200, as_prometheus.text
+    assert expected in as_prometheus.text
     assert users.status_code == 403, "the metrics token listed the users"
     assert own_server.status_code in (403, 404), "the metrics token started a server"
 
@@ -95,12 +107,13 @@ def test_every_dashboard_query_runs_and_the_hubs_own_return_data(scraped_hub):
         'kioskhub_spawn_refusals_total{backend="local",reason="choice"} >= 1'
     )
     assert prometheus.wait_for("jupyterhub_running_servers >= 2")
+    assert prometheus.wait_for('kioskhub_environment_builds_queued{job="kioskhub-environments"}')
     assert spawned[0]["metric"]["job"] == "kioskhub"
 
     empty = []
     for title, expr in dashboard_queries():
         result = prometheus.query(as_promql(expr))  # PrometheusError if it does not parse
-        if not result and not metric_names(expr) & set(FED_ELSEWHERE):
+        if not result and not metric_names(expr) & (set(FED_ELSEWHERE) | NO_DATA_UNTIL_A_BUILD):
             empty.append(f"{title}: {expr}")
     assert not empty, "dashboard queries of this hub's metrics returned nothing:\n" + "\n".join(
         empty

@@ -2,8 +2,8 @@
 
 ``LoopbackPrometheus`` starts ``prometheus`` with a config of its own (a free port on
 127.0.0.1, its database in a folder of the test's) that scrapes a test hub's ``/hub/metrics``
-every second with a bearer token, and answers PromQL through the HTTP API
-(``/api/v1/query``). A missing program fails the test, naming the package.
+and its builder service's metrics every second with a bearer token, and answers PromQL
+through the HTTP API (``/api/v1/query``). A missing program fails the test, naming the package.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from .hub_process import free_port
 PROMETHEUS_PROGRAM = "prometheus"
 PROMETHEUS_PACKAGE = "prometheus"
 HUB_JOB = "kioskhub"
+BUILDER_JOB = "kioskhub-environments"
+BUILDER_METRICS = "/services/environments/metrics"
 
 
 def prometheus_program() -> str:
@@ -36,18 +38,21 @@ def prometheus_program() -> str:
 
 
 def scrape_config(hub_url: str, token_file: Path) -> dict:
-    """Scrape the hub's ``/hub/metrics`` every second with the token in ``token_file``."""
+    """Scrape the hub's ``/hub/metrics`` and the builder service's metrics every second,
+    with the token in ``token_file``."""
     hub = urlsplit(hub_url)
+    base = hub.path.rstrip("/")
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "scrape_configs": [
             {
-                "job_name": HUB_JOB,
+                "job_name": job,
                 "scheme": hub.scheme,
-                "metrics_path": f"{hub.path.rstrip('/')}/hub/metrics",
+                "metrics_path": base + path,
                 "authorization": {"type": "Bearer", "credentials_file": str(token_file)},
                 "static_configs": [{"targets": [hub.netloc]}],
             }
+            for job, path in ((HUB_JOB, "/hub/metrics"), (BUILDER_JOB, BUILDER_METRICS))
         ],
     }
 
@@ -109,11 +114,13 @@ class LoopbackPrometheus:
             raise PrometheusError(f"{expr!r}: {body.get('errorType')}: {body.get('error')}")
         return body["data"]["result"]
 
-    def hub_target(self) -> dict:
-        """The scrape target of the hub: its health and last error."""
+    def targets(self) -> dict[str, str]:
+        """Each scrape job's health and last error."""
         reply = requests.get(f"{self.url}/api/v1/targets", timeout=30).json()
-        targets = [t for t in reply["data"]["activeTargets"] if t["labels"]["job"] == HUB_JOB]
-        return targets[0] if targets else {}
+        return {
+            t["labels"]["job"]: f"{t['health']} {t['lastError']!r}"
+            for t in reply["data"]["activeTargets"]
+        }
 
     def wait_for(self, expr: str, timeout: float = 30) -> list[dict]:
         """Query ``expr`` until it returns data; TimeoutError naming the target's state."""
@@ -123,11 +130,7 @@ class LoopbackPrometheus:
             if result:
                 return result
             time.sleep(0.5)
-        target = self.hub_target()
-        raise TimeoutError(
-            f"{expr!r} returned nothing in {timeout}s; hub target: "
-            f"{target.get('health')} {target.get('lastError')!r}"
-        )
+        raise TimeoutError(f"{expr!r} returned nothing in {timeout}s; targets: {self.targets()}")
 
     def log_tail(self, lines: int = 20) -> str:
         path = self.folder / "prometheus.log"

@@ -9,6 +9,7 @@ import jupyterhub.metrics  # noqa: F401 (registers JupyterHub's metrics)
 import pytest
 from prometheus_client import REGISTRY
 
+import kioskhub.image_builder.build_metrics  # noqa: F401 (the builder service's)
 import kioskhub.spawner.metrics  # noqa: F401 (registers KioskHub's spawn metrics)
 from tests.support.grafana_dashboard import (
     DASHBOARD,
@@ -18,9 +19,6 @@ from tests.support.grafana_dashboard import (
 )
 
 FED_ELSEWHERE = {
-    "kioskhub_environment_builds_total": "the environment builder service",
-    "kioskhub_environment_builds_queued": "the environment builder service",
-    "kioskhub_environment_build_duration_seconds_bucket": "the environment builder service",
     "kioskhub_usage_cpu_seconds_total": "usage accounting",
     "kioskhub_usage_gpu_seconds_total": "usage accounting",
     "kioskhub_servers_culled_total": "idle culling",
