@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import posixpath
+import sqlite3
 import time
 from pathlib import Path
 
@@ -110,7 +111,11 @@ class UsageRecorder:
     async def open(self, record: usage_store.UsageRecord) -> None:
         if not self.enabled:
             return
-        await asyncio.to_thread(usage_store.open_record, self.path, record)
+        try:
+            await asyncio.to_thread(usage_store.open_record, self.path, record)
+        except (OSError, sqlite3.Error) as error:
+            log.error("Could not open the usage record of %s: %s", self.label, error)
+            return
         self.resume(record.record_id)
 
     def resume(self, record_id: str) -> None:

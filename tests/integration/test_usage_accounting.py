@@ -1,7 +1,6 @@
 """Usage accounting with a real hub: records while servers run, CPU from the cgroup, and
 records that survive a hub restart or a server that died while the hub was down."""
 
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -14,7 +13,13 @@ from kioskhub.spawner import usage_store
 from kioskhub.spawner.cgroups import cgroups_available
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.apel_parser import parse_cloud_message
-from tests.support.hub_process import VENV_BIN, kioskhub_env, start_hub, write_site_config
+from tests.support.hub_process import (
+    VENV_BIN,
+    kioskhub_env,
+    remove_test_site,
+    start_hub,
+    write_site_config,
+)
 from tests.support.user_session import servers_once_checked, signed_in
 
 pytestmark = pytest.mark.integration
@@ -108,9 +113,4 @@ def test_records_follow_servers_across_a_hub_restart_and_a_death_while_it_was_do
         assert parsed["uma"]["Status"] == "completed" and parsed["uma"]["CpuDuration"] >= 3
         assert parsed["vic"]["EndTime"] == round(closed.end)
     finally:
-        if hub.process.poll() is None:
-            hub.stop()
-        for proc in psutil.process_iter(["environ"]):
-            if (proc.info["environ"] or {}).get("HOME", "").startswith(str(folder)):
-                proc.kill()
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_test_site(hub, folder)

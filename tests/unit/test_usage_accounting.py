@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -14,9 +15,10 @@ from dirq.QueueSimple import QueueSimple
 from kioskhub.hub import usage_apel
 from kioskhub.hub.cli import main
 from kioskhub.hub.schema.accounting import AccountingSettings
+from kioskhub.hub.schema.site import Site
 from kioskhub.hub.usage_cli import write_csv
 from kioskhub.spawner import usage_store
-from kioskhub.spawner.usage_recorder import cgroup_usage, cpu_seconds_from_stat
+from kioskhub.spawner.usage_recorder import UsageRecorder, cgroup_usage, cpu_seconds_from_stat
 from tests.support.apel_parser import (
     ApelFormatError,
     parse_accelerator_message,
@@ -57,45 +59,27 @@ def test_a_record_across_a_month_end_gives_one_cumulative_cloud_record_per_month
     text = usage_apel.cloud_message(
         [record()], SETTINGS, "hub.example.org", 0, at("2027-01-01T00:00:00")
     )
+    same = (
+        "VMUUID: 6f1c3a52-0000-4000-8000-000000000001\n"
+        "SiteName: KIOSK-TEST\n"
+        "CloudComputeService: hub.example.org\n"
+        "MachineName: ada\n"
+        "LocalUserId: ada\n"
+        "LocalGroupId: physics\n"
+        "GlobalUserName: ada\n"
+        "FQAN: /vo.example.org\n"
+    )
+    sizes = "CpuCount: 2\nMemory: 2048\nImageId: /opt/venvs/python3\nCloudType: KioskHub\n%%\n"
+    started = f"StartTime: {round(at('2026-01-31T12:00:00'))}\n"
     assert text == (
         "APEL-cloud-message: v0.4\n"
-        "VMUUID: 6f1c3a52-0000-4000-8000-000000000001\n"
-        "SiteName: KIOSK-TEST\n"
-        "CloudComputeService: hub.example.org\n"
-        "MachineName: ada\n"
-        "LocalUserId: ada\n"
-        "LocalGroupId: physics\n"
-        "GlobalUserName: ada\n"
-        "FQAN: /vo.example.org\n"
-        "Status: started\n"
-        f"StartTime: {round(at('2026-01-31T12:00:00'))}\n"
-        "SuspendDuration: 0\n"
-        "WallDuration: 43200\n"
-        "CpuDuration: 2400\n"
-        "CpuCount: 2\n"
-        "Memory: 2048\n"
-        "ImageId: /opt/venvs/python3\n"
-        "CloudType: KioskHub\n"
-        "%%\n"
-        "VMUUID: 6f1c3a52-0000-4000-8000-000000000001\n"
-        "SiteName: KIOSK-TEST\n"
-        "CloudComputeService: hub.example.org\n"
-        "MachineName: ada\n"
-        "LocalUserId: ada\n"
-        "LocalGroupId: physics\n"
-        "GlobalUserName: ada\n"
-        "FQAN: /vo.example.org\n"
-        "Status: completed\n"
-        f"StartTime: {round(at('2026-01-31T12:00:00'))}\n"
+        f"{same}Status: started\n{started}"
+        "SuspendDuration: 0\nWallDuration: 43200\nCpuDuration: 2400\n"
+        f"{sizes}"
+        f"{same}Status: completed\n{started}"
         f"EndTime: {round(at('2026-02-01T12:00:00'))}\n"
-        "SuspendDuration: 0\n"
-        "WallDuration: 86400\n"
-        "CpuDuration: 4800\n"
-        "CpuCount: 2\n"
-        "Memory: 2048\n"
-        "ImageId: /opt/venvs/python3\n"
-        "CloudType: KioskHub\n"
-        "%%\n"
+        "SuspendDuration: 0\nWallDuration: 86400\nCpuDuration: 4800\n"
+        f"{sizes}"
     )
 
 
@@ -253,3 +237,12 @@ def test_usage_command_explains_bad_input(site_config, tmp_path, capsys):
         main(["usage", "--config", str(unnamed), "--since", "2026-01-01", "--format", "apel"]) == 2
     )
     assert "accounting.site_name is empty" in capsys.readouterr().err
+
+
+def test_no_record_is_kept_when_accounting_is_off(tmp_path):
+    site = Site.model_validate(
+        {"hub": {"state_dir": str(tmp_path)}, "accounting": {"enabled": False}}
+    )
+    recorder = UsageRecorder(site, lambda: (), "ada")
+    asyncio.run(recorder.open(record(end=None)))
+    assert recorder.record_id == "" and not (tmp_path / "usage.sqlite").exists()
