@@ -161,6 +161,11 @@ def remove_test_site(hub: HubProcess, folder: Path) -> None:
     """
     if hub.process.poll() is None:
         hub.stop()
+    remove_site_folder(folder)
+
+
+def remove_site_folder(folder: Path) -> None:
+    """Kill the processes whose home is under ``folder`` (servers left behind), remove it."""
     for proc in psutil.process_iter(["environ"]):
         try:
             if (proc.info["environ"] or {}).get("HOME", "").startswith(str(folder)):
