@@ -20,6 +20,7 @@ from .jupyterhub_settings import PROXY_NAME, find_proxy_command
 from .oidc_discovery import DiscoveryError, discover_for_site
 from .sample_data import write_sample_data
 from .state_dir import SECRETS_FILE, prepare_state_dir
+from .usage_cli import add_usage_command
 
 DEFAULT_CONFIG = "kioskhub.yaml"
 SAMPLE_DATA = Path(".kioskhub") / "sample-data"
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     command("config-reference", config_reference, "Print the config reference (Markdown).")
     add_env_command(commands, Path(os.environ.get("KIOSKHUB_CONFIG", DEFAULT_CONFIG)))
     add_image_command(commands)
+    add_usage_command(commands, Path(os.environ.get("KIOSKHUB_CONFIG", DEFAULT_CONFIG)))
     return parser
 
 

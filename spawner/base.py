@@ -79,7 +79,7 @@ from traitlets.config import LoggingConfigurable
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
 
-from . import gpu_assignments, gpus, identity_record, metrics
+from . import gpu_assignments, gpus, identity_record, metrics, usage_recorder
 from .dask_clusters import stop_user_clusters
 from .environment_kinds import environment_kind, refusal
 from .lab_identity import IdentityError, resolve_identity
@@ -318,7 +318,21 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         except BaseException:
             await self._tear_down_quietly()
             raise
+        await self.usage.open(
+            usage_recorder.new_record(
+                self.site, spec, self.groups(), self.backend_name, time.time()
+            )
+        )
         return self.server_address()
+
+    @property
+    def usage(self) -> usage_recorder.UsageRecorder:
+        """The usage record of this spawner's server (accounting)."""
+        if getattr(self, "_usage", None) is None:
+            self._usage = usage_recorder.UsageRecorder(
+                self.site, self.usage_cgroup_dirs, self._log_name
+            )
+        return self._usage
 
     async def record_identity(self, spec: LaunchSpec) -> None:
         """Record the lab identity the server runs as, for the Dask Gateway; nothing for
@@ -402,8 +416,10 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
         return gpus.cuda_visible_devices(chosen)
 
     async def _release_all(self) -> None:
-        """Give back the GPUs and what ``release`` frees, once the server is gone."""
+        """Close the usage record, then give back the GPUs and what ``release`` frees,
+        once the server is gone."""
         self.running_metric.gone()
+        await self.usage.close(stopped=False)
         await self.release()
         if self.gpu_uuids:
             await asyncio.to_thread(
@@ -425,6 +441,7 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
     async def stop(self, now=False):
         await stop_user_clusters(self.site, self.api_token, self._log_name)
         await self.stop_server(now)
+        await self.usage.close(stopped=True)
         await self._release_all()
 
     def get_state(self):
@@ -436,6 +453,8 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
                 "gpus": self.gpu_uuids,
                 "summary": self.summary,
             }
+            if self.usage.record_id:
+                state["kioskhub"]["usage"] = self.usage.record_id
         return state
 
     def load_state(self, state):
@@ -458,6 +477,7 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
                 self.options_profile(),
                 len(self.gpu_uuids.split(",")) if self.gpu_uuids else 0,
             )
+            self.usage.resume(saved.get("usage", ""))
 
     def clear_state(self):
         super().clear_state()
@@ -495,6 +515,10 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
 
     async def release(self) -> None:
         """Give back what a gone server held on the hub's machine."""
+
+    def usage_cgroup_dirs(self) -> tuple[str, ...]:
+        """The running server's cgroup folders on this machine, for its usage record."""
+        return ()
 
     def readopt(self, launch_state: dict[str, Any]) -> None:
         """Restore the backend's attributes from a saved ``launch_state``."""

@@ -33,6 +33,8 @@ class CgroupLayout:
     swap_limit: bool = False
     pids_mount: str | None = None
     pids_cgroup: str | None = None
+    cpuacct_mount: str | None = None
+    cpuacct_cgroup: str | None = None
 
     @property
     def memory_dir(self) -> str:
@@ -53,6 +55,13 @@ class CgroupLayout:
             return None
         return under(self.pids_mount, self.pids_cgroup)
 
+    @property
+    def cpuacct_dir(self) -> str | None:
+        """The hub's own v1 cpuacct directory (CPU time used, for accounting), or None."""
+        if self.cpuacct_mount is None or self.cpuacct_cgroup is None:
+            return None
+        return under(self.cpuacct_mount, self.cpuacct_cgroup)
+
 
 def detect_layout(proc_self_cgroup_text: str, mounts_text: str) -> CgroupLayout | None:
     """Find the hub's memory and cpu cgroups from ``/proc/self/cgroup`` and mount text.
@@ -71,7 +80,15 @@ def detect_layout(proc_self_cgroup_text: str, mounts_text: str) -> CgroupLayout 
             return None
         cpu = _locate(mounts, "cgroup", *v1["cpu"]) if "cpu" in v1 else None
         pids = _locate(mounts, "cgroup", *v1["pids"]) if "pids" in v1 else None
-        return CgroupLayout(1, *memory, *(cpu or (None, None)), False, *(pids or (None, None)))
+        acct = _locate(mounts, "cgroup", *v1["cpuacct"]) if "cpuacct" in v1 else None
+        return CgroupLayout(
+            1,
+            *memory,
+            *(cpu or (None, None)),
+            False,
+            *(pids or (None, None)),
+            *(acct or (None, None)),
+        )
     unified = [path for ctrls, path in memberships if not ctrls]
     if unified:
         found = _locate(mounts, "cgroup2", frozenset(), unified[0])
@@ -98,6 +115,9 @@ def current_layout() -> CgroupLayout | None:
     )
     if layout.pids_dir is not None and not _pids_usable(layout):
         layout = replace(layout, pids_mount=None, pids_cgroup=None)
+    acct = layout.cpuacct_dir
+    if acct is not None and not (os.path.isdir(acct) and os.access(acct, os.W_OK)):
+        layout = replace(layout, cpuacct_mount=None, cpuacct_cgroup=None)
     return layout
 
 

@@ -170,6 +170,10 @@ def _plan_v1(name, memory_bytes, quota, max_processes, layout: CgroupLayout):
     if max_processes is not None:
         group = group_under(layout.pids_dir)
         plan.append(CgroupWrite("write", posixpath.join(group, "pids.max"), str(max_processes)))
+    if plan and layout.cpuacct_dir is not None:
+        limits, plan = plan, []
+        group_under(layout.cpuacct_dir)  # counts the server's CPU time for its usage record
+        plan += [step for step in limits if step not in plan]
     return plan
 
 

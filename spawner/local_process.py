@@ -203,6 +203,9 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
         if killed:
             self.log.warning("Killed %d leftover processes of %s", killed, self._log_name)
 
+    def usage_cgroup_dirs(self) -> tuple[str, ...]:
+        return self.limits.dirs if self.limits else ()
+
     def readopt(self, launch_state) -> None:
         self.pid_started = launch_state.get("pid_started", 0.0)
         self.log_path = launch_state.get("log_path", "")

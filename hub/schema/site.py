@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from .accounting import AccountingSettings
 from .auth import AuthSettings
 from .builder import BuilderSettings
 from .choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
@@ -286,6 +287,10 @@ class Site(Section):
         GitLabSettings(),
         description="Environments built by the users' own GitLab CI: the GitLab instance, "
         "the projects it may build and how KioskHub follows the pipelines.",
+    )
+    accounting: AccountingSettings = Field(
+        AccountingSettings(),
+        description="Usage records of every server, reports and APEL export.",
     )
 
     @field_validator("environments", "profiles", "data_mounts")

@@ -13,7 +13,7 @@ import requests
 
 from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
-from tests.support.hub_process import start_hub, write_site_config
+from tests.support.hub_process import remove_test_site, start_hub, write_site_config
 from tests.support.user_session import UserSession, servers_once_checked
 from tests.support.user_session import signed_in as sign_in
 
@@ -193,12 +193,7 @@ def test_restarted_hub_keeps_running_servers_and_forgets_dead_ones():
         assert servers_once_checked(lost, "lou") == {}
         assert lost.spawn()[-1]["ready"]
     finally:
-        if hub.process.poll() is None:
-            hub.stop()
-        for proc in psutil.process_iter(["environ"]):
-            if (proc.info["environ"] or {}).get("HOME", "").startswith(str(folder)):
-                proc.kill()
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_test_site(hub, folder)
 
 
 def _server_pid(folder: Path, name: str) -> int:

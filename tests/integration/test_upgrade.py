@@ -10,7 +10,6 @@ import html
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import time
@@ -22,7 +21,7 @@ import pytest
 from kioskhub.hub.sample_data import write_sample_data
 from kioskhub.spawner.cgroups import ServerCgroup
 from tests.conftest import SHARED_PASSWORD, open_folder
-from tests.support.hub_process import start_hub, write_site_config
+from tests.support.hub_process import remove_site_folder, start_hub, write_site_config
 from tests.support.previous_release import ReleaseUnavailable, check_out, install
 from tests.support.user_session import UserSession, servers_once_checked, signed_in
 
@@ -38,13 +37,7 @@ NOTE = "written before the upgrade\n"
 def upgrade_folder():
     folder = open_folder("upgrade")
     yield folder
-    for proc in psutil.process_iter(["environ"]):
-        try:
-            if (proc.info["environ"] or {}).get("HOME", "").startswith(str(folder)):
-                proc.kill()
-        except psutil.Error:
-            continue
-    shutil.rmtree(folder, ignore_errors=True)
+    remove_site_folder(folder)
 
 
 @pytest.fixture

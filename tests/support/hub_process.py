@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -151,3 +152,24 @@ def start_hub(
         time.sleep(0.3)
     hub.stop(signal.SIGKILL)
     raise TimeoutError(f"hub at {url} did not answer within {timeout}s:\n{hub.log_text()}")
+
+
+def remove_test_site(hub: HubProcess, folder: Path) -> None:
+    """Stop the hub if it still runs, kill servers left under ``folder``, remove it.
+
+    For tests that keep servers across a hub restart (``cleanup_servers: false``).
+    """
+    if hub.process.poll() is None:
+        hub.stop()
+    remove_site_folder(folder)
+
+
+def remove_site_folder(folder: Path) -> None:
+    """Kill the processes whose home is under ``folder`` (servers left behind), remove it."""
+    for proc in psutil.process_iter(["environ"]):
+        try:
+            if (proc.info["environ"] or {}).get("HOME", "").startswith(str(folder)):
+                proc.kill()
+        except psutil.Error:
+            continue
+    shutil.rmtree(folder, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ V2_ROOT = ("/sys/fs/cgroup", "/")
 
 FIRECRACKER_HUB = "/process_api/e978861f8543770c26fa94d52855fbd2"
 V1_PIDS = {"pids_mount": "/sys/fs/cgroup/pids", "pids_cgroup": "/"}
+V1_CPUACCT = {"cpuacct_mount": "/sys/fs/cgroup/cpuacct", "cpuacct_cgroup": "/"}
 V1_FIRECRACKER = CgroupLayout(
     1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/", True, **V1_PIDS
 )
@@ -45,9 +47,11 @@ def test_detect_v1_on_this_kind_of_machine_from_mountinfo():
         recorded("proc-self-cgroup-v1-firecracker.txt"), recorded("mountinfo-v1-firecracker.txt")
     )
     assert layout == CgroupLayout(
-        1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/", **V1_PIDS
+        1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/", **V1_PIDS,
+        **V1_CPUACCT,
     )
     assert layout.memory_dir == "/sys/fs/cgroup/memory" + FIRECRACKER_HUB
+    assert layout.cpuacct_dir == "/sys/fs/cgroup/cpuacct"
     assert layout.cpu_dir == "/sys/fs/cgroup/cpu"
     assert layout.pids_dir == "/sys/fs/cgroup/pids"
 
@@ -56,7 +60,8 @@ def test_detect_v1_from_proc_mounts():
     assert detect_layout(
         recorded("proc-self-cgroup-v1-firecracker.txt"), recorded("proc-mounts-v1-firecracker.txt")
     ) == CgroupLayout(
-        1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/", **V1_PIDS
+        1, "/sys/fs/cgroup/memory", FIRECRACKER_HUB, "/sys/fs/cgroup/cpu", "/", **V1_PIDS,
+        **V1_CPUACCT,
     )
 
 
@@ -65,7 +70,8 @@ def test_detect_v1_container_whose_mounts_show_only_its_own_subtree():
         recorded("proc-self-cgroup-v1-docker.txt"), recorded("mountinfo-v1-docker.txt")
     )
     assert layout == CgroupLayout(
-        1, "/sys/fs/cgroup/memory", "/", "/sys/fs/cgroup/cpu,cpuacct", "/", **V1_PIDS
+        1, "/sys/fs/cgroup/memory", "/", "/sys/fs/cgroup/cpu,cpuacct", "/", **V1_PIDS,
+        cpuacct_mount="/sys/fs/cgroup/cpu,cpuacct", cpuacct_cgroup="/",
     )
     assert (layout.memory_dir, layout.cpu_dir) == (
         "/sys/fs/cgroup/memory",
@@ -118,6 +124,16 @@ def test_detect_v1_without_cpu_controller():
     assert detect_layout(
         "4:memory:/hub\n", "cgroup /sys/fs/cgroup/memory cgroup rw,relatime,memory 0 0\n"
     ) == CgroupLayout(1, "/sys/fs/cgroup/memory", "/hub", None, None)
+
+
+def test_plan_v1_with_a_separate_cpuacct_hierarchy_adds_a_group_that_counts_cpu_time():
+    layout = replace(V1_FIRECRACKER, **V1_CPUACCT)
+    plan = plan_limits("ada-default", 200 * 2**20, 0.2, layout)
+    assert plan[:2] == [
+        CgroupWrite("mkdir", "/sys/fs/cgroup/cpuacct/kioskhub"),
+        CgroupWrite("group", "/sys/fs/cgroup/cpuacct/kioskhub/ada-default"),
+    ]
+    assert plan[2:] == plan_limits("ada-default", 200 * 2**20, 0.2, V1_FIRECRACKER)
 
 
 def test_plan_v1_memory_and_cpu():

@@ -21,6 +21,7 @@ from tornado.web import Application, RequestHandler
 
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
+from kioskhub.spawner import usage_store
 from kioskhub.spawner.base import SpawnBackend
 from kioskhub.spawner.identity_record import read_record
 from kioskhub.spawner.lab_identity import LabIdentity
@@ -181,9 +182,16 @@ def test_a_start_runs_the_steps_once_and_stop_cleans_up(tmp_path):
         "launch": {"first": 1, "port": address[1]},
         "gpus": "",
         "summary": "Python 3 · Small",
+        "usage": state["kioskhub"]["usage"],
     }
     assert spawner.choice_summary == "Python 3 · Small"
     assert spawner.steps == ["prepare default small", "launch", "stop", "release"]
+    (record,) = usage_store.records(tmp_path / "state" / "usage.sqlite")
+    assert (record.record_id, record.username, record.groups) == (
+        state["kioskhub"]["usage"], "ada", "physics"
+    )
+    assert (record.profile, record.environment, record.cpu_cores) == ("small", "default", 1)
+    assert record.end is not None and record.end >= record.start, "the record was not closed"
 
 
 def test_a_backend_that_fails_after_its_second_checkpoint_is_torn_down_completely(tmp_path):

@@ -1,0 +1,155 @@
+"""The usage records: one row per server run, in a root-only SQLite file of the state folder.
+
+A record is opened when a server has started, updated while it runs (CPU seconds, memory
+peak, ``last_seen``) and closed when it is gone; ``end`` is None while it is open. The hub
+(through the spawner) writes; ``kioskhub usage``, quotas and reports read ``records``.
+Blocking I/O: call it in a thread from the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from contextlib import closing
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (
+    record_id TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    server_name TEXT NOT NULL,
+    backend TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    environment_ref TEXT NOT NULL,
+    cpu_cores REAL NOT NULL,
+    memory_requested INTEGER NOT NULL,
+    gpu_count INTEGER NOT NULL,
+    start REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    "end" REAL,
+    cpu_seconds REAL NOT NULL,
+    memory_peak INTEGER NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'server'
+);
+CREATE INDEX IF NOT EXISTS usage_times ON usage (start, "end");
+CREATE INDEX IF NOT EXISTS usage_open ON usage ("end") WHERE "end" IS NULL;
+"""
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One server's (or Dask cluster's, ``kind``) use of the site, times in Unix seconds."""
+
+    record_id: str
+    username: str
+    groups: str
+    server_name: str
+    backend: str
+    profile: str
+    environment: str
+    environment_ref: str
+    cpu_cores: float
+    memory_requested: int
+    gpu_count: int
+    start: float
+    last_seen: float
+    end: float | None
+    cpu_seconds: float
+    memory_peak: int
+    kind: str = "server"
+
+    @property
+    def wall_seconds(self) -> float:
+        return max(0.0, (self.end if self.end is not None else self.last_seen) - self.start)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "wall_seconds": round(self.wall_seconds, 3)}
+
+
+COLUMNS = tuple(f.name for f in fields(UsageRecord))
+QUOTED_COLUMNS = ", ".join(f'"{column}"' for column in COLUMNS)
+
+
+def new_record_id() -> str:
+    return str(uuid.uuid4())
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open the store, creating it root-only (0600) without following a symlink."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    db = sqlite3.connect(path, timeout=30, isolation_level=None)
+    db.executescript(SCHEMA)
+    return db
+
+
+def open_record(path: Path, record: UsageRecord) -> None:
+    with closing(connect(path)) as db:
+        placeholders = ", ".join("?" for _ in COLUMNS)
+        db.execute(
+            f"INSERT OR REPLACE INTO usage ({QUOTED_COLUMNS}) VALUES ({placeholders})",
+            tuple(getattr(record, c) for c in COLUMNS),
+        )
+
+
+def update_record(
+    path: Path,
+    record_id: str,
+    seen: float,
+    cpu_seconds: float | None,
+    memory_peak: int | None,
+    end: float | None = None,
+) -> None:
+    """Move an open record on to ``seen``; close it when ``end`` is given.
+
+    Counters only grow: a value that cannot be read (None) or a smaller one (a group
+    made anew) keeps the recorded one. A closed record is not changed again.
+    """
+    with closing(connect(path)) as db:
+        db.execute(
+            'UPDATE usage SET last_seen = MAX(last_seen, ?), "end" = ?, '
+            "cpu_seconds = MAX(cpu_seconds, COALESCE(?, 0)), "
+            "memory_peak = MAX(memory_peak, COALESCE(?, 0)) "
+            'WHERE record_id = ? AND "end" IS NULL',
+            (seen, end, cpu_seconds, memory_peak, record_id),
+        )
+
+
+def close_stale(path: Path, seen_before: float) -> int:
+    """Close every open record last seen before ``seen_before`` at its last-seen time.
+
+    For servers that no spawner re-adopted after a hub restart; returns how many.
+    """
+    with closing(connect(path)) as db:
+        cursor = db.execute(
+            'UPDATE usage SET "end" = last_seen WHERE "end" IS NULL AND last_seen < ?',
+            (seen_before,),
+        )
+        return cursor.rowcount
+
+
+def records(path: Path, since: float = 0.0, until: float | None = None) -> list[UsageRecord]:
+    """Records that overlap [since, until), oldest first; open ones count up to now."""
+    if not path.exists():
+        return []
+    with closing(connect(path)) as db:
+        rows = db.execute(
+            f"SELECT {QUOTED_COLUMNS} FROM usage "
+            'WHERE COALESCE("end", last_seen) >= ? AND start < ? ORDER BY start, record_id',
+            (since, until if until is not None else float("inf")),
+        ).fetchall()
+    return [UsageRecord(*row) for row in rows]
+
+
+def last_seen(path: Path, record_id: str) -> float | None:
+    with closing(connect(path)) as db:
+        row = db.execute("SELECT last_seen FROM usage WHERE record_id = ?", (record_id,)).fetchone()
+    return row[0] if row else None
