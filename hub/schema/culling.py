@@ -73,6 +73,15 @@ class CullingSettings(Section):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"profiles: names must be unique; repeated: {', '.join(dupes)}")
+        timeouts = [("timeout", self.timeout)] + [
+            (f"profiles[{p.name}].timeout", p.timeout) for p in self.profiles if p.timeout
+        ]
+        for key, timeout in timeouts:
+            if self.warn_before >= timeout:
+                raise ValueError(
+                    f"warn_before ({self.warn_before} s) must be shorter than {key} "
+                    f"({timeout} s), or users are warned all the time; lower warn_before"
+                )
         return self
 
     def limits_for(self, profile: str) -> ProfileLimits:

@@ -1,0 +1,223 @@
+"""Warn the user inside JupyterLab before the hub's idle culler stops their server.
+
+The spawner tells a server its culling limits in its environment: ``KIOSKHUB_CULL_TIMEOUT``
+(idle seconds), ``KIOSKHUB_CULL_MAX_AGE`` (seconds from start, 0: none),
+``KIOSKHUB_CULL_WARN`` (seconds of warning) and ``JUPYTERHUB_ACTIVITY_INTERVAL`` (how
+often the server reports activity to the hub). This server extension
+
+- answers ``GET <base_url>kioskhub/culling`` with the time left before the server is
+  stopped, why, and the warning to show (or null); asking does not count as activity;
+- hands JupyterLab a small plugin (written into the server's runtime folder, and added to
+  JupyterLab's ``extra_labextensions_path``) that asks that endpoint and shows the warning
+  as a JupyterLab notification, and dismisses it once the user is active again.
+
+Enable it in a server with::
+
+    --ServerApp.jpserver_extensions=kioskhub.extensions.cull_notice=True
+
+Without the variables (culling off) the endpoint answers ``{"enabled": false}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from jupyter_server.auth.decorator import authorized
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+from tornado import web
+
+LAB_EXTENSION = "kioskhub-cull-notice"
+ENDPOINT = "kioskhub/culling"
+
+
+@dataclass(frozen=True)
+class CullLimits:
+    """This server's culling limits, in seconds, as the spawner gave them."""
+
+    timeout: int
+    max_age: int = 0
+    warn_before: int = 0
+    activity_interval: int = 0
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> CullLimits | None:
+        """The limits from the server's environment; None when culling is off."""
+
+        def seconds(name: str) -> int:
+            value = environ.get(name, "").strip()
+            return int(value) if value.isdigit() else 0
+
+        timeout = seconds("KIOSKHUB_CULL_TIMEOUT")
+        if not timeout:
+            return None
+        return cls(
+            timeout=timeout,
+            max_age=seconds("KIOSKHUB_CULL_MAX_AGE"),
+            warn_before=seconds("KIOSKHUB_CULL_WARN"),
+            activity_interval=seconds("JUPYTERHUB_ACTIVITY_INTERVAL"),
+        )
+
+
+def minutes_text(seconds: float) -> str:
+    """ "about 5 minutes", "about 1 minute", "less than a minute"."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "less than a minute"
+    return f"about {minutes} minute{'s' if minutes != 1 else ''}"
+
+
+def culling_state(
+    limits: CullLimits, last_activity: datetime, started: datetime, now: datetime
+) -> dict:
+    """What the endpoint answers: the seconds left, the reason, and the warning or None.
+
+    The hub hears of activity once per activity interval, so its idea of the last
+    activity may be that much older than the server's: the time left is counted from it.
+    """
+    idle = (now - last_activity).total_seconds()
+    idle_left = limits.timeout - idle - limits.activity_interval
+    age_left = limits.max_age - (now - started).total_seconds() if limits.max_age else None
+    reason, left = "idle", idle_left
+    if age_left is not None and age_left < idle_left:
+        reason, left = "max_age", age_left
+    left = max(0, int(left))
+    warning = None
+    if limits.warn_before and left <= limits.warn_before:
+        if reason == "idle":
+            warning = (
+                f"Your server has been idle and will be stopped in {minutes_text(left)}. "
+                "Save your work; any activity, such as running a cell, keeps it running."
+            )
+        else:
+            warning = (
+                f"Your server reaches its maximum running time and will be stopped in "
+                f"{minutes_text(left)}. Save your work; you can start it again afterwards."
+            )
+    return {
+        "enabled": True,
+        "timeout": limits.timeout,
+        "max_age": limits.max_age,
+        "warn_before": limits.warn_before,
+        "seconds_left": left,
+        "reason": reason,
+        "warning": warning,
+        "poll_seconds": max(1, min(30, limits.warn_before // 4 or 30)),
+    }
+
+
+class CullingHandler(APIHandler):
+    """``GET kioskhub/culling``: the time left before culling, as JSON."""
+
+    auth_resource = "api"
+    _track_activity = False  # asking must not keep an idle server alive
+
+    @web.authenticated
+    @authorized
+    def get(self) -> None:
+        limits = CullLimits.from_environ(os.environ)
+        if limits is None:
+            self.finish(json.dumps({"enabled": False}))
+            return
+        now = datetime.now(UTC)
+        started = self.settings.get("started", now)
+        last_activity = self.application.last_activity()
+        self.finish(json.dumps(culling_state(limits, last_activity, started, now)))
+
+
+# --- the JupyterLab side ------------------------------------------------------------------
+
+PACKAGE_JSON = {
+    "name": LAB_EXTENSION,
+    "version": "1.0.0",
+    "description": "Warns before the server is stopped for being idle or too old.",
+    "jupyterlab": {"_build": {"load": "static/remoteEntry.js", "extension": "./extension"}},
+}
+
+# A federated extension container as JupyterLab loads one (init, then get("./extension")),
+# written by hand: the plugin needs nothing shared, only JupyterLab's notification commands.
+REMOTE_ENTRY = """\
+(function () {
+  "use strict";
+  const plugin = {
+    id: "kioskhub-cull-notice:plugin",
+    description: "Warns before the server is stopped for being idle or too old.",
+    autoStart: true,
+    activate: (app) => {
+      const config = JSON.parse(
+        document.getElementById("jupyter-config-data").textContent || "{}");
+      const url = (config.baseUrl || "/") + "kioskhub/culling";
+      let shown = null;
+      async function check() {
+        let state;
+        try {
+          const reply = await fetch(url, { credentials: "same-origin" });
+          if (!reply.ok) return 30;
+          state = await reply.json();
+        } catch (error) {
+          return 30;
+        }
+        if (!state.enabled) return null;
+        const options = { autoClose: false, data: { kioskhub: "cull-notice" } };
+        if (state.warning && shown === null) {
+          shown = await app.commands.execute("apputils:notify",
+            { message: state.warning, type: "warning", options });
+        } else if (state.warning) {
+          await app.commands.execute("apputils:update-notification",
+            { id: shown, message: state.warning, type: "warning", options });
+        } else if (shown !== null) {
+          await app.commands.execute("apputils:dismiss-notification", { id: shown });
+          shown = null;
+        }
+        return state.poll_seconds;
+      }
+      async function loop() {
+        await app.restored;  // the notification commands are registered by then
+        const again = await check();
+        if (again) setTimeout(loop, again * 1000);
+      }
+      loop();
+    },
+  };
+  window._JUPYTERLAB = window._JUPYTERLAB || {};
+  window._JUPYTERLAB["kioskhub-cull-notice"] = {
+    init: () => Promise.resolve(),
+    get: () => Promise.resolve(() => ({ __esModule: true, default: plugin })),
+  };
+})();
+"""
+
+
+def write_lab_extension(folder: Path) -> Path:
+    """Write the JupyterLab plugin under ``folder`` (a labextensions folder) and return it."""
+    target = folder / LAB_EXTENSION
+    (target / "static").mkdir(parents=True, exist_ok=True)
+    (target / "package.json").write_text(json.dumps(PACKAGE_JSON, indent=2))
+    (target / "static" / "remoteEntry.js").write_text(REMOTE_ENTRY)
+    return folder
+
+
+def _jupyter_server_extension_points():
+    return [{"module": "kioskhub.extensions.cull_notice"}]
+
+
+def _link_jupyter_server_extension(serverapp) -> None:
+    """Add the plugin's folder to JupyterLab's, before JupyterLab sets up its handlers."""
+    folder = write_lab_extension(Path(serverapp.runtime_dir) / "kioskhub-labextensions")
+    for app in serverapp.extension_manager.extension_apps.get("jupyterlab", ()):
+        if str(folder) not in app.extra_labextensions_path:
+            app.extra_labextensions_path = [*app.extra_labextensions_path, str(folder)]
+
+
+def _load_jupyter_server_extension(serverapp) -> None:
+    pattern = url_path_join(serverapp.base_url, ENDPOINT)
+    serverapp.web_app.add_handlers(".*$", [(pattern, CullingHandler)])
+    if CullLimits.from_environ(os.environ) is None:
+        serverapp.log.info("cull_notice: culling is off for this server")
+    else:
+        serverapp.log.info("cull_notice: JupyterLab warns before this server is culled")
