@@ -8,8 +8,10 @@ often the server reports activity to the hub). This server extension
 - answers ``GET <base_url>kioskhub/culling`` with the time left before the server is
   stopped, why, and the warning to show (or null); asking does not count as activity;
 - hands JupyterLab a small plugin (written into the server's runtime folder, and added to
-  JupyterLab's ``extra_labextensions_path``) that asks that endpoint and shows the warning
-  as a JupyterLab notification, and dismisses it once the user is active again.
+  JupyterLab's ``extra_labextensions_path``) that asks that endpoint while its tab is shown
+  and shows the warning as a JupyterLab notification (dismissed once the user is active
+  again); a hidden tab does not ask, since the hub counts every request through its proxy
+  as activity, and shows the warning when it falls due.
 
 Enable it in a server with::
 
@@ -72,6 +74,19 @@ def minutes_text(seconds: float) -> str:
     return f"about {minutes} minute{'s' if minutes != 1 else ''}"
 
 
+def warning_text(reason: str, seconds_left: float) -> str:
+    """The notice JupyterLab shows ``seconds_left`` before the server is culled."""
+    if reason == "idle":
+        return (
+            f"Your server has been idle and will be stopped in {minutes_text(seconds_left)}. "
+            "Save your work; any activity, such as running a cell, keeps it running."
+        )
+    return (
+        f"Your server reaches its maximum running time and will be stopped in "
+        f"{minutes_text(seconds_left)}. Save your work; you can start it again afterwards."
+    )
+
+
 def culling_state(
     limits: CullLimits, last_activity: datetime, started: datetime, now: datetime
 ) -> dict:
@@ -79,6 +94,8 @@ def culling_state(
 
     The hub hears of activity once per activity interval, so its idea of the last
     activity may be that much older than the server's: the time left is counted from it.
+    Before the warning, ``warning_due`` says when it comes and what it will say, so that
+    a hidden JupyterLab tab can show it without asking again.
     """
     idle = (now - last_activity).total_seconds()
     idle_left = limits.timeout - idle - limits.activity_interval
@@ -87,18 +104,12 @@ def culling_state(
     if age_left is not None and age_left < idle_left:
         reason, left = "max_age", age_left
     left = max(0, int(left))
-    warning = None
+    warning = warning_due = None
     if limits.warn_before and left <= limits.warn_before:
-        if reason == "idle":
-            warning = (
-                f"Your server has been idle and will be stopped in {minutes_text(left)}. "
-                "Save your work; any activity, such as running a cell, keeps it running."
-            )
-        else:
-            warning = (
-                f"Your server reaches its maximum running time and will be stopped in "
-                f"{minutes_text(left)}. Save your work; you can start it again afterwards."
-            )
+        warning = warning_text(reason, left)
+    elif limits.warn_before:
+        due = left - limits.warn_before
+        warning_due = {"in_seconds": due, "text": warning_text(reason, limits.warn_before)}
     return {
         "enabled": True,
         "timeout": limits.timeout,
@@ -107,6 +118,7 @@ def culling_state(
         "seconds_left": left,
         "reason": reason,
         "warning": warning,
+        "warning_due": warning_due,
         "poll_seconds": max(1, min(30, limits.warn_before // 4 or 30)),
     }
 
@@ -153,35 +165,57 @@ REMOTE_ENTRY = """\
         document.getElementById("jupyter-config-data").textContent || "{}");
       const url = (config.baseUrl || "/") + "kioskhub/culling";
       let shown = null;
-      async function check() {
-        let state;
-        try {
-          const reply = await fetch(url, { credentials: "same-origin" });
-          if (!reply.ok) return 30;
-          state = await reply.json();
-        } catch (error) {
-          return 30;
-        }
-        if (!state.enabled) return null;
+      let timer = null;
+      async function show(message) {
         const options = { autoClose: false, data: { kioskhub: "cull-notice" } };
-        if (state.warning && shown === null) {
+        if (shown === null) {
           shown = await app.commands.execute("apputils:notify",
-            { message: state.warning, type: "warning", options });
-        } else if (state.warning) {
+            { message, type: "warning", options });
+        } else {
           await app.commands.execute("apputils:update-notification",
-            { id: shown, message: state.warning, type: "warning", options });
-        } else if (shown !== null) {
+            { id: shown, message, type: "warning", options });
+        }
+      }
+      async function dismiss() {
+        if (shown !== null) {
           await app.commands.execute("apputils:dismiss-notification", { id: shown });
           shown = null;
         }
-        return state.poll_seconds;
       }
-      async function loop() {
-        await app.restored;  // the notification commands are registered by then
-        const again = await check();
-        if (again) setTimeout(loop, again * 1000);
+      // Ask only while the tab is shown: every request through the hub's proxy counts as
+      // activity, and a hidden tab must not keep an idle server alive. A hidden tab shows
+      // the warning from what it last heard, when it falls due.
+      async function check() {
+        clearTimeout(timer);
+        if (document.visibilityState !== "visible") return;
+        let state;
+        try {
+          const reply = await fetch(url, { credentials: "same-origin" });
+          state = reply.ok ? await reply.json() : null;
+        } catch (error) {
+          state = null;
+        }
+        if (state === null) {
+          timer = setTimeout(check, 30000);
+          return;
+        }
+        if (!state.enabled) return;
+        if (state.warning) {
+          await show(state.warning);
+        } else {
+          await dismiss();
+        }
+        timer = setTimeout(() => {
+          if (document.visibilityState === "visible") {
+            check();
+          } else if (state.warning_due) {
+            timer = setTimeout(() => show(state.warning_due.text),
+              Math.max(0, state.warning_due.in_seconds - state.poll_seconds) * 1000);
+          }
+        }, state.poll_seconds * 1000);
       }
-      loop();
+      document.addEventListener("visibilitychange", check);
+      app.restored.then(check);  // the notification commands are registered by then
     },
   };
   window._JUPYTERLAB = window._JUPYTERLAB || {};

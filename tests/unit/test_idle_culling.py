@@ -239,6 +239,11 @@ def test_no_warning_while_far_from_the_timeout():
         "seconds_left": 3240,
         "reason": "idle",
         "warning": None,
+        "warning_due": {
+            "in_seconds": 2640,
+            "text": "Your server has been idle and will be stopped in about 10 minutes. "
+            "Save your work; any activity, such as running a cell, keeps it running.",
+        },
         "poll_seconds": 30,
     }
 
@@ -246,7 +251,7 @@ def test_no_warning_while_far_from_the_timeout():
 def test_the_warning_counts_from_when_the_hub_last_heard_of_activity():
     limits = CullLimits(timeout=3600, warn_before=600, activity_interval=300)
     state = culling_state(limits, NOW - timedelta(seconds=2800), NOW - timedelta(hours=1), NOW)
-    assert state["seconds_left"] == 500
+    assert (state["seconds_left"], state["warning_due"]) == (500, None)
     assert state["warning"] == (
         "Your server has been idle and will be stopped in about 8 minutes. "
         "Save your work; any activity, such as running a cell, keeps it running."
