@@ -2,8 +2,9 @@
 
 The spawner tells a server its culling limits in its environment: ``KIOSKHUB_CULL_TIMEOUT``
 (idle seconds), ``KIOSKHUB_CULL_MAX_AGE`` (seconds from start, 0: none),
-``KIOSKHUB_CULL_WARN`` (seconds of warning) and ``JUPYTERHUB_ACTIVITY_INTERVAL`` (how
-often the server reports activity to the hub). This server extension
+``KIOSKHUB_CULL_WARN`` (seconds of warning), ``JUPYTERHUB_ACTIVITY_INTERVAL`` (how
+often the server reports activity to the hub) and ``KIOSKHUB_SERVER_STARTED`` (when the
+hub started it). This server extension
 
 - answers ``GET <base_url>kioskhub/culling`` with the time left before the server is
   stopped, why, and the warning to show (or null); asking does not count as activity;
@@ -123,6 +124,15 @@ def culling_state(
     }
 
 
+def hub_started(environ: Mapping[str, str]) -> datetime | None:
+    """When the hub started this server (``KIOSKHUB_SERVER_STARTED``): the maximum age
+    counts from there, before the server process itself started."""
+    try:
+        return datetime.fromisoformat(environ["KIOSKHUB_SERVER_STARTED"])
+    except (KeyError, ValueError):
+        return None
+
+
 class CullingHandler(APIHandler):
     """``GET kioskhub/culling``: the time left before culling, as JSON."""
 
@@ -137,7 +147,7 @@ class CullingHandler(APIHandler):
             self.finish(json.dumps({"enabled": False}))
             return
         now = datetime.now(UTC)
-        started = self.settings.get("started", now)
+        started = hub_started(os.environ) or self.settings.get("started", now)
         last_activity = self.application.last_activity()
         self.finish(json.dumps(culling_state(limits, last_activity, started, now)))
 
@@ -190,7 +200,14 @@ REMOTE_ENTRY = """\
         if (document.visibilityState !== "visible") return;
         let state;
         try {
-          const reply = await fetch(url, { credentials: "same-origin" });
+          // As JupyterLab's own requests: the hub's servers want the XSRF token on API
+          // requests that a cookie authenticates, GET included.
+          const settings = app.serviceManager.serverSettings;
+          const xsrf = document.cookie.split("; ").find((c) => c.startsWith("_xsrf="));
+          const headers = {};
+          if (settings.token) headers.Authorization = "token " + settings.token;
+          if (xsrf) headers["X-XSRFToken"] = xsrf.slice("_xsrf=".length);
+          const reply = await fetch(url, { credentials: "same-origin", headers });
           state = reply.ok ? await reply.json() : null;
         } catch (error) {
           state = null;

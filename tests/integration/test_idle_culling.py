@@ -1,8 +1,10 @@
 """Idle culling on a real hub with the real jupyterhub-idle-culler, on short timeouts.
 
 One hub for the module: servers of the profile ``small`` are culled after 16 idle seconds,
-those of ``brief`` after 8; the culler checks every 2 seconds and servers warn 6 seconds
-ahead. Dask Gateway runs too, so that a culled server's clusters can be seen to go.
+those of ``brief`` after 8, those of ``capped`` 50 seconds after they start, active or
+not; the culler checks every 2 seconds and servers warn 6 seconds ahead (JupyterLab in
+Chromium shows the warning). Dask Gateway runs too, so that a culled server's clusters
+can be seen to go.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ import pytest
 from dask_gateway import Gateway, JupyterHubAuth
 
 from kioskhub.hub.sample_data import write_sample_data
+from tests.browser.test_lab_in_browser import sign_in as sign_in_with_chromium
 from tests.conftest import SHARED_PASSWORD, open_folder
+from tests.support.browser import Browser
 from tests.support.hub_process import free_port, start_hub, write_site_config
 from tests.support.user_session import UserSession, signed_in
 
 pytestmark = pytest.mark.integration
 
 SMALL_TIMEOUT, BRIEF_TIMEOUT, WARN_BEFORE, EVERY = 16, 8, 6, 2
+CAPPED_MAX_AGE = 50
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +40,17 @@ def site():
         profiles=[
             {"name": "small", "cpu": 1, "memory": "1Gi", "default": True},
             {"name": "brief", "cpu": 1, "memory": "1Gi"},
+            {"name": "capped", "cpu": 1, "memory": "1Gi"},
         ],
         culling={
             "enabled": True,
             "timeout": SMALL_TIMEOUT,
             "every": EVERY,
             "warn_before": WARN_BEFORE,
-            "profiles": [{"name": "brief", "timeout": BRIEF_TIMEOUT}],
+            "profiles": [
+                {"name": "brief", "timeout": BRIEF_TIMEOUT},
+                {"name": "capped", "timeout": 600, "max_age": CAPPED_MAX_AGE},
+            ],
         },
         dask={
             "enabled": True,
@@ -158,6 +167,30 @@ def test_the_server_warns_before_it_is_culled(site):
     wait_until(lambda: not running(dora), 3 * SMALL_TIMEOUT, "dora's server was not culled")
     warnings = [s for s in states if s["warning"]]
     assert warnings and all(s["seconds_left"] <= WARN_BEFORE for s in warnings)
+
+
+def test_jupyterlab_shows_the_warning_before_the_maximum_age(site):
+    """An open JupyterLab keeps its server active, so the maximum age is what culls it:
+    the user sees a notification in JupyterLab first."""
+    gina = started(site, "gina", "capped")
+    chromium = Browser()
+    try:
+        sign_in_with_chromium(chromium, site["hub"].url, "gina", SHARED_PASSWORD)
+        chromium.wait_for_url(lambda url: "/user/gina/lab" in url, 60, "gina's JupyterLab")
+        try:
+            toast = chromium.wait_for_text(
+                ".Toastify__toast", "maximum running time", CAPPED_MAX_AGE + 10
+            )
+        except TimeoutError:
+            logs = chromium.driver.get_log("browser")
+            reply = gina.server("/kioskhub/culling")
+            raise AssertionError(f"{reply.status_code} {reply.text}; browser: {logs}") from None
+        assert "will be stopped in" in toast.text
+        assert running(gina), "the warning came only after the server was stopped"
+    finally:
+        chromium.quit()
+    wait_until(lambda: not running(gina), 2 * CAPPED_MAX_AGE, "gina's server was not culled")
+    assert culled_in_log(site, "gina")
 
 
 def test_culling_stops_the_users_dask_clusters(site):
