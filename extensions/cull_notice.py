@@ -259,7 +259,11 @@ def _jupyter_server_extension_points():
 
 def _link_jupyter_server_extension(serverapp) -> None:
     """Add the plugin's folder to JupyterLab's, before JupyterLab sets up its handlers."""
-    folder = write_lab_extension(Path(serverapp.runtime_dir) / "kioskhub-labextensions")
+    try:
+        folder = write_lab_extension(Path(serverapp.runtime_dir) / "kioskhub-labextensions")
+    except OSError as error:
+        serverapp.log.warning("cull_notice: no JupyterLab warning before culling: %s", error)
+        return
     for app in serverapp.extension_manager.extension_apps.get("jupyterlab", ()):
         if str(folder) not in app.extra_labextensions_path:
             app.extra_labextensions_path = [*app.extra_labextensions_path, str(folder)]
