@@ -20,6 +20,7 @@ from dask_gateway import Gateway, JupyterHubAuth
 from kioskhub.hub.sample_data import write_sample_data
 from tests.browser.test_lab_in_browser import sign_in as sign_in_with_chromium
 from tests.conftest import SHARED_PASSWORD, open_folder
+from tests.integration.test_dask_gateway import dask_processes, wait_until
 from tests.support.browser import Browser
 from tests.support.hub_process import free_port, start_hub, write_site_config
 from tests.support.user_session import UserSession, signed_in
@@ -77,16 +78,6 @@ def running(user: UserSession) -> bool:
     reply = user.api(f"/users/{user.username}")
     reply.raise_for_status()
     return bool(reply.json()["servers"])
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise TimeoutError(f"after {timeout}s: {what}")
 
 
 def culled_in_log(site, name: str) -> bool:
@@ -210,12 +201,3 @@ def test_culling_stops_the_users_dask_clusters(site):
     assert culled_in_log(site, "emil")
     wait_until(lambda: not gateway.list_clusters(), 30, "emil's cluster outlived his server")
     wait_until(lambda: not dask_processes("kh-emil"), 30, "dask processes of kh-emil remain")
-
-
-def dask_processes(account: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["username", "cmdline"]):
-        cmdline = " ".join(proc.info["cmdline"] or [])
-        if proc.info["username"] == account and "dask" in cmdline:
-            found.append(proc)
-    return found
