@@ -16,6 +16,7 @@ from kioskhub.spawner.pod_image import BaseImageRecipe
 from .auth_gitlab import gitlab_url
 from .auth_settings import authenticator_settings
 from .dask_gateway import gateway_hub_settings, merge_settings
+from .idle_culling import culling_hub_settings
 from .metrics_access import metrics_hub_settings
 from .oidc_discovery import ProviderEndpoints
 from .pod_backends import with_spawner_backend
@@ -86,6 +87,7 @@ def jupyterhub_settings(
     }
     settings = merge_settings(settings, authenticator_settings(site, passwords, oidc_endpoints))
     settings = merge_settings(settings, gateway_hub_settings(site, python=sys.executable))
+    settings = merge_settings(settings, culling_hub_settings(site, python=sys.executable))
     settings = merge_settings(
         settings, builder_hub_settings(with_builder_base_image(site), python=sys.executable)
     )

@@ -67,6 +67,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from datetime import UTC
 from html import escape
 from typing import Any, ClassVar
 
@@ -144,6 +145,15 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
     @default("apply_user_options")
     def _default_apply_user_options(self):
         return SpawnBackend.check_choice
+
+    def get_env(self):
+        """JupyterHub's environment, and when the hub counts this server as started (the
+        culler's maximum age counts from it; the server warns its user from it)."""
+        env = super().get_env()
+        started = self.orm_spawner.started if self.orm_spawner is not None else None
+        if started is not None and self.site is not None and self.site.culling.enabled:
+            env["KIOSKHUB_SERVER_STARTED"] = started.replace(tzinfo=UTC).isoformat()
+        return env
 
     # ---- the choice --------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from kioskhub.hub.schema.choices import Choice, Environment, ResourceProfile
+from kioskhub.hub.schema.culling import culling_env
 from kioskhub.hub.schema.dask import client_env
 from kioskhub.hub.schema.site import Site
 
@@ -162,6 +163,7 @@ def build_launch_spec(
         "CPU_LIMIT": f"{profile.cpu:g}",
         "MEM_LIMIT": str(profile.memory),
         **client_env(site, profile.name, environment=environment.name),
+        **culling_env(site.culling, profile.name),
     }
     files = repository_files(environment)
     return LaunchSpec(

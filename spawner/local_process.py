@@ -168,6 +168,7 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
         # Explains memory-limit kills in the cell's output; a no-op where the
         # environment lacks KioskHub's extensions package.
         args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.memory_notice=True")
+        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.cull_notice=True")
         if os.geteuid() == 0 and not self.isolated:
             args.append("--allow-root")
         return args

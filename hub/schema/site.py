@@ -18,6 +18,7 @@ from .accounting import AccountingSettings
 from .auth import AuthSettings
 from .builder import BuilderSettings
 from .choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
+from .culling import CullingSettings, unknown_culling_profiles
 from .dask import DaskSettings, unknown_dask_profiles
 from .gitlab import GitLabSettings
 from .paths import ConfigPath
@@ -55,6 +56,7 @@ RESERVED_USERNAMES = frozenset(
         # Hub services and the hub's own URL segments.
         "environments",
         "dask-gateway",
+        "idle-culler",
         "hub",
         "services",
         "user",
@@ -292,6 +294,9 @@ class Site(Section):
         AccountingSettings(),
         description="Usage records of every server, reports and APEL export.",
     )
+    culling: CullingSettings = Field(
+        CullingSettings(), description="Stopping idle or long-running servers, per profile."
+    )
 
     @field_validator("environments", "profiles", "data_mounts")
     @classmethod
@@ -326,6 +331,12 @@ class Site(Section):
         if unknown:
             raise ValueError(
                 f"dask.profiles: {', '.join(unknown)} is not a resource profile; "
+                f"the profiles are: {', '.join(p.name for p in self.profiles)}"
+            )
+        unknown = unknown_culling_profiles(self.culling, [p.name for p in self.profiles])
+        if unknown:
+            raise ValueError(
+                f"culling.profiles: {', '.join(unknown)} is not a resource profile; "
                 f"the profiles are: {', '.join(p.name for p in self.profiles)}"
             )
         reserved = RESERVED_USERNAMES
