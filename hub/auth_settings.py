@@ -7,12 +7,13 @@ more than one method, runs ``KioskMethodsAuthenticator`` with every enabled meth
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kioskhub.hub.schema.site import RESERVED_USERNAMES, USERNAME_PATTERN, Site
 
 from .auth_methods import METHODS
-from .oidc_discovery import ProviderEndpoints
+from .oidc_discovery import DiscoveryError, ProviderEndpoints, discover_for_site
 from .state_dir import Passwords
 
 COMPOSED = "kioskhub.hub.auth_methods.KioskMethodsAuthenticator"
@@ -41,6 +42,21 @@ def authenticator_settings(
     for name in methods:
         settings.update(METHODS[name].traits(**available))
     return settings
+
+
+def provider_endpoints(site: Site, environ: Mapping[str, str]) -> ProviderEndpoints | None:
+    """Check that each provider's client secret is in the environment and read the OIDC
+    provider's discovery document (None without OIDC); DiscoveryError says what is wrong.
+
+    ``check-config``, ``up`` and the hub's start all check through this.
+    """
+    if site.auth.type == "gitlab":
+        from .auth_gitlab import missing_client_secret
+
+        missing = missing_client_secret(site, environ)
+        if missing:
+            raise DiscoveryError(missing)
+    return discover_for_site(site, dict(environ))
 
 
 def shared_password_config(site: Site, passwords: Passwords) -> dict[str, dict[str, Any]]:

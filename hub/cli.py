@@ -13,11 +13,12 @@ from kioskhub.hub.schema.site import PACKAGE_ROOT, Site
 from kioskhub.image_builder.cli import add_env_command
 from kioskhub.spawner.local_accounts import closed_ancestor
 
+from .auth_settings import provider_endpoints
 from .config_reference import render_reference
 from .dask_gateway import servers_isolated
 from .image_cli import add_image_command
 from .jupyterhub_settings import PROXY_NAME, find_proxy_command
-from .oidc_discovery import DiscoveryError, discover_for_site
+from .oidc_discovery import DiscoveryError
 from .sample_data import write_sample_data
 from .state_dir import SECRETS_FILE, prepare_state_dir
 from .usage_cli import add_usage_command
@@ -86,7 +87,7 @@ def init(args: argparse.Namespace) -> int:
 
 def check_config(args: argparse.Namespace) -> int:
     site = load_site(args.config)
-    endpoints = discover_for_site(site, os.environ)
+    endpoints = provider_endpoints(site, os.environ)
     print(f"{args.config}: valid")
     print(_summary(site))
     if endpoints is not None:
@@ -115,7 +116,7 @@ def up(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_MISSING_TOOL
-    discover_for_site(site, os.environ)
+    provider_endpoints(site, os.environ)
     passwords = prepare_state_dir(site)
     print(_banner(site, passwords), flush=True)
     os.environ["KIOSKHUB_CONFIG"] = str(args.config.resolve())

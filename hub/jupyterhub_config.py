@@ -8,10 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from kioskhub.hub.auth_gitlab import missing_client_secret
+from kioskhub.hub.auth_settings import provider_endpoints
 from kioskhub.hub.dask_gateway import write_gateway_config
 from kioskhub.hub.jupyterhub_settings import apply_settings, find_proxy_command, jupyterhub_settings
-from kioskhub.hub.oidc_discovery import DiscoveryError, discover_for_site
+from kioskhub.hub.oidc_discovery import DiscoveryError
 from kioskhub.hub.schema.config_file import ConfigError, load_site
 from kioskhub.hub.state_dir import prepare_state_dir
 
@@ -20,13 +20,9 @@ c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 site_file = Path(os.environ.get("KIOSKHUB_CONFIG", "kioskhub.yaml")).resolve()
 try:
     site = load_site(site_file)
-    oidc_endpoints = discover_for_site(site, os.environ)
+    oidc_endpoints = provider_endpoints(site, os.environ)
 except (ConfigError, DiscoveryError) as error:
     print(f"kioskhub: {error}", file=sys.stderr)
-    sys.exit(2)
-missing_secret = missing_client_secret(site, os.environ)
-if missing_secret:
-    print(missing_secret, file=sys.stderr)
     sys.exit(2)
 
 apply_settings(
