@@ -11,9 +11,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import uuid
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
@@ -37,6 +41,14 @@ CREATE TABLE IF NOT EXISTS usage (
 );
 CREATE INDEX IF NOT EXISTS usage_times ON usage (start, "end");
 CREATE INDEX IF NOT EXISTS usage_open ON usage ("end") WHERE "end" IS NULL;
+CREATE TABLE IF NOT EXISTS quota_overrides (
+    username TEXT PRIMARY KEY,
+    limits TEXT NOT NULL,
+    until REAL,
+    set_by TEXT NOT NULL,
+    set_at REAL NOT NULL,
+    reason TEXT NOT NULL DEFAULT ''
+);
 """
 
 
@@ -153,3 +165,105 @@ def last_seen(path: Path, record_id: str) -> float | None:
     with closing(connect(path)) as db:
         row = db.execute("SELECT last_seen FROM usage WHERE record_id = ?", (record_id,)).fetchone()
     return row[0] if row else None
+
+
+def reserve(
+    path: Path,
+    record: UsageRecord,
+    decide: Callable[[list[UsageRecord], list[UsageRecord]], T | None],
+    since: float,
+    replaces: str = "",
+) -> T | None:
+    """Open ``record`` unless ``decide`` refuses it, in one transaction (hub and gateway).
+
+    ``decide(open_records, records_since)`` sees every open record (but ``replaces``) and
+    every record that overlaps [``since``, now]; what it returns that is not None (a
+    refusal) is returned and nothing is written. ``replaces``: an open record that
+    ``record`` takes over from (a Dask cluster resized), closed at ``record.start``.
+    """
+    with closing(connect(path)) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(
+                f'SELECT {QUOTED_COLUMNS} FROM usage WHERE "end" IS NULL OR "end" >= ? '
+                "ORDER BY start, record_id",
+                (since,),
+            ).fetchall()
+            found = [UsageRecord(*row) for row in rows]
+            open_now = [r for r in found if r.end is None and r.record_id != replaces]
+            refusal = decide(open_now, found)
+            if refusal is not None:
+                db.execute("ROLLBACK")
+                return refusal
+            if replaces:
+                db.execute(
+                    'UPDATE usage SET "end" = ?, last_seen = MAX(last_seen, ?) '
+                    'WHERE record_id = ? AND "end" IS NULL',
+                    (record.start, record.start, replaces),
+                )
+            placeholders = ", ".join("?" for _ in COLUMNS)
+            db.execute(
+                f"INSERT INTO usage ({QUOTED_COLUMNS}) VALUES ({placeholders})",
+                tuple(getattr(record, c) for c in COLUMNS),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return None
+
+
+def discard(path: Path, record_id: str) -> None:
+    """Remove a reservation whose server never started (a failed spawn)."""
+    with closing(connect(path)) as db:
+        db.execute("DELETE FROM usage WHERE record_id = ?", (record_id,))
+
+
+def mark_started(path: Path, record_id: str, now: float) -> None:
+    """A reserved server has started: its wall time counts from ``now``."""
+    with closing(connect(path)) as db:
+        db.execute(
+            'UPDATE usage SET start = ?, last_seen = ? WHERE record_id = ? AND "end" IS NULL',
+            (now, now, record_id),
+        )
+
+
+@dataclass(frozen=True)
+class QuotaOverride:
+    """An admin's override of one user's limits (JSON of QuotaLimits keys), until a time."""
+
+    username: str
+    limits: str
+    until: float | None
+    set_by: str
+    set_at: float
+    reason: str = ""
+
+
+def set_override(path: Path, override: QuotaOverride) -> None:
+    with closing(connect(path)) as db:
+        db.execute(
+            "INSERT OR REPLACE INTO quota_overrides "
+            "(username, limits, until, set_by, set_at, reason) VALUES (?, ?, ?, ?, ?, ?)",
+            tuple(getattr(override, f.name) for f in fields(QuotaOverride)),
+        )
+
+
+def remove_override(path: Path, username: str) -> bool:
+    with closing(connect(path)) as db:
+        return (
+            db.execute("DELETE FROM quota_overrides WHERE username = ?", (username,)).rowcount > 0
+        )
+
+
+def overrides(path: Path, now: float) -> dict[str, QuotaOverride]:
+    """The overrides in force at ``now``, by username."""
+    if not path.exists():
+        return {}
+    with closing(connect(path)) as db:
+        rows = db.execute(
+            "SELECT username, limits, until, set_by, set_at, reason FROM quota_overrides "
+            "WHERE until IS NULL OR until > ?",
+            (now,),
+        ).fetchall()
+    return {row[0]: QuotaOverride(*row) for row in rows}

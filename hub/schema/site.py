@@ -23,6 +23,7 @@ from .dask import DaskSettings, unknown_dask_profiles
 from .gitlab import GitLabSettings
 from .paths import ConfigPath
 from .pods import PodSettings, pod_settings_problems
+from .quotas import QuotaSettings
 from .section import Section
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,28}$"
@@ -296,6 +297,11 @@ class Site(Section):
     )
     culling: CullingSettings = Field(
         CullingSettings(), description="Stopping idle or long-running servers, per profile."
+    )
+    quotas: QuotaSettings = Field(
+        QuotaSettings(),
+        description="Limits on servers, cores, memory and GPUs per user and per group, "
+        "across servers and Dask clusters, and budgets over time (GPU-hours per month).",
     )
 
     @field_validator("environments", "profiles", "data_mounts")

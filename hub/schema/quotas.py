@@ -1,0 +1,102 @@
+"""The ``quotas:`` section of the site config: limits on what users run at once, and budgets.
+
+A user's servers and Dask clusters together count against ``default`` (every user),
+replaced key by key by ``users.<name>``; ``groups.<name>`` limits all members of a group
+together. Concurrent limits (servers, cores, memory, GPUs) count what runs now; budgets
+count use over a calendar period (GPU-hours or core-hours per day, week or month, UTC).
+The checks themselves are ``spawner/quota_rules.py``; they count the usage records, so
+quotas need ``accounting.enabled``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .choices import ByteSize
+from .section import Section
+
+Period = Literal["day", "week", "month"]
+
+
+class Budget(Section):
+    """Use over a calendar period: GPU-hours or core-hours, renewed at the period's start."""
+
+    gpu_hours: float | None = Field(
+        None, gt=0, description="GPU-hours (GPUs allocated x hours) per period."
+    )
+    core_hours: float | None = Field(
+        None, gt=0, description="Core-hours (cores allocated x hours) per period."
+    )
+    period: Period = Field(
+        "month",
+        description="day, week (from Monday) or month, in UTC; the budget renews at "
+        "the start of the next one.",
+    )
+
+    @model_validator(mode="after")
+    def _one_amount(self) -> Budget:
+        if (self.gpu_hours is None) == (self.core_hours is None):
+            raise ValueError("give exactly one of gpu_hours and core_hours")
+        return self
+
+    @property
+    def resource(self) -> Literal["gpu_hours", "core_hours"]:
+        return "gpu_hours" if self.gpu_hours is not None else "core_hours"
+
+    @property
+    def amount(self) -> float:
+        return self.gpu_hours if self.gpu_hours is not None else self.core_hours  # type: ignore[return-value]
+
+
+class QuotaLimits(Section):
+    """Limits; a key left empty sets no limit."""
+
+    servers: int | None = Field(
+        None, ge=0, description="Most servers running at once (Dask clusters not counted)."
+    )
+    cores: float | None = Field(
+        None, gt=0, description="Most CPU cores of servers and Dask clusters together."
+    )
+    memory: ByteSize | None = Field(
+        None, description="Most memory of servers and Dask clusters together, e.g. 64G."
+    )
+    gpus: int | None = Field(None, ge=0, description="Most GPUs allocated at once.")
+    budgets: tuple[Budget, ...] = Field(
+        (), description="Budgets over time, e.g. [{gpu_hours: 100, period: month}]."
+    )
+
+    @property
+    def any(self) -> bool:
+        return bool(self.budgets) or any(
+            getattr(self, key) is not None for key in ("servers", "cores", "memory", "gpus")
+        )
+
+    def overlaid(self, other: QuotaLimits) -> QuotaLimits:
+        """These limits with the keys that ``other`` sets taken from ``other``."""
+        return self.model_copy(update={key: getattr(other, key) for key in other.model_fields_set})
+
+
+class QuotaSettings(Section):
+    admins_exempt: bool = Field(False, description="Whether hub admins may exceed every quota.")
+    default: QuotaLimits = Field(QuotaLimits(), description="Limits on each user.")
+    users: dict[str, QuotaLimits] = Field(
+        {}, description="Per user: the keys given replace those of default."
+    )
+    groups: dict[str, QuotaLimits] = Field(
+        {}, description="Per JupyterHub group: limits on all its members together."
+    )
+
+    @property
+    def active(self) -> bool:
+        return (
+            self.default.any
+            or any(q.any for q in self.users.values())
+            or any(q.any for q in self.groups.values())
+        )
+
+    def user_limits(self, username: str) -> QuotaLimits:
+        """The limits on ``username``'s own servers and clusters (before overrides)."""
+        own = self.users.get(username)
+        return self.default.overlaid(own) if own is not None else self.default
