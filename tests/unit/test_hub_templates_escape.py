@@ -1,13 +1,15 @@
 """KioskHub's hub templates escape what users control, rendered as JupyterHub renders them.
 
 The home page shows each running server's choice summary (an environment's display name,
-which a user writes when registering a repository) and the spawner's isolation warning. A
+which a user writes when registering a repository) and the spawner's isolation warning; the
+usage page shows user, group and profile names in its tables and charts. A
 display name with markup must arrive as text, never as a tag.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import date
 from types import SimpleNamespace
 
 import pytest
@@ -15,6 +17,9 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
 from jupyterhub._data import DATA_FILES_PATH
 
 from kioskhub.hub.jupyterhub_settings import TEMPLATES
+from kioskhub.hub.usage_pages import usage_charts
+from kioskhub.hub.usage_report import BY, Period, total_row, usage_rows
+from kioskhub.hub.usage_slices import UsageSlice
 
 HOSTILE = '<img src=x onerror="alert(1)">'
 
@@ -54,6 +59,18 @@ def a_user_running(summary: str, warning: str) -> SimpleNamespace:
     )
 
 
+def usage_report_of(name: str) -> dict:
+    """What the usage page gets: a user, group, profile and month all named ``name``."""
+    part = UsageSlice(name, name, name, name, "server", 1, 3600.0, 3600.0, 0.0, 3600.0, 0)
+    tables = {by: usage_rows([part], by) for by in BY}
+    return {
+        "period": Period(date(2026, 12, 1), date(2027, 1, 1)),
+        "tables": tables,
+        "total": total_row([part]),
+        "charts": usage_charts(tables),
+    }
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in TEMPLATES.glob("*.html")))
 def test_hostile_strings_are_escaped(name):
     html = (
@@ -70,6 +87,7 @@ def test_hostile_strings_are_escaped(name):
             status_code=400,
             status_message=HOSTILE,
             message=HOSTILE,
+            **usage_report_of(HOSTILE),
         )
     )
 
