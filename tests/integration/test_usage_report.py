@@ -78,6 +78,7 @@ def test_an_admin_sees_the_tables_charts_and_csv_with_hostile_names_escaped(repo
         assert f'id="kh-usage-table-{by}"' in page.text
     assert page.text.count("<svg") == 4 and 'id="kh-chart-gpu-hours-by-group"' in page.text
     assert 'data-key="ada"' in page.text and 'data-key="bob"' in page.text
+    assert 'id="kh-nav-usage"' in page.text, "no link to the report in the navigation bar"
     assert 'data-key="cy"' not in page.text, "a server outside the period is shown"
     assert HOSTILE not in page.text
     assert "&lt;script&gt;alert(&#34;kh&#34;)&lt;/script&gt;" in page.text  # the tables
@@ -143,6 +144,8 @@ def test_users_and_tokens_without_admin_users_are_refused(report_hub):
     ada = signed_in(report_hub.url, "ada", SHARED_PASSWORD)
     page = ada.http.get(f"{report_hub.url}/hub/usage?{PERIOD}", timeout=30)
     assert page.status_code == 403 and "kh-usage-table" not in page.text
+    home = ada.http.get(f"{report_hub.url}/hub/home", timeout=30)
+    assert home.status_code == 200 and 'id="kh-nav-usage"' not in home.text
     refused = ada.api(f"/usage?{PERIOD}")
     assert refused.status_code == 403
     assert "admin:users" in refused.json()["message"]

@@ -71,7 +71,11 @@ def usage_report_of(name: str) -> dict:
     }
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in TEMPLATES.glob("*.html")))
+# page.html only adds a link for admins to every page's navigation bar (tested below).
+PAGES = sorted(p.name for p in TEMPLATES.glob("*.html") if p.name != "page.html")
+
+
+@pytest.mark.parametrize("name", PAGES)
 def test_hostile_strings_are_escaped(name):
     html = (
         hub_templates()
@@ -112,3 +116,13 @@ def test_a_refused_sign_in_shows_its_reason_escaped():
     assert HOSTILE not in html
     assert "the username &lt;img src=x onerror=&#34;alert(1)&#34;&gt; is reserved" in html
     assert 'href="/hub/logout"' in html
+
+
+def test_the_navigation_bar_links_to_the_usage_report_for_admins_only():
+    page = hub_templates().get_template("page.html")
+    common = dict(user=a_user_running("", ""), static_url=lambda *a, **k: "", base_url="/hub/")
+    admin = page.render(parsed_scopes={"admin:users", "admin-ui"}, **common)
+    user = page.render(parsed_scopes={"self"}, **common)
+    assert '<a class="nav-link" href="/hub/usage" id="kh-nav-usage">Usage</a>' in admin
+    assert 'href="/hub/admin"' in admin, "JupyterHub's own links are kept"
+    assert "kh-nav-usage" not in user
