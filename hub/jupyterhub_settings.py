@@ -21,6 +21,7 @@ from .metrics_access import metrics_hub_settings
 from .oidc_discovery import ProviderEndpoints
 from .pod_backends import with_spawner_backend
 from .state_dir import Passwords
+from .usage_pages import usage_hub_settings
 
 PROXY_NAME = "configurable-http-proxy"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -92,6 +93,7 @@ def jupyterhub_settings(
         settings, builder_hub_settings(with_builder_base_image(site), python=sys.executable)
     )
     settings = merge_settings(settings, metrics_hub_settings(passwords.metrics_token))
+    settings = merge_settings(settings, usage_hub_settings(state))
     launchable = launchable_environments(site)
     if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
         # Beside those: the images the user's own GitLab projects built, with their token.

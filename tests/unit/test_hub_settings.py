@@ -25,6 +25,7 @@ from kioskhub.hub.schema.site import (
     check_username,
 )
 from kioskhub.hub.state_dir import SECRETS_FILE, Passwords, prepare_state_dir
+from kioskhub.hub.usage_pages import UsageAPIHandler, UsagePageHandler
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec, build_launch_spec
 
 
@@ -72,6 +73,10 @@ def test_jupyterhub_settings(tmp_path):
             "template_paths": [str(PACKAGE_ROOT / "hub" / "templates")],
             "load_groups": {"physics": {"users": ["ada", "grace"]}},
             "authenticate_prometheus": True,
+            "extra_handlers": [
+                (r"/usage", UsagePageHandler, {"state_dir": tmp_path / "state"}),
+                (r"/api/usage", UsageAPIHandler, {"state_dir": tmp_path / "state"}),
+            ],
         },
         "ConfigurableHTTPProxy": {
             "command": ["/path/chp"],
