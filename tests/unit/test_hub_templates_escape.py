@@ -70,6 +70,9 @@ def test_hostile_strings_are_escaped(name):
             status_code=400,
             status_message=HOSTILE,
             message=HOSTILE,
+            filter_user=HOSTILE,
+            entries=[{"when": "", "actor": HOSTILE, "actor_kind": HOSTILE, "detail": HOSTILE}],
+            overrides={HOSTILE: {"limits": {"x": HOSTILE}, "reason": HOSTILE}},
         )
     )
 
