@@ -148,6 +148,10 @@ def _oauth_client_owner(handler: BaseHandler) -> str | None:
 def culled_profile(handler: BaseHandler, action: AuditAction) -> str:
     """The profile the culled server was started with ('none' if the hub cannot tell)."""
     user = handler.find_user(action.target)
-    spawner = user.spawners.get(server_of(action)) if user is not None else None
+    name = server_of(action)
+    if user is None or name not in user.orm_user.orm_spawners:
+        return metric_label("")
+    # A stopped server's spawner is dropped; this makes it anew from its recorded options.
+    spawner = user.spawners[name]
     profile = getattr(spawner, "options_profile", None)
     return metric_label(profile() if callable(profile) else "")

@@ -32,7 +32,8 @@ SET_QUOTA_OVERRIDE = "set quota override"
 REMOVE_QUOTA_OVERRIDE = "remove quota override"
 
 DETAIL_LIMIT = 500
-CHANGED_USER_KEYS = ("name", "admin", "groups")
+SHOWN_USER_KEYS = ("name", "admin")
+"""Changed keys whose new value the log shows; others (``auth_state``) are named only."""
 
 _USER = r"(?P<user>[^/]+)"
 _SERVER = r"(?:/server|/servers/(?P<server>[^/]*))"
@@ -139,7 +140,7 @@ def _detail(action: str, groups: Mapping[str, str | None], body: Mapping[str, An
             detail += "; removed"
         return detail
     if action == CHANGE_USER:
-        changed = {key: body[key] for key in CHANGED_USER_KEYS if key in body}
+        changed = {k: body[k] if k in SHOWN_USER_KEYS else "(not shown)" for k in body}
         return _limited(json.dumps(changed, sort_keys=True))
     if action == CREATE_TOKEN:
         scopes = body.get("scopes")
