@@ -8,12 +8,13 @@ it in a thread from the event loop.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from contextlib import closing
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, date, datetime
 from pathlib import Path
+
+from kioskhub.spawner.usage_store import connect_root_only
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -65,15 +66,7 @@ def audit_database(state_dir: Path) -> Path:
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open the log, creating it root-only (0600) without following a symlink."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-    db = sqlite3.connect(path, timeout=30, isolation_level=None)
-    db.executescript(SCHEMA)
-    return db
+    return connect_root_only(path, SCHEMA)
 
 
 def append(path: Path, entry: AuditEntry) -> None:

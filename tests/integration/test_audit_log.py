@@ -16,8 +16,9 @@ from kioskhub.hub.sample_data import write_sample_data
 from kioskhub.spawner import usage_store
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.integration.test_dask_gateway import wait_until
+from tests.integration.test_idle_culling import started
 from tests.support.hub_process import VENV_BIN, kioskhub_env, start_hub, write_site_config
-from tests.support.user_session import UserSession, signed_in
+from tests.support.user_session import signed_in
 
 pytestmark = pytest.mark.integration
 
@@ -51,13 +52,6 @@ def site():
     if hub.process.poll() is None:
         hub.stop()
     shutil.rmtree(folder, ignore_errors=True)
-
-
-def started(site, name: str, profile: str = "small") -> UserSession:
-    user = signed_in(site["hub"].url, name, SHARED_PASSWORD)
-    events = user.spawn({"profile": profile})
-    assert events[-1].get("ready"), events
-    return user
 
 
 def running(site, name: str) -> bool:
