@@ -13,6 +13,7 @@ from kioskhub.image_builder.spawn_catalog import CatalogEnvironments, GitLabUser
 from kioskhub.spawner.environment_kinds import BACKEND_KINDS
 from kioskhub.spawner.pod_image import BaseImageRecipe
 
+from .audit_pages import audit_hub_settings
 from .auth_gitlab import gitlab_url
 from .auth_settings import authenticator_settings
 from .dask_gateway import gateway_hub_settings, merge_settings
@@ -94,6 +95,7 @@ def jupyterhub_settings(
     )
     settings = merge_settings(settings, metrics_hub_settings(passwords.metrics_token))
     settings = merge_settings(settings, usage_hub_settings(state))
+    settings = merge_settings(settings, audit_hub_settings(site))
     launchable = launchable_environments(site)
     if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
         # Beside those: the images the user's own GitLab projects built, with their token.

@@ -92,6 +92,12 @@ def new_record_id() -> str:
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open the store, creating it root-only (0600) without following a symlink."""
+    return connect_root_only(path, SCHEMA)
+
+
+def connect_root_only(path: Path, schema: str) -> sqlite3.Connection:
+    """Open the SQLite file ``path`` with ``schema``, creating it root-only (0600) and
+    refusing a symlink in its place (the audit log uses it too)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -99,7 +105,7 @@ def connect(path: Path) -> sqlite3.Connection:
     finally:
         os.close(fd)
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
-    db.executescript(SCHEMA)
+    db.executescript(schema)
     return db
 
 

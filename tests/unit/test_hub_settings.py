@@ -58,6 +58,10 @@ def test_jupyterhub_settings(tmp_path):
 
     settings = jupyterhub_settings(site, passwords, "/path/chp")
 
+    audit_log = settings["JupyterHub"].pop("tornado_settings")["log_function"]
+    assert audit_log.database == tmp_path / "state" / "audit.sqlite"
+    routes = [route for route, *_ in settings["JupyterHub"].pop("extra_handlers")]
+    assert set(routes) >= {"/audit", "/api/audit", "/api/quota-overrides/([^/]+)"}
     assert settings == {
         "JupyterHub": {
             "bind_url": "http://127.0.0.1:9000/",

@@ -92,6 +92,9 @@ def test_hostile_strings_are_escaped(name):
             status_message=HOSTILE,
             message=HOSTILE,
             **usage_report_of(HOSTILE),
+            filter_user=HOSTILE,
+            entries=[{"when": "", "actor": HOSTILE, "actor_kind": HOSTILE, "detail": HOSTILE}],
+            overrides={HOSTILE: {"limits": {"x": HOSTILE}, "reason": HOSTILE}},
         )
     )
 
