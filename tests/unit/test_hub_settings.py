@@ -60,8 +60,11 @@ def test_jupyterhub_settings(tmp_path):
 
     audit_log = settings["JupyterHub"].pop("tornado_settings")["log_function"]
     assert audit_log.database == tmp_path / "state" / "audit.sqlite"
-    routes = [route for route, *_ in settings["JupyterHub"].pop("extra_handlers")]
+    handlers = settings["JupyterHub"].pop("extra_handlers")
+    routes = [route for route, *_ in handlers]
     assert set(routes) >= {"/audit", "/api/audit", "/api/quota-overrides/([^/]+)"}
+    assert (r"/usage", UsagePageHandler, {"state_dir": tmp_path / "state"}) in handlers
+    assert (r"/api/usage", UsageAPIHandler, {"state_dir": tmp_path / "state"}) in handlers
     assert settings == {
         "JupyterHub": {
             "bind_url": "http://127.0.0.1:9000/",
@@ -77,10 +80,6 @@ def test_jupyterhub_settings(tmp_path):
             "template_paths": [str(PACKAGE_ROOT / "hub" / "templates")],
             "load_groups": {"physics": {"users": ["ada", "grace"]}},
             "authenticate_prometheus": True,
-            "extra_handlers": [
-                (r"/usage", UsagePageHandler, {"state_dir": tmp_path / "state"}),
-                (r"/api/usage", UsageAPIHandler, {"state_dir": tmp_path / "state"}),
-            ],
         },
         "ConfigurableHTTPProxy": {
             "command": ["/path/chp"],
