@@ -30,6 +30,7 @@ BENCHMARKS = (
     "dask_user_environment",
     "pods",
     "hub_scale",
+    "usage_overhead",
 )
 
 
