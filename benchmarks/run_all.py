@@ -31,6 +31,7 @@ BENCHMARKS = (
     "pods",
     "hub_scale",
     "usage_report",
+    "usage_overhead",
 )
 
 

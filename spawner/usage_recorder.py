@@ -5,7 +5,9 @@ memory peak); ``UsageRecorder`` opens the server's record once it has started, u
 every ``accounting.update_interval`` seconds while it runs and closes it when the server
 is gone, with the cgroup's final values (read before the groups are removed). After a hub
 restart the spawner resumes the record; a server found dead then is closed at the time it
-was last seen, and records no spawner resumed are closed by ``close_stale``.
+was last seen, and records no spawner resumed are closed by ``close_stale``. Each update
+also adds what the record grew by to the usage counters on ``/hub/metrics``
+(``usage_metrics``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import psutil
 from kioskhub.hub.schema.accounting import usage_database
 from kioskhub.hub.schema.site import Site
 
-from . import usage_store
+from . import usage_metrics, usage_store
 from .launch_spec import LaunchSpec
 
 log = logging.getLogger("JupyterHub")
@@ -103,6 +105,7 @@ class UsageRecorder:
         self.label = label
         self.record_id = ""
         self._ticker: asyncio.Task | None = None
+        self._counter: usage_metrics.RecordCounter | None = None
 
     @property
     def enabled(self) -> bool:
@@ -116,6 +119,7 @@ class UsageRecorder:
         except (OSError, sqlite3.Error) as error:
             log.error("Could not open the usage record of %s: %s", self.label, error)
             return
+        self._counter = usage_metrics.RecordCounter(record, self.site)
         self.resume(record.record_id)
 
     def resume(self, record_id: str) -> None:
@@ -148,9 +152,20 @@ class UsageRecorder:
         if not self.record_id:
             return
         cpu, peak = await asyncio.to_thread(cgroup_usage, tuple(self.cgroup_dirs()))
-        await asyncio.to_thread(
-            usage_store.update_record, self.path, self.record_id, end or time.time(), cpu, peak, end
+        counter = await self._record_counter()
+        seen = end or time.time()
+        updated = await asyncio.to_thread(
+            usage_store.update_record, self.path, self.record_id, seen, cpu, peak, end
         )
+        if updated and counter is not None:
+            counter.count(cpu, seen)
+
+    async def _record_counter(self) -> usage_metrics.RecordCounter | None:
+        """The counter of the record followed, from its stored values when resumed."""
+        if self._counter is None or self._counter.record_id != self.record_id:
+            record = await asyncio.to_thread(usage_store.open_record_of, self.path, self.record_id)
+            self._counter = record and usage_metrics.RecordCounter(record, self.site)
+        return self._counter
 
     async def close(self, stopped: bool) -> None:
         """Close the record with the cgroup's final values; call before they are removed.
