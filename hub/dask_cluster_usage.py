@@ -307,11 +307,23 @@ class RecordsUsage:
     and ``_scale_requests`` (clusters whose size a scale request set)."""
 
     async def on_cluster_heartbeat(self, cluster_name, msg):
-        """An adaptive cluster's new size is recorded within the quotas; a size they
-        refuse (someone took what was free since ``adapt``) is held at the most they allow."""
+        """The scheduler's wanted size, held within what was reserved.
+
+        The scheduler runs as the user, who can send it any count. After a scale
+        request, a count beyond the size reserved for it is held there. Otherwise
+        (adaptive), each new size is recorded within the quotas; a size they refuse
+        (someone took what was free since ``adapt``) is held at the most they allow.
+        """
         segment = self.usage.segments.get(cluster_name)
         count = msg["count"]
-        if segment is not None and cluster_name not in self._scale_requests:
+        if segment is not None and cluster_name in self._scale_requests:
+            if count > segment.workers and self.usage.enabled:
+                self.log.warning(
+                    "Cluster %s asked for %d workers, %d reserved: held there",
+                    cluster_name, count, segment.workers,
+                )  # fmt: skip
+                msg = {**msg, "count": segment.workers}
+        elif segment is not None:
             label = f"Adaptive scaling of cluster {cluster_name} to {count} workers"
             if count != segment.workers and await self.usage.resize(cluster_name, count, label):
                 most = await self.usage.most_workers(cluster_name, count, label)

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 from dask_gateway_server.backends.base import Backend, PublicException
+from dask_gateway_server.backends.db_base import DBBackendBase
 
 from kioskhub.hub.dask_cluster_usage import ClusterUsage, cluster_record, resized
 from kioskhub.hub.dask_gateway_backend import KioskSharedLocalBackend
@@ -246,3 +247,26 @@ def test_adaptive_scaling_is_held_within_the_quotas(tmp_path, monkeypatch):
 
     # 1 (server) + 1 (scheduler) + 2 × 2 (workers) = 6 cores.
     assert sent == [{"op": "adapt", "minimum": 2, "maximum": 2}]
+
+
+def test_a_scheduler_asking_beyond_what_was_reserved_is_held_there(tmp_path, monkeypatch):
+    """The scheduler runs as the user, who can send heartbeats with any count."""
+    backend = KioskSharedLocalBackend(profiles=[], default_profile="")
+    backend.usage = ClusterUsage(make_site(tmp_path, quotas={"default": {"cores": 6}}))
+    usage_store.open_record(backend.usage.path, server(cores=1.0))
+    life(backend.usage, [1])
+    passed_on = []
+
+    async def heartbeat(self, cluster_name, msg):
+        passed_on.append(msg["count"])
+
+    monkeypatch.setattr(DBBackendBase, "on_cluster_heartbeat", heartbeat)
+    backend._scale_requests["c1"] = 1
+    asyncio.run(backend.on_cluster_heartbeat("c1", {"count": 3}))
+    backend._scale_requests.pop("c1")  # adaptive from here
+    asyncio.run(backend.on_cluster_heartbeat("c1", {"count": 9}))
+
+    # Scaled to 1: held at 1. Adaptive: 1 (server) + 1 (scheduler) + 2 × 2 = 6 cores.
+    assert passed_on == [1, 2]
+    open_now = [r for r in usage_store.records(backend.usage.path) if r.end is None]
+    assert sorted(r.cpu_cores for r in open_now) == [1.0, 5.0]
