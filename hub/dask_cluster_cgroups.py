@@ -67,13 +67,14 @@ class ClusterCgroups:
 
     def of_cluster(self, cluster_name: str, process: str = "") -> cgroups.ServerCgroup:
         """The groups of ``cluster_name``'s processes that exist now: all of them, or
-        those of ``process``."""
+        those of ``process`` (with cgroup v1, one per controller: memory, cpu, pids and
+        the cpuacct group that counts CPU time for the usage record)."""
         if self.layout is None:
             return cgroups.ServerCgroup(dirs=())
+        layout = self.layout
+        controllers = (layout.memory_dir, layout.cpu_dir, layout.cpuacct_dir, layout.pids_dir)
         parents = dict.fromkeys(
-            posixpath.join(d, cgroups.PARENT_GROUP)
-            for d in (self.layout.memory_dir, self.layout.cpu_dir)
-            if d is not None
+            posixpath.join(d, cgroups.PARENT_GROUP) for d in controllers if d is not None
         )
         start = group_name(cluster_name, process)
         dirs = []

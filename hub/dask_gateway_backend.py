@@ -5,8 +5,9 @@ names them). They subclass dask-gateway-server's own classes:
 
 - ``KioskHubAuthenticator`` (``dask_gateway_auth``, named here in the gateway's config):
   JupyterHub's authenticator, refusing users outside the configured groups with a message;
-- ``KioskBackend``: cluster options from the site's resource profiles and per-user limits
-  (clusters, cores, memory) across all of a user's clusters;
+- ``KioskBackend``: cluster options from the site's resource profiles, Dask's own per-user
+  limits (clusters, cores, memory) across all of a user's clusters, and the site's quotas
+  and usage records, which count servers and clusters together (``dask_cluster_usage``);
 - ``KioskLocalBackend``: clusters as the user's system account (``kh-<user>``) or lab
   identity (``dask_cluster_accounts``), used when KioskHub isolates servers, each
   process in a cgroup of its own with the memory and CPU that the cluster counts for it
@@ -27,16 +28,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import posixpath
 import pwd
+import time
 
 from dask_gateway_server.backends.base import ClusterConfig, PublicException
 from dask_gateway_server.backends.db_base import DBBackendBase
 from dask_gateway_server.backends.local import LocalBackend, UnsafeLocalBackend
 from dask_gateway_server.options import Options
-from traitlets import Dict, Float, Integer, List, Type, Unicode, default
+from traitlets import Dict, List, Type, Unicode, default
 
 from kioskhub.spawner.local_plan import SYSTEM_PATH, Account
-from kioskhub.spawner.spawn_form import format_bytes
 
 from .dask_cluster_accounts import UserAccountsMixin
 from .dask_cluster_cgroups import ClusterCgroups
@@ -48,7 +50,9 @@ from .dask_cluster_environments import (
     KioskClusterConfig,
     environment_commands,
 )
+from .dask_cluster_limits import DaskUserLimits
 from .dask_cluster_options import ProfileOptions
+from .dask_cluster_usage import ClusterUsage, ProcessGroups, RecordsUsage, cluster_record
 from .dask_dashboard_proxy import add_dashboard_routes
 from .dask_gateway_auth import KioskHubAuthenticator
 
@@ -61,8 +65,10 @@ __all__ = [
 ]
 
 
-class KioskBackend(DBBackendBase):
-    """Cluster options from resource profiles, and per-user limits on all of a user's clusters.
+class KioskBackend(DaskUserLimits, DBBackendBase):
+    """Cluster options from resource profiles, Dask's limits on all of a user's clusters
+    (``dask_cluster_limits``), and the site's quotas and usage records of clusters
+    (``dask_cluster_usage``).
 
     Users pick a ``profile`` (default: their server's profile, set by the server's
     environment); it sets worker cores and memory, the most workers and the idle timeout.
@@ -85,15 +91,6 @@ class KioskBackend(DBBackendBase):
         config=True,
     )
     default_profile = Unicode(help="Profile used when the client names none.", config=True)
-    max_clusters = Integer(
-        None, allow_none=True, help="Most active clusters per user.", config=True
-    )
-    max_cores = Float(
-        None, allow_none=True, help="Most cores of all of a user's clusters.", config=True
-    )
-    max_memory = Integer(
-        None, allow_none=True, help="Most bytes of all of a user's clusters.", config=True
-    )
     account_prefix = Unicode(
         "kh-", help="Prefix of the system account of each hub user.", config=True
     )
@@ -113,45 +110,13 @@ class KioskBackend(DBBackendBase):
     def options_for(self, user) -> Options:
         return ProfileOptions(self.profiles, self.default_profile)(user)
 
-    # ---- per-user limits -------------------------------------------------------------
-
-    def _use(self, config, workers: int) -> tuple[float, int]:
-        """Cores and bytes of a cluster of ``config`` with ``workers`` workers."""
-        cores = config["scheduler_cores"] + workers * config["worker_cores"]
-        memory = config["scheduler_memory"] + workers * config["worker_memory"]
-        return cores, memory
-
-    def _use_of_others(self, username: str, exclude: str | None = None) -> tuple[float, int]:
-        cores, memory = 0.0, 0
-        for cluster in self.db.list_clusters(username=username):
-            if cluster.name != exclude:
-                workers = self._scale_requests.get(cluster.name, cluster.count)
-                c, m = self._use(cluster.config, workers)
-                cores, memory = cores + c, memory + m
-        return cores, memory
-
-    def limit_breach(self, username: str, config, workers: int, exclude=None) -> str | None:
-        """What a cluster of ``config`` with ``workers`` workers would exceed, or None."""
-        other_cores, other_memory = self._use_of_others(username, exclude)
-        cores, memory = self._use(config, workers)
-        if self.max_cores is not None and other_cores + cores > self.max_cores:
-            return (
-                f"{cores:g} cores, while your clusters may use {self.max_cores:g} cores in all "
-                f"and your other clusters use {other_cores:g}"
-            )
-        if self.max_memory is not None and other_memory + memory > self.max_memory:
-            return (
-                f"{format_bytes(memory)} of memory, while your clusters may use "
-                f"{format_bytes(self.max_memory)} in all and your other clusters use "
-                f"{format_bytes(other_memory)}"
-            )
-        return None
-
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._scale_requests: dict[str, int] = {}
         """The last scale request per cluster, ahead of the scheduler's next heartbeat."""
         self.environments: ClusterEnvironments | None = None
+        self.usage = ClusterUsage(None)
+        self._following: asyncio.Task | None = None
 
     # ---- environments --------------------------------------------------------------
 
@@ -197,17 +162,23 @@ class KioskBackend(DBBackendBase):
     async def start_cluster(self, user, cluster_options):
         options, config = await self.process_cluster_options(user, cluster_options)
         await self.check_account(user.name, config)
-        active = self.db.list_clusters(username=user.name)
-        if self.max_clusters is not None and len(active) >= self.max_clusters:
-            raise PublicException(
-                f"You already run {len(active)} Dask cluster(s), the most one user may run "
-                f"at once is {self.max_clusters}. Shut one down first (cluster.shutdown(), "
-                "or Gateway().stop_cluster(name) for each of Gateway().list_clusters())."
-            )
-        breach = self.limit_breach(user.name, config.to_dict(), 0)
-        if breach:
-            raise PublicException(f"A new cluster's scheduler would use {breach}.")
-        cluster = self.db.create_cluster(user.name, options, config.to_dict())
+        self.check_new_cluster(user.name, config.to_dict())
+        record = cluster_record(
+            username=user.name,
+            groups=tuple(user.groups),
+            options=options,
+            config=config.to_dict(),
+            workers=0,
+            backend=self.usage_backend(config.to_dict()),
+            now=time.time(),
+        )
+        reserved = await self.usage.reserve(record, config.to_dict(), user.admin)
+        try:
+            cluster = self.db.create_cluster(user.name, options, config.to_dict())
+        except BaseException:
+            await self.usage.discard(reserved)
+            raise
+        await self.usage.named(reserved, cluster.name)
         self.log.info(
             "Created cluster %s for user %s in %s",
             cluster.name,
@@ -226,15 +197,17 @@ class KioskBackend(DBBackendBase):
                     f"Scaling cluster {cluster.name} to {msg['count']} workers would use "
                     f"{breach}. Scale to fewer workers, or shut down another cluster."
                 )
+            label = f"Scaling cluster {cluster.name} to {msg['count']} workers"
+            refusal = await self.usage.resize(cluster.name, msg["count"], label)
+            if refusal is not None:
+                raise PublicException(refusal.message)
             self._scale_requests[cluster.name] = msg["count"]
         elif msg.get("op") == "adapt":
             self._scale_requests.pop(cluster.name, None)
         if msg.get("op") == "adapt" and msg.get("maximum") is not None:
-            most = msg["maximum"]
-            while most > 0 and self.limit_breach(
-                cluster.username, cluster.config, most, cluster.name
-            ):
-                most -= 1
+            most = self.most_workers_within_limits(cluster, msg["maximum"])
+            label = f"Adaptive scaling of cluster {cluster.name} to {most} workers"
+            most = await self.usage.most_workers(cluster.name, most, label)
             msg = {**msg, "maximum": most, "minimum": min(msg.get("minimum") or 0, most)}
         await super().forward_message_to_scheduler(cluster, msg)
 
@@ -242,7 +215,18 @@ class KioskBackend(DBBackendBase):
         self._scale_requests.pop(cluster.name, None)
         await super().do_stop_cluster(cluster)
 
-    # ---- dashboards ------------------------------------------------------------------
+    # ---- usage ---------------------------------------------------------------------
+
+    def usage_backend(self, config) -> str:
+        """The backend named in a cluster's usage record."""
+        image = config.get("environment_image") and self.runs_images
+        return "dask-podman" if image else "dask-local"
+
+    def usage_groups(self, cluster_name: str) -> ProcessGroups:
+        """The cgroup folders of each process of a cluster; none: not read."""
+        return dict
+
+    # ---- set-up and dashboards ---------------------------------------------------------
 
     async def setup(self, app):
         add_dashboard_routes(app)
@@ -250,7 +234,17 @@ class KioskBackend(DBBackendBase):
             self.environments = await asyncio.to_thread(
                 ClusterEnvironments.from_site_file, self.site_config
             )
+            self.usage = ClusterUsage(self.environments.site)
         await super().setup(app)
+        closed = await self.usage.close_left_open()
+        if closed:
+            self.log.warning("Closed %d usage records of clusters gone with a gateway", closed)
+        self._following = asyncio.ensure_future(self.usage.follow(self.usage_groups))
+
+    async def cleanup(self):
+        await super().cleanup()
+        if self._following is not None:
+            self._following.cancel()
 
     async def _check_cluster_proxied(self, cluster):
         """Route only the scheduler (TLS, by SNI) through dask-gateway's proxy; its
@@ -328,6 +322,18 @@ class KioskProcessBackend(UserAccountsMixin, KioskBackend, LocalBackend):
         super().__init__(**kwargs)
         self.cgroups = ClusterCgroups()
 
+    def usage_groups(self, cluster_name: str) -> ProcessGroups:
+        """The groups of each process (one per controller on cgroup v1)."""
+
+        def groups() -> dict[str, tuple[str, ...]]:
+            found: dict[str, tuple[str, ...]] = {}
+            for folder in self.cgroups.of_cluster(cluster_name).dirs:
+                process = posixpath.basename(folder)
+                found[process] = (*found.get(process, ()), folder)
+            return found
+
+        return groups
+
     async def start_process(self, cluster, cmd, env, name):
         """Start ``cmd`` as the user, in a fresh cgroup ``name`` of the cluster.
 
@@ -379,11 +385,11 @@ class KioskProcessBackend(UserAccountsMixin, KioskBackend, LocalBackend):
             self.cleanup_working_directory(workdir)
 
 
-class KioskLocalBackend(ImageContainersMixin, KioskProcessBackend):
+class KioskLocalBackend(RecordsUsage, ImageContainersMixin, KioskProcessBackend):
     """Clusters as the user's account or lab identity: local processes, or, for a
     server's image on the podman backend, containers of that image
     (``dask_cluster_containers``)."""
 
 
-class KioskSharedLocalBackend(KioskBackend, UnsafeLocalBackend):
+class KioskSharedLocalBackend(RecordsUsage, KioskBackend, UnsafeLocalBackend):
     """Clusters as local processes of the gateway's own account (the hub is not root)."""

@@ -144,17 +144,28 @@ def update_record(
         )
 
 
-def close_stale(path: Path, seen_before: float) -> int:
+def close_stale(path: Path, seen_before: float, kind: str | None = None) -> int:
     """Close every open record last seen before ``seen_before`` at its last-seen time.
 
-    For servers that no spawner re-adopted after a hub restart; returns how many.
+    For servers that no spawner re-adopted after a hub restart, or (``kind="dask"``)
+    clusters gone with a gateway that stopped; ``kind`` None: records of every kind.
+    Returns how many.
     """
     with closing(connect(path)) as db:
         cursor = db.execute(
-            'UPDATE usage SET "end" = last_seen WHERE "end" IS NULL AND last_seen < ?',
-            (seen_before,),
+            'UPDATE usage SET "end" = last_seen WHERE "end" IS NULL AND last_seen < ? '
+            "AND kind = COALESCE(?, kind)",
+            (seen_before, kind),
         )
         return cursor.rowcount
+
+
+def name_record(path: Path, record_id: str, server_name: str) -> None:
+    """Name the server (or cluster) of a record reserved before its name was known."""
+    with closing(connect(path)) as db:
+        db.execute(
+            "UPDATE usage SET server_name = ? WHERE record_id = ?", (server_name, record_id)
+        )
 
 
 def records(path: Path, since: float = 0.0, until: float | None = None) -> list[UsageRecord]:

@@ -108,7 +108,10 @@ class DaskSettings(Section):
         DaskScheduler(), description="What each cluster's scheduler counts against the limits."
     )
     user_limits: DaskUserLimits = Field(
-        DaskUserLimits(), description="Limits on all of one user's clusters together."
+        DaskUserLimits(),
+        description="Dask's own limits on all of one user's clusters together, clusters "
+        "only; quotas: counts a user's servers and clusters together, and a cluster must "
+        "fit both.",
     )
     ports: DaskPorts = Field(
         DaskPorts(), description="Ports on 127.0.0.1 that the gateway listens on."
