@@ -144,7 +144,7 @@ class UsageRecorder:
     def _close_orphans(self, interval: int) -> None:
         hub_up = time.time() - _process_start()
         if hub_up > STALE_AFTER_INTERVALS * interval:
-            closed = usage_store.close_stale(self.path, time.time() - hub_up)
+            closed = usage_store.close_stale(self.path, time.time() - hub_up, "server")
             if closed:
                 log.warning("Closed %d usage records of servers gone with the hub down", closed)
 
