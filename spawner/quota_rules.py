@@ -9,14 +9,18 @@ opens the new record, so two spawns at once cannot both take the last GPU.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
 
 from kioskhub.hub.schema.quotas import Budget, Period, QuotaLimits, QuotaSettings
 
 from .spawn_form import format_bytes
-from .usage_store import UsageRecord
+from .usage_store import QuotaOverride, UsageRecord
 
 CONCURRENT = ("servers", "cores", "memory", "gpus")
 
@@ -78,6 +82,20 @@ def _all_limits(quotas: QuotaSettings, overrides: dict[str, QuotaLimits]) -> Ite
     yield from quotas.users.values()
     yield from quotas.groups.values()
     yield from overrides.values()
+
+
+def override_limits(
+    overrides: Mapping[str, QuotaOverride], log: logging.Logger
+) -> dict[str, QuotaLimits]:
+    """The overrides' limits by username; one that does not parse is left out (logged),
+    so the config's limits apply to that user."""
+    limits = {}
+    for username, override in overrides.items():
+        try:
+            limits[username] = QuotaLimits.model_validate(json.loads(override.limits))
+        except (ValueError, ValidationError) as error:
+            log.error("Ignoring the quota override of %s: %s", username, error)
+    return limits
 
 
 def user_limits(
@@ -164,7 +182,7 @@ def _what(record: UsageRecord) -> str:
 def _users_part(records: list[UsageRecord], key: str, username: str, group: str | None) -> str:
     """What uses a quota: the user's own servers by name, other members' only counted."""
     own = [r for r in records if r.username == username and _amount(key, r)]
-    parts = [f"{_what(r)} {_show(key, _amount(key, r))}" for r in own]
+    parts = [f"{_what(r)} ({_show(key, _amount(key, r))})" for r in own]
     others = [r for r in records if r.username != username and _amount(key, r)]
     if others:
         total = sum(_amount(key, r) for r in others)
