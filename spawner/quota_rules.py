@@ -182,7 +182,9 @@ def _what(record: UsageRecord) -> str:
 def _users_part(records: list[UsageRecord], key: str, username: str, group: str | None) -> str:
     """What uses a quota: the user's own servers by name, other members' only counted."""
     own = [r for r in records if r.username == username and _amount(key, r)]
-    parts = [f"{_what(r)} ({_show(key, _amount(key, r))})" for r in own]
+    parts = [
+        _what(r) if key == "servers" else f"{_what(r)} ({_show(key, _amount(key, r))})" for r in own
+    ]
     others = [r for r in records if r.username != username and _amount(key, r)]
     if others:
         total = sum(_amount(key, r) for r in others)
@@ -220,10 +222,17 @@ def _concurrent(
             f"{demand.label} would exceed a quota: {owner} {hold} {_show(key, limit)} at once "
             f"({_path(source[key], key)}); in use now: "
             f"{_users_part(records, key, demand.username, group)}; this asks for "
-            f"{_show(key, asked[key])}. Stop a server or a Dask cluster first, or choose a "
-            "smaller profile.",
+            f"{_show(key, asked[key])}. {_what_to_do(key, group)}",
         )
     return None
+
+
+def _what_to_do(key: str, group: str | None) -> str:
+    if key == "servers":
+        return "Stop one of your servers first."
+    return "Stop a server or a Dask cluster first, or choose a smaller profile" + (
+        f", or wait until other members of {group} stop theirs." if group else "."
+    )
 
 
 def _path(source: str, key: str) -> str:
@@ -248,7 +257,7 @@ def _budgets(
             continue
         renews = datetime.fromtimestamp(period_end(budget.period, now), UTC)
         unit = "GPU-hours" if budget.resource == "gpu_hours" else "core-hours"
-        owner = f"the group {group}'s" if group else "your"
+        owner = f"the {group} group's" if group else "your"
         path = (
             f"{source['budgets']}.budgets[{index}]"
             if source["budgets"].startswith("quotas.")
@@ -259,8 +268,12 @@ def _budgets(
             f"{demand.label} would exceed a budget: {owner} budget of {budget.amount:g} "
             f"{unit} per {budget.period} ({path}) is spent, {used:.1f} {unit} used since "
             f"{datetime.fromtimestamp(begin, UTC):%Y-%m-%d}. It renews on "
-            f"{renews:%Y-%m-%d %H:%M} UTC. Until then, choose a profile without "
-            f"{'GPUs' if budget.resource == 'gpu_hours' else 'cores'}, or ask an admin.",
+            f"{renews:%Y-%m-%d %H:%M} UTC. Until then, "
+            + (
+                "choose a profile without GPUs, or ask an admin."
+                if budget.resource == "gpu_hours"
+                else "ask an admin."
+            ),
         )
     return None
 
