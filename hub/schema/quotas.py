@@ -116,20 +116,21 @@ def quota_problems(
             "quotas: quotas count the usage records, but accounting.enabled is false; "
             "turn accounting on, or remove the quotas section"
         )
+    users = []
     for name in quotas.users:
         try:
-            check_username(name)
+            users.append(check_username(name))
         except ValueError as error:
             problems.append(
                 f"quotas.users.{name}: not a user's name ({str(error).split(';')[0]}); "
                 "give the hub username of the user the limits are for"
             )
     for profile in profiles:
-        problems.extend(_unlaunchable(quotas, profile))
+        problems.extend(_unlaunchable(quotas, users, profile))
     return problems
 
 
-def _unlaunchable(quotas: QuotaSettings, profile: ResourceProfile) -> list[str]:
+def _unlaunchable(quotas: QuotaSettings, users: list[str], profile: ResourceProfile) -> list[str]:
     """A profile that asks for more than every user's limits (or every allowed group's)."""
     asked = {"cores": profile.cpu, "memory": profile.memory, "gpus": profile.gpu.count}
     problems = []
@@ -138,7 +139,7 @@ def _unlaunchable(quotas: QuotaSettings, profile: ResourceProfile) -> list[str]:
         if (
             default is not None
             and amount > default
-            and not any(_allows(quotas.user_limits(name), key, amount) for name in quotas.users)
+            and not any(_allows(quotas.user_limits(name), key, amount) for name in users)
         ):
             problems.append(
                 f"profiles.{profile.name}: asks for {_amount(key, amount)}, more than "
