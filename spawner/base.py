@@ -83,7 +83,7 @@ from traitlets.config import LoggingConfigurable
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
 
-from . import gpu_assignments, gpus, identity_record, metrics, usage_recorder
+from . import gpu_assignments, gpus, identity_record, metrics, server_quota, usage_recorder
 from .dask_clusters import stop_user_clusters
 from .environment_kinds import environment_kind, refusal
 from .lab_identity import IdentityError, resolve_identity
@@ -265,6 +265,11 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
             f'<p class="alert alert-warning kh-note">{escape(note)}</p>'
             for note in self.environment_notes
         )
+        quota = await server_quota.overview_line(
+            self.site, self.user.name, groups, bool(self.user.admin)
+        )
+        if quota:
+            notes += f'<p class="alert alert-info kh-quota">{escape(quota)}</p>'
         return notes + render_spawn_form(
             environments, allowed(self.site.profiles, groups), self.user_options, refused
         )

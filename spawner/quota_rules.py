@@ -284,3 +284,48 @@ def _hours_in(budget: Budget, record: UsageRecord, begin: float, now: float) -> 
     seconds = max(0.0, min(end, now) - max(record.start, begin))
     per_hour = record.gpu_count if budget.resource == "gpu_hours" else record.cpu_cores
     return seconds / 3600 * per_hour
+
+
+def quota_overview(
+    quotas: QuotaSettings,
+    demand_of: tuple[str, tuple[str, ...]],
+    is_admin: bool,
+    override: QuotaLimits | None,
+    records: list[UsageRecord],
+    now: float,
+) -> str:
+    """'Your quota: 1 of 2 servers, 2 of 8 cores in use; the group physics: 3 of 4 GPUs.'
+    for the spawn form, or '' without quotas. ``demand_of``: (username, groups);
+    ``records``: open records and those of the longest budget period (all users')."""
+    username, groups = demand_of
+    if is_admin and quotas.admins_exempt:
+        return ""
+    limits, _ = user_limits(quotas, username, override)
+    scopes = [("Your quota", limits, [r for r in records if r.username == username])]
+    scopes += [
+        (f"the group {g}", quotas.groups[g], [r for r in records if g in r.groups.split(",")])
+        for g in sorted(groups)
+        if g in quotas.groups
+    ]
+    lines = [
+        f"{title}: {', '.join(parts)} in use"
+        for title, scope_limits, scope_records in scopes
+        if (parts := _overview_parts(scope_limits, scope_records, now))
+    ]
+    return "; ".join(lines) + "." if lines else ""
+
+
+def _overview_parts(limits: QuotaLimits, records: list[UsageRecord], now: float) -> list[str]:
+    parts = []
+    for key in CONCURRENT:
+        limit = getattr(limits, key)
+        if limit is not None:
+            used = sum(_amount(key, r) for r in records if r.end is None)
+            shown = format_bytes(int(used)) if key == "memory" and used else f"{used:g}"
+            parts.append(f"{shown} of {_show(key, limit)}")
+    for budget in limits.budgets:
+        begin = period_start(budget.period, now)
+        used = sum(_hours_in(budget, r, begin, now) for r in records)
+        unit = "GPU-hours" if budget.resource == "gpu_hours" else "core-hours"
+        parts.append(f"{used:.1f} of {budget.amount:g} {unit} this {budget.period}")
+    return parts

@@ -4,16 +4,22 @@
 usage store unless ``quota_rules.decide`` refuses it, in one transaction
 (``usage_store.reserve``), so two starts at once cannot both take the last core. With no
 quota set, every start is accepted and the record is opened all the same: one path.
-Blocking I/O: call it in a thread.
+``overview_line`` is the spawn form's line about the user's quotas. Blocking I/O (all but
+``overview_line``): call it in a thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+import time
 from functools import partial
 from pathlib import Path
 
+from kioskhub.hub.schema.accounting import usage_database
 from kioskhub.hub.schema.quotas import QuotaSettings
+from kioskhub.hub.schema.site import Site
 
 from . import quota_rules, usage_store
 
@@ -66,3 +72,27 @@ def _decide_in_transaction(quotas, demand, open_records, recent_records, **kwarg
     return quota_rules.decide(
         quotas, demand, open_records=open_records, recent_records=recent_records, **kwargs
     )
+
+
+async def overview_line(site: Site, username: str, groups: tuple[str, ...], is_admin: bool) -> str:
+    """The line the spawn form shows about the user's own quotas ('' without any), read
+    in a thread; a store that cannot be read shows nothing (the start still checks)."""
+    if not (site.accounting.enabled and site.quotas.active):
+        return ""
+    path = usage_database(site.hub.state_dir)
+    try:
+        return await asyncio.to_thread(
+            overview, path, site.quotas, (username, groups), is_admin, time.time()
+        )
+    except (OSError, sqlite3.Error) as error:
+        log.error("Could not read the quotas of %s: %s", username, error)
+        return ""
+
+
+def overview(
+    path: Path, quotas: QuotaSettings, user: tuple[str, tuple[str, ...]], is_admin: bool, now: float
+) -> str:
+    """``quota_overview`` of ``user`` (username, groups) from the store at ``path``."""
+    overrides = quota_rules.override_limits(usage_store.overrides(path, now), log)
+    records = usage_store.current_records(path, quota_rules.records_since(quotas, overrides, now))
+    return quota_rules.quota_overview(quotas, user, is_admin, overrides.get(user[0]), records, now)

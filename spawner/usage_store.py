@@ -184,12 +184,7 @@ def reserve(
     with closing(connect(path)) as db:
         db.execute("BEGIN IMMEDIATE")
         try:
-            rows = db.execute(
-                f'SELECT {QUOTED_COLUMNS} FROM usage WHERE "end" IS NULL OR "end" >= ? '
-                "ORDER BY start, record_id",
-                (since,),
-            ).fetchall()
-            found = [UsageRecord(*row) for row in rows]
+            found = _current(db, since)
             open_now = [r for r in found if r.end is None and r.record_id != replaces]
             refusal = decide(open_now, found)
             if refusal is not None:
@@ -211,6 +206,24 @@ def reserve(
             db.execute("ROLLBACK")
             raise
     return None
+
+
+def _current(db: sqlite3.Connection, since: float) -> list[UsageRecord]:
+    rows = db.execute(
+        f'SELECT {QUOTED_COLUMNS} FROM usage WHERE "end" IS NULL OR "end" >= ? '
+        "ORDER BY start, record_id",
+        (since,),
+    ).fetchall()
+    return [UsageRecord(*row) for row in rows]
+
+
+def current_records(path: Path, since: float) -> list[UsageRecord]:
+    """Every open record and every record that ended at ``since`` or later (what
+    ``reserve``'s ``decide`` sees), for showing a user their quotas."""
+    if not path.exists():
+        return []
+    with closing(connect(path)) as db:
+        return _current(db, since)
 
 
 def discard(path: Path, record_id: str) -> None:

@@ -88,6 +88,10 @@ def test_a_spawn_from_the_form_over_the_groups_cores_shows_the_quota(site, ada_r
         site, "kioskhub_spawns_total", backend="local", profile="small", result="failure"
     )
 
+    form = bob.http.get(f"{site['hub'].url}/hub/spawn").text
+    assert "Your quota" not in form, "bob has no limits of his own"
+    assert "the group physics: 1 of 1 core in use." in unescape(form)
+
     page = bob.http.post(
         f"{site['hub'].url}/hub/spawn",
         data={"environment": "default", "profile": "small", "_xsrf": bob.http.cookies["_xsrf"]},
@@ -153,6 +157,8 @@ def test_a_spent_budget_refuses_the_spawn_and_says_when_it_renews(site):
         ),
     )
     cleo = signed_in(site["hub"].url, "cleo", SHARED_PASSWORD)
+    form = unescape(cleo.http.get(f"{site['hub'].url}/hub/spawn").text)
+    assert re.search(r"Your quota: [0-9.]+ of 10 core-hours this month in use\.", form)
 
     reply = cleo.api("/users/cleo/server", "POST", json={})
 

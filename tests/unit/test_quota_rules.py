@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from kioskhub.hub.schema.quotas import QuotaLimits, QuotaSettings
 from kioskhub.spawner.quota_rules import (
@@ -12,6 +13,7 @@ from kioskhub.spawner.quota_rules import (
     override_limits,
     period_end,
     period_start,
+    quota_overview,
     records_since,
 )
 from kioskhub.spawner.usage_store import QuotaOverride
@@ -173,3 +175,29 @@ def test_an_override_that_does_not_parse_is_left_out_and_logged(caplog):
         )
     assert parsed == {"ada": QuotaLimits(servers=3)}
     assert "Ignoring the quota override of bob" in caplog.text
+
+
+def test_the_spawn_form_line_shows_the_users_and_their_groups_quotas():
+    quotas = QuotaSettings.model_validate(
+        {
+            "default": {"servers": 2, "cores": 8, "memory": "16Gi"},
+            "users": {"ada": {"budgets": [{"gpu_hours": 100}]}},
+            "groups": {"physics": {"gpus": 4}, "optics": {"gpus": 1}},
+        }
+    )
+    bob = record(record_id="b", username="bob", groups="physics", end=None, gpu_count=2)
+    earlier = record(
+        record_id="e", gpu_count=1, start=at("2026-03-14T00:00:00"), end=at("2026-03-14T12:30:00")
+    )
+    records = [replace(RUNNING, start=at("2026-03-15T09:00:00")), bob, earlier]
+
+    assert quota_overview(quotas, ("ada", ("physics",)), False, None, records, NOW) == (
+        "Your quota: 1 of 2 servers, 4 of 8 cores, 2 GiB of 16 GiB, 13.5 of 100 GPU-hours "
+        "this month in use; the group physics: 3 of 4 GPUs in use."
+    ), "ada's GPU for the last hour and 12.5 GPU-hours yesterday; bob's GPUs count for physics"
+    assert quota_overview(quotas, ("cy", ()), False, QuotaLimits(servers=5), [], NOW) == (
+        "Your quota: 0 of 5 servers, 0 of 8 cores, 0 of 16 GiB in use."
+    )
+    exempt = quotas.model_copy(update={"admins_exempt": True})
+    assert quota_overview(exempt, ("ada", ()), True, None, records, NOW) == ""
+    assert quota_overview(QuotaSettings(), ("ada", ()), False, None, records, NOW) == ""
