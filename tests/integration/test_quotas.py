@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from html import unescape
 
@@ -21,6 +22,7 @@ from kioskhub.spawner.quota_rules import period_end, period_start
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import remove_test_site, start_hub, write_site_config
 from tests.support.user_session import signed_in
+from tests.unit.test_usage_accounting import record
 
 pytestmark = pytest.mark.integration
 
@@ -135,27 +137,16 @@ def test_an_admin_is_not_exempt_unless_the_site_says_so(site, ada_running):
 
 def test_a_spent_budget_refuses_the_spawn_and_says_when_it_renews(site):
     now = time.time()
-    usage_store.open_record(
-        site["store"],
-        usage_store.UsageRecord(
-            record_id=usage_store.new_record_id(),
-            username="cleo",
-            groups="",
-            server_name="",
-            backend="local",
-            profile="small",
-            environment="default",
-            environment_ref="own",
-            cpu_cores=100_000.0,
-            memory_requested=2 * 10**9,
-            gpu_count=0,
-            start=max(period_start("month", now), now - 3600),
-            last_seen=now - 1,
-            end=now - 1,
-            cpu_seconds=0.0,
-            memory_peak=0,
-        ),
+    spent = record(
+        record_id="spent",
+        username="cleo",
+        groups="",
+        cpu_cores=100_000.0,
+        start=max(period_start("month", now), now - 3600),
+        last_seen=now - 1,
+        end=now - 1,
     )
+    usage_store.open_record(site["store"], spent)
     cleo = signed_in(site["hub"].url, "cleo", SHARED_PASSWORD)
     form = unescape(cleo.http.get(f"{site['hub'].url}/hub/spawn").text)
     assert re.search(r"Your quota: [0-9.]+ of 10 core-hours this month in use\.", form)
@@ -191,13 +182,8 @@ def test_with_admins_exempt_an_admin_starts_past_a_full_group_and_others_do_not(
     assert site["hub"].stop() == 0
     site["hub"] = start_hub(site["config"], site["folder"] / "hub.log")
     now = time.time()
-    usage_store.open_record(
-        site["store"],
-        usage_store.UsageRecord(
-            usage_store.new_record_id(), "bob", "physics", "", "local", "small", "default",
-            "own", 1.0, 2 * 10**9, 0, now, now, None, 0.0, 0,
-        ),
-    )  # fmt: skip
+    running = record(record_id="bob's", username="bob", groups="physics", cpu_cores=1.0)
+    usage_store.open_record(site["store"], replace(running, start=now, last_seen=now, end=None))
     admin = signed_in(site["hub"].url, "admin", ADMIN_PASSWORD)
     carl = signed_in(site["hub"].url, "carl", SHARED_PASSWORD)
 
