@@ -1,7 +1,9 @@
 """The usage records: one row per server run, in a root-only SQLite file of the state folder.
 
-A record is opened when a server has started, updated while it runs (CPU seconds, memory
-peak, ``last_seen``) and closed when it is gone; ``end`` is None while it is open. The hub
+A record is reserved before a server starts (``reserve``, where the quotas are checked),
+counted from when it has started (``mark_started``) or removed if the start failed
+(``discard``), updated while it runs (CPU seconds, memory peak, ``last_seen``) and closed
+when it is gone; ``end`` is None while it is open. The hub
 (through the spawner) writes; ``kioskhub usage``, quotas and reports read ``records``.
 Blocking I/O: call it in a thread from the event loop.
 """
