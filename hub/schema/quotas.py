@@ -125,6 +125,13 @@ def quota_problems(
                 f"quotas.users.{name}: not a user's name ({str(error).split(';')[0]}); "
                 "give the hub username of the user the limits are for"
             )
+    if quotas.default.servers == 0 and not any(
+        _allows(quotas.user_limits(name), "servers", 1) for name in users
+    ):
+        problems.append(
+            "quotas.default.servers: is 0 and no quotas.users entry allows a server: no one "
+            "could start one; raise it, or give the users who may start servers their own"
+        )
     for profile in profiles:
         problems.extend(_unlaunchable(quotas, users, profile))
     return problems

@@ -69,12 +69,12 @@ def test_a_profile_beyond_the_default_is_refused_unless_a_user_may_start_it(tmp_
 
     _, accepted = check_config(
         tmp_path,
-        PROFILES + "quotas:\n  default: {gpus: 2, memory: 32G}\n"
-        "  users: {ada: {gpus: 4, memory: 64G}}\n",
+        PROFILES + "quotas:\n  default: {servers: 0, gpus: 2, memory: 32G}\n"
+        "  users: {ada: {servers: 1, gpus: 4, memory: 64G}}\n",
     )
     assert accepted.returncode == 0, accepted.stderr
     assert (
-        "  quotas:       default 2 gpus, 32 GB memory; 1 user and 0 group entries; "
+        "  quotas:       default 0 servers, 2 gpus, 32 GB memory; 1 user and 0 group entries; "
         "admins not exempt\n"
     ) in accepted.stdout
 
@@ -95,6 +95,12 @@ def test_a_profile_beyond_the_default_is_refused_unless_a_user_may_start_it(tmp_
             "{users: {ada: {budgets: [{gpu_hours: 10, period: year}]}}}",
             "  quotas.users.ada.budgets[0].period: Input should be 'day', 'week' or 'month' "
             "(got 'year')",
+        ),
+        (
+            "{default: {servers: 0}}",
+            "  (top level): quotas.default.servers: is 0 and no quotas.users entry allows a "
+            "server: no one could start one; raise it, or give the users who may start servers "
+            "their own",
         ),
         (
             "{default: {gpu: 1}}",
