@@ -30,6 +30,8 @@ BENCHMARKS = (
     "dask_user_environment",
     "pods",
     "hub_scale",
+    "usage_report",
+    "usage_overhead",
 )
 
 

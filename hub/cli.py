@@ -14,6 +14,7 @@ from kioskhub.hub.schema.site import PACKAGE_ROOT, Site
 from kioskhub.image_builder.cli import add_env_command
 from kioskhub.spawner.local_accounts import closed_ancestor
 
+from .audit_cli import add_audit_command
 from .auth_settings import provider_endpoints
 from .config_reference import render_reference
 from .dask_gateway import servers_isolated
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     add_env_command(commands, Path(os.environ.get("KIOSKHUB_CONFIG", DEFAULT_CONFIG)))
     add_image_command(commands)
     add_usage_command(commands, Path(os.environ.get("KIOSKHUB_CONFIG", DEFAULT_CONFIG)))
+    add_audit_command(commands, Path(os.environ.get("KIOSKHUB_CONFIG", DEFAULT_CONFIG)))
     return parser
 
 

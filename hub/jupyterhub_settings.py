@@ -13,6 +13,7 @@ from kioskhub.image_builder.spawn_catalog import CatalogEnvironments, GitLabUser
 from kioskhub.spawner.environment_kinds import BACKEND_KINDS
 from kioskhub.spawner.pod_image import BaseImageRecipe
 
+from .audit_pages import audit_hub_settings
 from .auth_gitlab import gitlab_url
 from .auth_settings import authenticator_settings
 from .dask_gateway import gateway_hub_settings, merge_settings
@@ -21,6 +22,7 @@ from .metrics_access import metrics_hub_settings
 from .oidc_discovery import ProviderEndpoints
 from .pod_backends import with_spawner_backend
 from .state_dir import Passwords
+from .usage_pages import usage_hub_settings
 
 PROXY_NAME = "configurable-http-proxy"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -92,6 +94,8 @@ def jupyterhub_settings(
         settings, builder_hub_settings(with_builder_base_image(site), python=sys.executable)
     )
     settings = merge_settings(settings, metrics_hub_settings(passwords.metrics_token))
+    settings = merge_settings(settings, usage_hub_settings(state))
+    settings = merge_settings(settings, audit_hub_settings(site))
     launchable = launchable_environments(site)
     if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
         # Beside those: the images the user's own GitLab projects built, with their token.

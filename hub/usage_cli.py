@@ -77,10 +77,10 @@ def write_csv(found, out) -> None:
     writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for record in found:
-        writer.writerow({key: _plain(value) for key, value in record.as_dict().items()})
+        writer.writerow({key: spreadsheet_safe(value) for key, value in record.as_dict().items()})
 
 
-def _plain(value):
+def spreadsheet_safe(value):
     """Defuse spreadsheet formulas in text a user chose (server names, groups)."""
     if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
         return "'" + value

@@ -223,3 +223,35 @@ def _locate(mounts, fstype: str, controllers: frozenset[str], path: str) -> tupl
 
 def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), field)
+
+
+CGROUP_PATH = re.compile(r"(/[A-Za-z0-9_.:@-]+)+")
+
+
+def usage_dirs(cgroup_path: str, proc_self_cgroup_text: str, mounts_text: str) -> tuple[str, ...]:
+    """The folders that count the CPU time and memory of the cgroup ``cgroup_path`` (pure).
+
+    ``cgroup_path`` is a group's path in every hierarchy, as podman reports a pod's
+    (``/libpod_parent/<id>``); the texts are the hub's, as in ``detect_layout``. v1: the
+    cpuacct and memory folders; v2: the one unified folder; () where none shows it.
+    A path with ``..``, or other than plain names, is refused (ValueError).
+    """
+    parts = cgroup_path.split("/")
+    if not CGROUP_PATH.fullmatch(cgroup_path) or ".." in parts or "." in parts:
+        raise ValueError(f"not a plain cgroup path: {cgroup_path!r}")
+    own = _parse_proc_cgroup(proc_self_cgroup_text)
+    text = "\n".join(
+        f"{i}:{','.join(sorted(ctrls))}:{cgroup_path}" for i, (ctrls, _) in enumerate(own)
+    )
+    layout = detect_layout(text, mounts_text)
+    if layout is None:
+        return ()
+    if layout.version == 2:
+        return (layout.memory_dir,)
+    return tuple(dict.fromkeys(d for d in (layout.cpuacct_dir, layout.memory_dir) if d))
+
+
+def current_usage_dirs(cgroup_path: str) -> tuple[str, ...]:
+    """``usage_dirs`` of ``cgroup_path`` on this machine (blocking: call in a thread)."""
+    with open("/proc/self/cgroup") as cgroup, open("/proc/self/mountinfo") as mountinfo:
+        return usage_dirs(cgroup_path, cgroup.read(), mountinfo.read())

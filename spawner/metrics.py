@@ -7,7 +7,7 @@ or a reason from the fixed sets below; never a user name, an environment a user 
 an error message.
 
 Names the dashboard shows that other parts of KioskHub feed (defined there, not here):
-``kioskhub_servers_culled_total`` (idle culling), ``kioskhub_usage_*`` (usage accounting),
+``kioskhub_servers_culled_total`` (idle culling), ``kioskhub_usage_*`` (``usage_metrics``),
 and ``kioskhub_spawn_refusals_total{reason="quota"}`` (quotas, through ``record_refusal``).
 """
 

@@ -10,7 +10,8 @@ The server's port is
 published on the host's loopback only; the pod reaches the hub's API and the Dask Gateway
 through slirp4netns' address of the host's loopback (``podman_plan``). Every podman
 command uses the project's ``containers.conf`` (``podman_cli``). The pod's name and port
-are kept in the spawner state (versioned), so a restarted hub re-adopts a running pod.
+are kept in the spawner state (versioned), so a restarted hub re-adopts a running pod;
+so are the pod's cgroup folders, as podman reports them, for its usage record.
 The steps of a start are ``SpawnBackend``'s (base.py).
 """
 
@@ -29,6 +30,7 @@ from traitlets import Any, Integer, Unicode, default
 from kioskhub.hub.schema.builder import environment_gids
 
 from .base import LOG_TAIL_LINES, SpawnBackend
+from .cgroup_layout import current_usage_dirs
 from .home import files_group, prepare_home
 from .launch_spec import ChoiceError, LaunchSpec
 from .pod_image import BaseImageRecipe
@@ -73,6 +75,7 @@ class PodmanSpawner(SpawnBackend, Spawner):
     host_port = Integer(0, help="Loopback port the server is published on.")
     image = Unicode("", help="Image the running pod was started from.")
     names = Any(None, allow_none=True, help="PodmanNames of the running pod.")
+    pod_cgroup_dirs = Any((), help="The running pod's cgroup folders (CPU time, memory).")
     base_image = Unicode(
         help="The site base image, for KioskHub's own environment when pods.image is empty."
     ).tag(config=True)
@@ -151,7 +154,24 @@ class PodmanSpawner(SpawnBackend, Spawner):
             "-",
             stdin=yaml.safe_dump(pod).encode(),
         )
+        self.pod_cgroup_dirs = await self._find_cgroup_dirs(names.pod)
+        yield {"cgroup_dirs": list(self.pod_cgroup_dirs)}
         self.report(70, "Waiting for JupyterLab to answer")
+
+    async def _find_cgroup_dirs(self, pod: str) -> tuple[str, ...]:
+        """The pod's cgroup folders from podman's own record of the pod (not from anything
+        inside it); () if podman cannot say: the record then keeps 0 CPU seconds."""
+        found = await run_podman("pod", "inspect", "--format", "{{.CgroupPath}}", pod, check=False)
+        try:
+            if found.returncode != 0:
+                raise ValueError(found.stderr.strip())
+            return await asyncio.to_thread(current_usage_dirs, found.stdout.strip())
+        except (OSError, ValueError) as error:
+            self.log.warning("No cgroup of pod %s for its usage record: %s", pod, error)
+            return ()
+
+    def usage_cgroup_dirs(self) -> tuple[str, ...]:
+        return self.pod_cgroup_dirs
 
     def server_address(self):
         return "127.0.0.1", self.host_port
@@ -216,6 +236,7 @@ class PodmanSpawner(SpawnBackend, Spawner):
         return code
 
     async def stop_server(self, now: bool) -> None:
+        await self.usage.update()  # the pod's final CPU time: its cgroup goes with it
         await self._remove_pod(grace=0 if now else STOP_GRACE_SECONDS)
 
     async def _remove_pod(self, grace: int) -> None:
@@ -233,6 +254,7 @@ class PodmanSpawner(SpawnBackend, Spawner):
         if found:
             self.names, self.host_port, self.image = found
             self.pod_name = self.names.pod
+            self.pod_cgroup_dirs = tuple(launch_state.get("cgroup_dirs", ()))
 
     def upgrade_state(self, state):
         """Version 1 kept ``pod_state`` at the top of the state."""
@@ -241,3 +263,4 @@ class PodmanSpawner(SpawnBackend, Spawner):
     def clear_state(self):
         super().clear_state()
         self.names, self.pod_name, self.host_port, self.image = None, "", 0, ""
+        self.pod_cgroup_dirs = ()

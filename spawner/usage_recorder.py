@@ -6,7 +6,9 @@ quotas are checked, ``server_quota``), follows it once it has started, updates i
 every ``accounting.update_interval`` seconds while it runs and closes it when the server
 is gone, with the cgroup's final values (read before the groups are removed). After a hub
 restart the spawner resumes the record; a server found dead then is closed at the time it
-was last seen, and records no spawner resumed are closed by ``close_stale``.
+was last seen, and records no spawner resumed are closed by ``close_stale``. Each update
+also adds what the record grew by to the usage counters on ``/hub/metrics``
+(``usage_metrics``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import posixpath
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -24,7 +27,7 @@ from tornado import web
 from kioskhub.hub.schema.accounting import usage_database
 from kioskhub.hub.schema.site import Site
 
-from . import usage_store
+from . import usage_metrics, usage_store
 from .launch_spec import LaunchSpec
 from .quota_rules import QuotaRefusal
 from .server_quota import reserve_server
@@ -106,8 +109,9 @@ class UsageRecorder:
         self.cgroup_dirs = cgroup_dirs
         self.label = label
         self.record_id = ""
-        self.reserved = ""
+        self.reserved: usage_store.UsageRecord | None = None
         self._ticker: asyncio.Task | None = None
+        self._counter: usage_metrics.RecordCounter | None = None
 
     @property
     def enabled(self) -> bool:
@@ -134,27 +138,30 @@ class UsageRecorder:
                 ) from None
             return None
         if refusal is None:
-            self.reserved = record.record_id
+            self.reserved = record
         return refusal
 
     async def started(self, now: float) -> None:
         """The reserved record's server runs: count its wall time from ``now``, follow it."""
-        record_id, self.reserved = self.reserved, ""
-        if not record_id:
+        record, self.reserved = self.reserved, None
+        if record is None:
             return
         try:
-            await asyncio.to_thread(usage_store.mark_started, self.path, record_id, now)
+            await asyncio.to_thread(usage_store.mark_started, self.path, record.record_id, now)
         except (OSError, sqlite3.Error) as error:
             log.error("Could not mark the usage record of %s started: %s", self.label, error)
-        self.resume(record_id)
+        self._counter = usage_metrics.RecordCounter(
+            replace(record, start=now, last_seen=now), self.site
+        )
+        self.resume(record.record_id)
 
     async def discard(self) -> None:
         """Remove the reserved record of a start that failed (the server never ran)."""
-        record_id, self.reserved = self.reserved, ""
-        if not record_id:
+        record, self.reserved = self.reserved, None
+        if record is None:
             return
         try:
-            await asyncio.to_thread(usage_store.discard, self.path, record_id)
+            await asyncio.to_thread(usage_store.discard, self.path, record.record_id)
         except (OSError, sqlite3.Error) as error:
             log.error("Could not remove the usage record of %s: %s", self.label, error)
 
@@ -188,9 +195,20 @@ class UsageRecorder:
         if not self.record_id:
             return
         cpu, peak = await asyncio.to_thread(cgroup_usage, tuple(self.cgroup_dirs()))
-        await asyncio.to_thread(
-            usage_store.update_record, self.path, self.record_id, end or time.time(), cpu, peak, end
+        counter = await self._record_counter()
+        seen = end or time.time()
+        updated = await asyncio.to_thread(
+            usage_store.update_record, self.path, self.record_id, seen, cpu, peak, end
         )
+        if updated and counter is not None:
+            counter.count(cpu, seen)
+
+    async def _record_counter(self) -> usage_metrics.RecordCounter | None:
+        """The counter of the record followed, from its stored values when resumed."""
+        if self._counter is None or self._counter.record_id != self.record_id:
+            record = await asyncio.to_thread(usage_store.open_record_of, self.path, self.record_id)
+            self._counter = record and usage_metrics.RecordCounter(record, self.site)
+        return self._counter
 
     async def close(self, stopped: bool) -> None:
         """Close the record with the cgroup's final values; call before they are removed.

@@ -94,6 +94,12 @@ def new_record_id() -> str:
 
 def connect(path: Path) -> sqlite3.Connection:
     """Open the store, creating it root-only (0600) without following a symlink."""
+    return connect_root_only(path, SCHEMA)
+
+
+def connect_root_only(path: Path, schema: str) -> sqlite3.Connection:
+    """Open the SQLite file ``path`` with ``schema``, creating it root-only (0600) and
+    refusing a symlink in its place (the audit log uses it too)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -101,7 +107,7 @@ def connect(path: Path) -> sqlite3.Connection:
     finally:
         os.close(fd)
     db = sqlite3.connect(path, timeout=30, isolation_level=None)
-    db.executescript(SCHEMA)
+    db.executescript(schema)
     return db
 
 
@@ -121,19 +127,22 @@ def update_record(
     cpu_seconds: float | None,
     memory_peak: int | None,
     end: float | None = None,
-) -> None:
+) -> bool:
     """Move an open record on to ``seen``; close it when ``end`` is given.
 
     Counters only grow: a value that cannot be read (None) or a smaller one (a group
-    made anew) keeps the recorded one. A closed record is not changed again.
+    made anew) keeps the recorded one. A closed record is not changed again (False).
     """
     with closing(connect(path)) as db:
-        db.execute(
-            'UPDATE usage SET last_seen = MAX(last_seen, ?), "end" = ?, '
-            "cpu_seconds = MAX(cpu_seconds, COALESCE(?, 0)), "
-            "memory_peak = MAX(memory_peak, COALESCE(?, 0)) "
-            'WHERE record_id = ? AND "end" IS NULL',
-            (seen, end, cpu_seconds, memory_peak, record_id),
+        return (
+            db.execute(
+                'UPDATE usage SET last_seen = MAX(last_seen, ?), "end" = ?, '
+                "cpu_seconds = MAX(cpu_seconds, COALESCE(?, 0)), "
+                "memory_peak = MAX(memory_peak, COALESCE(?, 0)) "
+                'WHERE record_id = ? AND "end" IS NULL',
+                (seen, end, cpu_seconds, memory_peak, record_id),
+            ).rowcount
+            > 0
         )
 
 
@@ -161,6 +170,16 @@ def records(path: Path, since: float = 0.0, until: float | None = None) -> list[
             (since, until if until is not None else float("inf")),
         ).fetchall()
     return [UsageRecord(*row) for row in rows]
+
+
+def open_record_of(path: Path, record_id: str) -> UsageRecord | None:
+    """The record ``record_id`` while it is open, else None."""
+    with closing(connect(path)) as db:
+        row = db.execute(
+            f'SELECT {QUOTED_COLUMNS} FROM usage WHERE record_id = ? AND "end" IS NULL',
+            (record_id,),
+        ).fetchone()
+    return UsageRecord(*row) if row else None
 
 
 def last_seen(path: Path, record_id: str) -> float | None:

@@ -38,7 +38,9 @@ def scraped_hub():
     config = write_site_config(
         folder,
         spawner={"start_timeout": 30},
+        accounting={"update_interval": 5},
         builder={"enabled": True, "port": free_port()},
+        groups={"physics": ["oli"]},
         profiles=[
             {"name": "small", "display_name": "Small", "cpu": 1, "memory": "1Gi", "default": True},
             {"name": "a100", "memory": "1Gi", "gpu": {"count": 1, "type": "A100"}},
@@ -108,6 +110,13 @@ def test_every_dashboard_query_runs_and_the_hubs_own_return_data(scraped_hub):
     )
     assert prometheus.wait_for("jupyterhub_running_servers >= 2")
     assert prometheus.wait_for('kioskhub_environment_builds_queued{job="kioskhub-environments"}')
+    assert prometheus.wait_for(  # oli is in the site's group physics, noa in none
+        'kioskhub_usage_gpu_seconds_total{backend="local",profile="a100",group="physics"} > 0'
+    )
+    assert prometheus.wait_for(
+        'kioskhub_usage_cpu_seconds_total{backend="local",profile="small",group="none"} > 0'
+    )
+    assert prometheus.wait_for('increase(kioskhub_usage_core_seconds_total{group="none"}[1m]) > 0')
     assert spawned[0]["metric"]["job"] == "kioskhub"
 
     empty = []

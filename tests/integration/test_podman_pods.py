@@ -4,7 +4,8 @@ A real hub with ``spawner.backend: podman`` spawns two users' servers as podman 
 site base image (built once per run by `kioskhub image build-base`). The tests execute code
 in the kernels: the account is not root, the data mount refuses writes, the memory limit
 kills a cell that allocates past it, the two users' pods see neither each other's files
-nor processes, and a restarted hub re-adopts a running pod.
+nor processes, a restarted hub re-adopts a running pod, and a pod's usage record has the
+CPU time its cgroup counted.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 import pytest
 
 from kioskhub.hub.sample_data import write_sample_data
+from kioskhub.spawner import usage_store
 from kioskhub.spawner.pod_image import IMAGE_UID
 from kioskhub.spawner.podman_plan import hub_tag
 from tests.conftest import SHARED_PASSWORD, open_folder
@@ -232,3 +234,18 @@ def test_a_restarted_hub_readopts_the_pod_and_stop_removes_it(site, ada):
     assert time.monotonic() - start < 30
     assert pods_with_label("kioskhub/user=ada", f"kioskhub/hub={tag}") == []
     assert (site["folder"] / "homes" / "ada" / "secret.txt").exists()
+
+
+BURN_CPU = "import time\nt = time.process_time()\nwhile time.process_time() - t < 2: pass\n1"
+
+
+def test_a_pods_usage_record_has_the_cpu_seconds_and_memory_peak_of_its_cgroup(site, bob):
+    """Read from the pod's cgroup folders as podman reports them, up to the pod's removal."""
+    reply = bob.execute(BURN_CPU, timeout=120)
+    assert not reply["died"], reply
+    bob.stop_server()
+    found = usage_store.records(site["folder"] / "state" / "usage.sqlite")
+    record = [r for r in found if r.username == "bob"][-1]
+    assert record.backend == "podman" and record.end is not None, record
+    assert record.cpu_seconds >= 2, record
+    assert record.memory_peak > 20 * 2**20, record

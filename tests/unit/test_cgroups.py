@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from kioskhub.spawner.cgroup_layout import usage_dirs
 from kioskhub.spawner.cgroups import (
     CgroupError,
     CgroupLayout,
@@ -301,3 +302,25 @@ def test_oom_kills(tmp_path, files, kills):
         (tmp_path / name).write_text(text)
     assert ServerCgroup(dirs=(str(tmp_path),), memory_dir=str(tmp_path)).oom_kills() == kills
     assert ServerCgroup(dirs=(str(tmp_path),)).oom_kills() == 0
+
+
+POD = "/libpod_parent/4f0c2a9d"
+
+
+def test_a_pods_usage_folders_in_every_hierarchy_that_counts_cpu_time_or_memory():
+    v1 = usage_dirs(
+        POD,
+        recorded("proc-self-cgroup-v1-firecracker.txt"),
+        recorded("mountinfo-v1-firecracker.txt"),
+    )
+    assert v1 == ("/sys/fs/cgroup/cpuacct" + POD, "/sys/fs/cgroup/memory" + POD)
+    v2 = usage_dirs(
+        POD, recorded("proc-self-cgroup-v2-systemd.txt"), recorded("mountinfo-v2-systemd.txt")
+    )
+    assert v2 == ("/sys/fs/cgroup" + POD,)
+
+
+@pytest.mark.parametrize("path", ["/libpod_parent/../../etc", "libpod_parent/x", "/a/./b", "/a\nb"])
+def test_a_cgroup_path_that_is_not_plain_names_is_refused(path):
+    with pytest.raises(ValueError, match="not a plain cgroup path"):
+        usage_dirs(path, "0::/\n", "")

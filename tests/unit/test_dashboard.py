@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 
 import kioskhub.image_builder.build_metrics  # noqa: F401 (the builder service's)
 import kioskhub.spawner.metrics  # noqa: F401 (registers KioskHub's spawn metrics)
+import kioskhub.spawner.usage_metrics  # noqa: F401 (and its usage counters)
 from tests.support.grafana_dashboard import (
     DASHBOARD,
     as_promql,
@@ -19,8 +20,6 @@ from tests.support.grafana_dashboard import (
 )
 
 FED_ELSEWHERE = {
-    "kioskhub_usage_cpu_seconds_total": "usage accounting",
-    "kioskhub_usage_gpu_seconds_total": "usage accounting",
     "kioskhub_servers_culled_total": "idle culling",
 }
 """Metrics the dashboard shows that other processes or parts of KioskHub define."""

@@ -25,6 +25,7 @@ from kioskhub.hub.schema.site import (
     check_username,
 )
 from kioskhub.hub.state_dir import SECRETS_FILE, Passwords, prepare_state_dir
+from kioskhub.hub.usage_pages import UsageAPIHandler, UsagePageHandler
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec, build_launch_spec
 
 
@@ -57,6 +58,13 @@ def test_jupyterhub_settings(tmp_path):
 
     settings = jupyterhub_settings(site, passwords, "/path/chp")
 
+    audit_log = settings["JupyterHub"].pop("tornado_settings")["log_function"]
+    assert audit_log.database == tmp_path / "state" / "audit.sqlite"
+    handlers = settings["JupyterHub"].pop("extra_handlers")
+    routes = [route for route, *_ in handlers]
+    assert set(routes) >= {"/audit", "/api/audit", "/api/quota-overrides/([^/]+)"}
+    assert (r"/usage", UsagePageHandler, {"state_dir": tmp_path / "state"}) in handlers
+    assert (r"/api/usage", UsageAPIHandler, {"state_dir": tmp_path / "state"}) in handlers
     assert settings == {
         "JupyterHub": {
             "bind_url": "http://127.0.0.1:9000/",

@@ -1,13 +1,15 @@
 """KioskHub's hub templates escape what users control, rendered as JupyterHub renders them.
 
 The home page shows each running server's choice summary (an environment's display name,
-which a user writes when registering a repository) and the spawner's isolation warning. A
+which a user writes when registering a repository) and the spawner's isolation warning; the
+usage page shows user, group and profile names in its tables and charts. A
 display name with markup must arrive as text, never as a tag.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import date
 from types import SimpleNamespace
 
 import pytest
@@ -15,6 +17,9 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
 from jupyterhub._data import DATA_FILES_PATH
 
 from kioskhub.hub.jupyterhub_settings import TEMPLATES
+from kioskhub.hub.usage_pages import usage_charts
+from kioskhub.hub.usage_report import BY, Period, total_row, usage_rows
+from kioskhub.hub.usage_slices import UsageSlice
 
 HOSTILE = '<img src=x onerror="alert(1)">'
 
@@ -54,7 +59,23 @@ def a_user_running(summary: str, warning: str) -> SimpleNamespace:
     )
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in TEMPLATES.glob("*.html")))
+def usage_report_of(name: str) -> dict:
+    """What the usage page gets: a user, group, profile and month all named ``name``."""
+    part = UsageSlice(name, name, name, name, "server", 1, 3600.0, 3600.0, 0.0, 3600.0, 0)
+    tables = {by: usage_rows([part], by) for by in BY}
+    return {
+        "period": Period(date(2026, 12, 1), date(2027, 1, 1)),
+        "tables": tables,
+        "total": total_row([part]),
+        "charts": usage_charts(tables),
+    }
+
+
+# page.html only adds a link for admins to every page's navigation bar (tested below).
+PAGES = sorted(p.name for p in TEMPLATES.glob("*.html") if p.name != "page.html")
+
+
+@pytest.mark.parametrize("name", PAGES)
 def test_hostile_strings_are_escaped(name):
     html = (
         hub_templates()
@@ -70,6 +91,10 @@ def test_hostile_strings_are_escaped(name):
             status_code=400,
             status_message=HOSTILE,
             message=HOSTILE,
+            **usage_report_of(HOSTILE),
+            filter_user=HOSTILE,
+            entries=[{"when": "", "actor": HOSTILE, "actor_kind": HOSTILE, "detail": HOSTILE}],
+            overrides={HOSTILE: {"limits": {"x": HOSTILE}, "reason": HOSTILE}},
         )
     )
 
@@ -94,3 +119,13 @@ def test_a_refused_sign_in_shows_its_reason_escaped():
     assert HOSTILE not in html
     assert "the username &lt;img src=x onerror=&#34;alert(1)&#34;&gt; is reserved" in html
     assert 'href="/hub/logout"' in html
+
+
+def test_the_navigation_bar_links_to_the_usage_report_for_admins_only():
+    page = hub_templates().get_template("page.html")
+    common = dict(user=a_user_running("", ""), static_url=lambda *a, **k: "", base_url="/hub/")
+    admin = page.render(parsed_scopes={"admin:users", "admin-ui"}, **common)
+    user = page.render(parsed_scopes={"self"}, **common)
+    assert '<a class="nav-link" href="/hub/usage" id="kh-nav-usage">Usage</a>' in admin
+    assert 'href="/hub/admin"' in admin, "JupyterHub's own links are kept"
+    assert "kh-nav-usage" not in user
