@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from kioskhub.hub.schema.config_file import ConfigError, load_site
+from kioskhub.hub.schema.quotas import quota_summary
 from kioskhub.hub.schema.site import PACKAGE_ROOT, Site
 from kioskhub.image_builder.cli import add_env_command
 from kioskhub.spawner.local_accounts import closed_ancestor
@@ -169,6 +170,7 @@ def _summary(site: Site) -> str:
             f"  data mounts:  {mounts or 'none'}",
             f"  environments: {', '.join(e.name for e in site.environments)}",
             f"  profiles:     {', '.join(p.name for p in site.profiles)}",
+            f"  quotas:       {quota_summary(site.quotas)}",
         ]
     )
 

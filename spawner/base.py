@@ -15,8 +15,11 @@ One start, as JupyterHub drives it
    identity (``auth.identity``, ``lab_identity``) is resolved here too, into ``spec.identity``;
    a user without a valid one gets a 400 that says why, before anything is made (and loses
    the record of an earlier identity, ``identity_record``).
-2. ``start`` takes that LaunchSpec (built once; it is ``self.spec`` from then on), assigns
-   GPUs when ``assigns_gpus`` and the profile asks for them, then runs the backend's steps:
+2. ``start`` takes that LaunchSpec (built once; it is ``self.spec`` from then on), reserves
+   the server's usage record where the quotas are checked (``server_quota``: a refusal is a
+   403 that names the quota and starts nothing; a failed start removes the reservation),
+   assigns GPUs when ``assigns_gpus`` and the profile asks for them, then runs the
+   backend's steps:
 
    - ``prepare(spec, gpu_devices)``: checks and I/O that start nothing (accounts, home
      folder, image); ``gpu_devices`` is CUDA_VISIBLE_DEVICES of the assigned GPUs, or None.
@@ -80,7 +83,7 @@ from traitlets.config import LoggingConfigurable
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
 
-from . import gpu_assignments, gpus, identity_record, metrics, usage_recorder
+from . import gpu_assignments, gpus, identity_record, metrics, server_quota, usage_recorder
 from .dask_clusters import stop_user_clusters
 from .environment_kinds import environment_kind, refusal
 from .lab_identity import IdentityError, resolve_identity
@@ -262,6 +265,11 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
             f'<p class="alert alert-warning kh-note">{escape(note)}</p>'
             for note in self.environment_notes
         )
+        quota = await server_quota.overview_line(
+            self.site, self.user.name, groups, bool(self.user.admin)
+        )
+        if quota:
+            notes += f'<p class="alert alert-info kh-quota">{escape(quota)}</p>'
         return notes + render_spawn_form(
             environments, allowed(self.site.profiles, groups), self.user_options, refused
         )
@@ -313,11 +321,13 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
 
     async def _start_checked(self, spec: LaunchSpec):
         self.launch_state = {}
+        await self._reserve_usage(spec)
         try:
             gpu_devices = await self._assign_gpus(spec) if self.assigns_gpus else None
             await self.prepare(spec, gpu_devices)
             await self.record_identity(spec)
         except BaseException:
+            await self.usage.discard()
             await self._release_all()
             raise
         try:
@@ -326,14 +336,22 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
             if self.waits_for_answer:
                 await self.wait_until_answering()
         except BaseException:
+            await self.usage.discard()
             await self._tear_down_quietly()
             raise
-        await self.usage.open(
-            usage_recorder.new_record(
-                self.site, spec, self.groups(), self.backend_name, time.time()
-            )
-        )
+        await self.usage.started(time.time())
         return self.server_address()
+
+    async def _reserve_usage(self, spec: LaunchSpec) -> None:
+        """Reserve the server's usage record, where the quotas are checked; a refusal
+        (403, saying which quota and what uses it) starts nothing."""
+        record = usage_recorder.new_record(
+            self.site, spec, self.groups(), self.backend_name, time.time()
+        )
+        refusal = await self.usage.reserve(record, is_admin=bool(self.user.admin))
+        if refusal is not None:
+            metrics.record_refusal(self.backend_name, "quota")
+            raise SpawnRefused(403, "%s", refusal.message)
 
     @property
     def usage(self) -> usage_recorder.UsageRecorder:

@@ -9,14 +9,18 @@ opens the new record, so two spawns at once cannot both take the last GPU.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import logging
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from pydantic import ValidationError
 
 from kioskhub.hub.schema.quotas import Budget, Period, QuotaLimits, QuotaSettings
 
 from .spawn_form import format_bytes
-from .usage_store import UsageRecord
+from .usage_store import QuotaOverride, UsageRecord
 
 CONCURRENT = ("servers", "cores", "memory", "gpus")
 
@@ -78,6 +82,20 @@ def _all_limits(quotas: QuotaSettings, overrides: dict[str, QuotaLimits]) -> Ite
     yield from quotas.users.values()
     yield from quotas.groups.values()
     yield from overrides.values()
+
+
+def override_limits(
+    overrides: Mapping[str, QuotaOverride], log: logging.Logger
+) -> dict[str, QuotaLimits]:
+    """The overrides' limits by username; one that does not parse is left out (logged),
+    so the config's limits apply to that user."""
+    limits = {}
+    for username, override in overrides.items():
+        try:
+            limits[username] = QuotaLimits.model_validate(json.loads(override.limits))
+        except (ValueError, ValidationError) as error:
+            log.error("Ignoring the quota override of %s: %s", username, error)
+    return limits
 
 
 def user_limits(
@@ -164,7 +182,9 @@ def _what(record: UsageRecord) -> str:
 def _users_part(records: list[UsageRecord], key: str, username: str, group: str | None) -> str:
     """What uses a quota: the user's own servers by name, other members' only counted."""
     own = [r for r in records if r.username == username and _amount(key, r)]
-    parts = [f"{_what(r)} {_show(key, _amount(key, r))}" for r in own]
+    parts = [
+        _what(r) if key == "servers" else f"{_what(r)} ({_show(key, _amount(key, r))})" for r in own
+    ]
     others = [r for r in records if r.username != username and _amount(key, r)]
     if others:
         total = sum(_amount(key, r) for r in others)
@@ -202,10 +222,17 @@ def _concurrent(
             f"{demand.label} would exceed a quota: {owner} {hold} {_show(key, limit)} at once "
             f"({_path(source[key], key)}); in use now: "
             f"{_users_part(records, key, demand.username, group)}; this asks for "
-            f"{_show(key, asked[key])}. Stop a server or a Dask cluster first, or choose a "
-            "smaller profile.",
+            f"{_show(key, asked[key])}. {_what_to_do(key, group)}",
         )
     return None
+
+
+def _what_to_do(key: str, group: str | None) -> str:
+    if key == "servers":
+        return "Stop one of your servers first."
+    return "Stop a server or a Dask cluster first, or choose a smaller profile" + (
+        f", or wait until other members of {group} stop theirs." if group else "."
+    )
 
 
 def _path(source: str, key: str) -> str:
@@ -230,7 +257,7 @@ def _budgets(
             continue
         renews = datetime.fromtimestamp(period_end(budget.period, now), UTC)
         unit = "GPU-hours" if budget.resource == "gpu_hours" else "core-hours"
-        owner = f"the group {group}'s" if group else "your"
+        owner = f"the {group} group's" if group else "your"
         path = (
             f"{source['budgets']}.budgets[{index}]"
             if source["budgets"].startswith("quotas.")
@@ -241,8 +268,12 @@ def _budgets(
             f"{demand.label} would exceed a budget: {owner} budget of {budget.amount:g} "
             f"{unit} per {budget.period} ({path}) is spent, {used:.1f} {unit} used since "
             f"{datetime.fromtimestamp(begin, UTC):%Y-%m-%d}. It renews on "
-            f"{renews:%Y-%m-%d %H:%M} UTC. Until then, choose a profile without "
-            f"{'GPUs' if budget.resource == 'gpu_hours' else 'cores'}, or ask an admin.",
+            f"{renews:%Y-%m-%d %H:%M} UTC. Until then, "
+            + (
+                "choose a profile without GPUs, or ask an admin."
+                if budget.resource == "gpu_hours"
+                else "ask an admin."
+            ),
         )
     return None
 
@@ -253,3 +284,48 @@ def _hours_in(budget: Budget, record: UsageRecord, begin: float, now: float) -> 
     seconds = max(0.0, min(end, now) - max(record.start, begin))
     per_hour = record.gpu_count if budget.resource == "gpu_hours" else record.cpu_cores
     return seconds / 3600 * per_hour
+
+
+def quota_overview(
+    quotas: QuotaSettings,
+    demand_of: tuple[str, tuple[str, ...]],
+    is_admin: bool,
+    override: QuotaLimits | None,
+    records: list[UsageRecord],
+    now: float,
+) -> str:
+    """'Your quota: 1 of 2 servers, 2 of 8 cores in use; the group physics: 3 of 4 GPUs.'
+    for the spawn form, or '' without quotas. ``demand_of``: (username, groups);
+    ``records``: open records and those of the longest budget period (all users')."""
+    username, groups = demand_of
+    if is_admin and quotas.admins_exempt:
+        return ""
+    limits, _ = user_limits(quotas, username, override)
+    scopes = [("Your quota", limits, [r for r in records if r.username == username])]
+    scopes += [
+        (f"the group {g}", quotas.groups[g], [r for r in records if g in r.groups.split(",")])
+        for g in sorted(groups)
+        if g in quotas.groups
+    ]
+    lines = [
+        f"{title}: {', '.join(parts)} in use"
+        for title, scope_limits, scope_records in scopes
+        if (parts := _overview_parts(scope_limits, scope_records, now))
+    ]
+    return "; ".join(lines) + "." if lines else ""
+
+
+def _overview_parts(limits: QuotaLimits, records: list[UsageRecord], now: float) -> list[str]:
+    parts = []
+    for key in CONCURRENT:
+        limit = getattr(limits, key)
+        if limit is not None:
+            used = sum(_amount(key, r) for r in records if r.end is None)
+            shown = format_bytes(int(used)) if key == "memory" and used else f"{used:g}"
+            parts.append(f"{shown} of {_show(key, limit)}")
+    for budget in limits.budgets:
+        begin = period_start(budget.period, now)
+        used = sum(_hours_in(budget, r, begin, now) for r in records)
+        unit = "GPU-hours" if budget.resource == "gpu_hours" else "core-hours"
+        parts.append(f"{used:.1f} of {budget.amount:g} {unit} this {budget.period}")
+    return parts

@@ -1,7 +1,8 @@
 """Record a server's usage from its start to its end, off the event loop.
 
 ``cgroup_usage`` reads what the kernel counted for a server's cgroups (CPU seconds used,
-memory peak); ``UsageRecorder`` opens the server's record once it has started, updates it
+memory peak); ``UsageRecorder`` reserves the server's record before it starts (where the
+quotas are checked, ``server_quota``), follows it once it has started, updates it
 every ``accounting.update_interval`` seconds while it runs and closes it when the server
 is gone, with the cgroup's final values (read before the groups are removed). After a hub
 restart the spawner resumes the record; a server found dead then is closed at the time it
@@ -17,15 +18,19 @@ import logging
 import posixpath
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
+from tornado import web
 
 from kioskhub.hub.schema.accounting import usage_database
 from kioskhub.hub.schema.site import Site
 
 from . import usage_metrics, usage_store
 from .launch_spec import LaunchSpec
+from .quota_rules import QuotaRefusal
+from .server_quota import reserve_server
 
 log = logging.getLogger("JupyterHub")
 
@@ -104,6 +109,7 @@ class UsageRecorder:
         self.cgroup_dirs = cgroup_dirs
         self.label = label
         self.record_id = ""
+        self.reserved: usage_store.UsageRecord | None = None
         self._ticker: asyncio.Task | None = None
         self._counter: usage_metrics.RecordCounter | None = None
 
@@ -111,16 +117,53 @@ class UsageRecorder:
     def enabled(self) -> bool:
         return self.site.accounting.enabled
 
-    async def open(self, record: usage_store.UsageRecord) -> None:
+    async def reserve(self, record: usage_store.UsageRecord, is_admin: bool) -> QuotaRefusal | None:
+        """Open ``record`` before the server starts, unless a quota refuses it (the refusal).
+
+        The reserved record counts against quotas while the server starts; ``started``
+        follows it once the server runs, ``discard`` removes it if the start fails. A store
+        that cannot be written refuses the start only when quotas are set (500).
+        """
         if not self.enabled:
-            return
+            return None
         try:
-            await asyncio.to_thread(usage_store.open_record, self.path, record)
+            refusal = await asyncio.to_thread(
+                reserve_server, self.path, self.site.quotas, record, is_admin
+            )
         except (OSError, sqlite3.Error) as error:
             log.error("Could not open the usage record of %s: %s", self.label, error)
+            if self.site.quotas.active:
+                raise web.HTTPError(
+                    500, "%s", "Could not check your quotas; ask the site's admins."
+                ) from None
+            return None
+        if refusal is None:
+            self.reserved = record
+        return refusal
+
+    async def started(self, now: float) -> None:
+        """The reserved record's server runs: count its wall time from ``now``, follow it."""
+        record, self.reserved = self.reserved, None
+        if record is None:
             return
-        self._counter = usage_metrics.RecordCounter(record, self.site)
+        try:
+            await asyncio.to_thread(usage_store.mark_started, self.path, record.record_id, now)
+        except (OSError, sqlite3.Error) as error:
+            log.error("Could not mark the usage record of %s started: %s", self.label, error)
+        self._counter = usage_metrics.RecordCounter(
+            replace(record, start=now, last_seen=now), self.site
+        )
         self.resume(record.record_id)
+
+    async def discard(self) -> None:
+        """Remove the reserved record of a start that failed (the server never ran)."""
+        record, self.reserved = self.reserved, None
+        if record is None:
+            return
+        try:
+            await asyncio.to_thread(usage_store.discard, self.path, record.record_id)
+        except (OSError, sqlite3.Error) as error:
+            log.error("Could not remove the usage record of %s: %s", self.label, error)
 
     def resume(self, record_id: str) -> None:
         """Follow ``record_id`` (again, after a hub restart) and update it periodically."""

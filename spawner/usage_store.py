@@ -1,7 +1,9 @@
 """The usage records: one row per server run, in a root-only SQLite file of the state folder.
 
-A record is opened when a server has started, updated while it runs (CPU seconds, memory
-peak, ``last_seen``) and closed when it is gone; ``end`` is None while it is open. The hub
+A record is reserved before a server starts (``reserve``, where the quotas are checked),
+counted from when it has started (``mark_started``) or removed if the start failed
+(``discard``), updated while it runs (CPU seconds, memory peak, ``last_seen``) and closed
+when it is gone; ``end`` is None while it is open. The hub
 (through the spawner) writes; ``kioskhub usage``, quotas and reports read ``records``.
 Blocking I/O: call it in a thread from the event loop.
 """
@@ -214,12 +216,7 @@ def reserve(
     with closing(connect(path)) as db:
         db.execute("BEGIN IMMEDIATE")
         try:
-            rows = db.execute(
-                f'SELECT {QUOTED_COLUMNS} FROM usage WHERE "end" IS NULL OR "end" >= ? '
-                "ORDER BY start, record_id",
-                (since,),
-            ).fetchall()
-            found = [UsageRecord(*row) for row in rows]
+            found = _current(db, since)
             open_now = [r for r in found if r.end is None and r.record_id != replaces]
             refusal = decide(open_now, found)
             if refusal is not None:
@@ -241,6 +238,24 @@ def reserve(
             db.execute("ROLLBACK")
             raise
     return None
+
+
+def _current(db: sqlite3.Connection, since: float) -> list[UsageRecord]:
+    rows = db.execute(
+        f'SELECT {QUOTED_COLUMNS} FROM usage WHERE "end" IS NULL OR "end" >= ? '
+        "ORDER BY start, record_id",
+        (since,),
+    ).fetchall()
+    return [UsageRecord(*row) for row in rows]
+
+
+def current_records(path: Path, since: float) -> list[UsageRecord]:
+    """Every open record and every record that ended at ``since`` or later (what
+    ``reserve``'s ``decide`` sees), for showing a user their quotas."""
+    if not path.exists():
+        return []
+    with closing(connect(path)) as db:
+        return _current(db, since)
 
 
 def discard(path: Path, record_id: str) -> None:

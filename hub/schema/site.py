@@ -23,7 +23,7 @@ from .dask import DaskSettings, unknown_dask_profiles
 from .gitlab import GitLabSettings
 from .paths import ConfigPath
 from .pods import PodSettings, pod_settings_problems
-from .quotas import QuotaSettings
+from .quotas import QuotaSettings, quota_problems
 from .section import Section
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,28}$"
@@ -363,6 +363,11 @@ class Site(Section):
         )
         if problems:
             raise ValueError("; ".join(problems))
+        problems = quota_problems(
+            self.quotas, self.accounting.enabled, self.profiles, check_username
+        )
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
 
     def pull_insecure_registries(self) -> tuple[str, ...]:

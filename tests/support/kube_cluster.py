@@ -40,6 +40,7 @@ class HubUser:
     groups: list[Group] = field(default_factory=list)
     id: int = 1
     auth_state: dict | None = None
+    admin: bool = False
 
     async def get_auth_state(self) -> dict | None:
         return self.auth_state

@@ -244,5 +244,6 @@ def test_no_record_is_kept_when_accounting_is_off(tmp_path):
         {"hub": {"state_dir": str(tmp_path)}, "accounting": {"enabled": False}}
     )
     recorder = UsageRecorder(site, lambda: (), "ada")
-    asyncio.run(recorder.open(record(end=None)))
+    assert asyncio.run(recorder.reserve(record(end=None), is_admin=False)) is None
+    asyncio.run(recorder.started(at("2026-02-01")))
     assert recorder.record_id == "" and not (tmp_path / "usage.sqlite").exists()

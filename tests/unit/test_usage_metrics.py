@@ -123,7 +123,9 @@ def test_a_record_opened_by_this_process_is_counted_from_zero(tmp_path):
     recorder = UsageRecorder(site, lambda: (str(cgroup),), "ada")
 
     async def run() -> None:
-        await recorder.open(record("metrics-opened", gpu_count=0, groups="bob"))
+        opened = record("metrics-opened", gpu_count=0, groups="bob")
+        assert await recorder.reserve(opened, is_admin=False) is None
+        await recorder.started(opened.start)
         await recorder.close(stopped=True)
 
     asyncio.run(run())
