@@ -116,7 +116,7 @@ def test_a_clusters_records_follow_its_size_within_the_quota_and_end_with_it(sit
 
     refusal = (
         f"Scaling cluster {name} to 2 workers would exceed a quota: you may use 3 cores at once "
-        "(quotas.default.cores); in use now: server 'default' 1 core; this asks for 3 cores."
+        "(quotas.default.cores); in use now: server 'default' (1 core); this asks for 3 cores."
     )
     with pytest.raises(GatewayClusterError, match=re.escape(refusal)):
         gateway.scale_cluster(name, 2)

@@ -28,7 +28,7 @@ CONFIG = {
 OPTIONS = {"profile": "small", "environment": "optics"}
 REFUSED_NEW = (
     "A new Dask cluster would exceed a quota: .*"
-    r"in use now: server 'default' 2 cores; this asks for 1 core\."
+    r"in use now: server 'default' \(2 cores\); this asks for 1 core\."
 )
 
 
@@ -146,7 +146,7 @@ def test_a_quota_counts_the_users_server_and_refuses_the_scale(tmp_path):
     assert refusals[1].quota == "quotas.default.cores"
     assert refusals[1].message == (
         "Scaling cluster c1 to 2 would exceed a quota: you may use 4 cores at once "
-        "(quotas.default.cores); in use now: server 'lab' 1 core; this asks for 5 cores. "
+        "(quotas.default.cores); in use now: server 'lab' (1 core); this asks for 5 cores. "
         "Stop a server or a Dask cluster first, or choose a smaller profile."
     )
     assert usage.segments["c1"].workers == 1
