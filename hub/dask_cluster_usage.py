@@ -99,19 +99,6 @@ def resized(
     )
 
 
-def demand(record: usage_store.UsageRecord, label: str) -> quota_rules.Demand:
-    """What ``record`` asks of the quotas."""
-    return quota_rules.Demand(
-        username=record.username,
-        groups=tuple(g for g in record.groups.split(",") if g),
-        kind="dask",
-        cores=record.cpu_cores,
-        memory=record.memory_requested,
-        gpus=0,
-        label=label,
-    )
-
-
 @dataclass
 class Segment:
     """The open record of one running cluster, at its present size."""
@@ -176,7 +163,9 @@ class ClusterUsage:
         return decide, quota_rules.records_since(quotas, overrides, now)
 
     def _reserve(self, record, label: str, is_admin: bool, replaces: str = "", grows=True):
-        decide, since = self._decider(demand(record, label), is_admin, record.start)
+        decide, since = self._decider(
+            quota_rules.Demand.of_record(record, label), is_admin, record.start
+        )
         if not grows:
             decide = lambda open_records, recent_records: None  # noqa: E731 (never refused)
         return usage_store.reserve(self.path, record, decide, since, replaces)
@@ -191,7 +180,9 @@ class ClusterUsage:
         found = usage_store.records(self.path, since)
         running = [r for r in found if r.end is None and r.record_id != segment.record.record_id]
         for workers in range(upto, segment.workers, -1):
-            asked = demand(resized(segment.record, segment.config, workers, now), label)
+            asked = quota_rules.Demand.of_record(
+                resized(segment.record, segment.config, workers, now), label
+            )
             decide, _ = self._decider(asked, segment.is_admin, now, overrides)
             if decide(running, found) is None:
                 return workers

@@ -39,6 +39,19 @@ class Demand:
     label: str
     """How the message names it: ``This server`` or ``Scaling cluster x to 4 workers``."""
 
+    @classmethod
+    def of_record(cls, record: UsageRecord, label: str) -> Demand:
+        """What opening ``record`` (a server's or a Dask cluster's) asks of the quotas."""
+        return cls(
+            username=record.username,
+            groups=tuple(g for g in record.groups.split(",") if g),
+            kind=record.kind,
+            cores=record.cpu_cores,
+            memory=record.memory_requested,
+            gpus=record.gpu_count,
+            label=label,
+        )
+
 
 @dataclass(frozen=True)
 class QuotaRefusal:

@@ -31,19 +31,6 @@ def server_label(server_name: str) -> str:
     return f"Starting server '{server_name}'" if server_name else "Starting your server"
 
 
-def server_demand(record: usage_store.UsageRecord) -> quota_rules.Demand:
-    """What starting the server of ``record`` asks for."""
-    return quota_rules.Demand(
-        username=record.username,
-        groups=tuple(g for g in record.groups.split(",") if g),
-        kind="server",
-        cores=record.cpu_cores,
-        memory=record.memory_requested,
-        gpus=record.gpu_count,
-        label=server_label(record.server_name),
-    )
-
-
 def accept_all(open_records, recent_records) -> None:
     return None
 
@@ -59,7 +46,7 @@ def reserve_server(
     decide = partial(
         _decide_in_transaction,
         quotas,
-        server_demand(record),
+        quota_rules.Demand.of_record(record, server_label(record.server_name)),
         is_admin=is_admin,
         overrides=overrides,
         now=now,
