@@ -25,6 +25,7 @@ from .paths import ConfigPath
 from .pods import PodSettings, pod_settings_problems
 from .quotas import QuotaSettings, quota_problems
 from .section import Section
+from .workshops import WorkshopSettings
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,28}$"
 """Hub usernames: lowercase, 1–29 characters, safe in URLs, paths and system account names
@@ -297,6 +298,11 @@ class Site(Section):
     )
     culling: CullingSettings = Field(
         CullingSettings(), description="Stopping idle or long-running servers, per profile."
+    )
+    workshops: WorkshopSettings = Field(
+        WorkshopSettings(),
+        description="Events that teachers run: join links, temporary seats, materials, a "
+        "class view and clean expiry.",
     )
     quotas: QuotaSettings = Field(
         QuotaSettings(),

@@ -1,0 +1,51 @@
+"""The ``workshops:`` section of the site config: events that teachers run from one page.
+
+A teacher (a member of ``teacher_groups``, or an admin) creates an event: environment,
+resource profile, materials repository, seats and a time window. Participants join with
+the event's link ``<hub>/hub/join/<code>`` and get temporary accounts, removed with their
+homes after the end plus the grace period (``hub/workshop_*.py``).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .choices import FolderName
+from .section import Section
+
+PARTICIPANT_PREFIX = "ws-"
+"""Temporary participants are ``ws-<event>-<n>``; no one signs in with such a name."""
+
+
+class WorkshopSettings(Section):
+    enabled: bool = Field(
+        False, description="Offer the Workshops page, join links and temporary seats."
+    )
+    teacher_groups: tuple[str, ...] = Field(
+        (), description="JupyterHub groups whose members may create events (admins always may)."
+    )
+    max_seats: int = Field(300, ge=1, le=5000, description="Most seats one event may have.")
+    max_days: int = Field(
+        14, ge=1, le=366, description="Longest event, from its start to its end, in days."
+    )
+    grace_minutes: int = Field(
+        60,
+        ge=0,
+        le=7 * 24 * 60,
+        description="Default minutes after an event's end before its servers stop, its work "
+        "is collected and its temporary accounts are removed; a teacher may set another.",
+    )
+    keep_collected_days: int = Field(
+        30, ge=1, le=3650, description="Days the collected work of an ended event is kept."
+    )
+    join_attempts_per_minute: int = Field(
+        10,
+        ge=1,
+        le=1000,
+        description="Join attempts (right or wrong codes) one client address may make per minute.",
+    )
+    materials_folder: FolderName = Field(
+        "materials",
+        description="Folder of each participant's home into which the event's materials "
+        "are pulled (nbgitpuller); work is collected from it.",
+    )
