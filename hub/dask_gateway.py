@@ -144,8 +144,13 @@ def gateway_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
                 {
                     "name": SERVICE_NAME,
                     "url": f"http://127.0.0.1:{site.dask.ports.http}",
-                    "command": [python, "-m", "dask_gateway_server", "--config",
-                                str(folder / CONFIG_FILE)],
+                    "command": [
+                        python,
+                        "-m",
+                        "dask_gateway_server",
+                        "--config",
+                        str(folder / CONFIG_FILE),
+                    ],
                     "cwd": str(folder),
                     "display": False,
                     "oauth_client_id": f"service-{SERVICE_NAME}",
@@ -160,9 +165,13 @@ def gateway_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
     }
 
 
+MERGED_DICTS = ("template_vars", "tornado_settings")
+
+
 def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``extra`` added: lists are extended, and a role given twice (by name)
-    gets the scopes of both."""
+    """``base`` with ``extra`` added: lists are extended, a role given twice (by name)
+    gets the scopes of both, and ``template_vars`` and ``tornado_settings`` are merged key
+    by key."""
     merged = {name: dict(traits) for name, traits in base.items()}
     for class_name, traits in extra.items():
         target = merged.setdefault(class_name, {})
@@ -171,6 +180,8 @@ def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any
                 target[trait] = _merge_roles(target.get(trait, []), value)
             elif isinstance(value, list) and isinstance(target.get(trait), list):
                 target[trait] = [*target[trait], *value]
+            elif trait in MERGED_DICTS and isinstance(target.get(trait), dict):
+                target[trait] = {**target[trait], **value}
             else:
                 target[trait] = value
     return merged

@@ -25,6 +25,7 @@ from typing import Any
 from kioskhub.hub.schema.auth import IdentitySettings
 from kioskhub.hub.schema.builder import BuilderSettings, environment_gids
 from kioskhub.hub.schema.site import Site
+from kioskhub.hub.schema.workshops import PARTICIPANT_PREFIX
 
 from .launch_spec import ChoiceError
 
@@ -53,7 +54,13 @@ async def resolve_identity(
     site: Site, username: str, auth_state: Callable[[], Awaitable[dict | None]]
 ) -> LabIdentity | None:
     """The identity ``username``'s server runs as under ``auth.identity``; None for the
-    default ``accounts`` (a kh- account). ``auth_state`` is awaited only for claims."""
+    default ``accounts`` (a kh- account). ``auth_state`` is awaited only for claims.
+
+    Temporary workshop participants (``ws-…``) have no lab identity: they always run as a
+    kh- account of their own, whatever the source.
+    """
+    if username.startswith(PARTICIPANT_PREFIX):
+        return None
     settings = site.auth.identity
     reserved = reserved_ranges(site.builder)
     if settings.source == "nss":

@@ -25,7 +25,7 @@ from .paths import ConfigPath
 from .pods import PodSettings, pod_settings_problems
 from .quotas import QuotaSettings, quota_problems
 from .section import Section
-from .workshops import WorkshopSettings
+from .workshops import PARTICIPANT_PREFIX, WorkshopSettings
 
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,28}$"
 """Hub usernames: lowercase, 1–29 characters, safe in URLs, paths and system account names
@@ -94,8 +94,9 @@ RESERVED_USERNAMES = frozenset(
 """Usernames no hub user may have: every account or service name KioskHub uses and the
 usual system accounts, so that a username never means anything but that user."""
 
-RESERVED_PREFIXES = ("kh-", "systemd-", "_")
-"""Names that look like KioskHub's system accounts (kh-ada is ada's) or a system service's."""
+RESERVED_PREFIXES = ("kh-", "systemd-", "_", PARTICIPANT_PREFIX)
+"""Names that look like KioskHub's system accounts (kh-ada is ada's), a system service's, or
+a temporary workshop participant's (made by the join page alone, never by a sign-in)."""
 
 
 def check_username(name: str, reserved: frozenset[str] = RESERVED_USERNAMES) -> str:

@@ -17,7 +17,7 @@ from kioskhub.hub.auth import KioskAuthenticator, UsernameRefused
 from kioskhub.hub.schema.site import RESERVED_USERNAMES, Site, check_username
 
 RESERVED = ["build", "site", "environments", "dask-gateway", "root", "nobody", "daemon"]
-LOOK_ALIKES = ["kh-ada", "kh-build", "systemd-network"]
+LOOK_ALIKES = ["kh-ada", "kh-build", "systemd-network", "ws-x", "ws-abc234-001"]
 
 
 @pytest.mark.parametrize("name", RESERVED + LOOK_ALIKES)
