@@ -30,8 +30,7 @@ NOT_SIGNED_IN = (
     "or send a JupyterHub API token (Authorization: token <token>).\n"
 )
 STATE_REFUSED = (
-    "This sign-in did not start in this browser, or it is too old: "
-    "open the dashboard link again.\n"
+    "This sign-in did not start in this browser, or it is too old: open the dashboard link again.\n"
 )
 
 

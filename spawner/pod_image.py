@@ -41,9 +41,7 @@ DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SUITE = "bookworm"
 SERVER_PACKAGES = ("jupyterhub", "jupyterlab", "ipykernel")
 DASK_CLIENT_PACKAGES = ("dask-gateway", "dask", "distributed")
-DASK_COMPARED_PACKAGES = (
-    "cloudpickle", "msgpack", "tornado", "toolz", "numpy", "pandas", "lz4"
-)
+DASK_COMPARED_PACKAGES = ("cloudpickle", "msgpack", "tornado", "toolz", "numpy", "pandas", "lz4")
 """What distributed compares between client, scheduler and workers; pinned to the hub's
 versions where the hub has them, so a client in the image meets the hub's workers quietly."""
 IMAGE_USER = "jovyan"

@@ -23,4 +23,3 @@ class SpawnFeedback:
             if not self._spawn_pending:
                 return
             await asyncio.sleep(0.2)
-

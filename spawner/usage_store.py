@@ -165,9 +165,7 @@ def close_stale(path: Path, seen_before: float, kind: str | None = None) -> int:
 def name_record(path: Path, record_id: str, server_name: str) -> None:
     """Name the server (or cluster) of a record reserved before its name was known."""
     with closing(connect(path)) as db:
-        db.execute(
-            "UPDATE usage SET server_name = ? WHERE record_id = ?", (server_name, record_id)
-        )
+        db.execute("UPDATE usage SET server_name = ? WHERE record_id = ?", (server_name, record_id))
 
 
 def records(path: Path, since: float = 0.0, until: float | None = None) -> list[UsageRecord]:

@@ -158,11 +158,13 @@ def test_without_a_ref_nbgitpuller_takes_the_default_branch():
             "updated",
         ),
         (
-            'data: {"phase": "error", "message": "Cannot find remote ref main", "output": "x"}'
-            "\n\n",
+            'data: {"phase": "error", "message": "Cannot find remote ref main", "output": "x"}\n\n',
             "the pull failed: Cannot find remote ref main",
         ),
-        ('data: {"output": "Fetching", "phase": "syncing"}\n\n', "the pull did not finish; try again"),
+        (
+            'data: {"output": "Fetching", "phase": "syncing"}\n\n',
+            "the pull did not finish; try again",
+        ),
         ("", "the pull did not finish; try again"),
     ],
 )
