@@ -56,6 +56,9 @@ class JoinBase(BaseHandler):
         self.limiter = limiter
         self.folder = folder
 
+    def get_content_type(self) -> str:
+        return "text/html; charset=UTF-8"  # titles and names are any text
+
     async def refuse(self, refusal: JoinRefusal, event: Event | None = None) -> None:
         self.set_status(refusal.status)
         if refusal.retry_after:
