@@ -74,10 +74,11 @@ from .smoke_test import smoke_test
 
 MARKER = "kioskhub-environment.json"
 SERVER_PACKAGES = (
-    *("jupyterhub", "jupyterlab", "ipykernel"),
+    *("jupyterhub", "jupyterlab", "ipykernel", "nbgitpuller"),
     *("dask-gateway", "dask", "distributed", "bokeh"),
 )
-"""In every built venv: the server, a kernel, and Dask Gateway's client with the scheduler
+"""In every built venv: the server, a kernel, nbgitpuller (its server extension pulls
+workshop materials), and Dask Gateway's client with the scheduler
 (and its dashboard, bokeh) and worker that clusters run in that same venv."""
 
 

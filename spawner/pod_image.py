@@ -3,7 +3,8 @@
 No registry is needed: Debian's minimal base system comes from the Debian mirror this
 machine's apt already uses (``debootstrap --variant=minbase``), is imported into podman, and
 one more layer adds Python and pip-installs, at the hub's own versions, what every server
-needs: the server (jupyterhub, jupyterlab, ipykernel), the Dask Gateway client (dask-gateway,
+needs: the server (jupyterhub, jupyterlab, ipykernel; nbgitpuller, whose server extension
+pulls workshop materials), the Dask Gateway client (dask-gateway,
 dask, distributed, and the packages Dask compares between client, scheduler and workers), and
 KioskHub's server extensions (``kioskhub.extensions``, enabled by the image's Jupyter
 config). The image's tag is a digest of everything that goes into it, so a hub upgrade asks
@@ -39,7 +40,7 @@ BASE_IMAGE_NAME = "localhost/kioskhub-base"
 DEBIAN_IMAGE_NAME = "localhost/kioskhub-debian"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SUITE = "bookworm"
-SERVER_PACKAGES = ("jupyterhub", "jupyterlab", "ipykernel")
+SERVER_PACKAGES = ("jupyterhub", "jupyterlab", "ipykernel", "nbgitpuller")
 DASK_CLIENT_PACKAGES = ("dask-gateway", "dask", "distributed")
 DASK_COMPARED_PACKAGES = ("cloudpickle", "msgpack", "tornado", "toolz", "numpy", "pandas", "lz4")
 """What distributed compares between client, scheduler and workers; pinned to the hub's

@@ -289,8 +289,8 @@ LABEL org.kioskhub.recipe="2" org.kioskhub.suite="bookworm"
 def test_the_base_image_carries_the_dask_client_at_the_hubs_versions():
     versions = server_versions()
 
-    for name in ("jupyterhub", "jupyterlab", "ipykernel", "dask-gateway", "dask", "distributed",
-                 "cloudpickle", "msgpack", "tornado", "toolz"):
+    for name in ("jupyterhub", "jupyterlab", "ipykernel", "nbgitpuller", "dask-gateway", "dask",
+                 "distributed", "cloudpickle", "msgpack", "tornado", "toolz"):
         assert versions[name] == version(name)
     assert set(extension_files()) >= {"__init__.py", "memory_notice.py"}
 
