@@ -2,7 +2,8 @@
 
 The home page shows each running server's choice summary (an environment's display name,
 which a user writes when registering a repository) and the spawner's isolation warning; the
-usage page shows user, group and profile names in its tables and charts. A
+usage page shows user, group and profile names in its tables and charts; the join page an
+event's title and a participant's display name. A
 display name with markup must arrive as text, never as a tag.
 """
 
@@ -95,6 +96,13 @@ def test_hostile_strings_are_escaped(name):
             filter_user=HOSTILE,
             entries=[{"when": "", "actor": HOSTILE, "actor_kind": HOSTILE, "detail": HOSTILE}],
             overrides={HOSTILE: {"limits": {"x": HOSTILE}, "reason": HOSTILE}},
+            event=SimpleNamespace(title=HOSTILE),
+            opens=HOSTILE,
+            seat=SimpleNamespace(display_name=HOSTILE),
+            username=HOSTILE,
+            login_error=HOSTILE,
+            authenticator=SimpleNamespace(request_otp=False),
+            kh_workshop_join=True,
         )
     )
 
@@ -129,3 +137,32 @@ def test_the_navigation_bar_links_to_the_usage_report_for_admins_only():
     assert '<a class="nav-link" href="/hub/usage" id="kh-nav-usage">Usage</a>' in admin
     assert 'href="/hub/admin"' in admin, "JupyterHub's own links are kept"
     assert "kh-nav-usage" not in user
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        {"refusal": SimpleNamespace(reason=HOSTILE, message=HOSTILE)},
+        {"event": SimpleNamespace(title=HOSTILE), "problem": HOSTILE, "display_name": HOSTILE},
+        {"event": SimpleNamespace(title=HOSTILE), "lab_account": HOSTILE, "ends": HOSTILE},
+    ],
+    ids=["refused", "display-name-form", "lab-account"],
+)
+def test_the_join_page_shows_titles_names_and_refusals_escaped(page):
+    html = (
+        hub_templates()
+        .get_template("join.html")
+        .render(static_url=lambda *args, **kwargs: "", base_url="/hub/", **page)
+    )
+
+    assert HOSTILE not in html
+    assert html.count("&lt;img src=x onerror=&#34;alert(1)&#34;&gt;") >= 2, html
+
+
+def test_the_login_page_links_to_joining_a_workshop_when_workshops_are_on():
+    login = hub_templates().get_template("login.html")
+    common = dict(static_url=lambda *a, **k: "", base_url="/hub/", authenticator=None)
+    link = '<a href="/hub/join">Join a workshop with a code</a>'
+
+    assert link in login.render(kh_workshop_join=True, **common)
+    assert link not in login.render(**common)
