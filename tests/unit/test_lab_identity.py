@@ -154,6 +154,16 @@ def test_resolve_reads_the_auth_state_only_for_claims():
         asyncio.run(resolve_identity(claims_site, "ada", empty))
 
 
+@pytest.mark.parametrize("source", ["claims", "nss"])
+def test_workshop_participants_run_as_an_account_of_their_own_under_any_source(source):
+    async def no_auth_state():
+        raise AssertionError("a participant has no auth state to read")
+
+    lab_site = site(identity={"source": source, "trust_shared_password": True})
+
+    assert asyncio.run(resolve_identity(lab_site, "ws-abc234-001", no_auth_state)) is None
+
+
 def test_claims_need_a_provider_that_can_give_them():
     with pytest.raises(ValidationError, match="GitLab releases no uid or gid claims"):
         AuthSettings.model_validate(
