@@ -35,7 +35,6 @@ from kioskhub.hub.schema.workshops import PARTICIPANT_PREFIX
 
 from . import workshop_store
 from .workshop_admission import (
-    UNKNOWN_CODE,
     JoinRateLimiter,
     JoinRefusal,
     display_name_problem,
@@ -59,13 +58,11 @@ class JoinBase(BaseHandler):
     def get_content_type(self) -> str:
         return "text/html; charset=UTF-8"  # titles and names are any text
 
-    async def refuse(self, refusal: JoinRefusal, event: Event | None = None) -> None:
+    async def refuse(self, refusal: JoinRefusal) -> None:
         self.set_status(refusal.status)
         if refusal.retry_after:
             self.set_header("Retry-After", str(refusal.retry_after))
-        html = await self.render_template(
-            "join.html", event=None, refusal=refusal, refused_event=event
-        )
+        html = await self.render_template("join.html", event=None, refusal=refusal)
         self.finish(html)
 
     def rate_limited(self) -> JoinRefusal | None:
@@ -87,17 +84,21 @@ class JoinCodeFormHandler(JoinBase):
 class JoinEventHandler(JoinBase):
     """``/hub/join/<code>``: the event's page, and joining it."""
 
-    async def find_event(self, code: str) -> tuple[Event | None, JoinRefusal | None]:
-        limited = self.rate_limited()
-        if limited:
-            return None, limited
-        event = await asyncio.to_thread(workshop_store.event_by_code, self.database, code)
-        return event, window_refusal(event, time.time())
+    async def joinable_event(self, code: str) -> Event | None:
+        """The event of ``code`` if it may be joined now; else the refusal page, and None."""
+        refusal = self.rate_limited()
+        event = None
+        if refusal is None:
+            event = await asyncio.to_thread(workshop_store.event_by_code, self.database, code)
+            refusal = window_refusal(event, time.time())
+        if refusal:
+            await self.refuse(refusal)
+            return None
+        return event
 
     async def get(self, code: str) -> None:
-        event, refusal = await self.find_event(code)
-        if refusal:
-            await self.refuse(refusal, event if refusal is not UNKNOWN_CODE else None)
+        event = await self.joinable_event(code)
+        if event is None:
             return
         user = self.current_user
         seat = await self.seat_of(event, user) if user else None
@@ -124,9 +125,8 @@ class JoinEventHandler(JoinBase):
         return next((p for p in seats if p.username == user.name), None)
 
     async def post(self, code: str) -> None:
-        event, refusal = await self.find_event(code)
-        if refusal:
-            await self.refuse(refusal, event if refusal is not UNKNOWN_CODE else None)
+        event = await self.joinable_event(code)
+        if event is None:
             return
         current = self.current_user
         if current is not None and await self.seat_of(event, current):
@@ -153,7 +153,7 @@ class JoinEventHandler(JoinBase):
                 current.name if as_account else "",
             )
         except SeatsTaken:
-            await self.refuse(seats_refusal(event), event)
+            await self.refuse(seats_refusal(event))
             return
         user = current if as_account else self.user_from_username(seat.username)
         self.add_to_group(user, event.group)
@@ -187,8 +187,7 @@ class JoinEventHandler(JoinBase):
             if started.done() and started.exception():
                 message = spawn_error_message(started.exception())
                 await self.refuse(
-                    JoinRefusal("spawn-failed", f"Your server could not start: {message}", 500),
-                    event,
+                    JoinRefusal("spawn-failed", f"Your server could not start: {message}", 500)
                 )
                 return
         pending = url_path_join(self.hub.base_url, "spawn-pending", quote(user.name, safe=""))

@@ -253,6 +253,17 @@ def test_a_lab_account_joins_as_itself(site):
     assert "ws-lab01-001" not in participants_in_hub(site)
 
 
+def test_a_server_that_cannot_start_says_why_on_the_join_page(site):
+    event = new_event(site, "nosrv1", environment="no-such-environment")
+
+    _, reply, _ = join(site, event, "Ada")
+
+    reason, message = refusal_of(reply)
+    assert (reply.status_code, reason) == (500, "spawn-failed")
+    assert message.startswith("Your server could not start: "), message
+    assert "no-such-environment" in message
+
+
 def test_join_attempts_are_limited_per_address(site):
     # Straight to the hub's port, as from the proxy of another client address.
     url = f"http://127.0.0.1:{site['hub_port']}/hub/join/NOSUCHCODE"
