@@ -25,6 +25,7 @@ from .workshop_events import EventRequest, iso_utc
 from .workshop_roles import grant_teacher_role
 from .workshop_store import Event, Participant
 
+TOKEN_SCOPE = "servers"
 NOT_A_TEACHER = (
     "Workshops are for teachers: ask the site admin to add you to one of the groups {groups}"
 )
@@ -40,10 +41,18 @@ class WorkshopHandling:
     # ---- who -------------------------------------------------------------------
 
     def teacher(self):
-        """The signed-in user if they may teach, else 403 with what to do."""
+        """The signed-in user if they may teach, else 403 with what to do. A token must
+        hold the teacher's own ``servers`` scope (as every token made without a scope
+        list does): one restricted to, say, ``read:users`` cannot run events."""
         user = self.current_user
         if user is None:
             raise web.HTTPError(403, "sign in first")
+        if TOKEN_SCOPE not in self.parsed_scopes:
+            raise web.HTTPError(
+                403,
+                "this token lacks the %s scope that running workshop events needs",
+                TOKEN_SCOPE,
+            )
         if getattr(user, "kind", "user") != "user" or not may_teach(
             self.site, [group.name for group in user.groups], bool(user.admin)
         ):

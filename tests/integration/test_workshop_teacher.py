@@ -137,6 +137,14 @@ def test_someone_who_is_not_a_teacher_gets_403(school):
     assert refused.status_code == 403 and "Workshops are for teachers" in refused.json()["message"]
     assert requests.get(f"{hub.url}/hub/api/workshops", timeout=30).status_code == 403
 
+    reader = signed_in(hub.url, "tess", SHARED_PASSWORD)
+    reader.request_token(["read:users!user=tess"])
+    narrow = reader.api("/workshops", "POST", json=event_fields())
+    assert (narrow.status_code, narrow.json()["message"]) == (
+        403,
+        "this token lacks the servers scope that running workshop events needs",
+    )
+
 
 def test_a_teacher_of_another_event_is_refused_on_this_one(school):
     tess, tom = school["tess"], school["tom"]
