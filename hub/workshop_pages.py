@@ -119,7 +119,6 @@ class WorkshopPageHandler(WorkshopHandling, BaseHandler):
             event=self.event_model(event),
             rows=await self.class_rows(event),
             closes=iso_utc(event.closes),
-            actions=CLASS_ACTIONS,
             done=done,
             outcomes=outcomes,
         )
