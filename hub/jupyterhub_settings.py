@@ -24,6 +24,7 @@ from .pod_backends import with_spawner_backend
 from .state_dir import Passwords
 from .usage_pages import usage_hub_settings
 from .workshop_join import join_hub_settings
+from .workshop_pages import workshop_hub_settings
 
 PROXY_NAME = "configurable-http-proxy"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -98,6 +99,7 @@ def jupyterhub_settings(
     settings = merge_settings(settings, usage_hub_settings(state))
     settings = merge_settings(settings, audit_hub_settings(site))
     settings = merge_settings(settings, join_hub_settings(site))
+    settings = merge_settings(settings, workshop_hub_settings(site))
     launchable = launchable_environments(site)
     if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
         # Beside those: the images the user's own GitLab projects built, with their token.

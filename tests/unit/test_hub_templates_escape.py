@@ -18,6 +18,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, PrefixLoader
 from jupyterhub._data import DATA_FILES_PATH
 
 from kioskhub.hub.jupyterhub_settings import TEMPLATES
+from kioskhub.hub.schema.site import Site
 from kioskhub.hub.usage_pages import usage_charts
 from kioskhub.hub.usage_report import BY, Period, total_row, usage_rows
 from kioskhub.hub.usage_slices import UsageSlice
@@ -72,6 +73,31 @@ def usage_report_of(name: str) -> dict:
     }
 
 
+def workshop_pages_of(name: str) -> dict:
+    """What the Workshops pages get: an event, a participant and a form all named ``name``."""
+    site = Site(workshops={"enabled": True})
+    event = {
+        "event_id": "abc234", "title": name, "teacher": name, "environment": name,
+        "profile": name, "materials_repo": name, "materials_ref": name, "seats": 3,
+        "start": name, "end": name, "code": name, "join_url": name, "group": name,
+    }  # fmt: skip
+    row = {"username": name, "display_name": name, "server": name, "last_activity": name}
+    return {
+        "events": [event],
+        "site_environments": site.environments,
+        "site_profiles": site.profiles,
+        "settings": site.workshops,
+        "fields": {"title": name, "materials_repo": name, "seats": name},
+        "problems": {name: name},
+        "event": event,
+        "rows": [row],
+        "closes": name,
+        "done": name,
+        "outcomes": {name: name},
+        "xsrf": "x",
+    }
+
+
 # page.html only adds a link for admins to every page's navigation bar (tested below).
 PAGES = sorted(p.name for p in TEMPLATES.glob("*.html") if p.name != "page.html")
 
@@ -103,6 +129,7 @@ def test_hostile_strings_are_escaped(name):
             login_error=HOSTILE,
             authenticator=SimpleNamespace(request_otp=False),
             kh_workshop_join=True,
+            **workshop_pages_of(HOSTILE),
         )
     )
 
@@ -166,3 +193,10 @@ def test_the_login_page_links_to_joining_a_workshop_when_workshops_are_on():
 
     assert link in login.render(kh_workshop_join=True, **common)
     assert link not in login.render(**common)
+def test_the_navigation_bar_links_to_workshops_for_teachers_only():
+    page = hub_templates().get_template("page.html")
+    common = dict(user=a_user_running("", ""), static_url=lambda *a, **k: "", base_url="/hub/")
+    teacher = page.render(parsed_scopes={"self"}, kh_workshop_teacher=True, **common)
+    user = page.render(parsed_scopes={"self"}, kh_workshop_teacher=False, **common)
+    assert 'href="/hub/workshops" id="kh-nav-workshops">Workshops</a>' in teacher
+    assert "kh-nav-workshops" not in user

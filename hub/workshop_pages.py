@@ -1,0 +1,154 @@
+"""The teachers' pages: ``/hub/workshops`` (their events and a create form) and
+``/hub/workshops/<id>`` (the class view), and the hub settings of the Workshops part.
+
+Both are JupyterHub page handlers for teachers only (others get 403, see
+``WorkshopHandling``). Actions are HTML forms posted back to the page (with JupyterHub's
+XSRF token), so they work without JavaScript; the REST API (``workshop_api``) does the same
+for scripts. Templates escape everything: titles, display names and repositories come
+from teachers and participants.
+
+Integration points, wired where the other workshop parts live: push an update of the
+materials (``workshop_materials``), broadcast (``workshop_broadcast``) and collect
+(``workshop_collect``) appear in ``CLASS_ACTIONS`` once their modules are there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from jupyterhub.handlers.base import BaseHandler
+from tornado import web
+
+from kioskhub.hub.schema.site import Site
+
+from .workshop_access import may_teach
+from .workshop_api import EVENT_ID, workshop_api_routes
+from .workshop_class import WorkshopHandling
+from .workshop_events import EventRequestInvalid, event_request, iso_utc
+from .workshop_roles import teacher_load_roles
+from .workshop_store import events
+
+CLASS_ACTIONS = ("start", "stop", "rotate", "revoke", "end")
+"""The actions the class view offers now. Integration point: add "materials",
+"broadcast" and "collect" here (and their forms in workshop.html) at the merge with those
+parts."""
+DONE = {
+    "rotate": "A new join code was made; the old one no longer works.",
+    "revoke": "The join code was revoked: no one can join until you make a new one.",
+    "end": "The event has ended: no one can join, and its grace period has begun.",
+    "start": "Starting the participants' servers:",
+    "stop": "Stopping the participants' servers:",
+}
+
+
+def form_fields(handler: BaseHandler) -> dict[str, str]:
+    return {
+        name: handler.get_body_argument(name)
+        for name in handler.request.body_arguments
+        if name != "_xsrf"
+    }
+
+
+class WorkshopsPageHandler(WorkshopHandling, BaseHandler):
+    """``/hub/workshops``: the teacher's events and the form that creates one."""
+
+    @web.authenticated
+    async def get(self) -> None:
+        await self.show(self.teacher(), {}, {})
+
+    @web.authenticated
+    async def post(self) -> None:
+        self.teacher()
+        fields = form_fields(self)
+        try:
+            request = event_request(fields, self.site, time.time())
+        except EventRequestInvalid as error:
+            self.set_status(400)
+            await self.show(self.teacher(), fields, error.problems)
+            return
+        event = await self.create_event(request)
+        self.redirect(f"{self.hub.base_url}workshops/{event.event_id}", status=303)
+
+    async def show(self, user, fields: dict[str, str], problems: dict[str, str]) -> None:
+        mine = await asyncio.to_thread(events, self.store_path, user.name)
+        html = await self.render_template(
+            "workshops.html",
+            events=[self.event_model(event) for event in mine],
+            site_environments=self.site.environments,
+            site_profiles=self.site.profiles,
+            settings=self.site.workshops,
+            fields=fields,
+            problems=problems,
+        )
+        self.finish(html)
+
+
+class WorkshopPageHandler(WorkshopHandling, BaseHandler):
+    """``/hub/workshops/<id>``: the class view and its actions."""
+
+    @web.authenticated
+    async def get(self, event_id: str) -> None:
+        await self.show(await self.own_event(event_id), "", {})
+
+    @web.authenticated
+    async def post(self, event_id: str) -> None:
+        event = await self.own_event(event_id)
+        action = self.get_body_argument("action", "")
+        if action not in CLASS_ACTIONS:
+            raise web.HTTPError(400, "unknown action; choose one of %s", ", ".join(CLASS_ACTIONS))
+        outcomes: dict[str, str] = {}
+        if action == "rotate":
+            event = await self.rotate_code(event)
+        elif action == "revoke":
+            event = await self.revoke_code(event)
+        elif action == "end":
+            event = await self.end_now(event)
+        else:
+            chosen = await self.participants_named(event, None)
+            if action == "start":
+                outcomes = await self.start_servers(event, chosen)
+            else:
+                outcomes = await self.stop_servers(chosen)
+        await self.show(event, DONE[action], outcomes)
+
+    async def show(self, event, done: str, outcomes: dict[str, str]) -> None:
+        html = await self.render_template(
+            "workshop.html",
+            event=self.event_model(event),
+            rows=await self.class_rows(event),
+            closes=iso_utc(event.closes),
+            done=done,
+            outcomes=outcomes,
+        )
+        self.finish(html)
+
+
+def teacher_flag(site: Site):
+    """``kh_workshop_teacher`` in every page's template: whether to link the Workshops page."""
+
+    def is_teacher(user) -> bool:
+        if user is None or getattr(user, "kind", "user") != "user":
+            return False
+        return may_teach(site, [group.name for group in user.groups], bool(user.admin))
+
+    return is_teacher
+
+
+def workshop_hub_settings(site: Site) -> dict[str, Any]:
+    """The Workshops pages and API, the navigation link, and the teachers' roles."""
+    if not site.workshops.enabled:
+        return {}
+    options = {"site": site}
+    return {
+        "JupyterHub": {
+            "extra_handlers": [
+                (r"/workshops", WorkshopsPageHandler, options),
+                (rf"/workshops/{EVENT_ID}", WorkshopPageHandler, options),
+                *workshop_api_routes(options),
+            ],
+            "template_vars": {"kh_workshop_teacher": teacher_flag(site)},
+            "load_roles": teacher_load_roles(site.hub.state_dir),
+        }
+    }
