@@ -244,13 +244,35 @@ REMOTE_ENTRY = """\
 """
 
 
-def write_lab_extension(folder: Path) -> Path:
-    """Write the JupyterLab plugin under ``folder`` (a labextensions folder) and return it."""
-    target = folder / LAB_EXTENSION
+LAB_EXTENSIONS_FOLDER = "kioskhub-labextensions"
+"""The folder of the server's runtime folder that holds KioskHub's JupyterLab plugins."""
+
+
+def write_lab_extension(folder: Path, package: dict, remote_entry: str) -> Path:
+    """Write a hand-written JupyterLab plugin (``package``'s name) under ``folder`` (a
+    labextensions folder) and return the folder."""
+    target = folder / package["name"]
     (target / "static").mkdir(parents=True, exist_ok=True)
-    (target / "package.json").write_text(json.dumps(PACKAGE_JSON, indent=2))
-    (target / "static" / "remoteEntry.js").write_text(REMOTE_ENTRY)
+    (target / "package.json").write_text(json.dumps(package, indent=2))
+    (target / "static" / "remoteEntry.js").write_text(remote_entry)
     return folder
+
+
+def add_lab_extension(serverapp, package: dict, remote_entry: str) -> bool:
+    """Write a plugin into the server's runtime folder and add that folder to JupyterLab's
+    ``extra_labextensions_path``, before JupyterLab sets up its handlers (call it from an
+    extension's ``_link_jupyter_server_extension``). False (logged) if it cannot be written."""
+    try:
+        folder = write_lab_extension(
+            Path(serverapp.runtime_dir) / LAB_EXTENSIONS_FOLDER, package, remote_entry
+        )
+    except OSError as error:
+        serverapp.log.warning("%s: JupyterLab plugin not written: %s", package["name"], error)
+        return False
+    for app in serverapp.extension_manager.extension_apps.get("jupyterlab", ()):
+        if str(folder) not in app.extra_labextensions_path:
+            app.extra_labextensions_path = [*app.extra_labextensions_path, str(folder)]
+    return True
 
 
 def _jupyter_server_extension_points():
@@ -258,15 +280,7 @@ def _jupyter_server_extension_points():
 
 
 def _link_jupyter_server_extension(serverapp) -> None:
-    """Add the plugin's folder to JupyterLab's, before JupyterLab sets up its handlers."""
-    try:
-        folder = write_lab_extension(Path(serverapp.runtime_dir) / "kioskhub-labextensions")
-    except OSError as error:
-        serverapp.log.warning("cull_notice: no JupyterLab warning before culling: %s", error)
-        return
-    for app in serverapp.extension_manager.extension_apps.get("jupyterlab", ()):
-        if str(folder) not in app.extra_labextensions_path:
-            app.extra_labextensions_path = [*app.extra_labextensions_path, str(folder)]
+    add_lab_extension(serverapp, PACKAGE_JSON, REMOTE_ENTRY)
 
 
 def _load_jupyter_server_extension(serverapp) -> None:

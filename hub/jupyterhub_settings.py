@@ -23,6 +23,8 @@ from .oidc_discovery import ProviderEndpoints
 from .pod_backends import with_spawner_backend
 from .state_dir import Passwords
 from .usage_pages import usage_hub_settings
+from .workshop_broadcast import broadcast_hub_settings
+from .workshop_collect_api import collect_hub_settings
 
 PROXY_NAME = "configurable-http-proxy"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -96,6 +98,8 @@ def jupyterhub_settings(
     settings = merge_settings(settings, metrics_hub_settings(passwords.metrics_token))
     settings = merge_settings(settings, usage_hub_settings(state))
     settings = merge_settings(settings, audit_hub_settings(site))
+    settings = merge_settings(settings, broadcast_hub_settings(site))
+    settings = merge_settings(settings, collect_hub_settings(site))
     launchable = launchable_environments(site)
     if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
         # Beside those: the images the user's own GitLab projects built, with their token.
