@@ -234,6 +234,7 @@ def collect_participant(
         **as_owner,
     )
     errors: list[str] = []
+    broken = ""
     drain = threading.Thread(target=read_notes, args=(process.stderr, errors), daemon=True)
     drain.start()
     timed_out = threading.Event()
@@ -248,8 +249,6 @@ def collect_participant(
         )
     except (tarfile.TarError, OSError, EOFError, ValueError) as error:
         broken = f"the folder's stream broke off ({error})"
-    else:
-        broken = ""
     finally:
         watchdog.cancel()
         process.kill()
