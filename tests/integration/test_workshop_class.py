@@ -15,11 +15,14 @@ import time
 from pathlib import Path
 
 import pytest
+from selenium.webdriver.common.by import By
 
 from kioskhub.hub import workshop_store
 from kioskhub.hub.sample_data import write_sample_data
 from kioskhub.hub.workshop_store import Event
+from tests.browser.test_lab_in_browser import sign_in as sign_in_with_chromium
 from tests.conftest import SHARED_PASSWORD, open_folder
+from tests.support.browser import Browser
 from tests.support.hub_process import remove_site_folder, start_hub, write_site_config
 from tests.support.user_session import UserSession, signed_in
 
@@ -164,3 +167,30 @@ def test_another_teacher_cannot_collect_and_names_cannot_leave_the_folder(classr
         assert reply.status_code == 404, (attempt, reply.status_code)
         assert "has no collection" in reply.json()["message"]
         assert b"SQLite" not in reply.content
+
+
+def test_jupyterlab_shows_a_broadcast_as_text(classroom):
+    """pam's open JupyterLab shows what tess sends, as text: the markup in it stays text,
+    and a long message opens whole with "Read all"."""
+    tess, pam = classroom["tess"], classroom["pam"]
+    chromium = Browser()
+    try:
+        sign_in_with_chromium(chromium, classroom["hub"].url, "pam", SHARED_PASSWORD)
+        chromium.wait_for_url(lambda url: "/user/pam/lab" in url, 60, "pam's JupyterLab")
+        earlier = chromium.wait_for_text(".Toastify__toast", "Break until 11:00", 60)
+        assert '<img src=x onerror="alert(1)">' in earlier.text
+        assert not earlier.find_elements(By.CSS_SELECTOR, "img")
+        long_text = "Please save your notebooks now. " * 8
+        assert post_message(tess, long_text).status_code == 201
+        try:
+            toast = chromium.wait_for_text(".Toastify__toast", "Please save your notebooks", 60)
+        except TimeoutError:
+            reply = pam.server("/kioskhub/workshop-messages?since=0")
+            logs = chromium.driver.get_log("browser")
+            raise AssertionError(f"{reply.status_code} {reply.text}; browser: {logs}") from None
+        assert "Message from tess (Python 101)" in toast.text
+        chromium.click_text(".Toastify__toast button", "Read all")
+        whole = chromium.wait_for(".kh-workshop-message .kh-workshop-message-text", 10)
+        assert whole.text == long_text.strip()
+    finally:
+        chromium.quit()
