@@ -244,7 +244,7 @@ def collect_participant(
         copy_stream(process.stdout, materials, name, out, spool, result)
     except StreamTooLarge:
         result.error = (
-            f"larger than {MAX_BYTES_PER_PARTICIPANT // 2**20} MiB or "
+            f"larger than {size_text(MAX_BYTES_PER_PARTICIPANT)} or "
             f"{MAX_FILES_PER_PARTICIPANT} files; the first {result.files} files were collected"
         )
     except (tarfile.TarError, OSError, EOFError, ValueError) as error:
@@ -273,6 +273,10 @@ def folder_problem(materials: str, result: CollectedFolder, errors: list[str], b
     if errors:
         return f"~/{materials} could not be read: {errors[0]}"
     return broken or None
+
+
+def size_text(size: int) -> str:
+    return f"{size // 2**20} MiB" if size >= 2**20 else f"{size} bytes"
 
 
 def tar_command(home: Path, materials: str) -> list[str]:

@@ -95,7 +95,7 @@ def test_each_participants_failure_is_a_line_of_the_manifest(homes, monkeypatch)
     lines, contents = collect_now(site, ["pam", "otto", "rita", "nobody", "root-owned"])
     assert lines["pam"]["files"] == 1
     assert lines["pam"]["error"] == (
-        "larger than 0 MiB or 10000 files; the first 1 files were collected"
+        "larger than 1000 bytes or 10000 files; the first 1 files were collected"
     )
     assert lines["otto"]["error"] == "there is no ~/materials folder"
     assert lines["rita"]["error"] == "~/materials is a symbolic link; links are not followed"
