@@ -154,18 +154,40 @@ class CullingHandler(APIHandler):
 
 # --- the JupyterLab side ------------------------------------------------------------------
 
-PACKAGE_JSON = {
-    "name": LAB_EXTENSION,
-    "version": "1.0.0",
-    "description": "Warns before the server is stopped for being idle or too old.",
-    "jupyterlab": {"_build": {"load": "static/remoteEntry.js", "extension": "./extension"}},
-}
+def lab_package(name: str, description: str) -> dict:
+    """The package.json of a hand-written JupyterLab plugin."""
+    return {
+        "name": name,
+        "version": "1.0.0",
+        "description": description,
+        "jupyterlab": {"_build": {"load": "static/remoteEntry.js", "extension": "./extension"}},
+    }
+
+
+SERVER_REQUEST_JS = """\
+  // As JupyterLab's own requests: the hub's servers want the XSRF token on API requests
+  // that a cookie authenticates, GET included.
+  function serverRequest(app, url) {
+    const settings = app.serviceManager.serverSettings;
+    const xsrf = document.cookie.split("; ").find((c) => c.startsWith("_xsrf="));
+    const headers = {};
+    if (settings.token) headers.Authorization = "token " + settings.token;
+    if (xsrf) headers["X-XSRFToken"] = xsrf.slice("_xsrf=".length);
+    return fetch(url, { credentials: "same-origin", headers });
+  }
+"""
+"""A function for a plugin's script: ``serverRequest(app, url)`` GETs from its server."""
+
+PACKAGE_JSON = lab_package(
+    LAB_EXTENSION, "Warns before the server is stopped for being idle or too old."
+)
 
 # A federated extension container as JupyterLab loads one (init, then get("./extension")),
 # written by hand: the plugin needs nothing shared, only JupyterLab's notification commands.
 REMOTE_ENTRY = """\
 (function () {
   "use strict";
+""" + SERVER_REQUEST_JS + """\
   const plugin = {
     id: "kioskhub-cull-notice:plugin",
     description: "Warns before the server is stopped for being idle or too old.",
@@ -200,14 +222,7 @@ REMOTE_ENTRY = """\
         if (document.visibilityState !== "visible") return;
         let state;
         try {
-          // As JupyterLab's own requests: the hub's servers want the XSRF token on API
-          // requests that a cookie authenticates, GET included.
-          const settings = app.serviceManager.serverSettings;
-          const xsrf = document.cookie.split("; ").find((c) => c.startsWith("_xsrf="));
-          const headers = {};
-          if (settings.token) headers.Authorization = "token " + settings.token;
-          if (xsrf) headers["X-XSRFToken"] = xsrf.slice("_xsrf=".length);
-          const reply = await fetch(url, { credentials: "same-origin", headers });
+          const reply = await serverRequest(app, url);
           state = reply.ok ? await reply.json() : null;
         } catch (error) {
           state = null;

@@ -29,7 +29,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 
-from kioskhub.extensions.cull_notice import add_lab_extension
+from kioskhub.extensions.cull_notice import SERVER_REQUEST_JS, add_lab_extension, lab_package
 
 LAB_EXTENSION = "kioskhub-workshop-notice"
 ENDPOINT = "kioskhub/workshop-messages"
@@ -109,18 +109,14 @@ class WorkshopMessagesHandler(APIHandler):
 
 # --- the JupyterLab side ------------------------------------------------------------------
 
-PACKAGE_JSON = {
-    "name": LAB_EXTENSION,
-    "version": "1.0.0",
-    "description": "Shows a workshop teacher's broadcast messages.",
-    "jupyterlab": {"_build": {"load": "static/remoteEntry.js", "extension": "./extension"}},
-}
+PACKAGE_JSON = lab_package(LAB_EXTENSION, "Shows a workshop teacher's broadcast messages.")
 
 # A federated extension container written by hand, as cull_notice's. Every text from the
 # hub goes into the page as text (notifications, textContent), never as HTML.
 REMOTE_ENTRY = """\
 (function () {
   "use strict";
+""" + SERVER_REQUEST_JS + """\
   const SHORT = 120;
   const READ = "kioskhub-workshop-notice:read";
   function openMessage(title, text) {
@@ -178,13 +174,7 @@ REMOTE_ENTRY = """\
         if (!enabled || document.visibilityState !== "visible") return;
         let state = null;
         try {
-          const settings = app.serviceManager.serverSettings;
-          const xsrf = document.cookie.split("; ").find((c) => c.startsWith("_xsrf="));
-          const headers = {};
-          if (settings.token) headers.Authorization = "token " + settings.token;
-          if (xsrf) headers["X-XSRFToken"] = xsrf.slice("_xsrf=".length);
-          const reply = await fetch(url + "?since=" + encodeURIComponent(since),
-            { credentials: "same-origin", headers });
+          const reply = await serverRequest(app, url + "?since=" + encodeURIComponent(since));
           state = reply.ok ? await reply.json() : null;
         } catch (error) {
           state = null;

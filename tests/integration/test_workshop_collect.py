@@ -72,7 +72,9 @@ def test_links_to_other_homes_and_root_files_bring_nothing(homes):
     assert sorted(contents) == ["manifest.json", "pam/materials/answer.txt"]
     everything = b"".join(contents.values())
     assert b"otto's secret" not in everything and b"root's note" not in everything
-    assert Path("/etc/shadow").read_bytes() not in everything
+    shadow = Path("/etc/shadow")
+    if shadow.exists():  # root's planted note proves it where a machine has no shadow
+        assert shadow.read_bytes() not in everything
     assert {link["name"] for link in lines["pam"]["links"]} == {
         "materials/otto",
         "materials/shadow",
