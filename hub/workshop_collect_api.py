@@ -11,6 +11,7 @@ Each needs the event's teacher or an admin (``workshop_teacher_requests``).
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from jupyterhub.apihandlers.base import APIHandler
@@ -18,7 +19,8 @@ from tornado import web
 
 from kioskhub.hub.schema.site import Site
 
-from . import workshop_collect, workshop_store
+from . import audit_log, workshop_collect, workshop_store
+from .audit_requests import COLLECT_WORK
 from .workshop_teacher_requests import EVENT_ID_PATTERN, managed_event, store_path
 
 CHUNK_BYTES = 2**20
@@ -52,8 +54,21 @@ class CollectionsHandler(APIHandler):
             "Workshop %s: %s collected the work of %d participants into %s",
             event_id, self.current_user.name, len(participants), path.name,
         )
+        await asyncio.to_thread(self.audit, event_id, manifest, path.name)
         self.set_status(201)
         self.finish({"name": path.name, "manifest": manifest})
+
+
+    def audit(self, event_id: str, manifest: dict, name: str) -> None:
+        """One audit entry per participant whose folder was read: a teacher read it."""
+        database = audit_log.audit_database(self.site.hub.state_dir)
+        now = time.time()
+        for line in manifest["participants"]:
+            detail = f"event {event_id}, {line['files']} files into {name}"
+            entry = audit_log.AuditEntry(
+                now, self.current_user.name, "user", COLLECT_WORK, line["username"], detail
+            )
+            audit_log.append(database, entry)
 
 
 class CollectionDownloadHandler(APIHandler):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from selenium.webdriver.common.by import By
 
-from kioskhub.hub import workshop_store
+from kioskhub.hub import audit_log, workshop_store
 from kioskhub.hub.sample_data import write_sample_data
 from kioskhub.hub.workshop_store import Event
 from tests.browser.test_lab_in_browser import sign_in as sign_in_with_chromium
@@ -155,6 +155,10 @@ def test_the_teacher_collects_work_without_what_links_point_to(classroom):
     shadow = Path("/etc/shadow")
     if shadow.exists():  # the root-only file above proves it where a machine has no shadow
         assert shadow.read_bytes() not in everything
+    audited = audit_log.entries(audit_log.audit_database(folder / "state"), user="pam")
+    assert [(e.actor, e.action, e.detail) for e in audited] == [
+        ("tess", "collect work", f"event {EVENT_ID}, 1 files into {name}")
+    ]
     archive_file = folder / "state" / "workshops" / EVENT_ID / name
     assert archive_file.stat().st_mode & 0o777 == 0o600
     assert archive_file.parent.stat().st_mode & 0o777 == 0o700
