@@ -154,18 +154,40 @@ class CullingHandler(APIHandler):
 
 # --- the JupyterLab side ------------------------------------------------------------------
 
-PACKAGE_JSON = {
-    "name": LAB_EXTENSION,
-    "version": "1.0.0",
-    "description": "Warns before the server is stopped for being idle or too old.",
-    "jupyterlab": {"_build": {"load": "static/remoteEntry.js", "extension": "./extension"}},
-}
+def lab_package(name: str, description: str) -> dict:
+    """The package.json of a hand-written JupyterLab plugin."""
+    return {
+        "name": name,
+        "version": "1.0.0",
+        "description": description,
+        "jupyterlab": {"_build": {"load": "static/remoteEntry.js", "extension": "./extension"}},
+    }
+
+
+SERVER_REQUEST_JS = """\
+  // As JupyterLab's own requests: the hub's servers want the XSRF token on API requests
+  // that a cookie authenticates, GET included.
+  function serverRequest(app, url) {
+    const settings = app.serviceManager.serverSettings;
+    const xsrf = document.cookie.split("; ").find((c) => c.startsWith("_xsrf="));
+    const headers = {};
+    if (settings.token) headers.Authorization = "token " + settings.token;
+    if (xsrf) headers["X-XSRFToken"] = xsrf.slice("_xsrf=".length);
+    return fetch(url, { credentials: "same-origin", headers });
+  }
+"""
+"""A function for a plugin's script: ``serverRequest(app, url)`` GETs from its server."""
+
+PACKAGE_JSON = lab_package(
+    LAB_EXTENSION, "Warns before the server is stopped for being idle or too old."
+)
 
 # A federated extension container as JupyterLab loads one (init, then get("./extension")),
 # written by hand: the plugin needs nothing shared, only JupyterLab's notification commands.
 REMOTE_ENTRY = """\
 (function () {
   "use strict";
+""" + SERVER_REQUEST_JS + """\
   const plugin = {
     id: "kioskhub-cull-notice:plugin",
     description: "Warns before the server is stopped for being idle or too old.",
@@ -200,14 +222,7 @@ REMOTE_ENTRY = """\
         if (document.visibilityState !== "visible") return;
         let state;
         try {
-          // As JupyterLab's own requests: the hub's servers want the XSRF token on API
-          // requests that a cookie authenticates, GET included.
-          const settings = app.serviceManager.serverSettings;
-          const xsrf = document.cookie.split("; ").find((c) => c.startsWith("_xsrf="));
-          const headers = {};
-          if (settings.token) headers.Authorization = "token " + settings.token;
-          if (xsrf) headers["X-XSRFToken"] = xsrf.slice("_xsrf=".length);
-          const reply = await fetch(url, { credentials: "same-origin", headers });
+          const reply = await serverRequest(app, url);
           state = reply.ok ? await reply.json() : null;
         } catch (error) {
           state = null;
@@ -244,13 +259,35 @@ REMOTE_ENTRY = """\
 """
 
 
-def write_lab_extension(folder: Path) -> Path:
-    """Write the JupyterLab plugin under ``folder`` (a labextensions folder) and return it."""
-    target = folder / LAB_EXTENSION
+LAB_EXTENSIONS_FOLDER = "kioskhub-labextensions"
+"""The folder of the server's runtime folder that holds KioskHub's JupyterLab plugins."""
+
+
+def write_lab_extension(folder: Path, package: dict, remote_entry: str) -> Path:
+    """Write a hand-written JupyterLab plugin (``package``'s name) under ``folder`` (a
+    labextensions folder) and return the folder."""
+    target = folder / package["name"]
     (target / "static").mkdir(parents=True, exist_ok=True)
-    (target / "package.json").write_text(json.dumps(PACKAGE_JSON, indent=2))
-    (target / "static" / "remoteEntry.js").write_text(REMOTE_ENTRY)
+    (target / "package.json").write_text(json.dumps(package, indent=2))
+    (target / "static" / "remoteEntry.js").write_text(remote_entry)
     return folder
+
+
+def add_lab_extension(serverapp, package: dict, remote_entry: str) -> bool:
+    """Write a plugin into the server's runtime folder and add that folder to JupyterLab's
+    ``extra_labextensions_path``, before JupyterLab sets up its handlers (call it from an
+    extension's ``_link_jupyter_server_extension``). False (logged) if it cannot be written."""
+    try:
+        folder = write_lab_extension(
+            Path(serverapp.runtime_dir) / LAB_EXTENSIONS_FOLDER, package, remote_entry
+        )
+    except OSError as error:
+        serverapp.log.warning("%s: JupyterLab plugin not written: %s", package["name"], error)
+        return False
+    for app in serverapp.extension_manager.extension_apps.get("jupyterlab", ()):
+        if str(folder) not in app.extra_labextensions_path:
+            app.extra_labextensions_path = [*app.extra_labextensions_path, str(folder)]
+    return True
 
 
 def _jupyter_server_extension_points():
@@ -258,15 +295,7 @@ def _jupyter_server_extension_points():
 
 
 def _link_jupyter_server_extension(serverapp) -> None:
-    """Add the plugin's folder to JupyterLab's, before JupyterLab sets up its handlers."""
-    try:
-        folder = write_lab_extension(Path(serverapp.runtime_dir) / "kioskhub-labextensions")
-    except OSError as error:
-        serverapp.log.warning("cull_notice: no JupyterLab warning before culling: %s", error)
-        return
-    for app in serverapp.extension_manager.extension_apps.get("jupyterlab", ()):
-        if str(folder) not in app.extra_labextensions_path:
-            app.extra_labextensions_path = [*app.extra_labextensions_path, str(folder)]
+    add_lab_extension(serverapp, PACKAGE_JSON, REMOTE_ENTRY)
 
 
 def _load_jupyter_server_extension(serverapp) -> None:

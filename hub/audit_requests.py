@@ -30,6 +30,7 @@ REVOKE_TOKEN = "revoke token"
 ACCESS_SERVER = "access server"
 SET_QUOTA_OVERRIDE = "set quota override"
 REMOVE_QUOTA_OVERRIDE = "remove quota override"
+COLLECT_WORK = "collect work"
 
 DETAIL_LIMIT = 500
 SHOWN_USER_KEYS = ("name", "admin")

@@ -23,6 +23,8 @@ from .oidc_discovery import ProviderEndpoints
 from .pod_backends import with_spawner_backend
 from .state_dir import Passwords
 from .usage_pages import usage_hub_settings
+from .workshop_broadcast import broadcast_hub_settings
+from .workshop_collect_api import collect_hub_settings
 from .workshop_join import join_hub_settings
 from .workshop_pages import workshop_hub_settings
 
@@ -99,6 +101,10 @@ def jupyterhub_settings(
     settings = merge_settings(settings, usage_hub_settings(state))
     settings = merge_settings(settings, audit_hub_settings(site))
     settings = merge_settings(settings, join_hub_settings(site))
+    # Broadcast and collections before the event routes, which would take
+    # /api/workshops/messages for an event named "messages".
+    settings = merge_settings(settings, broadcast_hub_settings(site))
+    settings = merge_settings(settings, collect_hub_settings(site))
     settings = merge_settings(settings, workshop_hub_settings(site))
     launchable = launchable_environments(site)
     if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:

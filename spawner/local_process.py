@@ -169,6 +169,7 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
         # environment lacks KioskHub's extensions package.
         args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.memory_notice=True")
         args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.cull_notice=True")
+        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.workshop_notice=True")
         if os.geteuid() == 0 and not self.isolated:
             args.append("--allow-root")
         return args

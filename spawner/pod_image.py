@@ -52,7 +52,11 @@ IMAGE_GID = 100
 IMAGE_HOME = "/home/jovyan"
 IMAGE_PREFIX = "/opt/kioskhub"
 EXTENSIONS_DIR = f"{IMAGE_PREFIX}/kioskhub-extensions"
-SERVER_EXTENSIONS = ("kioskhub.extensions.memory_notice", "kioskhub.extensions.cull_notice")
+SERVER_EXTENSIONS = (
+    "kioskhub.extensions.memory_notice",
+    "kioskhub.extensions.cull_notice",
+    "kioskhub.extensions.workshop_notice",
+)
 """The Jupyter server extensions the image enables for every server."""
 EXTENSIONS_SOURCE = Path(__file__).resolve().parent.parent / "extensions"
 RECIPE_VERSION = 2
