@@ -23,6 +23,7 @@ from .oidc_discovery import ProviderEndpoints
 from .pod_backends import with_spawner_backend
 from .state_dir import Passwords
 from .usage_pages import usage_hub_settings
+from .workshop_schedule import schedule_hub_settings
 
 PROXY_NAME = "configurable-http-proxy"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -96,6 +97,7 @@ def jupyterhub_settings(
     settings = merge_settings(settings, metrics_hub_settings(passwords.metrics_token))
     settings = merge_settings(settings, usage_hub_settings(state))
     settings = merge_settings(settings, audit_hub_settings(site))
+    settings = merge_settings(settings, schedule_hub_settings(site, python=sys.executable))
     launchable = launchable_environments(site)
     if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
         # Beside those: the images the user's own GitLab projects built, with their token.
