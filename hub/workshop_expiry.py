@@ -23,6 +23,7 @@ runs in the ``workshop-schedule`` service (``workshop_schedule``), as root.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import inspect
 import logging
 import os
@@ -228,13 +229,13 @@ async def collect_work(site: Site, event: store.Event, participants: list[store.
     """INTEGRATION POINT: ``workshop_collect.collect(site, event, participants) -> Path``,
     in a thread (blocking). Until that module is installed, nothing is collected and the
     log says so."""
-    try:
-        from . import workshop_collect  # noqa: PLC0415 (wired at merge)
-    except ImportError:
+    if importlib.util.find_spec("kioskhub.hub.workshop_collect") is None:
         log.warning(
             "Workshop %s: work collection is not installed; nothing collected", event.event_id
         )
         return None
+    from . import workshop_collect  # noqa: PLC0415 (wired at merge; its errors stop expiry)
+
     result = await asyncio.to_thread(workshop_collect.collect, site, event, participants)
     return await result if inspect.isawaitable(result) else result
 

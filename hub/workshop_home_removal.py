@@ -10,6 +10,10 @@ itself, now empty, with ``rmdir`` relative to the homes root it opened and check
 follows a link. What the participant could not delete (files of another account that
 the participant let in) is left, with the folder, and reported.
 
+The same child also deletes the participant's own entries in the shared temporary folders
+(``SHARED_TEMP``): the uid of a removed system account is given to the next one made, who
+would otherwise own them.
+
 Run as ``python -I -m kioskhub.hub.workshop_home_removal HOME`` (the child).
 """
 
@@ -28,6 +32,7 @@ from kioskhub.spawner import root_paths
 from kioskhub.spawner.local_launcher import forbid_new_privileges
 
 CHILD_TIMEOUT_S = 300
+SHARED_TEMP = ("/tmp", "/var/tmp", "/dev/shm")
 
 
 class HomeNotRemoved(Exception):
@@ -127,10 +132,35 @@ def empty_folder(home: Path) -> int:
     return len(os.listdir(home))
 
 
+def remove_own_entries(folder: str) -> int:
+    """Delete the entries of ``folder`` (a sticky, shared one) that belong to this
+    process's uid; how many went. Never as root."""
+    uid, removed = os.getuid(), 0
+    if uid == 0:
+        return 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != uid:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def main(argv: list[str]) -> int:
     try:
         forbid_new_privileges()
-        reply = {"left": empty_folder(Path(argv[1]))}
+        temp = sum(remove_own_entries(folder) for folder in SHARED_TEMP)
+        reply = {"left": empty_folder(Path(argv[1])), "temp_removed": temp}
     except OSError as error:
         reply = {"error": root_paths.describe(error)}
     print(json.dumps(reply))

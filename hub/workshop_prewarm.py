@@ -2,9 +2,9 @@
 
 From ``workshops.prewarm_minutes`` before the start until the end:
 
-- the event's environment: a site environment is ready as it is; one from the build
-  catalog must have a finished build, else a warning is logged (the teacher's view shows
-  the environment's state too) and checked again next round;
+- the event's environment must be one its teacher may launch, with a finished build
+  where it is built (a catalog environment, or a config environment of kind
+  ``repository``); else a warning is logged every round until it is;
 - with the local backend, the system accounts (``kh-ws-<event>-001`` …) and empty homes
   (0700, the account's) of the first ``prewarm_seats`` seats are made, as the spawner
   would make them at a first start (``local_accounts.ensure_system_account``,
@@ -19,7 +19,9 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 
+from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
 from kioskhub.spawner import root_paths
 from kioskhub.spawner.local_accounts import ensure_system_account
@@ -48,23 +50,28 @@ def seats_to_prewarm(site: Site, event: store.Event) -> list[str]:
     return [store.participant_name(event.event_id, n) for n in range(1, count + 1)]
 
 
-def environment_problem(site: Site, event: store.Event, catalog_ready) -> str | None:
-    """Why the event's environment is not ready to launch, or None. ``catalog_ready(name)``
-    answers for built environments (None: not a catalog environment)."""
-    if any(e.name == event.environment for e in site.environments):
-        return None
-    ready = catalog_ready(event.environment)
-    if ready is None:
-        return f"the environment {event.environment!r} is neither a site environment nor built"
-    return None if ready else f"the environment {event.environment!r} has no finished build yet"
+def environment_problem(event: store.Event, launchable: tuple[Environment, ...]) -> str | None:
+    """Why the event's environment is not ready to launch, or None. ``launchable``: what
+    the event's teacher may launch, as the spawn form offers it (config environments of
+    kind ``repository`` stay so until their first build)."""
+    environment = next((e for e in launchable if e.name == event.environment), None)
+    if environment is None:
+        return (
+            f"the environment {event.environment!r} is not one that {event.teacher} may "
+            "launch (not built yet, removed, or shared only with a group)"
+        )
+    if environment.kind == "repository":
+        return f"the environment {event.environment!r} has no finished build yet"
+    return None
 
 
 class Prewarm:
     """Pre-warming of one site's events; ``run_once`` is one round."""
 
-    def __init__(self, site: Site, catalog_ready=lambda name: None):
+    def __init__(self, site: Site, launchable: Callable[[str], tuple[Environment, ...]]):
         self.site = site
-        self.catalog_ready = catalog_ready
+        self.launchable = launchable
+        """``launchable(teacher)``: what the teacher may launch (blocking)."""
         self.path = store.database(site.hub.state_dir)
         self.done: set[str] = set()
         """Events whose seats are made, by this run of the service."""
@@ -74,9 +81,8 @@ class Prewarm:
         events = await asyncio.to_thread(store.events, self.path)
         warmed = []
         for event in events_to_prewarm(self.site, events, now):
-            problem = await asyncio.to_thread(
-                environment_problem, self.site, event, self.catalog_ready
-            )
+            launchable = await asyncio.to_thread(self.launchable, event.teacher)
+            problem = environment_problem(event, launchable)
             if problem:
                 log.warning("Workshop %s starts soon but %s", event.event_id, problem)
             if event.event_id in self.done:

@@ -31,6 +31,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.hub_service import SITE_VARIABLE, site_from_json, site_json
+from kioskhub.image_builder.spawn_catalog import CatalogEnvironments
 
 from .workshop_expiry import Expiry, prune_collected
 from .workshop_prewarm import Prewarm
@@ -131,17 +132,12 @@ class HubClient:
             raise RuntimeError(f"DELETE {path}: {code} {str(reply)[:200]}")
 
 
-def catalog_readiness(site: Site):
-    """``name -> True/False/None``: whether a built catalog environment is ready (None:
-    not in the catalog). INTEGRATION POINT with the build catalog; until wired, every
-    name that is not a site environment counts as unknown."""
-    return lambda name: None
-
-
 async def run_schedule(site: Site, hub: HubClient) -> None:
     """A round every ``workshops.schedule_every`` seconds, until cancelled; a round that
     fails is logged and the next one comes."""
-    expiry, prewarm = Expiry(site, hub), Prewarm(site, catalog_readiness(site))
+    catalog = CatalogEnvironments(site)
+    expiry = Expiry(site, hub)
+    prewarm = Prewarm(site, lambda teacher: catalog.read(site, teacher, ()))
     while True:
         for name, step in (
             ("pre-warming", prewarm.run_once),

@@ -123,6 +123,12 @@ def test_an_ended_event_loses_its_temporary_participant_and_nothing_else(site):
     for link in ("norm-home", "etc", "thesis-link"):
         os.chown(temp_home / link, kh.pw_uid, kh.pw_gid, follow_symlinks=False)
     etc_passwd = os.stat("/etc/passwd")
+    # Files left in /tmp would go to the next account given the same uid.
+    left_in_tmp = folder.parent / f"{folder.name}-{seat.username}-tmp"
+    left_in_tmp.write_text("scratch")
+    os.chown(left_in_tmp, kh.pw_uid, kh.pw_gid)
+    others_tmp = folder.parent / f"{folder.name}-norm-tmp"
+    others_tmp.write_text("norm's scratch")
 
     store.update_event(path, "exp234", start=now - 7200, end=now - 60)
     wait_until(
@@ -148,6 +154,9 @@ def test_an_ended_event_loses_its_temporary_participant_and_nothing_else(site):
     assert os.stat(norm_home).st_mode == norm_owner.st_mode
     assert os.stat("/etc/passwd").st_uid == etc_passwd.st_uid == 0
     assert os.path.isdir("/etc") and os.stat("/etc").st_uid == 0
+    assert not left_in_tmp.exists()
+    assert others_tmp.read_text() == "norm's scratch"
+    others_tmp.unlink()
     log = hub.log_text()
     assert "Workshop exp234: expired" in log
     assert "removed the system account kh-ws-exp234-001" in log

@@ -4,16 +4,20 @@ role."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
 from kioskhub.hub.workshop_expiry import (
     DAY_S,
     EventExpiry,
     TemporaryRemoval,
     archives_past_keeping,
+    collected_folder,
     due_events,
     expiry_plan,
+    prune_collected,
 )
 from kioskhub.hub.workshop_prewarm import environment_problem, events_to_prewarm, seats_to_prewarm
 from kioskhub.hub.workshop_schedule import schedule_hub_settings
@@ -127,18 +131,55 @@ def test_prewarmed_seats_are_the_first_ones_and_only_for_local_servers(tmp_path)
     assert seats_to_prewarm(podman, event("abc234", 0, HOUR)) == []
 
 
-def test_an_environment_without_a_finished_build_is_reported(tmp_path):
-    site = workshop_site(tmp_path)
-    builds = {"beamline-tools": False, "ready-env": True}
-    site_env = site.environments[0].name
-    assert environment_problem(site, event("e", 0, 1, environment=site_env), builds.get) is None
-    assert environment_problem(site, event("e", 0, 1, environment="ready-env"), builds.get) is None
-    assert environment_problem(
-        site, event("e", 0, 1, environment="beamline-tools"), builds.get
-    ) == ("the environment 'beamline-tools' has no finished build yet")
-    assert environment_problem(site, event("e", 0, 1, environment="nope"), builds.get) == (
-        "the environment 'nope' is neither a site environment nor built"
+def test_an_environment_without_a_finished_build_is_reported():
+    launchable = (
+        Environment(name="site-python", kind="venv"),
+        Environment(name="beamline-tools", kind="repository", repository="/srv/beamline.git"),
     )
+
+    def problem(name: str) -> str | None:
+        return environment_problem(event("e", 0, 1, environment=name), launchable)
+
+    assert problem("site-python") is None
+    assert problem("beamline-tools") == (
+        "the environment 'beamline-tools' has no finished build yet"
+    )
+    assert problem("nope") == (
+        "the environment 'nope' is not one that tess may launch "
+        "(not built yet, removed, or shared only with a group)"
+    )
+
+
+def test_collected_archives_past_keeping_are_deleted_and_links_not_followed(tmp_path):
+    site = workshop_site(tmp_path, keep_collected_days=30)
+    folder = collected_folder(site)
+    (folder / "abc234").mkdir(parents=True)
+    os.chmod(folder, 0o700)
+    now = 1000 * DAY_S
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not an archive")
+    files = {
+        "old.zip": now - 40 * DAY_S,
+        "new.zip": now - 2 * DAY_S,
+        "abc234/old-in-event.zip": now - 31 * DAY_S,
+        "abc234/new-in-event.zip": now - 29 * DAY_S,
+    }
+    for name, modified in files.items():
+        (folder / name).write_text(name)
+        os.utime(folder / name, (modified, modified))
+    (folder / "link.zip").symlink_to(outside)
+    os.utime(folder / "link.zip", (now - 99 * DAY_S,) * 2, follow_symlinks=False)
+    assert prune_collected(site, now) == [
+        f"{folder}/abc234/old-in-event.zip",
+        f"{folder}/old.zip",
+    ]
+    assert sorted(p.name for p in folder.rglob("*")) == [
+        "abc234",
+        "link.zip",
+        "new-in-event.zip",
+        "new.zip",
+    ]
+    assert outside.read_text() == "not an archive"
 
 
 def test_the_schedule_runs_as_a_service_with_its_own_minimal_role(tmp_path):
