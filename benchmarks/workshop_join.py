@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import time
 
 from . import report
@@ -114,8 +115,41 @@ async def person(url: str, index: int, delay: float, side: str, code: str, timeo
     return watch, total
 
 
+RUN = secrets.token_hex(2)
+"""New names in every run, so that the KioskHub sides' users never have accounts yet."""
+
+
+async def reported(side: str, one) -> tuple[Stopwatch, float | None]:
+    watch, total = await one
+    laps = " ".join(f"{step} {watch.laps[step]:.2f}s" for step in STEPS if step in watch.laps)
+    failed = "".join(f"  FAILED at {step}: {why[:160]}" for step, why in watch.failed.items())
+    report.progress(f"  {side:18s} {laps}{failed}")
+    return watch, total
+
+
+async def remove_accounts(hub: BenchHub, side: str, users: int) -> None:
+    """Remove the system accounts this side made (KioskHub's own removal, which checks
+    that each is the one KioskHub made for that user)."""
+    from kioskhub.hub.schema.config_file import load_site  # noqa: PLC0415
+    from kioskhub.hub.workshop_store import participant_name  # noqa: PLC0415
+    from kioskhub.spawner.local_accounts import remove_system_account  # noqa: PLC0415
+
+    site = load_site(hub.handle.config)
+    names = [f"{side_prefix(side)}-{i:03d}" for i in range(users)] if side != "workshop" else []
+    for event_id in EVENTS:
+        names += [participant_name(event_id, n) for n in range(1, users + 1)]
+    for name in names:
+        with contextlib.suppress(Exception):
+            await remove_system_account(site, name, site.home.root / name)
+
+
+EVENTS: list[str] = []
+"""The events the workshop side made (their seats' accounts are removed after)."""
+
+
 def side_prefix(side: str) -> str:
-    return {"jupyterhub": "plain", "kioskhub": "cold", "kioskhub-prewarmed": "warm"}[side]
+    kind = {"jupyterhub": "plain", "kioskhub": "cold", "kioskhub-prewarmed": "warm"}[side]
+    return f"{kind}{RUN}"
 
 
 def start_side(side: str, users: int) -> BenchHub:
@@ -159,6 +193,7 @@ async def prepare(hub: BenchHub, side: str, users: int) -> tuple[str, float]:
         now,
     )
     store.create_event(store.database(site.hub.state_dir), event)
+    EVENTS.append(event.event_id)
     await Prewarm(site).run_once()
     return code, time.perf_counter() - began
 
@@ -169,11 +204,16 @@ async def run_side(side: str, users: int, window: float, timeout: float) -> dict
         code, ahead = await prepare(hub, side, users) if side != "jupyterhub" else ("", 0.0)
         report.progress(f"{side}: {users} people over {window:.0f} s")
         results = await asyncio.gather(
-            *(person(hub.url, i, i * window / users, side, code, timeout) for i in range(users))
+            *(
+                reported(side, person(hub.url, i, i * window / users, side, code, timeout))
+                for i in range(users)
+            )
         )
     finally:
         with contextlib.suppress(Exception):
             hub.stop()
+        if side != "jupyterhub":
+            await remove_accounts(hub, side, users)
         hub.remove()
     missing = [
         w.failed["open"] for w, _ in results if "JoinRouteMissing" in w.failed.get("open", "")

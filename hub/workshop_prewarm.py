@@ -68,10 +68,13 @@ def environment_problem(event: store.Event, launchable: tuple[Environment, ...])
 class Prewarm:
     """Pre-warming of one site's events; ``run_once`` is one round."""
 
-    def __init__(self, site: Site, launchable: Callable[[str], tuple[Environment, ...]]):
+    def __init__(
+        self, site: Site, launchable: Callable[[str], tuple[Environment, ...]] | None = None
+    ):
         self.site = site
-        self.launchable = launchable
-        """``launchable(teacher)``: what the teacher may launch (blocking)."""
+        self.launchable = launchable or (lambda teacher: site.environments)
+        """``launchable(teacher)``: what the teacher may launch (blocking); the config's
+        environments when not given."""
         self.path = store.database(site.hub.state_dir)
         self.done: set[str] = set()
         """Events whose seats are made, by this run of the service."""
