@@ -32,6 +32,7 @@ BENCHMARKS = (
     "hub_scale",
     "usage_report",
     "usage_overhead",
+    "workshop_join",
 )
 
 

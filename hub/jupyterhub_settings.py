@@ -27,6 +27,7 @@ from .workshop_broadcast import broadcast_hub_settings
 from .workshop_collect_api import collect_hub_settings
 from .workshop_join import join_hub_settings
 from .workshop_pages import workshop_hub_settings
+from .workshop_schedule import schedule_hub_settings
 
 PROXY_NAME = "configurable-http-proxy"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -106,6 +107,7 @@ def jupyterhub_settings(
     settings = merge_settings(settings, broadcast_hub_settings(site))
     settings = merge_settings(settings, collect_hub_settings(site))
     settings = merge_settings(settings, workshop_hub_settings(site))
+    settings = merge_settings(settings, schedule_hub_settings(site, python=sys.executable))
     launchable = launchable_environments(site)
     if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
         # Beside those: the images the user's own GitLab projects built, with their token.

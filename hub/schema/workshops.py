@@ -38,6 +38,30 @@ class WorkshopSettings(Section):
     keep_collected_days: int = Field(
         30, ge=1, le=3650, description="Days the collected work of an ended event is kept."
     )
+    schedule_every: int = Field(
+        60,
+        ge=5,
+        le=3600,
+        description="Seconds between two rounds of the workshop schedule (the hub's "
+        "``workshop-schedule`` service): pre-warming events about to start, expiring "
+        "events past their end plus grace, deleting collected work past keeping.",
+    )
+    prewarm_minutes: int = Field(
+        10,
+        ge=0,
+        le=24 * 60,
+        description="Minutes before an event's start from which it is pre-warmed: its "
+        "environment checked and the system accounts and homes of its first seats made "
+        "(0: no pre-warming).",
+    )
+    prewarm_seats: int = Field(
+        30,
+        ge=0,
+        le=5000,
+        description="Seats per event (at most its own) whose system accounts and homes "
+        "are made ahead of the start (local backend), so a class joining at once does "
+        "not wait on account creation.",
+    )
     join_attempts_per_minute: int = Field(
         10,
         ge=1,
