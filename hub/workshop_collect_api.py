@@ -52,23 +52,26 @@ class CollectionsHandler(APIHandler):
             raise web.HTTPError(409, str(error)) from None
         self.log.info(
             "Workshop %s: %s collected the work of %d participants into %s",
-            event_id, self.current_user.name, len(participants), path.name,
+            event_id,
+            self.current_user.name,
+            len(participants),
+            path.name,
         )
-        await asyncio.to_thread(self.audit, event_id, manifest, path.name)
+        await asyncio.to_thread(
+            audit_collection, self.site, self.current_user.name, event_id, manifest, path.name
+        )
         self.set_status(201)
         self.finish({"name": path.name, "manifest": manifest})
 
 
-    def audit(self, event_id: str, manifest: dict, name: str) -> None:
-        """One audit entry per participant whose folder was read: a teacher read it."""
-        database = audit_log.audit_database(self.site.hub.state_dir)
-        now = time.time()
-        for line in manifest["participants"]:
-            detail = f"event {event_id}, {line['files']} files into {name}"
-            entry = audit_log.AuditEntry(
-                now, self.current_user.name, "user", COLLECT_WORK, line["username"], detail
-            )
-            audit_log.append(database, entry)
+def audit_collection(site: Site, teacher: str, event_id: str, manifest: dict, name: str) -> None:
+    """One audit entry per participant whose folder was read: a teacher read it."""
+    database = audit_log.audit_database(site.hub.state_dir)
+    now = time.time()
+    for line in manifest["participants"]:
+        detail = f"event {event_id}, {line['files']} files into {name}"
+        entry = audit_log.AuditEntry(now, teacher, "user", COLLECT_WORK, line["username"], detail)
+        audit_log.append(database, entry)
 
 
 class CollectionDownloadHandler(APIHandler):

@@ -88,10 +88,18 @@ def event_request(
             return None
 
     title = check("title", parse_title)
-    environments = tuple(e.name for e in site.environments) + tuple(extra_environments)
-    environment = check("environment", lambda v: one_of(v, environments, "an environment"))
-    profiles = tuple(p.name for p in site.profiles)
-    profile = check("profile", lambda v: one_of(v, profiles, "a resource profile"))
+    # Participants are in the event's group only: a choice kept for some groups would
+    # refuse their servers, so only the choices open to everyone are offered.
+    environments = tuple(e.name for e in site.environments if not e.groups) + tuple(
+        extra_environments
+    )
+    environment = check(
+        "environment", lambda v: one_of(v, environments, "an environment of this site open to every user")
+    )
+    profiles = tuple(p.name for p in site.profiles if not p.groups)
+    profile = check(
+        "profile", lambda v: one_of(v, profiles, "a resource profile of this site open to every user")
+    )
     repo = check("materials_repo", lambda v: parse_materials_repo(v, site))
     ref = check("materials_ref", parse_materials_ref)
     seats = check("seats", lambda v: parse_count(v, 1, settings.max_seats, "seats"))
@@ -157,7 +165,7 @@ def one_of(value: Any, names: tuple[str, ...], what: str) -> str:
     if not name:
         raise ValueError(f"choose {what}: one of {', '.join(names)}")
     if name not in names:
-        raise ValueError(f"{name!r} is not {what} of this site; choose one of {', '.join(names)}")
+        raise ValueError(f"{name!r} is not {what}; choose one of {', '.join(names)}")
     return name
 
 

@@ -23,8 +23,6 @@ runs in the ``workshop-schedule`` service (``workshop_schedule``), as root.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import inspect
 import logging
 import os
 import pwd
@@ -40,6 +38,7 @@ from kioskhub.hub.schema.workshops import PARTICIPANT_PREFIX
 from kioskhub.spawner import root_paths
 from kioskhub.spawner.local_accounts import AccountNotOurs, account_name, remove_system_account
 
+from . import workshop_collect
 from . import workshop_store as store
 from .workshop_home_removal import HomeNotRemoved, remove_home
 from .workshop_prewarm import seats_to_prewarm
@@ -124,7 +123,11 @@ def archives_past_keeping(
     entries: list[tuple[str, float]], now: float, keep_days: int
 ) -> list[str]:
     """The names among (name, modified) older than ``keep_days``."""
-    return sorted(name for name, modified in entries if now - modified > keep_days * DAY_S)
+    return sorted(
+        name
+        for name, modified in entries
+        if workshop_collect.ARCHIVE_PATTERN.fullmatch(name) and now - modified > keep_days * DAY_S
+    )
 
 
 # ---- doing it ----------------------------------------------------------------------------
@@ -222,27 +225,19 @@ def _account_entry(name: str) -> pwd.struct_passwd | None:
         return None
 
 
-# ---- integration points with work collection (``workshop_collect``) ----------------------
-
-
 async def collect_work(site: Site, event: store.Event, participants: list[store.Participant]):
-    """INTEGRATION POINT: ``workshop_collect.collect(site, event, participants) -> Path``,
-    in a thread (blocking). Until that module is installed, nothing is collected and the
-    log says so."""
-    if importlib.util.find_spec("kioskhub.hub.workshop_collect") is None:
-        log.warning(
-            "Workshop %s: work collection is not installed; nothing collected", event.event_id
-        )
+    """Collect the event's work (``workshop_collect.collect``, blocking, in a thread); its
+    archive's path, or None where this backend cannot collect (said in the log)."""
+    try:
+        return await asyncio.to_thread(workshop_collect.collect, site, event, participants)
+    except workshop_collect.CollectUnavailable as why:
+        log.warning("Workshop %s: nothing collected: %s", event.event_id, why)
         return None
-    from . import workshop_collect  # noqa: PLC0415 (wired at merge; its errors stop expiry)
-
-    result = await asyncio.to_thread(workshop_collect.collect, site, event, participants)
-    return await result if inspect.isawaitable(result) else result
 
 
 def collected_folder(site: Site) -> Path:
-    """INTEGRATION POINT: the root-only folder ``workshop_collect`` writes archives to."""
-    return site.hub.state_dir / "workshops-collected"
+    """The root-only folder that ``workshop_collect`` writes archives to, one folder per event."""
+    return site.hub.state_dir / "workshops"
 
 
 def prune_collected(site: Site, now: float | None = None) -> list[str]:

@@ -7,9 +7,9 @@ XSRF token), so they work without JavaScript; the REST API (``workshop_api``) do
 for scripts. Templates escape everything: titles, display names and repositories come
 from teachers and participants.
 
-Integration points, wired where the other workshop parts live: push an update of the
-materials (``workshop_materials``), broadcast (``workshop_broadcast``) and collect
-(``workshop_collect``) appear in ``CLASS_ACTIONS`` once their modules are there.
+The class view's actions: start and stop all servers, push an update of the materials
+(``workshop_materials``), broadcast a message (``workshop_broadcast``), collect work
+(``workshop_collect``), and the join code's rotation and revocation.
 """
 
 from __future__ import annotations
@@ -23,23 +23,29 @@ from tornado import web
 
 from kioskhub.hub.schema.site import Site
 
+from . import workshop_collect, workshop_store
 from .workshop_access import may_teach
 from .workshop_api import EVENT_ID, workshop_api_routes
+from .workshop_broadcast import MessageError, message_text
 from .workshop_class import WorkshopHandling
+from .workshop_collect import CollectUnavailable
+from .workshop_collect_api import audit_collection
 from .workshop_events import EventRequestInvalid, event_request, iso_utc
+from .workshop_materials import push_update
 from .workshop_roles import teacher_load_roles
-from .workshop_store import events
+from .workshop_store import Message, events
+from .workshop_teacher_requests import store_path
 
-CLASS_ACTIONS = ("start", "stop", "rotate", "revoke", "end")
-"""The actions the class view offers now. Integration point: add "materials",
-"broadcast" and "collect" here (and their forms in workshop.html) at the merge with those
-parts."""
+CLASS_ACTIONS = ("start", "stop", "rotate", "revoke", "end", "materials", "broadcast", "collect")
 DONE = {
     "rotate": "A new join code was made; the old one no longer works.",
     "revoke": "The join code was revoked: no one can join until you make a new one.",
     "end": "The event has ended: no one can join, and its grace period has begun.",
     "start": "Starting the participants' servers:",
     "stop": "Stopping the participants' servers:",
+    "materials": "The materials were pulled again into the running servers (edits are kept):",
+    "broadcast": "Your message was sent; it appears in each participant's JupyterLab.",
+    "collect": "The work was collected:",
 }
 
 
@@ -76,8 +82,8 @@ class WorkshopsPageHandler(WorkshopHandling, BaseHandler):
         html = await self.render_template(
             "workshops.html",
             events=[self.event_model(event) for event in mine],
-            site_environments=self.site.environments,
-            site_profiles=self.site.profiles,
+            site_environments=[e for e in self.site.environments if not e.groups],
+            site_profiles=[p for p in self.site.profiles if not p.groups],
             settings=self.site.workshops,
             fields=fields,
             problems=problems,
@@ -105,15 +111,46 @@ class WorkshopPageHandler(WorkshopHandling, BaseHandler):
             event = await self.revoke_code(event)
         elif action == "end":
             event = await self.end_now(event)
+        elif action == "broadcast":
+            try:
+                text = message_text({"text": self.get_body_argument("text", "")})
+            except MessageError as error:
+                await self.show(event, "", {}, problem=str(error))
+                return
+            message = Message(event.event_id, time.time(), self.current_user.name, text)
+            await asyncio.to_thread(workshop_store.post_message, store_path(self.site), message)
         else:
             chosen = await self.participants_named(event, None)
             if action == "start":
                 outcomes = await self.start_servers(event, chosen)
-            else:
+            elif action == "stop":
                 outcomes = await self.stop_servers(chosen)
+            elif action == "materials":
+                users = [user for p in chosen if (user := self.find_user(p.username))]
+                outcomes = await push_update(users, event, self.site.workshops.materials_folder)
+            else:
+                try:
+                    outcomes = await self.collect(event, chosen)
+                except CollectUnavailable as error:
+                    await self.show(event, "", {}, problem=str(error))
+                    return
         await self.show(event, DONE[action], outcomes)
 
-    async def show(self, event, done: str, outcomes: dict[str, str]) -> None:
+    async def collect(self, event, chosen) -> dict[str, str]:
+        """Collect now; per participant what was kept (or why not), and the archive."""
+        path, manifest = await asyncio.to_thread(
+            workshop_collect.collect_with_manifest, self.site, event, chosen
+        )
+        await asyncio.to_thread(
+            audit_collection, self.site, self.current_user.name, event.event_id, manifest, path.name
+        )
+        outcomes = {
+            line["username"]: line.get("error") or f"{line['files']} files"
+            for line in manifest["participants"]
+        }
+        return {**outcomes, "archive": path.name}
+
+    async def show(self, event, done: str, outcomes: dict[str, str], problem: str = "") -> None:
         html = await self.render_template(
             "workshop.html",
             event=self.event_model(event),
@@ -121,6 +158,10 @@ class WorkshopPageHandler(WorkshopHandling, BaseHandler):
             closes=iso_utc(event.closes),
             done=done,
             outcomes=outcomes,
+            problem=problem,
+            collections=await asyncio.to_thread(
+                workshop_collect.collections, self.site.hub.state_dir, event.event_id
+            ),
         )
         self.finish(html)
 

@@ -3,7 +3,8 @@ temporary participant (hub user, kh- account, home) and nothing of anyone else.
 
 The event is put in the store as the join handler would (``take_seat``); the temporary
 participant is made through the admin API and its server started. Its home holds links
-to another user's home and to ``/etc``: the removal must not follow them.
+to another user's home and to a root-owned folder (a stand-in for ``/etc``): the removal
+must not follow them.
 """
 
 from __future__ import annotations
@@ -116,13 +117,17 @@ def test_an_ended_event_loses_its_temporary_participant_and_nothing_else(site):
     (temp_home / "work" / "answer.py").write_text("print(42)")
     os.chmod(temp_home / "work", 0o500)
     os.symlink(norm_home, temp_home / "norm-home")
-    os.symlink("/etc", temp_home / "etc")
+    # A root-owned stand-in for /etc: were the protection ever broken, a test that
+    # linked the real /etc would wipe the machine it runs on.
+    system = folder / "system-etc"
+    system.mkdir(mode=0o755)
+    (system / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    os.symlink(system, temp_home / "etc")
     os.symlink(norm_home / "thesis.tex", temp_home / "thesis-link")
     for path_ in (temp_home / "work", temp_home / "work" / "answer.py"):
         os.chown(path_, kh.pw_uid, kh.pw_gid)
     for link in ("norm-home", "etc", "thesis-link"):
         os.chown(temp_home / link, kh.pw_uid, kh.pw_gid, follow_symlinks=False)
-    etc_passwd = os.stat("/etc/passwd")
     # Files left in /tmp would go to the next account given the same uid.
     left_in_tmp = folder.parent / f"{folder.name}-{seat.username}-tmp"
     left_in_tmp.write_text("scratch")
@@ -152,8 +157,8 @@ def test_an_ended_event_loses_its_temporary_participant_and_nothing_else(site):
     assert (norm_home / "thesis.tex").read_text() == "years of work"
     assert os.stat(norm_home).st_uid == norm_owner.st_uid
     assert os.stat(norm_home).st_mode == norm_owner.st_mode
-    assert os.stat("/etc/passwd").st_uid == etc_passwd.st_uid == 0
-    assert os.path.isdir("/etc") and os.stat("/etc").st_uid == 0
+    assert (system / "passwd").read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    assert os.stat(system / "passwd").st_uid == 0
     assert not left_in_tmp.exists()
     assert others_tmp.read_text() == "norm's scratch"
     others_tmp.unlink()

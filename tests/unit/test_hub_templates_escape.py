@@ -94,6 +94,8 @@ def workshop_pages_of(name: str) -> dict:
         "closes": name,
         "done": name,
         "outcomes": {name: name},
+        "problem": name,
+        "collections": [{"name": name, "bytes": 1, "created": name}],
         "xsrf": "x",
     }
 
@@ -122,7 +124,6 @@ def test_hostile_strings_are_escaped(name):
             filter_user=HOSTILE,
             entries=[{"when": "", "actor": HOSTILE, "actor_kind": HOSTILE, "detail": HOSTILE}],
             overrides={HOSTILE: {"limits": {"x": HOSTILE}, "reason": HOSTILE}},
-            event=SimpleNamespace(title=HOSTILE),
             opens=HOSTILE,
             seat=SimpleNamespace(display_name=HOSTILE),
             username=HOSTILE,

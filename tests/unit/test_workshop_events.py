@@ -83,9 +83,9 @@ def test_every_field_is_named_with_what_to_do():
     }
     assert problems(title="x" * 201) == {"title": "the title has 201 characters; shorten it to 200"}
     assert problems(environment="matlab") == {
-        "environment": "'matlab' is not an environment of this site; choose one of python, root"
+        "environment": "'matlab' is not an environment of this site open to every user; choose one of python, root"
     }
-    assert problems(profile="") == {"profile": "choose a resource profile: one of small"}
+    assert problems(profile="") == {"profile": "choose a resource profile of this site open to every user: one of small"}
     assert problems(seats="41") == {"seats": "41 is outside 1–40; give the seats from 1 to 40"}
     assert problems(seats="0") == {"seats": "0 is outside 1–40; give the seats from 1 to 40"}
     assert problems(seats="many") == {
@@ -169,3 +169,21 @@ def test_changes_keep_the_other_fields_and_are_checked_whole():
         event_changes({"end": NOW + 60}, event, SITE, NOW + 120)
     assert caught.value.problems == {"end": "the end has passed; give an end in the future"}
     assert str(caught.value) == "end: the end has passed; give an end in the future"
+
+
+def test_choices_kept_for_some_groups_are_not_offered():
+    """Participants are only in the event's group: the spawner would refuse them."""
+    site = SITE.model_copy(
+        update={
+            "environments": (
+                *SITE.environments,
+                SITE.environments[0].model_copy(update={"name": "gpu-stack", "groups": ("hep",)}),
+            )
+        }
+    )
+    with pytest.raises(EventRequestInvalid) as caught:
+        event_request({**GOOD, "environment": "gpu-stack"}, site, NOW)
+    assert caught.value.problems == {
+        "environment": "'gpu-stack' is not an environment of this site open to every user; "
+        "choose one of python, root"
+    }

@@ -95,13 +95,14 @@ def test_expiry_removes_temporary_seats_and_only_ungroups_lab_accounts(tmp_path)
 def test_archives_older_than_the_keeping_days_go():
     now = 100 * DAY_S
     entries = [
-        ("abc234-2026-11-01.zip", now - 31 * DAY_S),
-        ("abc234-2026-11-20.zip", now - 29 * DAY_S),
-        ("old9.zip", now - 400 * DAY_S),
+        ("collected-20261101T090000Z.tar.gz", now - 31 * DAY_S),
+        ("collected-20261120T090000Z.tar.gz", now - 29 * DAY_S),
+        ("collected-20251001T090000Z-2.tar.gz", now - 400 * DAY_S),
+        ("notes.txt", now - 400 * DAY_S),
     ]
     assert archives_past_keeping(entries, now, keep_days=30) == [
-        "abc234-2026-11-01.zip",
-        "old9.zip",
+        "collected-20251001T090000Z-2.tar.gz",
+        "collected-20261101T090000Z.tar.gz",
     ]
 
 
@@ -159,25 +160,28 @@ def test_collected_archives_past_keeping_are_deleted_and_links_not_followed(tmp_
     outside = tmp_path / "outside.txt"
     outside.write_text("not an archive")
     files = {
-        "old.zip": now - 40 * DAY_S,
-        "new.zip": now - 2 * DAY_S,
-        "abc234/old-in-event.zip": now - 31 * DAY_S,
-        "abc234/new-in-event.zip": now - 29 * DAY_S,
+        "collected-20260101T000000Z.tar.gz": now - 40 * DAY_S,
+        "collected-20260201T000000Z.tar.gz": now - 2 * DAY_S,
+        "abc234/collected-20260102T000000Z.tar.gz": now - 31 * DAY_S,
+        "abc234/collected-20260103T000000Z.tar.gz": now - 29 * DAY_S,
+        "abc234/notes.txt": now - 99 * DAY_S,
     }
     for name, modified in files.items():
         (folder / name).write_text(name)
         os.utime(folder / name, (modified, modified))
-    (folder / "link.zip").symlink_to(outside)
-    os.utime(folder / "link.zip", (now - 99 * DAY_S,) * 2, follow_symlinks=False)
+    link = folder / "collected-20250101T000000Z.tar.gz"
+    link.symlink_to(outside)
+    os.utime(link, (now - 99 * DAY_S,) * 2, follow_symlinks=False)
     assert prune_collected(site, now) == [
-        f"{folder}/abc234/old-in-event.zip",
-        f"{folder}/old.zip",
+        f"{folder}/abc234/collected-20260102T000000Z.tar.gz",
+        f"{folder}/collected-20260101T000000Z.tar.gz",
     ]
     assert sorted(p.name for p in folder.rglob("*")) == [
         "abc234",
-        "link.zip",
-        "new-in-event.zip",
-        "new.zip",
+        "collected-20250101T000000Z.tar.gz",
+        "collected-20260103T000000Z.tar.gz",
+        "collected-20260201T000000Z.tar.gz",
+        "notes.txt",
     ]
     assert outside.read_text() == "not an archive"
 
