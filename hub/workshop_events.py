@@ -36,6 +36,9 @@ FIELDS = (
     "grace_minutes",
 )
 
+OPEN_ENVIRONMENT = "an environment of this site open to every user"
+OPEN_PROFILE = "a resource profile of this site open to every user"
+
 
 class EventRequestInvalid(ValueError):
     """Fields of an event request that cannot be used; ``problems``: field → message."""
@@ -93,13 +96,9 @@ def event_request(
     environments = tuple(e.name for e in site.environments if not e.groups) + tuple(
         extra_environments
     )
-    environment = check(
-        "environment", lambda v: one_of(v, environments, "an environment of this site open to every user")
-    )
+    environment = check("environment", lambda v: one_of(v, environments, OPEN_ENVIRONMENT))
     profiles = tuple(p.name for p in site.profiles if not p.groups)
-    profile = check(
-        "profile", lambda v: one_of(v, profiles, "a resource profile of this site open to every user")
-    )
+    profile = check("profile", lambda v: one_of(v, profiles, OPEN_PROFILE))
     repo = check("materials_repo", lambda v: parse_materials_repo(v, site))
     ref = check("materials_ref", parse_materials_ref)
     seats = check("seats", lambda v: parse_count(v, 1, settings.max_seats, "seats"))

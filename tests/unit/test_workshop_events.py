@@ -83,9 +83,12 @@ def test_every_field_is_named_with_what_to_do():
     }
     assert problems(title="x" * 201) == {"title": "the title has 201 characters; shorten it to 200"}
     assert problems(environment="matlab") == {
-        "environment": "'matlab' is not an environment of this site open to every user; choose one of python, root"
+        "environment": "'matlab' is not an environment of this site open to every user; "
+        "choose one of python, root"
     }
-    assert problems(profile="") == {"profile": "choose a resource profile of this site open to every user: one of small"}
+    assert problems(profile="") == {
+        "profile": "choose a resource profile of this site open to every user: one of small"
+    }
     assert problems(seats="41") == {"seats": "41 is outside 1–40; give the seats from 1 to 40"}
     assert problems(seats="0") == {"seats": "0 is outside 1–40; give the seats from 1 to 40"}
     assert problems(seats="many") == {
