@@ -17,6 +17,7 @@ import shutil
 import time
 
 import pytest
+import requests
 
 from kioskhub.hub import workshop_store as store
 from kioskhub.hub.workshop_home_removal import HomeNotRemoved, remove_home
@@ -54,11 +55,24 @@ def account(name: str) -> pwd.struct_passwd | None:
         return None
 
 
+def join(hub_url: str, code: str, display_name: str) -> requests.Response:
+    """Join the event with ``code`` through its link, as a participant's browser does."""
+    session = requests.Session()
+    url = f"{hub_url}/hub/join/{code}"
+    session.get(url, timeout=30)
+    return session.post(
+        url,
+        data={"display_name": display_name, "_xsrf": session.cookies.get("_xsrf") or ""},
+        allow_redirects=False,
+        timeout=120,
+    )
+
+
 def started(hub_url: str, username: str, token: str) -> UserSession:
     session = UserSession(hub_url, username)
     session.token = token
-    events = session.spawn()
-    assert events[-1].get("ready"), events
+    events = session.wait_ready()
+    assert events and events[-1].get("ready"), events
     return session
 
 
@@ -68,7 +82,7 @@ def test_an_ended_event_loses_its_temporary_participant_and_nothing_else(site):
     token = admin.request_token()
     path = store.database(folder / "state")
     now = time.time()
-    # Starts in the future at first, so the schedule leaves it alone while we set up.
+    # Open now and ending in two hours: the schedule leaves it alone while we set up.
     event = store.Event(
         "exp234",
         "Beamlines 101",
@@ -78,15 +92,18 @@ def test_an_ended_event_loses_its_temporary_participant_and_nothing_else(site):
         "",
         "main",
         5,
-        now + 3600,
+        now - 60,
         now + 7200,
         0.0,
         store.new_code(),
         now,
     )
     store.create_event(path, event)
-    seat = store.take_seat(path, "exp234", "Ada <b>", now)
-    assert seat.username == "ws-exp234-001"
+    # The participant joins through the link: a temporary account with a running server.
+    joined = join(hub.url, event.code, "Ada <b>")
+    assert joined.status_code == 302, joined.text[-2000:]
+    seat = store.participants(path, "exp234")[0]
+    assert seat.username == "ws-exp234-001" and seat.temporary
     store.take_seat(path, "exp234", "Marie", now, username="marie")
 
     # The lab account and a normal user sign in and start servers: their homes exist.
@@ -96,12 +113,11 @@ def test_an_ended_event_loses_its_temporary_participant_and_nothing_else(site):
     norm = signed_in(hub.url, "norm", SHARED_PASSWORD)
     norm.request_token()
     assert norm.spawn()[-1].get("ready")
-    assert hub.api(f"/users/{seat.username}", token, "POST").status_code == 201
     assert (
         hub.api(
-            "/groups/workshop-exp234", token, "POST", json={"users": [seat.username, "marie"]}
+            "/groups/workshop-exp234/users", token, "POST", json={"users": ["marie"]}
         ).status_code
-        == 201
+        == 200
     )
     started(hub.url, seat.username, token)
 

@@ -201,9 +201,10 @@ def test_start_all_and_stop_all_reach_the_participants_only(school):
     hub, tess, tom, admin, store = (school[k] for k in ("hub", "tess", "tom", "admin", "store"))
     event = created(tess, title=HOSTILE)
     event_id = event["event_id"]
+    # Lab accounts that joined (temporary ws- names are made only by the join link).
     seated = [
-        workshop_store.take_seat(store, event_id, name, time.time()).username
-        for name in (HOSTILE, "Bo ../../etc")
+        workshop_store.take_seat(store, event_id, name, time.time(), username=user).username
+        for name, user in ((HOSTILE, "bo"), ("Bo ../../etc", "cy"))
     ]
     created_users = admin.api("/users", "POST", json={"usernames": [*seated, "ada"]})
     assert created_users.status_code in (201, 409), created_users.text
