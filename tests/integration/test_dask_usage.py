@@ -89,6 +89,12 @@ def cluster_groups_left(name: str) -> list[Path]:
 
 
 def test_a_new_gateway_closes_the_records_an_earlier_one_left_open(site):
+    # The hub answers before its gateway service has finished starting.
+    wait_until(
+        lambda: records_of(site, "lost")[0].end is not None,
+        60,
+        "the gateway never closed the record an earlier gateway left open",
+    )
     (left,) = records_of(site, "lost")
     assert left.end == site["seen"]
 
