@@ -156,7 +156,10 @@ def start_side(side: str, users: int) -> BenchHub:
     if side == "jupyterhub":
         return start_plain_jupyterhub("join", concurrent_spawn_limit=max(100, users))
     if side == "workshop":
-        return start_kioskhub("join", workshops={"enabled": True, "prewarm_seats": users})
+        # A class arrives from one address (here 127.0.0.1, often one NAT): the limit on
+        # join attempts per address must allow two requests per participant.
+        workshops = {"enabled": True, "prewarm_seats": users, "join_attempts_per_minute": 4 * users}
+        return start_kioskhub("join", workshops=workshops)
     return start_kioskhub("join")
 
 
