@@ -36,6 +36,8 @@ log = logging.getLogger("JupyterHub")
 
 STALE_AFTER_INTERVALS = 3
 """A record not updated for this many intervals, with the hub up that long, is orphaned."""
+_orphans_closed = False
+"""Whether this hub process has closed the records no spawner resumed (done once)."""
 
 
 def cpu_seconds_from_stat(text: str) -> float | None:
@@ -185,11 +187,16 @@ class UsageRecorder:
             await asyncio.sleep(interval)
 
     def _close_orphans(self, interval: int) -> None:
+        """Once per hub process, when it has been up long enough for every spawner to
+        resume its record: close the records that none resumed."""
+        global _orphans_closed
         hub_up = time.time() - _process_start()
-        if hub_up > STALE_AFTER_INTERVALS * interval:
-            closed = usage_store.close_stale(self.path, time.time() - hub_up, "server")
-            if closed:
-                log.warning("Closed %d usage records of servers gone with the hub down", closed)
+        if _orphans_closed or hub_up <= STALE_AFTER_INTERVALS * interval:
+            return
+        closed = usage_store.close_stale(self.path, time.time() - hub_up, "server")
+        _orphans_closed = True
+        if closed:
+            log.warning("Closed %d usage records of servers gone with the hub down", closed)
 
     async def update(self, end: float | None = None) -> None:
         if not self.record_id:
