@@ -35,10 +35,14 @@ UNKNOWN_CODE = JoinRefusal(
 
 
 class JoinRateLimiter:
-    """At most ``per_minute`` attempts per client address in any 60 seconds, in memory.
+    """At most ``per_minute`` failed attempts (a wrong, revoked or closed code) per client
+    address in any 60 seconds, in memory; an address past it is refused every join until
+    its oldest failure leaves the window.
 
-    One instance serves every join request of the hub; addresses that stop trying are
-    forgotten once their attempts are older than the window.
+    Joins that succeed and pages of a right code are not counted: a whole class behind one
+    address (a school's NAT) joins at once, while codes are guessed no faster than
+    ``per_minute`` a minute. One instance serves every join request of the hub; addresses
+    are forgotten once their failures are older than the window.
     """
 
     def __init__(self, per_minute: int) -> None:
@@ -46,13 +50,16 @@ class JoinRateLimiter:
         self.attempts: dict[str, deque[float]] = {}
 
     def retry_after(self, address: str, now: float) -> float:
-        """Record an attempt from ``address``; 0 when allowed, else the seconds to wait."""
+        """0 when ``address`` may try now, else the seconds to wait."""
         self._forget_before(now - RATE_WINDOW_SECONDS)
-        times = self.attempts.setdefault(address, deque())
+        times = self.attempts.get(address, ())
         if len(times) >= self.per_minute:
             return max(1.0, times[0] + RATE_WINDOW_SECONDS - now)
-        times.append(now)
         return 0.0
+
+    def failed(self, address: str, now: float) -> None:
+        """Count a failed attempt of ``address``."""
+        self.attempts.setdefault(address, deque()).append(now)
 
     def _forget_before(self, oldest: float) -> None:
         for address in list(self.attempts):
@@ -67,7 +74,7 @@ def rate_refusal(retry_after: float) -> JoinRefusal:
     seconds = int(retry_after + 0.999)
     return JoinRefusal(
         "rate-limited",
-        f"Too many join attempts from your address; try again in {seconds} seconds.",
+        f"Too many wrong join codes from your address; try again in {seconds} seconds.",
         429,
         seconds,
     )

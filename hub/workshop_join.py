@@ -3,9 +3,11 @@
 - ``GET /hub/join``: a form to type a code (``?code=…`` sends to the event's page).
 - ``GET /hub/join/<code>``: the event's title and window, and a display-name form; a
   signed-in lab account gets "Join as <name>" instead.
-- ``POST /hub/join/<code>``: rate-limited per client address
-  (``workshops.join_attempts_per_minute``, counted on the event page too, so codes cannot
-  be tried faster than that). Outside the window, with every seat taken, or with a wrong or
+- ``POST /hub/join/<code>``: rate-limited per client address: an address with
+  ``workshops.join_attempts_per_minute`` failed attempts (wrong, revoked or closed codes,
+  on the event page or its form) in the last minute is refused every join for a while, so
+  codes cannot be guessed faster than that, while a class behind one address joins at
+  once. Outside the window, with every seat taken, or with a wrong or
   revoked code the page says which and nothing is created. Otherwise a seat is taken
   (``workshop_store.take_seat``), the temporary user ``ws-<event>-<nnn>`` is made and put
   in the event's group, signed in with the hub's cookie, and its server started with the
@@ -66,8 +68,12 @@ class JoinBase(BaseHandler):
         self.finish(html)
 
     def rate_limited(self) -> JoinRefusal | None:
-        wait = self.limiter.retry_after(self.request.remote_ip or "", time.time())
+        wait = self.limiter.retry_after(self.address, time.time())
         return rate_refusal(wait) if wait else None
+
+    @property
+    def address(self) -> str:
+        return self.request.remote_ip or ""
 
 
 class JoinCodeFormHandler(JoinBase):
@@ -91,6 +97,8 @@ class JoinEventHandler(JoinBase):
         if refusal is None:
             event = await asyncio.to_thread(workshop_store.event_by_code, self.database, code)
             refusal = window_refusal(event, time.time())
+            if refusal:
+                self.limiter.failed(self.address, time.time())
         if refusal:
             await self.refuse(refusal)
             return None

@@ -66,7 +66,9 @@ class WorkshopSettings(Section):
         10,
         ge=1,
         le=1000,
-        description="Join attempts (right or wrong codes) one client address may make per minute.",
+        description="Failed join attempts (wrong, revoked or closed codes) one client "
+        "address may make per minute; past it, the address is refused every join until a "
+        "minute after its oldest failure. Successful joins are not counted.",
     )
     materials_folder: FolderName = Field(
         "materials",

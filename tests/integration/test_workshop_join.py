@@ -1,7 +1,8 @@
 """Joining a workshop on a real hub: a participant opens the link, picks a display name and
 gets a running server of their own, in the event's group, with the materials pulled by
-nbgitpuller (as the participant). Refused attempts say why and make no account; join
-attempts are rate-limited; no one signs in as a participant with the shared password.
+nbgitpuller (as the participant). Refused attempts say why and make no account; wrong
+codes are rate-limited per address (a class behind one address is not); no one signs in
+as a participant with the shared password.
 
 The materials repository is a bare git repository served by ``git daemon`` on loopback.
 """
@@ -264,20 +265,34 @@ def test_a_server_that_cannot_start_says_why_on_the_join_page(site):
     assert "no-such-environment" in message
 
 
-def test_join_attempts_are_limited_per_address(site):
-    # Straight to the hub's port, as from the proxy of another client address.
-    url = f"http://127.0.0.1:{site['hub_port']}/hub/join/NOSUCHCODE"
-    headers = {"X-Forwarded-For": "198.51.100.7"}
-    answers = [requests.get(url, headers=headers, timeout=30) for _ in range(ATTEMPTS_PER_MINUTE)]
-    assert {a.status_code for a in answers} == {404}
+def test_wrong_codes_are_limited_per_address_and_a_class_behind_one_address_is_not(site):
+    event = new_event(site, "rate01")
+    # Straight to the hub's port, as from the proxy of other client addresses.
+    hub = f"http://127.0.0.1:{site['hub_port']}/hub/join"
+    school = {"X-Forwarded-For": "198.51.100.6"}
+    right = [
+        requests.get(f"{hub}/{event.code}", headers=school, timeout=30)
+        for _ in range(ATTEMPTS_PER_MINUTE + 5)
+    ]
+    assert {a.status_code for a in right} == {200}
 
-    limited = requests.get(url, headers=headers, timeout=30)
+    guesser = {"X-Forwarded-For": "198.51.100.7"}
+    wrong = [
+        requests.get(f"{hub}/NOSUCHCODE", headers=guesser, timeout=30)
+        for _ in range(ATTEMPTS_PER_MINUTE)
+    ]
+    assert {a.status_code for a in wrong} == {404}
+
+    limited = requests.get(f"{hub}/{event.code}", headers=guesser, timeout=30)
 
     assert limited.status_code == 429
-    assert refusal_of(limited)[1].startswith("Too many join attempts from your address; try")
+    assert refusal_of(limited)[1].startswith("Too many wrong join codes from your address; try")
     assert 1 <= int(limited.headers["Retry-After"]) <= 60
-    other = requests.get(url, headers={"X-Forwarded-For": "198.51.100.8"}, timeout=30)
+    other = requests.get(
+        f"{hub}/NOSUCHCODE", headers={"X-Forwarded-For": "198.51.100.8"}, timeout=30
+    )
     assert other.status_code == 404
+    assert requests.get(f"{hub}/{event.code}", headers=school, timeout=30).status_code == 200
 
 
 def test_the_login_page_offers_joining_and_no_one_signs_in_as_a_participant(site):
