@@ -41,7 +41,7 @@ from kioskhub.spawner.local_accounts import AccountNotOurs, account_name, remove
 from . import workshop_collect
 from . import workshop_store as store
 from .workshop_home_removal import HomeNotRemoved, remove_home
-from .workshop_prewarm import seats_to_prewarm
+from .workshop_prewarm import prewarmed_seats
 
 log = logging.getLogger("kioskhub.workshops")
 
@@ -93,7 +93,7 @@ def expiry_plan(
         *participants,
         *(
             store.Participant(event.event_id, name, "", 0.0, temporary=True)
-            for name in seats_to_prewarm(site, event)
+            for name in prewarmed_seats(site, event)
             if name not in taken
         ),
     ]

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from jupyterhub import orm
 from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
@@ -46,6 +45,7 @@ from .workshop_admission import (
     window_refusal,
 )
 from .workshop_materials import pull_link
+from .workshop_roles import add_to_group
 from .workshop_store import Event, SeatsTaken
 
 
@@ -164,21 +164,11 @@ class JoinEventHandler(JoinBase):
             await self.refuse(seats_refusal(event))
             return
         user = current if as_account else self.user_from_username(seat.username)
-        self.add_to_group(user, event.group)
+        add_to_group(self.db, user.orm_user, event.group)
         if not as_account:
             self.set_login_cookie(user)
         self.log.info("%s joined workshop %s as %r", user.name, event.event_id, name)
         await self.go_to_materials(user, event)
-
-    def add_to_group(self, user, group_name: str) -> None:
-        """``user`` in the event's JupyterHub group, made when missing (as the group API does)."""
-        group = orm.Group.find(self.db, group_name)
-        if group is None:
-            group = orm.Group(name=group_name)
-            self.db.add(group)
-        if user.orm_user not in group.users:
-            group.users.append(user.orm_user)
-        self.db.commit()
 
     async def go_to_materials(self, user, event: Event) -> None:
         """Start ``user``'s server with the event's choice unless it runs; then to the

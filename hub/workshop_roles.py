@@ -56,3 +56,14 @@ def teacher_load_roles(state_dir: Path) -> list[dict]:
     if not path.is_file():
         return []
     return [teacher_role(event) for event in events(path) if event.expired is None]
+
+
+def add_to_group(db, orm_user, group_name: str) -> None:
+    """``orm_user`` in the event's JupyterHub group, made when missing (as the group API does)."""
+    group = orm.Group.find(db, group_name)
+    if group is None:
+        group = orm.Group(name=group_name)
+        db.add(group)
+    if orm_user not in group.users:
+        group.users.append(orm_user)
+    db.commit()

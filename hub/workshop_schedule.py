@@ -10,10 +10,13 @@ loop, and its token shows exactly what it may ask of the hub. Its role holds onl
 - ``delete:servers`` to stop participants' servers;
 - ``delete:users`` to delete temporary participants (the code deletes only ``ws-…``
   names of the expired event's seats, ``workshop_expiry.is_seat_of``);
-- ``groups`` to take lab accounts out of the event's group.
+- ``groups`` to take lab accounts out of the event's group;
+- ``custom:workshops:prewarm`` to ask the hub to start the servers of an event's untaken
+  seats (``workshop_prewarm_api``: the hub checks the event and its window, and makes and
+  starts only those seats).
 
-It cannot start servers, create users or admins, read tokens or impersonate anyone. It
-is handed the site (without sign-in secrets) in ``KIOSKHUB_SITE_JSON``.
+It cannot start other servers, create other users or admins, read tokens or impersonate
+anyone. It is handed the site (without sign-in secrets) in ``KIOSKHUB_SITE_JSON``.
 """
 
 from __future__ import annotations
@@ -35,11 +38,12 @@ from kioskhub.image_builder.spawn_catalog import CatalogEnvironments
 
 from .workshop_expiry import Expiry, prune_collected
 from .workshop_prewarm import Prewarm
+from .workshop_prewarm_api import PREWARM_SCOPE, prewarm_api_routes
 
 log = logging.getLogger("kioskhub.workshops")
 
 SERVICE_NAME = "workshop-schedule"
-SERVICE_SCOPES = ["read:servers", "delete:servers", "delete:users", "groups"]
+SERVICE_SCOPES = ["read:servers", "delete:servers", "delete:users", "groups", PREWARM_SCOPE]
 STOP_WAIT_S = 120
 
 
@@ -59,11 +63,19 @@ def schedule_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
                     "display": False,
                 }
             ],
+            "custom_scopes": {
+                PREWARM_SCOPE: {
+                    "description": "Start the servers of a workshop event's untaken seats "
+                    "ahead of its start"
+                }
+            },
+            "extra_handlers": prewarm_api_routes(site),
             "load_roles": [
                 {
                     "name": "kioskhub-workshop-schedule",
-                    "description": "Ends workshop events: stops participants' servers, "
-                    "deletes temporary participants, empties the event's group",
+                    "description": "Pre-warms and ends workshop events: starts untaken "
+                    "seats' servers, stops participants' servers, deletes temporary "
+                    "participants, empties the event's group",
                     "services": [SERVICE_NAME],
                     "scopes": SERVICE_SCOPES,
                 }
@@ -125,6 +137,14 @@ class HubClient:
         if code not in (204, 404):
             raise RuntimeError(f"deleting the hub user {username}: {code} {str(reply)[:200]}")
 
+    async def prewarm_servers(self, event_id: str) -> dict[str, str]:
+        """Ask the hub to start the event's untaken seats' servers; each seat's state."""
+        path = f"/workshops/{quote(event_id, safe='')}/prewarm"
+        code, reply = await self.call("POST", path, {})
+        if code != 202:
+            raise RuntimeError(f"POST {path}: {code} {str(reply)[:200]}")
+        return reply["servers"]
+
     async def leave_group(self, group: str, usernames: list[str]) -> None:
         path = f"/groups/{quote(group, safe='')}/users"
         code, reply = await self.call("DELETE", path, {"users": usernames})
@@ -137,7 +157,7 @@ async def run_schedule(site: Site, hub: HubClient) -> None:
     fails is logged and the next one comes."""
     catalog = CatalogEnvironments(site)
     expiry = Expiry(site, hub)
-    prewarm = Prewarm(site, lambda teacher: catalog.read(site, teacher, ()))
+    prewarm = Prewarm(site, lambda teacher: catalog.read(site, teacher, ()), hub)
     while True:
         for name, step in (
             ("pre-warming", prewarm.run_once),

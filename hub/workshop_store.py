@@ -192,9 +192,11 @@ def events(path: Path, teacher: str | None = None) -> list[Event]:
 def take_seat(
     path: Path, event_id: str, display_name: str, now: float, username: str = ""
 ) -> Participant:
-    """Give a seat to a new temporary participant (``username`` empty: a new ``ws-`` name)
-    or to a lab account ``username``; SeatsTaken when none is left. One transaction, so
-    two participants joining at once cannot take the last seat both."""
+    """Give a seat to a new temporary participant (``username`` empty: the next
+    ``ws-<event>-<nnn>``, numbered among temporary participants only, so the first ones
+    get the seats pre-warmed ahead) or to a lab account ``username``; SeatsTaken when none
+    is left. One transaction, so two participants joining at once cannot take the last
+    seat both."""
     with closing(connect(path)) as db:
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -212,14 +214,15 @@ def take_seat(
                 if row:
                     db.execute("ROLLBACK")
                     return Participant(*row[:4], bool(row[4]))
-            taken = db.execute(
-                "SELECT COUNT(*) FROM participants WHERE event_id = ?", (event_id,)
-            ).fetchone()[0]
+            taken, temporary = db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(temporary), 0) FROM participants WHERE event_id = ?",
+                (event_id,),
+            ).fetchone()
             if taken >= seats[0]:
                 raise SeatsTaken(event_id)
             participant = Participant(
                 event_id,
-                username or participant_name(event_id, taken + 1),
+                username or participant_name(event_id, temporary + 1),
                 display_name,
                 now,
                 temporary=not username,
@@ -272,3 +275,12 @@ def messages(path: Path, event_id: str, since: float = 0.0) -> list[Message]:
             (event_id, since),
         ).fetchall()
     return [Message(*row) for row in rows]
+
+
+def temporary_seats_taken(path: Path, event_id: str) -> int:
+    """How many temporary participants joined ``event_id``: seats 1 … that number are theirs."""
+    with closing(connect(path)) as db:
+        row = db.execute(
+            "SELECT COUNT(*) FROM participants WHERE event_id = ? AND temporary = 1", (event_id,)
+        ).fetchone()
+    return row[0]

@@ -51,16 +51,23 @@ class WorkshopSettings(Section):
         ge=0,
         le=24 * 60,
         description="Minutes before an event's start from which it is pre-warmed: its "
-        "environment checked and the system accounts and homes of its first seats made "
-        "(0: no pre-warming).",
+        "environment checked, the system accounts and homes of its first seats made and "
+        "their servers started (0: no pre-warming).",
     )
     prewarm_seats: int = Field(
         30,
         ge=0,
         le=5000,
-        description="Seats per event (at most its own) whose system accounts and homes "
-        "are made ahead of the start (local backend), so a class joining at once does "
-        "not wait on account creation.",
+        description="Seats per event (at most its own) made ahead of the start: their "
+        "system accounts and homes (local backend), so a class joining at once does not "
+        "wait on account creation, and their servers (``prewarm_servers``).",
+    )
+    prewarm_servers: bool = Field(
+        True,
+        description="Also start the servers of those first seats ahead, with the event's "
+        "environment and profile, so the first ``prewarm_seats`` participants find theirs "
+        "running (any backend; they use the site's capacity from ``prewarm_minutes`` "
+        "before the start until taken or the event expires).",
     )
     join_attempts_per_minute: int = Field(
         10,

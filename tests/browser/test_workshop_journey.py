@@ -86,7 +86,7 @@ def school():
     )  # fmt: skip
     config = write_site_config(
         folder,
-        workshops={"enabled": True, "teacher_groups": ["teachers"]},
+        workshops={"enabled": True, "teacher_groups": ["teachers"], "prewarm_seats": 0},
         groups={"teachers": ["tess"]},
         builder={"allowed_hosts": ["localhost"]},
     )

@@ -39,7 +39,7 @@ def classroom():
     config = write_site_config(
         folder,
         groups={"teachers": ["tess", "tom"]},
-        workshops={"enabled": True, "teacher_groups": ["teachers"]},
+        workshops={"enabled": True, "teacher_groups": ["teachers"], "prewarm_seats": 0},
     )
     hub = start_hub(config, folder / "hub.log")
     store = workshop_store.database(folder / "state")

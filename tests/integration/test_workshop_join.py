@@ -81,7 +81,11 @@ def site():
     config = write_site_config(
         folder,
         auth={"admin_password": ADMIN_PASSWORD},
-        workshops={"enabled": True, "join_attempts_per_minute": ATTEMPTS_PER_MINUTE},
+        workshops={
+            "enabled": True,
+            "join_attempts_per_minute": ATTEMPTS_PER_MINUTE,
+            "prewarm_seats": 0,
+        },
     )
     hub = start_hub(config, folder / "hub.log")
     admin = signed_in(hub.url, "admin", ADMIN_PASSWORD)

@@ -49,7 +49,7 @@ def school():
         folder,
         auth={"admin_password": ADMIN_PASSWORD},
         groups={"teachers": ["tess", "tom"]},
-        workshops={"enabled": True, "teacher_groups": ["teachers"]},
+        workshops={"enabled": True, "teacher_groups": ["teachers"], "prewarm_seats": 0},
     )
     hub = start_hub(config, folder / "hub.log")
     try:

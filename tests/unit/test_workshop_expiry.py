@@ -19,7 +19,12 @@ from kioskhub.hub.workshop_expiry import (
     expiry_plan,
     prune_collected,
 )
-from kioskhub.hub.workshop_prewarm import environment_problem, events_to_prewarm, seats_to_prewarm
+from kioskhub.hub.workshop_prewarm import (
+    environment_problem,
+    events_to_prewarm,
+    seats_to_prewarm,
+    servers_to_prewarm,
+)
 from kioskhub.hub.workshop_schedule import schedule_hub_settings
 from kioskhub.hub.workshop_store import Event, Participant
 
@@ -132,6 +137,21 @@ def test_prewarmed_seats_are_the_first_ones_and_only_for_local_servers(tmp_path)
     assert seats_to_prewarm(podman, event("abc234", 0, HOUR)) == []
 
 
+def test_prewarmed_servers_are_the_untaken_seats_on_any_backend(tmp_path):
+    site = workshop_site(tmp_path, prewarm_seats=3)
+    podman = site.model_copy(
+        update={"spawner": site.spawner.model_copy(update={"backend": "podman"})}
+    )
+    seats = ["ws-abc234-001", "ws-abc234-002", "ws-abc234-003"]
+
+    assert servers_to_prewarm(site, event("abc234", 0, HOUR, seats=30), 0) == seats
+    assert servers_to_prewarm(podman, event("abc234", 0, HOUR, seats=30), 1) == seats[1:]
+    assert servers_to_prewarm(site, event("abc234", 0, HOUR, seats=2), 0) == seats[:2]
+    assert servers_to_prewarm(site, event("abc234", 0, HOUR, seats=30), 5) == []
+    off = workshop_site(tmp_path, prewarm_seats=3, prewarm_servers=False)
+    assert servers_to_prewarm(off, event("abc234", 0, HOUR, seats=30), 0) == []
+
+
 def test_an_environment_without_a_finished_build_is_reported():
     launchable = (
         Environment(name="site-python", kind="venv"),
@@ -195,12 +215,22 @@ def test_the_schedule_runs_as_a_service_with_its_own_minimal_role(tmp_path):
     assert settings["JupyterHub"]["load_roles"] == [
         {
             "name": "kioskhub-workshop-schedule",
-            "description": "Ends workshop events: stops participants' servers, "
-            "deletes temporary participants, empties the event's group",
+            "description": "Pre-warms and ends workshop events: starts untaken "
+            "seats' servers, stops participants' servers, deletes temporary "
+            "participants, empties the event's group",
             "services": ["workshop-schedule"],
-            "scopes": ["read:servers", "delete:servers", "delete:users", "groups"],
+            "scopes": [
+                "read:servers",
+                "delete:servers",
+                "delete:users",
+                "groups",
+                "custom:workshops:prewarm",
+            ],
         }
     ]
+    assert list(settings["JupyterHub"]["custom_scopes"]) == ["custom:workshops:prewarm"]
+    (route,) = settings["JupyterHub"]["extra_handlers"]
+    assert route[0] == "/api/workshops/([a-z0-9]{1,32})/prewarm"
     site_off = workshop_site(tmp_path).model_copy(
         update={
             "workshops": workshop_site(tmp_path).workshops.model_copy(update={"enabled": False})

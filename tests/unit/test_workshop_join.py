@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from kioskhub.hub import workshop_store
 from kioskhub.hub.schema.site import Site
 from kioskhub.hub.workshop_admission import (
     JoinRateLimiter,
@@ -205,3 +206,18 @@ def test_join_routes_exist_only_with_workshops_enabled(tmp_path):
     assert options["limiter"].per_minute == 7
     assert options is settings["extra_handlers"][1][2]  # one limiter for both pages
     assert settings["template_vars"] == {"kh_workshop_join": True}
+
+
+def test_temporary_seats_are_numbered_among_themselves_so_the_first_get_the_warm_ones(tmp_path):
+    path = workshop_store.database(tmp_path)
+    workshop_store.create_event(path, event(seats=3))
+
+    ada = workshop_store.take_seat(path, "abc234", "Ada", START, username="ada")
+    first = workshop_store.take_seat(path, "abc234", "Bo", START)
+    second = workshop_store.take_seat(path, "abc234", "Cy", START)
+
+    assert (ada.username, ada.temporary) == ("ada", False)
+    assert [first.username, second.username] == ["ws-abc234-001", "ws-abc234-002"]
+    assert workshop_store.temporary_seats_taken(path, "abc234") == 2
+    with pytest.raises(workshop_store.SeatsTaken):
+        workshop_store.take_seat(path, "abc234", "Di", START)
