@@ -1,7 +1,8 @@
 """A workshop event on an environment built from the teacher's repository, on a real hub with
 the builder service, as root.
 
-Tess (a teacher) builds two environments from her course repository. One that only she,
+Tess (a teacher) builds two environments from her course repository (named with markup,
+which the form shows escaped). One that only she,
 or only her group, may launch is refused for an event (400, saying to share it with
 everyone), on the API, the page and a change; once an admin shares one with everyone, the
 event is made on it, and a participant who joins through the link gets a running server
@@ -27,6 +28,7 @@ from tests.support.user_session import signed_in
 pytestmark = pytest.mark.integration
 
 ADMIN_PASSWORD = "an-admin-password-of-32-characters!"
+HOSTILE = '<script>alert("course")</script>'
 SHARE = (
     "share it with everyone (visibility 'site', which a site admin sets on the Environments page)"
 )
@@ -65,7 +67,8 @@ def site():
 
 
 def built(builder: Env, name: str, repo) -> int:
-    reply = builder.call("POST", "/environments", json={"name": name, "repository": str(repo)})
+    body = {"name": name, "repository": str(repo), "display_name": HOSTILE}
+    reply = builder.call("POST", "/environments", json=body)
     assert reply.status_code == 201, reply.text
     events = builder.follow(reply.json()["id"])
     assert events[-1]["status"] == "ready", events[-3:]
@@ -106,6 +109,7 @@ def test_an_event_runs_on_a_catalog_environment_only_once_shared_with_everyone(s
 
     form = tess.http.get(f"{url}/hub/workshops", timeout=30).text
     assert 'value="tess.course"' in form and 'value="tess.draft"' not in form
+    assert HOSTILE not in form and "&lt;script&gt;alert(" in form, "its name is escaped"
     made = tess.api("/workshops", "POST", json={**event_fields(), "environment": "tess.course"})
     assert made.status_code == 201, made.text
     event = made.json()
