@@ -106,9 +106,11 @@ def jupyterhub_settings(
     # /api/workshops/messages for an event named "messages".
     settings = merge_settings(settings, broadcast_hub_settings(site))
     settings = merge_settings(settings, collect_hub_settings(site))
-    settings = merge_settings(settings, workshop_hub_settings(site))
+    catalog = launchable_environments(site)
+    # Teachers pick an event's environment among what the participants may launch.
+    settings = merge_settings(settings, workshop_hub_settings(site, catalog))
     settings = merge_settings(settings, schedule_hub_settings(site, python=sys.executable))
-    launchable = launchable_environments(site)
+    launchable = catalog
     if site.auth.type == "gitlab" and "image" in BACKEND_KINDS[site.spawner.backend]:
         # Beside those: the images the user's own GitLab projects built, with their token.
         launchable = GitLabUserImages(gitlab_url(site), launchable)

@@ -10,6 +10,7 @@
 
 Who may call each: a teacher (``workshops.teacher_groups`` or an admin), on their own
 events only (``WorkshopHandling``). Bad fields get 400 with ``problems``: field → message.
+An event's environment is one every participant may launch (``workshop_environments``).
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ import time
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
-from .workshop_class import WorkshopHandling
+from .workshop_environments import EventEnvironmentChoosing
 from .workshop_events import EventRequestInvalid, event_changes, event_request
 from .workshop_store import events
 
 EVENT_ID = r"([a-z0-9]{1,32})"
 
 
-class WorkshopAPIHandling(WorkshopHandling):
+class WorkshopAPIHandling(EventEnvironmentChoosing):
     def json_object(self) -> dict:
         body = self.get_json_body()
         if body is None:
@@ -58,8 +59,12 @@ class WorkshopsAPIHandler(WorkshopAPIHandling, APIHandler):
 
     async def post(self) -> None:
         self.teacher()
+        body = self.json_object()
+        choices = await self.environment_choices()
         try:
-            request = event_request(self.json_object(), self.site, time.time())
+            request = event_request(
+                body, self.site, time.time(), choices.extra_names(self.site), choices.refused
+            )
         except EventRequestInvalid as error:
             self.refuse_fields(error)
             return
@@ -77,8 +82,17 @@ class WorkshopAPIHandler(WorkshopAPIHandling, APIHandler):
 
     async def patch(self, event_id: str) -> None:
         event = await self.own_event(event_id)
+        body = self.json_object()
+        choices = await self.environment_choices(event)
         try:
-            request = event_changes(self.json_object(), event, self.site, time.time())
+            request = event_changes(
+                body,
+                event,
+                self.site,
+                time.time(),
+                choices.extra_names(self.site),
+                choices.refused,
+            )
         except EventRequestInvalid as error:
             self.refuse_fields(error)
             return

@@ -68,12 +68,15 @@ def event_request(
     site: Site,
     now: float | None,
     extra_environments: tuple[str, ...] = (),
+    refused_environments: Mapping[str, str] | None = None,
 ) -> EventRequest:
     """``data`` (form fields or a JSON object) as an EventRequest under the site's rules.
 
     ``extra_environments``: names beyond the site config's that the teacher may choose
-    (the build catalog's). An event may start before ``now`` (a class already running) but
-    must end after it; ``now`` None skips that check.
+    (the build catalog's); ``refused_environments``: name → why not, for those the teacher
+    sees but participants could not launch (``workshop_environments``). An event may start
+    before ``now`` (a class already running) but must end after it; ``now`` None skips
+    that check.
     """
     settings = site.workshops
     problems: dict[str, str] = {}
@@ -92,11 +95,16 @@ def event_request(
 
     title = check("title", parse_title)
     # Participants are in the event's group only: a choice kept for some groups would
-    # refuse their servers, so only the choices open to everyone are offered.
+    # refuse their servers, so only the choices open to everyone (and the catalog's that
+    # every participant may launch, given as extra) are offered.
     environments = tuple(e.name for e in site.environments if not e.groups) + tuple(
         extra_environments
     )
-    environment = check("environment", lambda v: one_of(v, environments, OPEN_ENVIRONMENT))
+    refused = refused_environments or {}
+    environment = check(
+        "environment",
+        lambda v: one_of(v, environments, OPEN_ENVIRONMENT, refused.get(str(v or "").strip())),
+    )
     profiles = tuple(p.name for p in site.profiles if not p.groups)
     profile = check("profile", lambda v: one_of(v, profiles, OPEN_PROFILE))
     repo = check("materials_repo", lambda v: parse_materials_repo(v, site))
@@ -129,9 +137,11 @@ def event_changes(
     site: Site,
     now: float,
     extra_environments: tuple[str, ...] = (),
+    refused_environments: Mapping[str, str] | None = None,
 ) -> EventRequest:
     """``event`` with the fields of ``data`` changed, checked as a whole (for PATCH). Its
-    environment stays valid while unchanged; a changed end must lie after ``now``."""
+    environment stays valid while unchanged; a changed one follows ``event_request``'s
+    rule; a changed end must lie after ``now``."""
     current = {
         "title": event.title,
         "environment": event.environment,
@@ -146,7 +156,11 @@ def event_changes(
     if "environment" not in data:
         extra_environments = (*extra_environments, event.environment)
     return event_request(
-        {**current, **data}, site, now if "end" in data else None, extra_environments
+        {**current, **data},
+        site,
+        now if "end" in data else None,
+        extra_environments,
+        refused_environments,
     )
 
 
@@ -159,8 +173,11 @@ def parse_title(value: Any) -> str:
     return text
 
 
-def one_of(value: Any, names: tuple[str, ...], what: str) -> str:
+def one_of(value: Any, names: tuple[str, ...], what: str, refusal: str | None = None) -> str:
+    """``value`` if among ``names``; else ``refusal`` (why this one is not) or a list."""
     name = str(value or "").strip()
+    if refusal and name not in names:
+        raise ValueError(refusal)
     if not name:
         raise ValueError(f"choose {what}: one of {', '.join(names)}")
     if name not in names:

@@ -22,14 +22,15 @@ from jupyterhub.handlers.base import BaseHandler
 from tornado import web
 
 from kioskhub.hub.schema.site import Site
+from kioskhub.image_builder.spawn_catalog import CatalogEnvironments
 
 from . import workshop_collect, workshop_store
 from .workshop_access import may_teach
 from .workshop_api import EVENT_ID, workshop_api_routes
 from .workshop_broadcast import MessageError, message_text
-from .workshop_class import WorkshopHandling
 from .workshop_collect import CollectUnavailable
 from .workshop_collect_api import audit_collection
+from .workshop_environments import EventEnvironmentChoosing
 from .workshop_events import EventRequestInvalid, event_request, iso_utc
 from .workshop_materials import push_update
 from .workshop_roles import teacher_load_roles
@@ -57,7 +58,7 @@ def form_fields(handler: BaseHandler) -> dict[str, str]:
     }
 
 
-class WorkshopsPageHandler(WorkshopHandling, BaseHandler):
+class WorkshopsPageHandler(EventEnvironmentChoosing, BaseHandler):
     """``/hub/workshops``: the teacher's events and the form that creates one."""
 
     @web.authenticated
@@ -68,8 +69,11 @@ class WorkshopsPageHandler(WorkshopHandling, BaseHandler):
     async def post(self) -> None:
         self.teacher()
         fields = form_fields(self)
+        choices = await self.environment_choices()
         try:
-            request = event_request(fields, self.site, time.time())
+            request = event_request(
+                fields, self.site, time.time(), choices.extra_names(self.site), choices.refused
+            )
         except EventRequestInvalid as error:
             self.set_status(400)
             await self.show(self.teacher(), fields, error.problems)
@@ -82,7 +86,7 @@ class WorkshopsPageHandler(WorkshopHandling, BaseHandler):
         html = await self.render_template(
             "workshops.html",
             events=[self.event_model(event) for event in mine],
-            site_environments=[e for e in self.site.environments if not e.groups],
+            site_environments=(await self.environment_choices()).offered,
             site_profiles=[p for p in self.site.profiles if not p.groups],
             settings=self.site.workshops,
             fields=fields,
@@ -91,7 +95,7 @@ class WorkshopsPageHandler(WorkshopHandling, BaseHandler):
         self.finish(html)
 
 
-class WorkshopPageHandler(WorkshopHandling, BaseHandler):
+class WorkshopPageHandler(EventEnvironmentChoosing, BaseHandler):
     """``/hub/workshops/<id>``: the class view and its actions."""
 
     @web.authenticated
@@ -177,11 +181,12 @@ def teacher_flag(site: Site):
     return is_teacher
 
 
-def workshop_hub_settings(site: Site) -> dict[str, Any]:
-    """The Workshops pages and API, the navigation link, and the teachers' roles."""
+def workshop_hub_settings(site: Site, catalog: CatalogEnvironments | None = None) -> dict[str, Any]:
+    """The Workshops pages and API, the navigation link, and the teachers' roles;
+    ``catalog``: the hub's reader of the build catalog (None when builds are off)."""
     if not site.workshops.enabled:
         return {}
-    options = {"site": site}
+    options = {"site": site, "catalog": catalog}
     return {
         "JupyterHub": {
             "extra_handlers": [
