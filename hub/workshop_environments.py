@@ -110,3 +110,12 @@ class EventEnvironmentChoosing(WorkshopHandling):
         return event_environments(
             self.site, participant, participant_groups, teacher, teacher_groups
         )
+
+
+def participants_may_launch(
+    site: Site, catalog: CatalogEnvironments, event: Event
+) -> tuple[Environment, ...]:
+    """What ``event``'s participants may launch, as the spawner decides (blocking: reads
+    the catalog)."""
+    groups = (event.group,)
+    return tuple(allowed(catalog.read(site, ANY_PARTICIPANT, groups), groups))

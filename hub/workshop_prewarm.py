@@ -3,7 +3,8 @@
 From ``workshops.prewarm_minutes`` before the start until the end, every round of the
 ``workshop-schedule`` service:
 
-- the event's environment must be one its teacher may launch, with a finished build
+- the event's environment must be one its participants may launch (as the spawner will
+  decide at their starts: ``workshop_environments``), with a finished build
   where it is built (a catalog environment, or a config environment of kind
   ``repository``); else a warning is logged every round until it is, and no server is
   started for it;
@@ -73,13 +74,13 @@ def servers_to_prewarm(site: Site, event: store.Event, temporary_taken: int) -> 
 
 def environment_problem(event: store.Event, launchable: tuple[Environment, ...]) -> str | None:
     """Why the event's environment is not ready to launch, or None. ``launchable``: what
-    the event's teacher may launch, as the spawn form offers it (config environments of
-    kind ``repository`` stay so until their first build)."""
+    the event's participants may launch, as the spawn form offers it (config environments
+    of kind ``repository`` stay so until their first build)."""
     environment = next((e for e in launchable if e.name == event.environment), None)
     if environment is None:
         return (
-            f"the environment {event.environment!r} is not one that {event.teacher} may "
-            "launch (not built yet, removed, or shared only with a group)"
+            f"the environment {event.environment!r} is not one that its participants may "
+            "launch (not built yet, removed, or no longer shared with everyone)"
         )
     if environment.kind == "repository":
         return f"the environment {event.environment!r} has no finished build yet"
@@ -98,13 +99,13 @@ class Prewarm:
     def __init__(
         self,
         site: Site,
-        launchable: Callable[[str], tuple[Environment, ...]] | None = None,
+        launchable: Callable[[store.Event], tuple[Environment, ...]] | None = None,
         hub: HubServers | None = None,
     ):
         self.site = site
-        self.launchable = launchable or (lambda teacher: site.environments)
-        """``launchable(teacher)``: what the teacher may launch (blocking); the config's
-        environments when not given."""
+        self.launchable = launchable or (lambda event: site.environments)
+        """``launchable(event)``: what the event's participants may launch (blocking); the
+        config's environments when not given."""
         self.hub = hub
         """The hub, to start the seats' servers (None: accounts and homes only)."""
         self.path = store.database(site.hub.state_dir)
@@ -117,7 +118,7 @@ class Prewarm:
         events = await asyncio.to_thread(store.events, self.path)
         warmed = []
         for event in events_to_prewarm(self.site, events, now):
-            launchable = await asyncio.to_thread(self.launchable, event.teacher)
+            launchable = await asyncio.to_thread(self.launchable, event)
             problem = environment_problem(event, launchable)
             if problem:
                 log.warning("Workshop %s starts soon but %s", event.event_id, problem)

@@ -36,6 +36,7 @@ from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.hub_service import SITE_VARIABLE, site_from_json, site_json
 from kioskhub.image_builder.spawn_catalog import CatalogEnvironments
 
+from .workshop_environments import participants_may_launch
 from .workshop_expiry import Expiry, prune_collected
 from .workshop_prewarm import Prewarm
 from .workshop_prewarm_api import PREWARM_SCOPE, prewarm_api_routes
@@ -157,7 +158,7 @@ async def run_schedule(site: Site, hub: HubClient) -> None:
     fails is logged and the next one comes."""
     catalog = CatalogEnvironments(site)
     expiry = Expiry(site, hub)
-    prewarm = Prewarm(site, lambda teacher: catalog.read(site, teacher, ()), hub)
+    prewarm = Prewarm(site, lambda event: participants_may_launch(site, catalog, event), hub)
     while True:
         for name, step in (
             ("pre-warming", prewarm.run_once),

@@ -166,8 +166,8 @@ def test_an_environment_without_a_finished_build_is_reported():
         "the environment 'beamline-tools' has no finished build yet"
     )
     assert problem("nope") == (
-        "the environment 'nope' is not one that tess may launch "
-        "(not built yet, removed, or shared only with a group)"
+        "the environment 'nope' is not one that its participants may launch "
+        "(not built yet, removed, or no longer shared with everyone)"
     )
 
 
