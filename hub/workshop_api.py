@@ -1,7 +1,8 @@
 """The teachers' REST API: ``/hub/api/workshops`` (JupyterHub ``extra_handlers``).
 
 - ``GET /workshops``: the teacher's events (an admin's: every event); ``POST``: create one.
-- ``GET /workshops/<id>``: the event with its participants and their servers;
+- ``GET /workshops/<id>``: the event with its participants and their servers, and its
+  pre-warmed seats not taken yet (``prewarmed``: ``seats``, ``running``);
   ``PATCH``: change its fields; ``DELETE``: end it now (its code stops working).
 - ``POST /workshops/<id>/code``: a new join code; ``DELETE``: revoke the code.
 - ``POST /workshops/<id>/servers``: start the participants' servers with the event's
@@ -78,6 +79,7 @@ class WorkshopAPIHandler(WorkshopAPIHandling, APIHandler):
         event = await self.own_event(event_id)
         model = self.event_model(event)
         model["participants"] = await self.class_rows(event)
+        model["prewarmed"] = await self.warm_seats(event)
         self.finish(json.dumps(model))
 
     async def patch(self, event_id: str) -> None:

@@ -22,6 +22,7 @@ from kioskhub.hub.schema.site import Site
 from . import workshop_store as store
 from .workshop_access import may_manage, may_teach, participant_of
 from .workshop_events import EventRequest, iso_utc
+from .workshop_prewarm import servers_to_prewarm
 from .workshop_roles import grant_teacher_role
 from .workshop_store import Event, Participant
 
@@ -196,6 +197,20 @@ class WorkshopHandling:
         if seen:
             row["last_activity"] = iso_utc(max(seen).replace(tzinfo=UTC).timestamp())
         return row
+
+    async def warm_seats(self, event: Event) -> dict[str, int]:
+        """The pre-warmed seats no participant took yet, and how many of their servers run."""
+        taken = await asyncio.to_thread(
+            store.temporary_seats_taken, self.store_path, event.event_id
+        )
+        names = servers_to_prewarm(self.site, event, taken)
+        users = [self.find_user(name) for name in names]
+        running = sum(
+            1
+            for user in users
+            if user is not None and "" in user.orm_spawners and user.spawner.ready
+        )
+        return {"seats": len(names), "running": running}
 
     async def class_rows(self, event: Event) -> list[dict]:
         everyone = await asyncio.to_thread(store.participants, self.store_path, event.event_id)

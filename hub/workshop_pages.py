@@ -159,6 +159,7 @@ class WorkshopPageHandler(EventEnvironmentChoosing, BaseHandler):
             "workshop.html",
             event=self.event_model(event),
             rows=await self.class_rows(event),
+            warm=await self.warm_seats(event),
             closes=iso_utc(event.closes),
             done=done,
             outcomes=outcomes,

@@ -115,6 +115,10 @@ def test_the_first_participants_find_their_servers_running(site):
             "environment": "default",
             "profile": "small",
         }
+    tess = signed_in(hub.url, "tess", SHARED_PASSWORD)
+    tess.request_token()
+    page = tess.http.get(f"{hub.url}/hub/workshops/warm23", timeout=30)
+    assert 'id="kh-workshop-prewarmed">Pre-warmed: 2 of 2 servers ready' in page.text
     # Seats past prewarm_seats are not made ahead.
     assert server_of(site, "ws-warm23-003") is None
     assert hub.api("/users/ws-warm23-003", token).status_code == 404
@@ -127,6 +131,9 @@ def test_the_first_participants_find_their_servers_running(site):
     (ada,) = store.participants(site["path"], "warm23")
     assert (ada.username, ada.display_name) == ("ws-warm23-001", "Ada")
 
+    model = hub.api("/workshops/warm23", tess.token).json()
+    assert model["prewarmed"] == {"seats": 1, "running": 1}
+    assert [p["username"] for p in model["participants"]] == ["ws-warm23-001"]
     second = join(site, event, "Bo")
     assert second.headers["Location"].startswith("/user/ws-warm23-002/git-pull?")
     third = join(site, event, "Cy")

@@ -91,6 +91,7 @@ def workshop_pages_of(name: str) -> dict:
         "problems": {name: name},
         "event": event,
         "rows": [row],
+        "warm": {"seats": 2, "running": 1},
         "closes": name,
         "done": name,
         "outcomes": {name: name},
