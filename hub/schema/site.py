@@ -20,6 +20,7 @@ from .builder import BuilderSettings
 from .choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
 from .culling import CullingSettings, unknown_culling_profiles
 from .dask import DaskSettings, unknown_dask_profiles
+from .gallery import GallerySettings
 from .gitlab import GitLabSettings
 from .paths import ConfigPath
 from .pods import PodSettings, pod_settings_problems
@@ -304,6 +305,11 @@ class Site(Section):
         WorkshopSettings(),
         description="Events that teachers run: join links, temporary seats, materials, a "
         "class view and clean expiry.",
+    )
+    gallery: GallerySettings = Field(
+        GallerySettings(),
+        description="The review gallery: notebooks published from JupyterLab, pinned to "
+        "their environment, commit and data, for review and reproduction.",
     )
     quotas: QuotaSettings = Field(
         QuotaSettings(),

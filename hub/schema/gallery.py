@@ -1,0 +1,39 @@
+"""The ``gallery:`` section of the site config: the review gallery (journey J4).
+
+Researchers publish a notebook from JupyterLab, pinned to its environment, commit and the
+data it read; reviewers read it rendered, discuss it cell by cell and reproduce it
+(``hub/gallery/``).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .section import Section
+
+MIB = 2**20
+
+
+class GallerySettings(Section):
+    enabled: bool = Field(False, description="Offer the review gallery: publishing, reviewing.")
+    max_version_bytes: int = Field(
+        100 * MIB,
+        ge=MIB,
+        le=10 * 1024 * MIB,
+        description="Largest version one may publish: the notebook and the files beside it, "
+        "in bytes.",
+    )
+    max_notebook_bytes: int = Field(
+        20 * MIB,
+        ge=64 * 1024,
+        le=1024 * MIB,
+        description="Largest notebook file one may publish, in bytes (within "
+        "``max_version_bytes``).",
+    )
+    reviewer_link_max_days: int = Field(
+        90, ge=1, le=3650, description="Longest validity of a reviewer link, in days."
+    )
+    anonymous_review: bool = Field(
+        True,
+        description="Authors may hide their name from reviewers who come by a reviewer link.",
+    )
