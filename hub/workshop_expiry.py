@@ -7,8 +7,10 @@ For each event past ``closes`` and not yet ``expired``, in this order:
 3. the work of every participant is collected (``collect_work``);
 4. each temporary participant is removed: the hub user (JupyterHub forgets them, their
    cookies stop working), their home folder (``workshop_home_removal``: emptied as the
-   participant, never followed by root), their system account (only KioskHub's own
-   ``kh-ws-…``, ``local_accounts.remove_system_account``);
+   home's owner, ``workshop_home_owner``: the participant's ``kh-`` account on ``local``,
+   the pods' account on ``podman``; nothing followed, by root or the owner), and on
+   ``local`` their system account (only KioskHub's own ``kh-ws-…``,
+   ``local_accounts.remove_system_account``; podman participants have none);
 5. lab accounts that joined only leave the event's group: their account, home and
    servers are theirs;
 6. the event is marked expired, once every step succeeded. A step that failed is logged
@@ -25,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pwd
 import re
 import stat
 import time
@@ -40,6 +41,7 @@ from kioskhub.spawner.local_accounts import AccountNotOurs, account_name, remove
 
 from . import workshop_collect
 from . import workshop_store as store
+from .workshop_home_owner import HomeOwnerRefused, has_system_account, temporary_home_owner
 from .workshop_home_removal import HomeNotRemoved, remove_home
 from .workshop_prewarm import prewarmed_seats
 
@@ -199,30 +201,25 @@ class Expiry:
         return problems
 
     async def remove_temporary(self, removal: TemporaryRemoval) -> list[str]:
-        """The hub user, then the home (as the participant), then the system account."""
+        """The hub user, then the home (as its owner), then the system account (local)."""
+        backend = self.site.spawner.backend
         try:
             await self.hub.delete_user(removal.username)
             log.info("Workshop participant %s: hub user deleted", removal.username)
-            entry = await asyncio.to_thread(_account_entry, removal.account)
-            if entry is not None:
-                done = await remove_home(removal.home, entry.pw_uid, entry.pw_gid)
+            owner = await asyncio.to_thread(temporary_home_owner, self.site, removal.username)
+            if owner is not None:
+                done = await remove_home(removal.home, owner.uid, owner.gid, shared=owner.shared)
                 log.info("Workshop participant %s: %s", removal.username, done)
             elif await asyncio.to_thread(os.path.lexists, removal.home):
                 return [f"{removal.home} is left: its account {removal.account} is gone"]
-            done = await remove_system_account(self.site, removal.username, removal.home)
-            log.info("Workshop participant %s: %s", removal.username, done)
-        except (HomeNotRemoved, AccountNotOurs) as error:
+            if has_system_account(backend):
+                done = await remove_system_account(self.site, removal.username, removal.home)
+                log.info("Workshop participant %s: %s", removal.username, done)
+        except (HomeNotRemoved, AccountNotOurs, HomeOwnerRefused) as error:
             return [f"{removal.username}: {error}"]
         except Exception as error:  # noqa: BLE001 (logged, retried next round)
             return [f"{removal.username}: {error}"]
         return []
-
-
-def _account_entry(name: str) -> pwd.struct_passwd | None:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        return None
 
 
 async def collect_work(site: Site, event: store.Event, participants: list[store.Participant]):
