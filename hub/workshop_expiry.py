@@ -10,7 +10,8 @@ For each event past ``closes`` and not yet ``expired``, in this order:
    home's owner, ``workshop_home_owner``: the participant's ``kh-`` account on ``local``,
    the pods' account on ``podman``; nothing followed, by root or the owner), and on
    ``local`` their system account (only KioskHub's own ``kh-ws-…``,
-   ``local_accounts.remove_system_account``; podman participants have none);
+   ``local_accounts.remove_system_account``; podman participants have none, and
+   podman's record of their home volume goes instead);
 5. lab accounts that joined only leave the event's group: their account, home and
    servers are theirs;
 6. the event is marked expired, once every step succeeded. A step that failed is logged
@@ -38,6 +39,8 @@ from kioskhub.hub.schema.site import Site
 from kioskhub.hub.schema.workshops import PARTICIPANT_PREFIX
 from kioskhub.spawner import root_paths
 from kioskhub.spawner.local_accounts import AccountNotOurs, account_name, remove_system_account
+from kioskhub.spawner.podman_cli import run_podman
+from kioskhub.spawner.podman_plan import home_claim_name, hub_tag
 
 from . import workshop_collect
 from . import workshop_store as store
@@ -215,11 +218,22 @@ class Expiry:
             if has_system_account(backend):
                 done = await remove_system_account(self.site, removal.username, removal.home)
                 log.info("Workshop participant %s: %s", removal.username, done)
+            if backend == "podman":
+                done = await remove_home_volume(self.site, removal.username)
+                log.info("Workshop participant %s: %s", removal.username, done)
         except (HomeNotRemoved, AccountNotOurs, HomeOwnerRefused) as error:
             return [f"{removal.username}: {error}"]
         except Exception as error:  # noqa: BLE001 (logged, retried next round)
             return [f"{removal.username}: {error}"]
         return []
+
+
+async def remove_home_volume(site: Site, username: str) -> str:
+    """Forget the podman volume bound to a removed home (podman only; its folder is gone
+    by now, so nothing but podman's record of it goes)."""
+    name = home_claim_name(username, hub_tag(site.hub.state_dir))
+    await run_podman("volume", "rm", "--force", name)
+    return f"removed the home volume {name}"
 
 
 async def collect_work(site: Site, event: store.Event, participants: list[store.Participant]):

@@ -2,8 +2,8 @@
 server is a pod, their kernel writes into the materials folder and plants links to another
 participant's home (a host path, which is only text inside the pod); the teacher collects
 the work, then the ``workshop-schedule`` service expires the event: the seat's home is
-emptied as the pods' account and removed, no system account is looked for, and the other
-home, which belongs to the same pods' account, is untouched.
+emptied as the pods' account and removed, with podman's volume of it, no system account is
+looked for, and the other home, which belongs to the same pods' account, is untouched.
 
 The other home is a stand-in made by the test under the site's folder in /tmp.
 """
@@ -20,13 +20,14 @@ import pytest
 
 from kioskhub.hub import workshop_store as store
 from kioskhub.hub.workshop_collect import collections_folder
-from kioskhub.spawner.podman_plan import hub_tag
+from kioskhub.spawner.podman_plan import home_claim_name, hub_tag
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.integration.test_dask_gateway import wait_until
 from tests.integration.test_workshop_expiry import ADMIN_PASSWORD, join, started
 from tests.support.hub_process import remove_site_folder, start_hub, write_site_config
 from tests.support.podman import (
     build_base_image,
+    podman,
     remove_pods_with_label,
     remove_volumes_with_prefix,
 )
@@ -119,6 +120,8 @@ def test_a_podman_participant_joins_writes_is_collected_and_expires(site):
     assert files[f"{seat.username}/materials/answer.py"] == b"print(42)  # my edit"
     assert b"the neighbour's work" not in b"".join(files.values())
 
+    volume = home_claim_name(seat.username, hub_tag(folder / "state"))
+    assert podman("volume", "exists", volume, check=False).returncode == 0
     store.update_event(path, "pwk234", start=now - 7200, end=now - 60)
     wait_until(
         lambda: store.get_event(path, "pwk234").expired is not None,
@@ -127,6 +130,7 @@ def test_a_podman_participant_joins_writes_is_collected_and_expires(site):
     )
     assert hub.api(f"/users/{seat.username}", token).status_code == 404
     assert not os.path.lexists(seat_home)
+    assert podman("volume", "exists", volume, check=False).returncode == 1
     assert (neighbour / "materials" / "secret.txt").read_text() == "the neighbour's work"
     assert os.stat(neighbour).st_uid == pods.st_uid
     log = hub.log_text()
