@@ -9,19 +9,26 @@ followed, never archived), what was skipped, and the error for a folder that is 
 unreadable or too large.
 
 Root never opens a path inside a home. Each participant's folder is read by GNU tar run
-as the account that owns the home (uid and gid, no other groups, a bare environment),
-which writes a tar stream to root's pipe; tar archives symbolic links as links, and the
-kernel checks every file it opens against that account, so a link to ``/etc/shadow`` or
-another user's home brings nothing the participant could not read. Root treats the stream
+as the owner the spawner gave the home (``workshop_home_owner``: on ``local`` the
+participant's own account; on ``podman`` the pods' account or the participant's lab
+identity; never root; uid and gid, no other groups, a bare environment), which writes a
+tar stream to root's pipe. Root checks the home as an entry of the homes root it opened
+(``root_paths.open_trusted_folder``; a folder of that owner, which no participant can
+replace by a link); tar starts there (``--directory`` is the home, never anything in
+it) and is given the materials folder's name relative to it, so a ``materials`` that is
+a symbolic link is archived as a link, not followed; GNU tar archives every symbolic
+link as a link and opens folders with ``O_NOFOLLOW``. On ``local`` the kernel also
+checks every file tar opens against the participant's own account; on ``podman``
+several homes share the pods' uid, and it is the not following that keeps a link to
+another participant's home from bringing anything. Root treats the stream
 as hostile (the participant could rewrite it): it reads at most
 ``MAX_BYTES_PER_PARTICIPANT`` of file contents and ``MAX_FILES_PER_PARTICIPANT`` entries,
 for at most ``READ_TIMEOUT_S``, keeps only regular files and folders under the materials
 folder with names free of ``..``, and writes them with fresh owners and modes.
 
-Local backend only: on the pod backends a home is a volume of a pod, and collecting would
-run a pod as each participant with the volume mounted, streaming the same tar; that is
-not built, and ``collect`` refuses with ``CollectUnavailable``. Blocking: call it in a
-thread.
+Local and podman backends (homes are folders of this machine); on ``kubernetes`` a home
+is a volume of a pod and ``collect`` refuses with ``CollectUnavailable``. Blocking: call
+it in a thread.
 """
 
 from __future__ import annotations
@@ -37,12 +44,20 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
 from kioskhub.hub.schema.site import Site
+from kioskhub.spawner import root_paths
 
+from .workshop_home_owner import (
+    HomeOwner,
+    HomeOwnerRefused,
+    collect_owner_of,
+    unavailable_reason,
+)
 from .workshop_store import Event, Participant
 
 MAX_BYTES_PER_PARTICIPANT = 100 * 2**20
@@ -139,12 +154,9 @@ def collect(
 def collect_with_manifest(
     site: Site, event: Event, participants: list[Participant], now: float | None = None
 ) -> tuple[Path, dict]:
-    if site.spawner.backend != "local":
-        raise CollectUnavailable(
-            f"Collecting work runs on the local backend only; this site uses "
-            f"{site.spawner.backend!r}, where homes are volumes of pods. Ask the "
-            "participants to download their work, or the site's admins to copy the volumes."
-        )
+    unavailable = unavailable_reason(site.spawner.backend, "Collecting work")
+    if unavailable:
+        raise CollectUnavailable(unavailable)
     now = time.time() if now is None else now
     folder = collections_folder(site.hub.state_dir, event.event_id)
     for path in (folder.parent, folder):
@@ -160,18 +172,43 @@ def collect_with_manifest(
         "max_files_per_participant": MAX_FILES_PER_PARTICIPANT,
         "participants": [],
     }
+    homes = HomesRoot(site.home.root, open_homes(site.home.root), collect_owner_of(site))
     partial = folder / f".collecting-{os.getpid()}-{threading.get_ident()}"
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
+        descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(descriptor, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as out:
             for participant in participants:
-                result = collect_participant(site.home.root, materials, participant, out, folder)
+                result = collect_participant(homes, materials, participant, out, folder)
                 manifest["participants"].append(asdict(result))
             body = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
             out.addfile(archive_entry("manifest.json", len(body), now), io.BytesIO(body))
         return publish(partial, folder, now), manifest
     finally:
         partial.unlink(missing_ok=True)
+        if homes.fd is not None:
+            os.close(homes.fd)
+
+
+@dataclass(frozen=True)
+class HomesRoot:
+    """The homes root: its path, its opened folder (None: there is none yet) and who
+    may read a home in it (``workshop_home_owner.collect_owner``, with its I/O)."""
+
+    path: Path
+    fd: int | None
+    owner_of: Callable[[str, os.stat_result], HomeOwner]
+
+
+def open_homes(root: Path) -> int | None:
+    """The homes root, opened and checked as root's alone; None if it does not exist."""
+    try:
+        return root_paths.open_trusted_folder(str(root))
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise CollectUnavailable(
+            f"The homes root cannot be read safely: {root_paths.describe(error)}"
+        ) from None
 
 
 def publish(partial: Path, folder: Path, now: float) -> Path:
@@ -200,7 +237,11 @@ def archive_entry(name: str, size: int, moment: float, mode: int = 0o644) -> tar
 
 
 def collect_participant(
-    homes: Path, materials: str, participant: Participant, out: tarfile.TarFile, spool: Path
+    homes: HomesRoot,
+    materials: str,
+    participant: Participant,
+    out: tarfile.TarFile,
+    spool: Path,
 ) -> CollectedFolder:
     """Add ``participant``'s ``~/<materials>`` to ``out``; the manifest line says how it went."""
     result = CollectedFolder(participant.username, participant.display_name, iso(time.time()))
@@ -208,23 +249,26 @@ def collect_participant(
     if not name or "/" in name or name in (".", ".."):
         result.error = "not a username that names a home folder"
         return result
-    home = homes / name
     try:
-        info = os.lstat(home)
+        if homes.fd is None:
+            raise FileNotFoundError
+        info = os.stat(name, dir_fd=homes.fd, follow_symlinks=False)
     except FileNotFoundError:
         result.error = "no home folder: the participant never started a server"
         return result
     if not stat.S_ISDIR(info.st_mode):
         result.error = "the home is not a folder"
         return result
-    if os.geteuid() == 0 and info.st_uid == 0:
-        result.error = "the home belongs to root, not to the participant"
+    try:
+        owner = homes.owner_of(name, info)
+    except HomeOwnerRefused as why:
+        result.error = str(why)
         return result
     as_owner = {}
     if os.geteuid() == 0:
-        as_owner = {"user": info.st_uid, "group": info.st_gid, "extra_groups": []}
+        as_owner = {"user": owner.uid, "group": owner.gid, "extra_groups": []}
     process = subprocess.Popen(
-        tar_command(home, materials),
+        tar_command(homes.path / name, materials),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

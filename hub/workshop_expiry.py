@@ -7,8 +7,11 @@ For each event past ``closes`` and not yet ``expired``, in this order:
 3. the work of every participant is collected (``collect_work``);
 4. each temporary participant is removed: the hub user (JupyterHub forgets them, their
    cookies stop working), their home folder (``workshop_home_removal``: emptied as the
-   participant, never followed by root), their system account (only KioskHub's own
-   ``kh-ws-…``, ``local_accounts.remove_system_account``);
+   home's owner, ``workshop_home_owner``: the participant's ``kh-`` account on ``local``,
+   the pods' account on ``podman``; nothing followed, by root or the owner), and on
+   ``local`` their system account (only KioskHub's own ``kh-ws-…``,
+   ``local_accounts.remove_system_account``; podman participants have none, and
+   podman's record of their home volume goes instead);
 5. lab accounts that joined only leave the event's group: their account, home and
    servers are theirs;
 6. the event is marked expired, once every step succeeded. A step that failed is logged
@@ -25,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import pwd
 import re
 import stat
 import time
@@ -37,9 +39,12 @@ from kioskhub.hub.schema.site import Site
 from kioskhub.hub.schema.workshops import PARTICIPANT_PREFIX
 from kioskhub.spawner import root_paths
 from kioskhub.spawner.local_accounts import AccountNotOurs, account_name, remove_system_account
+from kioskhub.spawner.podman_cli import run_podman
+from kioskhub.spawner.podman_plan import home_claim_name, hub_tag
 
 from . import workshop_collect
 from . import workshop_store as store
+from .workshop_home_owner import HomeOwnerRefused, has_system_account, temporary_home_owner
 from .workshop_home_removal import HomeNotRemoved, remove_home
 from .workshop_prewarm import prewarmed_seats
 
@@ -199,30 +204,36 @@ class Expiry:
         return problems
 
     async def remove_temporary(self, removal: TemporaryRemoval) -> list[str]:
-        """The hub user, then the home (as the participant), then the system account."""
+        """The hub user, then the home (as its owner), then the system account (local)."""
+        backend = self.site.spawner.backend
         try:
             await self.hub.delete_user(removal.username)
             log.info("Workshop participant %s: hub user deleted", removal.username)
-            entry = await asyncio.to_thread(_account_entry, removal.account)
-            if entry is not None:
-                done = await remove_home(removal.home, entry.pw_uid, entry.pw_gid)
+            owner = await asyncio.to_thread(temporary_home_owner, self.site, removal.username)
+            if owner is not None:
+                done = await remove_home(removal.home, owner.uid, owner.gid, shared=owner.shared)
                 log.info("Workshop participant %s: %s", removal.username, done)
             elif await asyncio.to_thread(os.path.lexists, removal.home):
                 return [f"{removal.home} is left: its account {removal.account} is gone"]
-            done = await remove_system_account(self.site, removal.username, removal.home)
-            log.info("Workshop participant %s: %s", removal.username, done)
-        except (HomeNotRemoved, AccountNotOurs) as error:
+            if has_system_account(backend):
+                done = await remove_system_account(self.site, removal.username, removal.home)
+                log.info("Workshop participant %s: %s", removal.username, done)
+            if backend == "podman":
+                done = await remove_home_volume(self.site, removal.username)
+                log.info("Workshop participant %s: %s", removal.username, done)
+        except (HomeNotRemoved, AccountNotOurs, HomeOwnerRefused) as error:
             return [f"{removal.username}: {error}"]
         except Exception as error:  # noqa: BLE001 (logged, retried next round)
             return [f"{removal.username}: {error}"]
         return []
 
 
-def _account_entry(name: str) -> pwd.struct_passwd | None:
-    try:
-        return pwd.getpwnam(name)
-    except KeyError:
-        return None
+async def remove_home_volume(site: Site, username: str) -> str:
+    """Forget the podman volume bound to a removed home (podman only; its folder is gone
+    by now, so nothing but podman's record of it goes)."""
+    name = home_claim_name(username, hub_tag(site.hub.state_dir))
+    await run_podman("volume", "rm", "--force", name)
+    return f"removed the home volume {name}"
 
 
 async def collect_work(site: Site, event: store.Event, participants: list[store.Participant]):

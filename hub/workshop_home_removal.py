@@ -1,20 +1,26 @@
 """Removing a temporary participant's home folder without root ever following a link in it.
 
 The home is a tree its participant could write to, so root does not walk it. A child
-process that has become the participant (their uid and gid, no supplementary groups, no
-new privileges) empties the folder; the kernel checks each of its unlinks, so a symlink
-to another user's home or to ``/etc`` is removed as a link and nothing behind it is
-touched (the participant could not delete it anyway). Root then removes the folder
-itself, now empty, with ``rmdir`` relative to the homes root it opened and checked
-(``root_paths.open_trusted_folder``): ``rmdir`` removes only an empty folder and never
-follows a link. What the participant could not delete (files of another account that
-the participant let in) is left, with the folder, and reported.
+process that has become the home's owner (``workshop_home_owner.removal_owner``: the
+participant's ``kh-`` account on ``local``, the pods' account on ``podman``; its uid and
+gid, no supplementary groups, no new privileges) empties the folder, removing symbolic
+links as links and never following one (``shutil.rmtree``'s descriptor walk); on
+``local`` the kernel also checks each unlink against the participant's own account.
+On ``podman`` every participant's home belongs to the pods' account, so the kernel
+would let the child delete another participant's files: it is the not following that
+keeps a link to another home out of reach, and the child is given the one home that
+root checked. Root then removes the folder itself, now empty, with ``rmdir`` relative
+to the homes root it opened and checked (``root_paths.open_trusted_folder``): ``rmdir``
+removes only an empty folder and never follows a link. What the owner could not delete
+(files of another account let in) is left, with the folder, and reported.
 
-The same child also deletes the participant's own entries in the shared temporary folders
-(``SHARED_TEMP``): the uid of a removed system account is given to the next one made, who
-would otherwise own them.
+On ``local`` the same child also deletes the account's own entries in the shared
+temporary folders (``SHARED_TEMP``): the uid of a removed system account is given to the
+next one made, who would otherwise own them. A ``shared`` owner (the pods' account,
+which owns other participants' homes and keeps its uid) does not: those entries are not
+this participant's.
 
-Run as ``python -I -m kioskhub.hub.workshop_home_removal HOME`` (the child).
+Run as ``python -I -m kioskhub.hub.workshop_home_removal HOME [--home-only]`` (the child).
 """
 
 from __future__ import annotations
@@ -39,10 +45,11 @@ class HomeNotRemoved(Exception):
     """The home folder was left (in part); the message says why."""
 
 
-async def remove_home(home: Path, uid: int, gid: int) -> str:
+async def remove_home(home: Path, uid: int, gid: int, *, shared: bool = False) -> str:
     """Remove ``home``, which must be a folder of account ``uid``: emptied by a child as
-    ``uid``/``gid``, then removed by root. What was done, for the log; HomeNotRemoved
-    when something is left."""
+    ``uid``/``gid``, then removed by root. ``shared``: ``uid`` owns other homes too, so its
+    entries in the shared temporary folders are left. What was done, for the log;
+    HomeNotRemoved when something is left."""
     parent_fd = await asyncio.to_thread(root_paths.open_trusted_folder, str(home.parent))
     try:
         try:
@@ -56,7 +63,7 @@ async def remove_home(home: Path, uid: int, gid: int) -> str:
                 f"{home} belongs to uid {info.st_uid}, not to the participant's {uid}; "
                 "left as it is"
             )
-        reply = await _empty_as_owner(home, uid, gid)
+        reply = await _empty_as_owner(home, uid, gid, shared)
         try:
             os.rmdir(home.name, dir_fd=parent_fd)
         except OSError as error:
@@ -72,7 +79,7 @@ async def remove_home(home: Path, uid: int, gid: int) -> str:
         os.close(parent_fd)
 
 
-async def _empty_as_owner(home: Path, uid: int, gid: int) -> dict:
+async def _empty_as_owner(home: Path, uid: int, gid: int, shared: bool) -> dict:
     as_owner = {"user": uid, "group": gid, "extra_groups": []} if os.geteuid() == 0 else {}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -80,6 +87,7 @@ async def _empty_as_owner(home: Path, uid: int, gid: int) -> dict:
         "-m",
         "kioskhub.hub.workshop_home_removal",
         str(home),
+        *(["--home-only"] if shared else []),
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -101,7 +109,7 @@ async def _empty_as_owner(home: Path, uid: int, gid: int) -> dict:
     return reply if isinstance(reply, dict) else {}
 
 
-# ---- the child, running as the participant ---------------------------------------------
+# ---- the child, running as the home's owner ----------------------------------------------
 
 
 def empty_folder(home: Path) -> int:
@@ -159,7 +167,8 @@ def remove_own_entries(folder: str) -> int:
 def main(argv: list[str]) -> int:
     try:
         forbid_new_privileges()
-        temp = sum(remove_own_entries(folder) for folder in SHARED_TEMP)
+        home_only = argv[2:] == ["--home-only"]
+        temp = 0 if home_only else sum(remove_own_entries(folder) for folder in SHARED_TEMP)
         reply = {"left": empty_folder(Path(argv[1])), "temp_removed": temp}
     except OSError as error:
         reply = {"error": root_paths.describe(error)}

@@ -49,7 +49,14 @@ class PodmanNames:
 def podman_names(spec: LaunchSpec, tag: str) -> PodmanNames:
     user = safe_slug(spec.username)
     server = f"--{safe_slug(spec.server_name)}" if spec.server_name else ""
-    return PodmanNames(pod=f"kh-{tag}-{user}{server}", home_claim=f"kh-{tag}-home-{user}", hub=tag)
+    return PodmanNames(
+        pod=f"kh-{tag}-{user}{server}", home_claim=home_claim_name(spec.username, tag), hub=tag
+    )
+
+
+def home_claim_name(username: str, tag: str) -> str:
+    """The podman volume of ``username``'s home (one for all their servers)."""
+    return f"kh-{tag}-home-{safe_slug(username)}"
 
 
 def hub_labels(names: PodmanNames) -> dict[str, str]:

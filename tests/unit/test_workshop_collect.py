@@ -169,12 +169,20 @@ def test_a_stream_cut_inside_a_file_leaves_no_half_entry(tmp_path):
     assert list(members) == ["ada/materials/a.txt"]
 
 
-def test_pod_backends_are_refused_with_a_reason(tmp_path):
-    site = small_site(tmp_path, spawner={"backend": "podman"}, workshops={"enabled": True})
+def test_kubernetes_is_refused_with_a_reason(tmp_path):
+    site = small_site(
+        tmp_path,
+        spawner={"backend": "kubernetes"},
+        pods={"image": "quay.io/jupyter/base-notebook"},
+        workshops={"enabled": True},
+    )
     event = Event(
         "abc234", "Class", "teacher", "default", "small", "", "", 10,
         time.time(), time.time() + 3600, 0, "CODE", time.time(),
     )
-    with pytest.raises(CollectUnavailable, match="local backend only; this site uses 'podman'"):
+    with pytest.raises(
+        CollectUnavailable,
+        match="local and podman backends only; this site uses 'kubernetes', where homes",
+    ):
         collect(site, event, [Participant("abc234", "ada", "Ada", time.time(), False)])
     assert not os.path.exists(collections_folder(site.hub.state_dir, "abc234"))
