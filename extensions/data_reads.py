@@ -95,15 +95,11 @@ def record_path(connection_file: str | os.PathLike) -> Path:
     return connection.with_name(connection.stem + RECORD_SUFFIX)
 
 
-def is_read(flags: int) -> bool:
-    """Whether an open with these ``os.open`` flags reads what was there."""
-    return flags & os.O_ACCMODE != os.O_WRONLY and not flags & os.O_TRUNC
-
-
 class DataReadRecorder:
     """The files under the mounts that this process opened for reading, and their record.
 
-    ``audit`` is the audit hook. Opens outside the mounts cost an event-name comparison,
+    ``audit`` is the audit hook. An open for reading counts (``os.open`` flags: not
+    write-only, not truncating). Opens outside the mounts cost an event-name comparison,
     a flag test and one dictionary look-up: each folder is resolved (``realpath``) once
     and remembered. Only files whose folder lies in a mount are resolved and stat'ed.
     """
@@ -119,26 +115,36 @@ class DataReadRecorder:
         self._write_lock = threading.Lock()
         self._writer: threading.Thread | None = None
 
-    def audit(self, event: str, args: tuple) -> None:
-        """The ``sys.addaudithook`` hook: note reads of regular files under the mounts."""
+    def audit(
+        self,
+        event: str,
+        args: tuple,
+        _not_read: int = os.O_TRUNC,
+        _access: int = os.O_ACCMODE,
+        _write_only: int = os.O_WRONLY,
+    ) -> None:
+        """The ``sys.addaudithook`` hook: note reads of regular files under the mounts.
+
+        The constants are default arguments because locals are the fastest look-ups.
+        """
         if event != "open":
             return
         try:
             path, _mode, flags = args
-            if not isinstance(path, str):
-                if not isinstance(path, bytes):
+            if flags & _not_read or flags & _access == _write_only:
+                return
+            if type(path) is not str:
+                if type(path) is not bytes:
                     return  # a file descriptor
                 path = os.fsdecode(path)
-            if not is_read(flags or 0):
-                return
-            folder, _, _ = path.rpartition("/")
-            if not path.startswith("/"):
+            folder, _, name = path.rpartition("/")
+            if path[:1] != "/":
                 folder = os.path.join(os.getcwd(), folder)
             in_mount = self._folders.get(folder)
             if in_mount is None:
                 in_mount = self._folder_in_mount(folder)
             if in_mount:
-                self._note(os.path.join(folder, path.rpartition("/")[2]))
+                self._note(os.path.join(folder, name))
         except Exception:  # an exception here would fail the user's open()
             return
 
