@@ -81,11 +81,13 @@ def mount_roots(mounts: list[DataMount]) -> list[tuple[str, str]]:
     return sorted(roots.items(), key=lambda root: -len(root[0]))
 
 
-def mount_of(real_path: str, roots: list[tuple[str, str]]) -> str | None:
-    """The name of the mount whose folder holds ``real_path`` (a resolved path), or None."""
+def mount_of(real_path: str, roots: list[tuple[str, str]]) -> tuple[str, str] | None:
+    """(mount name, path inside it) of a resolved path strictly inside a mount, or None."""
     for root, name in roots:
-        if real_path.startswith(root) and real_path[len(root) : len(root) + 1] in ("/", ""):
-            return name if real_path != root else None
+        if real_path.startswith(root) and real_path[len(root) : len(root) + 1] == "/":
+            return name, real_path[len(root) + 1 :]
+        if root == "/" and real_path != "/":
+            return name, real_path[1:]
     return None
 
 
@@ -110,7 +112,8 @@ class DataReadRecorder:
         self.started = time.time()
         self._roots = mount_roots(mounts)
         self._folders: dict[str, bool] = {}
-        self._files: dict[str, dict] = {}
+        self._files: dict[tuple[int, int], dict] = {}
+        self._seen: set[str] = set()
         self._changed = threading.Event()
         self._write_lock = threading.Lock()
         self._writer: threading.Thread | None = None
@@ -159,19 +162,30 @@ class DataReadRecorder:
         return in_mount
 
     def _note(self, path: str) -> None:
-        """Note one file whose folder lies in a mount, by its real path, if it lies in one."""
+        """Note one file whose folder lies in a mount, by its real path, if it lies in one.
+
+        A file seen again under another path (the same mount bound at two places, a hard
+        link) is noted once, by its (device, inode).
+        """
         real = os.path.realpath(path)
-        if real in self._files or len(self._files) >= MAX_FILES:
+        if real in self._seen or len(self._seen) >= MAX_FILES:
             return
-        mount = mount_of(real, self._roots)
-        if mount is None:
+        place = mount_of(real, self._roots)
+        if place is None:
             return  # a link under a mount to a file outside every mount
         status = os.stat(real)
         if not stat.S_ISREG(status.st_mode):
             return
+        self._seen.add(real)
         self._files.setdefault(
-            real,
-            {"path": real, "mount": mount, "size": status.st_size, "mtime_ns": status.st_mtime_ns},
+            (status.st_dev, status.st_ino),
+            {
+                "path": real,
+                "mount": place[0],
+                "relative_path": place[1],
+                "size": status.st_size,
+                "mtime_ns": status.st_mtime_ns,
+            },
         )
         self._changed.set()
 

@@ -78,14 +78,16 @@ def checksum_file(
     answer = {
         "path": entry["path"],
         "mount": None,
+        "relative_path": None,
         "size": entry["size"],
         "mtime": mtime_text(entry["mtime_ns"]),
         "sha256": None,
     }
     real = os.path.realpath(entry["path"])
-    answer["mount"] = mount_of(real, roots)
-    if real != entry["path"] or answer["mount"] is None:
+    place = mount_of(real, roots)
+    if real != entry["path"] or place is None:
         return {**answer, "checksum_skipped": "not a file in the site's data mounts"}
+    answer["mount"], answer["relative_path"] = place
     try:
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as error:

@@ -26,6 +26,7 @@ import io, os, pathlib
 data, outside = {data!r}, {outside!r}
 open(data + "/a.csv").read()
 open(data + "/a.csv", "rb").read()                 # again: recorded once
+open(data + "/hard.csv").read()                    # a hard link to it: the same file
 pathlib.Path(data, "sub", "b.txt").read_text()
 os.close(os.open(data + "/c.bin", os.O_RDONLY))
 io.open(data + "/d.txt", "r+").close()
@@ -58,6 +59,7 @@ def make_tree(tmp_path: Path) -> tuple[Path, Path]:
     }.items():
         (data / name).write_text(text)
     (outside / "e.txt").write_text("outside")
+    os.link(data / "a.csv", data / "hard.csv")
     (data / "link-out.txt").symlink_to(outside / "e.txt")
     (data / "link-in.txt").symlink_to(data / "target.txt")
     (outside / "data-link").symlink_to(data)
@@ -72,6 +74,7 @@ def expected(data: Path, names: list[str]) -> list[dict]:
             {
                 "path": str(data / name),
                 "mount": "beamtime",
+                "relative_path": name,
                 "size": status.st_size,
                 "mtime_ns": status.st_mtime_ns,
             }

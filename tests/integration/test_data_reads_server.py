@@ -156,6 +156,7 @@ def test_the_endpoint_names_what_the_notebook_read_with_checksums(tmp_path):
         assert files[str(data / "run1.csv")] == {
             "path": str(data / "run1.csv"),
             "mount": "beamtime",
+            "relative_path": "run1.csv",
             "size": run1.st_size,
             "mtime": datetime.fromtimestamp(run1.st_mtime_ns / 1e9, UTC).isoformat(),
             "sha256": hashlib.sha256(b"a,b\n1,2\n").hexdigest(),

@@ -75,7 +75,8 @@ def test_which_paths_lie_in_a_mount(tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data-other").mkdir()
     roots = mount_roots([DataMount("d", (str(tmp_path / "data"),))])
-    assert mount_of(str(tmp_path / "data" / "x"), roots) == "d"
+    assert mount_of(str(tmp_path / "data" / "x"), roots) == ("d", "x")
+    assert mount_of(str(tmp_path / "data" / "sub" / "x"), roots) == ("d", "sub/x")
     assert mount_of(str(tmp_path / "data-other" / "x"), roots) is None
     assert mount_of(str(tmp_path / "data"), roots) is None
 
@@ -115,7 +116,8 @@ def test_recorded_files_are_checked_then_hashed(tmp_path):
     )
 
     assert answer[0]["sha256"] == hashlib.sha256(b"1,2\n").hexdigest()
-    assert answer[0]["mount"] == "data" and answer[0]["size"] == 4
+    assert answer[0]["mount"] == "data" and answer[0]["relative_path"] == "small.csv"
+    assert answer[0]["size"] == 4
     assert answer[1]["sha256"] is None
     assert answer[1]["checksum_skipped"] == "larger than 9.53674e-07 GiB"
 
