@@ -10,18 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import requests
 from jupyter_client import BlockingKernelClient
+
+from tests.support.jupyter_server import start_jupyter_server, stop_jupyter_server
 
 pytestmark = pytest.mark.integration
 
@@ -29,20 +24,13 @@ ENABLE = "--ServerApp.jpserver_extensions=kioskhub.extensions.data_reads_server=
 EMPTY_NOTEBOOK = {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class Server:
+    """A ``jupyter server`` with the extension, its runtime folder and data mounts known."""
+
     def __init__(self, folder: Path, mounts: list[dict]) -> None:
-        self.token, port = uuid.uuid4().hex, free_port()
-        self.url = f"http://127.0.0.1:{port}"
         self.root = folder / "root"
         self.root.mkdir()
         self.runtime = folder / "runtime"
-        self.log = folder / "server.log"
         env = {
             **os.environ,
             "KIOSKHUB_DATA_MOUNTS": json.dumps(mounts),
@@ -50,48 +38,13 @@ class Server:
             "JUPYTER_RUNTIME_DIR": str(self.runtime),
             "IPYTHONDIR": str(folder / "ipython"),
         }
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "jupyter_server",
-                    "--allow-root",
-                    "--no-browser",
-                    "--ServerApp.ip=127.0.0.1",
-                    f"--ServerApp.port={port}",
-                    "--ServerApp.port_retries=0",
-                    f"--ServerApp.token={self.token}",
-                    f"--ServerApp.root_dir={self.root}",
-                    ENABLE,
-                ],
-                env=env,
-                cwd=self.root,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"jupyter server exited:\n{self.log.read_text()}")
-            try:
-                if self.api("/api/status").status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        pytest.fail(f"jupyter server did not answer within 60 s:\n{self.log.read_text()}")
-
-    def api(self, path: str, method: str = "GET", token: str | None = None, **kwargs):
-        headers = {"Authorization": f"token {self.token if token is None else token}"}
-        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=60, **kwargs)
+        self.jupyter = start_jupyter_server(self.root, folder / "server.log", env, [ENABLE])
+        self.api = self.jupyter.api
 
     def run(self, kernel_id: str, code: str) -> None:
-        client = BlockingKernelClient(
-            connection_file=str(self.runtime / f"kernel-{kernel_id}.json")
-        )
+        """Run ``code`` in a kernel of the server, over the kernel's connection file."""
+        connection_file = str(self.runtime / f"kernel-{kernel_id}.json")
+        client = BlockingKernelClient(connection_file=connection_file)
         client.load_connection_file()
         client.start_channels()
         try:
@@ -102,15 +55,7 @@ class Server:
         assert reply["content"]["status"] == "ok", reply["content"]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            time.sleep(0.2)
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+        stop_jupyter_server(self.jupyter)
 
 
 def test_the_endpoint_names_what_the_notebook_read_with_checksums(tmp_path):
