@@ -14,7 +14,6 @@ import timeit
 from pathlib import Path
 
 from kioskhub.extensions.data_reads import (
-    MOUNTS_ENV,
     DataMount,
     DataReadRecorder,
     mount_of,
@@ -24,45 +23,6 @@ from kioskhub.extensions.data_reads import (
 )
 from kioskhub.extensions.data_reads_checksums import checksum_files, recorded_files
 from kioskhub.extensions.data_reads_server import KERNEL_ARGUMENT, with_recorder
-from kioskhub.spawner.launch_spec import (
-    DATA_MOUNTS_ENV,
-    EnvironmentSpec,
-    LaunchSpec,
-    MountSpec,
-    data_mounts_env,
-)
-from kioskhub.spawner.local_plan import Account, local_launch
-
-
-def spec() -> LaunchSpec:
-    return LaunchSpec(
-        username="ada",
-        environment=EnvironmentSpec("default", "venv"),
-        profile="small",
-        cpu=1,
-        memory_bytes=2**30,
-        home=Path("/homes/ada"),
-        default_url="/lab",
-        mounts=(
-            MountSpec("data", Path("/srv/data"), "/data", True),
-            MountSpec("beam", Path("/srv/closed/beam"), "/beam", False, ("physics",)),
-        ),
-    )
-
-
-def test_the_launch_names_every_folder_where_the_server_sees_each_mount():
-    assert DATA_MOUNTS_ENV == MOUNTS_ENV
-    isolated = local_launch(spec(), own_prefix=Path("/venv"), account=Account("kh-ada", 1001, 1001))
-    assert isolated.env[MOUNTS_ENV] == (
-        '[{"name": "data", "paths": ["/data", "/homes/ada/data"]}, '
-        '{"name": "beam", "paths": ["/beam", "/homes/ada/beam"]}]'
-    )
-    shared = local_launch(spec(), own_prefix=Path("/venv"), account=None)
-    assert shared.env[MOUNTS_ENV] == (
-        '[{"name": "data", "paths": ["/srv/data", "/homes/ada/data"]}, '
-        '{"name": "beam", "paths": ["/srv/closed/beam", "/homes/ada/beam"]}]'
-    )
-    assert data_mounts_env([]) == {}
 
 
 def test_mounts_from_the_environment_and_unusable_values():
