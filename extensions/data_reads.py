@@ -167,8 +167,11 @@ class DataReadRecorder:
         A file seen again under another path (the same mount bound at two places, a hard
         link) is noted once, by its (device, inode).
         """
+        if path in self._seen or len(self._seen) >= MAX_FILES:
+            return  # opened again by the same path: no need to resolve it again
         real = os.path.realpath(path)
-        if real in self._seen or len(self._seen) >= MAX_FILES:
+        if real in self._seen:
+            self._seen.add(path)
             return
         place = mount_of(real, self._roots)
         if place is None:
@@ -176,7 +179,7 @@ class DataReadRecorder:
         status = os.stat(real)
         if not stat.S_ISREG(status.st_mode):
             return
-        self._seen.add(real)
+        self._seen.update((path, real))
         self._files.setdefault(
             (status.st_dev, status.st_ino),
             {
