@@ -8,6 +8,7 @@ environment, a Pod manifest, ...) and do only I/O.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from .lab_identity import LabIdentity
 
 OPTION_KEYS = ("environment", "profile")
+DATA_MOUNTS_ENV = "KIOSKHUB_DATA_MOUNTS"
+"""Each data mount's name and the folders where the server sees it, as JSON: the kernel's
+recorder of the data a notebook read (``kioskhub.extensions.data_reads``) reads it."""
 
 
 class ChoiceError(ValueError):
@@ -82,6 +86,12 @@ class LaunchSpec:
     repository_files: RepositoryFiles | None = None
     identity: LabIdentity | None = None
     """The lab identity the server runs as (``auth.identity``); None: a kh- account."""
+
+
+def data_mounts_env(folders: Iterable[tuple[str, tuple[str, ...]]]) -> dict[str, str]:
+    """``KIOSKHUB_DATA_MOUNTS`` for (mount name, folders where the server sees it) pairs."""
+    value = [{"name": name, "paths": list(paths)} for name, paths in folders]
+    return {DATA_MOUNTS_ENV: json.dumps(value)} if value else {}
 
 
 def allowed(choices: Iterable[Choice], groups: Iterable[str]) -> list[Choice]:

@@ -12,7 +12,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .launch_spec import ChoiceError, LaunchSpec
+from .launch_spec import ChoiceError, LaunchSpec, data_mounts_env
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -145,10 +145,16 @@ def local_launch(
         )
         if spec.mounts:
             env["KIOSKHUB_DATA_DIR"] = spec.mounts[0].mount_path
+        env |= data_mounts_env(
+            (m.name, (m.mount_path, str(spec.home / m.name))) for m in spec.mounts
+        )
     else:
         links = tuple((m.name, str(m.source)) for m in spec.mounts)
         if spec.mounts:
             env["KIOSKHUB_DATA_DIR"] = str(spec.mounts[0].source)
+        env |= data_mounts_env(
+            (m.name, (str(m.source), str(spec.home / m.name))) for m in spec.mounts
+        )
     return LocalLaunch(
         command=[str(prefix / "bin" / "jupyterhub-singleuser")],
         env=env,

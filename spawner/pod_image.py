@@ -56,6 +56,7 @@ SERVER_EXTENSIONS = (
     "kioskhub.extensions.memory_notice",
     "kioskhub.extensions.cull_notice",
     "kioskhub.extensions.workshop_notice",
+    "kioskhub.extensions.data_reads_server",
 )
 """The Jupyter server extensions the image enables for every server."""
 EXTENSIONS_SOURCE = Path(__file__).resolve().parent.parent / "extensions"

@@ -20,7 +20,7 @@ from kubespawner.slugs import is_valid_label, safe_slug
 
 from kioskhub.hub.schema.pods import DataVolume, PodSettings
 
-from .launch_spec import ChoiceError, LaunchSpec, MountSpec
+from .launch_spec import ChoiceError, LaunchSpec, MountSpec, data_mounts_env
 
 SERVER_PORT = 8888
 CONTAINER_NAME = "notebook"
@@ -141,6 +141,7 @@ def pod_env(spec: LaunchSpec, pods: PodSettings, server_env: dict[str, str]) -> 
     env = {**spec.env, **server_env, "HOME": pods.home_path}
     if spec.mounts:
         env["KIOSKHUB_DATA_DIR"] = spec.mounts[0].mount_path
+    env |= data_mounts_env((m.name, (m.mount_path,)) for m in spec.mounts)
     return env
 
 

@@ -12,10 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import struct
-import subprocess
-import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -23,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 from websockets.sync.client import connect
 
 from kioskhub.extensions.memory_notice import MemoryCgroup, locate_memory_cgroup
+from tests.support.jupyter_server import JupyterServer, start_jupyter_server, stop_jupyter_server
 
 pytestmark = pytest.mark.integration
 
@@ -100,30 +97,12 @@ def remove_cgroup(group: MemoryCgroup) -> None:
 
 
 @dataclass
-class Server:
-    url: str
-    token: str
-    process: subprocess.Popen
-    log: Path
-    cgroup: MemoryCgroup
-
-    def api(self, path: str, method: str = "GET", **kwargs) -> requests.Response:
-        headers = {"Authorization": f"token {self.token}"}
-        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+class Server(JupyterServer):
+    cgroup: MemoryCgroup | None = None
 
 
 def start_server(folder: Path, cgroup: MemoryCgroup, enable_argument: str) -> Server:
     """``jupyter server`` with the memory notice enabled, started inside ``cgroup``."""
-    token, port = uuid.uuid4().hex, free_port()
     root = folder / "root"
     root.mkdir()
     env = {
@@ -140,54 +119,10 @@ def start_server(folder: Path, cgroup: MemoryCgroup, enable_argument: str) -> Se
     def join_cgroup() -> None:
         procs.write_text(str(os.getpid()))
 
-    log = folder / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "jupyter_server",
-                "--allow-root",
-                "--no-browser",
-                "--ServerApp.ip=127.0.0.1",
-                f"--ServerApp.port={port}",
-                "--ServerApp.port_retries=0",
-                f"--ServerApp.token={token}",
-                f"--ServerApp.root_dir={root}",
-                enable_argument,
-            ],
-            env=env,
-            cwd=root,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=join_cgroup,
-            start_new_session=True,
-        )
-    server = Server(f"http://127.0.0.1:{port}", token, process, log, cgroup)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"jupyter server exited with {process.returncode}:\n{server.log_text()}")
-        try:
-            if server.api("/api/status").status_code == 200:
-                return server
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.3)
-    stop_server(server)
-    pytest.fail(f"jupyter server did not answer within 60 s:\n{server.log_text()}")
-
-
-def stop_server(server: Server) -> None:
-    if server.process.poll() is None:
-        server.process.send_signal(signal.SIGINT)  # jupyter server asks; a second one confirms
-        time.sleep(0.2)
-        server.process.send_signal(signal.SIGINT)
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait(timeout=10)
+    server = start_jupyter_server(
+        root, folder / "server.log", env, [enable_argument], preexec_fn=join_cgroup
+    )
+    return Server(**vars(server), cgroup=cgroup)
 
 
 @pytest.fixture(scope="module", params=sorted(ENABLE_BY))
@@ -199,7 +134,7 @@ def server(request, tmp_path_factory):
             tmp_path_factory.mktemp("memory-notice"), cgroup, ENABLE_BY[request.param]
         )
         yield running
-        stop_server(running)
+        stop_jupyter_server(running)
     finally:
         remove_cgroup(cgroup)
 

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec
+from kioskhub.extensions.data_reads import MOUNTS_ENV
+from kioskhub.spawner.launch_spec import (
+    DATA_MOUNTS_ENV,
+    EnvironmentSpec,
+    LaunchSpec,
+    MountSpec,
+    data_mounts_env,
+)
 from kioskhub.spawner.local_launcher import check_private_source
 from kioskhub.spawner.local_plan import Account, Bind, local_launch
 from kioskhub.spawner.root_paths import UnsafePathError
@@ -52,6 +59,27 @@ def test_plan_marks_restricted_mounts_and_names_the_home_mount_points():
         "read_only": False,
         "private": True,
     }
+
+
+def test_the_launch_names_every_folder_where_the_server_sees_each_mount():
+    assert DATA_MOUNTS_ENV == MOUNTS_ENV  # the name the kernel's recorder reads
+    isolated = local_launch(
+        spec_with_mounts(Path("/homes/ada")),
+        own_prefix=Path("/venv"),
+        account=Account("kh-ada", 1001, 1001),
+    )
+    assert isolated.env[DATA_MOUNTS_ENV] == (
+        '[{"name": "data", "paths": ["/data", "/homes/ada/data"]}, '
+        '{"name": "beam", "paths": ["/beam", "/homes/ada/beam"]}]'
+    )
+    shared = local_launch(
+        spec_with_mounts(Path("/homes/ada")), own_prefix=Path("/venv"), account=None
+    )
+    assert shared.env[DATA_MOUNTS_ENV] == (
+        '[{"name": "data", "paths": ["/srv/data", "/homes/ada/data"]}, '
+        '{"name": "beam", "paths": ["/srv/closed/beam", "/homes/ada/beam"]}]'
+    )
+    assert data_mounts_env([]) == {}
 
 
 def test_a_restricted_source_must_sit_below_a_closed_root_folder():

@@ -98,6 +98,10 @@ def test_cpu_profile_pod_in_full():
                         {"name": "JUPYTERHUB_API_TOKEN", "value": "secret"},
                         {"name": "JUPYTERHUB_USER", "value": "ada"},
                         {"name": "KIOSKHUB_DATA_DIR", "value": "/data"},
+                        {
+                            "name": "KIOSKHUB_DATA_MOUNTS",
+                            "value": '[{"name": "data", "paths": ["/data"]}]',
+                        },
                         {"name": "KIOSKHUB_PROFILE", "value": "small"},
                         {"name": "KIOSKHUB_USER", "value": "ada"},
                     ],
