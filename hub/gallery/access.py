@@ -46,6 +46,8 @@ class ReviewerLink:
 class LinkUnusable(Exception):
     """An expired or revoked link (410); the message says which."""
 
+    status = 410
+
 
 def check_visibility(viewer: Viewer, visibility: str) -> str:
     """``visibility`` when ``viewer`` may give it to their entry.

@@ -30,7 +30,8 @@ from kioskhub.image_builder.request_body import LimitedBody
 from kioskhub.image_builder.user_gitlab_credentials import hub_user_model
 
 from . import store
-from .access import Viewer, can_manage, can_read
+from .access import LinkUnusable, Viewer, can_manage, can_read
+from .pinning import NoRunningServer
 from .publish_request import BadRequest
 
 PAGE_POLICY = (
@@ -38,6 +39,9 @@ PAGE_POLICY = (
     "form-action 'self'; frame-ancestors 'self'; base-uri 'none'"
 )
 DOWNLOAD_POLICY = "default-src 'none'; sandbox"
+USER_ERRORS = (BadRequest, LinkUnusable, NoRunningServer, PermissionError, ValueError, LookupError)
+"""Errors whose message is for the user: 400 unless they carry a ``status`` (403 for
+PermissionError)."""
 
 
 @dataclass
@@ -88,16 +92,21 @@ class SafeHeaders(web.RequestHandler):
         self.set_header("Referrer-Policy", "no-referrer")
         self.set_header("Content-Security-Policy", PAGE_POLICY)
 
-    def write_error(self, status_code: int, **kwargs) -> None:
-        message = self._reason
+    def error_message(self, **kwargs) -> str:
+        """What a person reads about the error in ``kwargs["exc_info"]``."""
         error = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(error, USER_ERRORS):
+            return str(error)
         if isinstance(error, web.HTTPError) and error.log_message:
-            message = error.log_message % error.args if error.args else error.log_message
+            return error.log_message % error.args if error.args else error.log_message
+        return self._reason
+
+    def write_error(self, status_code: int, **kwargs) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": message}))
+        self.finish(json.dumps({"status": status_code, "message": self.error_message(**kwargs)}))
 
     def _handle_request_exception(self, error: BaseException) -> None:
-        if isinstance(error, BadRequest | PermissionError | ValueError | LookupError):
+        if isinstance(error, USER_ERRORS):
             status = getattr(error, "status", None) or (
                 403 if isinstance(error, PermissionError) else 400
             )

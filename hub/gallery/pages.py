@@ -74,18 +74,19 @@ async def render_entry_page(
     )
 
 
+def write_page_error(handler: SafeHeaders, status_code: int, **kwargs) -> None:
+    """An error as a page: what went wrong, nothing of the entry."""
+    handler.set_header("Content-Type", "text/html; charset=utf-8")
+    handler.finish(render_message(status_code, handler.error_message(**kwargs)))
+
+
 class PageHandler(GalleryHandler):
     """A page for signed-in users: HubOAuth sends others to the hub's login."""
 
     get_login_url = HubOAuthenticated.get_login_url
 
     def write_error(self, status_code: int, **kwargs) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        message = self._reason
-        if isinstance(error, web.HTTPError) and error.log_message:
-            message = error.log_message % error.args if error.args else error.log_message
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(render_message(status_code, message))
+        write_page_error(self, status_code, **kwargs)
 
 
 class ListPageHandler(PageHandler):

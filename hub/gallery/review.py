@@ -13,9 +13,9 @@ import time
 from tornado import web
 
 from . import store
-from .access import LinkUnusable, ReviewerLink, check_link, shows_author
+from .access import ReviewerLink, check_link, shows_author
 from .api_base import GalleryState, SafeHeaders
-from .pages import EntryUrls, render_entry_page, render_message
+from .pages import EntryUrls, render_entry_page, write_page_error
 from .reading import (
     comparison,
     entry_model,
@@ -47,11 +47,6 @@ class ReviewHandler(SafeHeaders):
         check_link(link, entry.entry_id, time.time())
         return entry, link
 
-    def _handle_request_exception(self, error: BaseException) -> None:
-        if isinstance(error, LinkUnusable):
-            error = web.HTTPError(410, "%s", str(error))
-        super()._handle_request_exception(error)
-
     def base(self, secret: str) -> str:
         return f"{self.prefix}review/{secret}/"
 
@@ -67,12 +62,7 @@ class ReviewPageHandler(ReviewHandler):
         )  # fmt: skip
 
     def write_error(self, status_code: int, **kwargs) -> None:
-        error = kwargs.get("exc_info", (None, None))[1]
-        message = self._reason
-        if isinstance(error, web.HTTPError) and error.log_message:
-            message = error.log_message % error.args if error.args else error.log_message
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(render_message(status_code, message))
+        write_page_error(self, status_code, **kwargs)
 
 
 class ReviewVersionHandler(ReviewHandler):
