@@ -30,7 +30,17 @@ from .store import EntryRow
 DAY = 86400.0
 
 
-class EntriesHandler(PublishingHandler):
+class EntryReplies(PublishingHandler):
+    """The base of the API's handlers: an entry as JSON, with its links."""
+
+    def entry_dict(self, entry: EntryRow) -> dict:
+        base = f"{self.prefix}api/entries/{entry.entry_id}/"
+        return entry_model(entry, base, show_author=True) | {
+            "links": {"self": base, "page": f"{self.prefix}entries/{entry.entry_id}"}
+        }
+
+
+class EntriesHandler(EntryReplies):
     @requires("user")
     async def get(self, viewer: Viewer):
         query = query_from({name: self.get_argument(name, "") for name in self.request.arguments})
@@ -56,12 +66,6 @@ class EntriesHandler(PublishingHandler):
         entry = await self.state.call(store.get_entry, entry_id)
         self.send(self.entry_dict(entry), 201)
 
-    def entry_dict(self, entry: EntryRow) -> dict:
-        base = f"{self.prefix}api/entries/{entry.entry_id}/"
-        return entry_model(entry, base, show_author=True) | {
-            "links": {"self": base, "page": f"{self.prefix}entries/{entry.entry_id}"}
-        }
-
 
 def server_of(body: dict) -> str:
     """The author's server to take the pinning from: ``server`` in the body, else the default."""
@@ -71,7 +75,7 @@ def server_of(body: dict) -> str:
     return server
 
 
-class EntryHandler(EntriesHandler):
+class EntryHandler(EntryReplies):
     @requires("read")
     async def get(self, viewer: Viewer, entry: EntryRow):
         versions = await self.state.call(store.versions, entry.entry_id)
@@ -82,7 +86,7 @@ class EntryHandler(EntriesHandler):
         )
 
 
-class VisibilityHandler(EntriesHandler):
+class VisibilityHandler(EntryReplies):
     @requires("manage")
     async def put(self, viewer: Viewer, entry: EntryRow):
         visibility = check_visibility(viewer, str(self.body().get("visibility") or ""))
@@ -90,7 +94,13 @@ class VisibilityHandler(EntriesHandler):
         self.send(self.entry_dict(await self.state.call(store.get_entry, entry.entry_id)))
 
 
-class VersionsHandler(EntriesHandler):
+class VersionsHandler(EntryReplies):
+    @requires("read")
+    async def get(self, viewer: Viewer, entry: EntryRow):
+        versions = await self.state.call(store.versions, entry.entry_id)
+        base = f"{self.prefix}api/entries/{entry.entry_id}/"
+        self.send({"versions": [version_model(v, base, show_author=True) for v in versions]})
+
     @requires("manage")
     async def post(self, viewer: Viewer, entry: EntryRow):
         body = self.body()
@@ -129,7 +139,7 @@ class CompareHandler(GalleryHandler):
         self.send(await comparison(self.state, entry, old, new, show_author=True))
 
 
-class LinksHandler(EntriesHandler):
+class LinksHandler(EntryReplies):
     @requires("manage")
     async def get(self, viewer: Viewer, entry: EntryRow):
         self.send({"links": await self.state.call(store.links, entry.entry_id)})
@@ -179,7 +189,7 @@ def link_expiry(body: dict, max_days: int, now: float) -> float:
     return float(expires)
 
 
-class LinkHandler(EntriesHandler):
+class LinkHandler(EntryReplies):
     @requires("manage")
     async def delete(self, viewer: Viewer, entry: EntryRow, link_id: str):
         if not await self.state.call(store.revoke_link, entry.entry_id, int(link_id)):

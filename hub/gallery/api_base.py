@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,15 @@ PAGE_POLICY = (
     "form-action 'self'; frame-ancestors 'self'; base-uri 'none'"
 )
 DOWNLOAD_POLICY = "default-src 'none'; sandbox"
+REVIEW_SECRET = re.compile(r"(/review/)[A-Za-z0-9_-]+")
+log = logging.getLogger("kioskhub.gallery")
+
+
+def without_secrets(uri: str) -> str:
+    """``uri`` with a reviewer link's secret left out, for logs."""
+    return REVIEW_SECRET.sub(r"\1…", uri)
+
+
 USER_ERRORS = (BadRequest, LinkUnusable, NoRunningServer, PermissionError, ValueError, LookupError)
 """Errors whose message is for the user: 400 unless they carry a ``status`` (403 for
 PermissionError)."""
@@ -91,6 +102,17 @@ class SafeHeaders(web.RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Referrer-Policy", "no-referrer")
         self.set_header("Content-Security-Policy", PAGE_POLICY)
+
+    def _request_summary(self) -> str:
+        return f"{self.request.method} {without_secrets(self.request.uri or '')}"
+
+    def log_exception(self, typ, value, tb) -> None:
+        """A user's error is one line; another is logged with its traceback. Neither logs a
+        reviewer link's secret."""
+        if isinstance(value, USER_ERRORS | web.HTTPError):
+            log.warning("%s: %s", self._request_summary(), value)
+        else:
+            log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
 
     def error_message(self, **kwargs) -> str:
         """What a person reads about the error in ``kwargs["exc_info"]``."""

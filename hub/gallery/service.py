@@ -26,7 +26,7 @@ from kioskhub.image_builder.spawn_catalog import open_reader
 
 from . import store
 from .api import api_routes
-from .api_base import GalleryState, body_limit
+from .api_base import GalleryState, body_limit, without_secrets
 from .hub_service import SERVICE_PREFIX, SITE_VARIABLE
 from .pages import page_routes
 from .review import review_routes
@@ -43,6 +43,16 @@ def open_state(site: Site) -> GalleryState:
     return GalleryState(site, database, make_root(state_dir), open_reader(site))
 
 
+def log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access log line, with reviewer links' secrets left out."""
+    status = handler.get_status()
+    log_method = log.info if status < 400 else log.warning if status < 500 else log.error
+    uri = without_secrets(handler.request.uri or "")
+    took = 1000.0 * handler.request.request_time()
+    log_method("%d %s %s (%s) %.2fms", status, handler.request.method, uri,
+               handler.request.remote_ip, took)  # fmt: skip
+
+
 def make_app(state: GalleryState, prefix: str) -> web.Application:
     return web.Application(
         api_routes(prefix, {"state": state})
@@ -50,6 +60,7 @@ def make_app(state: GalleryState, prefix: str) -> web.Application:
         + page_routes(prefix, state),
         cookie_secret=secrets.token_bytes(32),
         xsrf_cookies=True,
+        log_function=log_request,
     )
 
 

@@ -240,3 +240,13 @@ def test_the_review_loop(site):
     assert compared.json()["pinning"] == {}
     assert call(bob, "GET", f"/entries/{entry_id}").json()["latest"] == 2
     assert call(bob, "GET", f"/entries/{entry_id}/versions/1").json()["title"] == HOSTILE
+    listed = call(bob, "GET", f"/entries/{entry_id}/versions").json()["versions"]
+    assert [v["number"] for v in listed] == [1, 2]
+    assert call(ada, "POST", f"/entries/{entry_id}", json={}).status_code == 405
+
+    # The secrets of reviewer links stay out of the logs.
+    log = hub.log_text()
+    assert "/review/" in log
+    for link in (brief, named, hidden):
+        secret = link["url"].rsplit("/", 1)[1]
+        assert secret not in log, [line for line in log.splitlines() if secret in line]
