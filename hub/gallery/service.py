@@ -9,25 +9,23 @@ versions one at a time.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
 import secrets
-import signal
 import sys
 from urllib.parse import urlsplit
 
 from tornado import web
 
 from kioskhub.hub.schema.site import Site
-from kioskhub.image_builder.hub_service import site_from_json
+from kioskhub.image_builder.service_main import run_service, until_stopped
 from kioskhub.image_builder.spawn_catalog import open_reader
 
 from . import store
 from .api import api_routes
 from .api_base import GalleryState, body_limit, without_secrets
-from .hub_service import SERVICE_PREFIX, SITE_VARIABLE
+from .hub_service import SERVICE_PREFIX
 from .pages import page_routes
 from .review import review_routes
 from .version_files import make_root
@@ -74,34 +72,14 @@ async def serve(site: Site) -> None:
         url.port or site.gallery.port, url.hostname or "127.0.0.1", max_body_size=body_limit(site)
     )
     log.info("Gallery service at %s (prefix %s)", url.geturl(), prefix)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await until_stopped()
     server.stop()
     if state.catalog is not None:
         state.catalog.close()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kioskhub.hub.gallery.service")
-    parser.add_argument("--config", help=f"site config file (default: ${SITE_VARIABLE})")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s"
-    )
-    if args.config:
-        from kioskhub.hub.schema.config_file import load_site
-
-        site = load_site(args.config)
-    elif os.environ.get(SITE_VARIABLE):
-        site = site_from_json(os.environ[SITE_VARIABLE])
-    else:
-        print(f"{parser.prog}: give --config or set ${SITE_VARIABLE}", file=sys.stderr)
-        return 2
-    asyncio.run(serve(site))
-    return 0
+    return run_service("python -m kioskhub.hub.gallery.service", serve, argv)
 
 
 if __name__ == "__main__":
