@@ -140,6 +140,8 @@ def test_the_review_loop(site):
     )
 
     # A draft: bob neither sees nor changes it.
+    hidden_page = bob.http.get(f"{hub.url}{SERVICE}/entries/{entry_id}", timeout=30)
+    assert hidden_page.status_code == 404 and HOSTILE not in hidden_page.text
     assert call(bob, "GET", f"/entries/{entry_id}").status_code == 404
     assert call(bob, "GET", f"/entries/{entry_id}/versions/1/notebook").status_code == 404
     assert call(bob, "GET", "/entries").json()["total"] == 0
@@ -178,6 +180,12 @@ def test_the_review_loop(site):
     page = bob.http.get(f"{hub.url}{SERVICE}/", timeout=30)
     assert page.status_code == 200, page.text[-2000:]
     assert HOSTILE not in page.text and "&lt;script&gt;" in page.text
+    entry_page = bob.http.get(f"{hub.url}{SERVICE}/entries/{entry_id}/v1", timeout=30)
+    assert entry_page.status_code == 200 and "by ada" in entry_page.text
+    assert f'sandbox title="The notebook, rendered" src="{SERVICE}/render/{entry_id}/v1"' in (
+        entry_page.text
+    )
+    assert "/data/points.csv" in entry_page.text and "abc1234" in entry_page.text
     home = bob.http.get(f"{hub.url}/hub/home", timeout=30).text
     assert 'id="kh-nav-gallery"' in home
 
