@@ -17,6 +17,7 @@ from .audit_pages import audit_hub_settings
 from .auth_gitlab import gitlab_url
 from .auth_settings import authenticator_settings
 from .dask_gateway import gateway_hub_settings, merge_settings
+from .gallery.hub_service import gallery_hub_settings
 from .idle_culling import culling_hub_settings
 from .metrics_access import metrics_hub_settings
 from .oidc_discovery import ProviderEndpoints
@@ -98,6 +99,7 @@ def jupyterhub_settings(
     settings = merge_settings(
         settings, builder_hub_settings(with_builder_base_image(site), python=sys.executable)
     )
+    settings = merge_settings(settings, gallery_hub_settings(site, python=sys.executable))
     settings = merge_settings(settings, metrics_hub_settings(passwords.metrics_token))
     settings = merge_settings(settings, usage_hub_settings(state))
     settings = merge_settings(settings, audit_hub_settings(site))

@@ -9,13 +9,10 @@ builds and their live logs.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
 import os
 import secrets
 import shutil
-import signal
 import sys
 from urllib.parse import urlsplit
 
@@ -40,12 +37,13 @@ from .catalog_store import queue_build, sync_site_environments
 from .container_builder import ContainerBuilder, find_engine
 from .gitlab_service import gitlab_builders, gitlab_routes, public_webhook_url
 from .gitlab_webhook import PipelineEventBus
-from .hub_service import SERVICE_NAME, SITE_VARIABLE, site_from_json
+from .hub_service import SERVICE_NAME
 from .local_builder import LocalBuilder, site_toolchain
 from .metrics_handler import metrics_routes
 from .podman_image_builder import BuildOptions, PodmanImageBuilder
 from .python_versions import effective_policy
 from .service_api import BuilderState, api_routes
+from .service_main import run_service, until_stopped
 from .service_page import page_routes
 
 log = logging.getLogger("kioskhub.environments")
@@ -164,34 +162,14 @@ async def serve(site: Site) -> None:
         url.port or site.builder.port, url.hostname or "127.0.0.1", max_body_size=largest
     )
     log.info("Environments service at %s (prefix %s)", url.geturl(), prefix)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+    await until_stopped()
     server.stop()
     await runner.close()
     catalog.close()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m kioskhub.image_builder.service")
-    parser.add_argument("--config", help=f"site config file (default: ${SITE_VARIABLE})")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s"
-    )
-    if args.config:
-        from kioskhub.hub.schema.config_file import load_site
-
-        site = load_site(args.config)
-    elif os.environ.get(SITE_VARIABLE):
-        site = site_from_json(os.environ[SITE_VARIABLE])
-    else:
-        print(f"{parser.prog}: give --config or set ${SITE_VARIABLE}", file=sys.stderr)
-        return 2
-    asyncio.run(serve(site))
-    return 0
+    return run_service("python -m kioskhub.image_builder.service", serve, argv)
 
 
 if __name__ == "__main__":

@@ -37,3 +37,6 @@ class GallerySettings(Section):
         True,
         description="Authors may hide their name from reviewers who come by a reviewer link.",
     )
+    port: int = Field(
+        8092, ge=1, le=65535, description="Port on 127.0.0.1 of the gallery service."
+    )

@@ -1,0 +1,54 @@
+"""The gallery as a JupyterHub service: the hub settings that run it, and what it is handed.
+
+Hub-managed: the hub starts ``python -m kioskhub.hub.gallery.service`` with its API token
+and OAuth client and proxies ``/services/gallery/``. The service's own token may read user
+names, admin flags and groups (``read:users:name``, ``read:users:groups``: who may read what)
+and servers (``read:servers``: the ``user_options`` of an author's running server, which pin
+a version's environment); nothing else. Every user may access the service
+(``access:services!service=gallery``), which decides per handler what each may do
+(``access``). Every hub page links it ("Gallery" in the navigation bar).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kioskhub.hub.schema.site import Site
+from kioskhub.image_builder.hub_service import SITE_VARIABLE, site_json
+
+SERVICE_NAME = "gallery"
+SERVICE_PREFIX = f"/services/{SERVICE_NAME}/"
+ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
+SERVICE_SCOPES = ["read:users:name", "read:users:groups", "read:servers"]
+
+
+def gallery_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
+    """The JupyterHub settings that run the gallery service, or {} when it is off."""
+    if not site.gallery.enabled:
+        return {}
+    return {
+        "JupyterHub": {
+            "services": [
+                {
+                    "name": SERVICE_NAME,
+                    "url": f"http://127.0.0.1:{site.gallery.port}",
+                    "command": [python, "-m", "kioskhub.hub.gallery.service"],
+                    "environment": {SITE_VARIABLE: site_json(site)},
+                    "cwd": str(site.hub.state_dir),
+                    "oauth_no_confirm": True,
+                    "display": True,
+                }
+            ],
+            "load_roles": [
+                {"name": "user", "scopes": ["self", ACCESS_SCOPE]},
+                {
+                    "name": "kioskhub-gallery",
+                    "description": "The review gallery: who a user is, their groups, their "
+                    "servers' options",
+                    "services": [SERVICE_NAME],
+                    "scopes": SERVICE_SCOPES,
+                },
+            ],
+            "template_vars": {"kh_gallery_url": SERVICE_PREFIX},
+        }
+    }

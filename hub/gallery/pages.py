@@ -1,0 +1,138 @@
+"""The gallery's pages: the list with search (``<prefix>``), an entry at its latest or a
+given version (``<prefix>entries/<id>``, ``…/v<n>``), the same for reviewer links
+(``review``). Jinja templates with autoescape: every string a user wrote arrives as text.
+
+A version's notebook is shown in ``<iframe sandbox>`` from ``…/render/…`` (the render
+routes are added with the renderer, not here); the page itself runs no script.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from tornado import web
+
+from . import store
+from .access import Viewer, can_read
+from .api_base import GalleryHandler, GalleryState, SafeHeaders, requires
+from .reading import get_version
+from .search import page_of, query_from
+from .store import EntryRow
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+templates = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True)
+
+
+def when(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.filters["when"] = when
+
+
+@dataclass(frozen=True)
+class EntryUrls:
+    """Where an entry's page links: its versions' pages, downloads and renders."""
+
+    page: str
+    api: str
+    render: str
+
+
+def render_message(status: int, message: str) -> str:
+    return templates.get_template("gallery_message.html").render(status=status, message=message)
+
+
+async def render_entry_page(
+    handler: SafeHeaders,
+    state: GalleryState,
+    entry: EntryRow,
+    number: int,
+    *,
+    urls: EntryUrls,
+    show_author: bool,
+) -> None:
+    """Version ``number`` of ``entry``: texts, pinning, files, versions, the render frame."""
+    version = await get_version(state, entry, number)
+    versions = await state.call(store.versions, entry.entry_id)
+    handler.set_header("Content-Type", "text/html; charset=utf-8")
+    handler.finish(
+        templates.get_template("gallery_entry.html").render(
+            entry=entry,
+            version=version,
+            versions=versions,
+            urls=urls,
+            show_author=show_author,
+        )
+    )
+
+
+def write_page_error(handler: SafeHeaders, status_code: int, **kwargs) -> None:
+    """An error as a page: what went wrong, nothing of the entry."""
+    handler.set_header("Content-Type", "text/html; charset=utf-8")
+    handler.finish(render_message(status_code, handler.error_message(**kwargs)))
+
+
+class PageHandler(GalleryHandler):
+    """A page for signed-in users: HubOAuth sends others to the hub's login."""
+
+    get_login_url = HubOAuthenticated.get_login_url
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        write_page_error(self, status_code, **kwargs)
+
+
+class ListPageHandler(PageHandler):
+    @web.authenticated
+    @requires("user")
+    async def get(self, viewer: Viewer):
+        arguments = {name: self.get_argument(name, "") for name in self.request.arguments}
+        query = query_from(arguments)
+        everything = await self.state.call(store.all_entries)
+        entries, total = page_of([e for e in everything if can_read(e.rules, viewer)], query)
+        pages = max(1, -(-total // query.per_page))
+        shown = {k: v for k, v in vars(query).items() if v and k not in ("page", "per_page")}
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.finish(
+            templates.get_template("gallery_list.html").render(
+                prefix=self.prefix,
+                viewer=viewer,
+                entries=entries,
+                query=query,
+                total=total,
+                pages=pages,
+                previous=urlencode(shown | {"page": query.page - 1}) if query.page > 1 else None,
+                next=urlencode(shown | {"page": query.page + 1}) if query.page < pages else None,
+            )
+        )
+
+
+class EntryPageHandler(PageHandler):
+    @web.authenticated
+    @requires("read")
+    async def get(self, viewer: Viewer, entry: EntryRow, number: str | None = None):
+        urls = EntryUrls(
+            page=f"{self.prefix}entries/{entry.entry_id}/",
+            api=f"{self.prefix}api/entries/{entry.entry_id}/",
+            render=f"{self.prefix}render/{entry.entry_id}/",
+        )
+        await render_entry_page(
+            self, self.state, entry, int(number or entry.latest), urls=urls, show_author=True
+        )
+
+
+def page_routes(prefix: str, state: GalleryState) -> list[tuple]:
+    args = {"state": state}
+    return [
+        (rf"{prefix}?", ListPageHandler, args),
+        (rf"{prefix}entries/(\d+)/?", EntryPageHandler, args),
+        (rf"{prefix}entries/(\d+)/v(\d+)", EntryPageHandler, args),
+        (rf"{prefix}oauth_callback", HubOAuthCallbackHandler),
+    ]

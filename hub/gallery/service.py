@@ -1,0 +1,86 @@
+"""The gallery service: ``python -m kioskhub.hub.gallery.service`` (run by the hub).
+
+On start it creates its database (``<state_dir>/gallery.sqlite``, 0600) and version folder
+(``<state_dir>/gallery/``, 0700), opens the build catalog read-only when builds are on, and
+serves the REST API, the pages and reviewer links below its prefix
+(``/services/gallery/``). It keeps no state in the process beyond a lock that numbers
+versions one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+from urllib.parse import urlsplit
+
+from tornado import web
+
+from kioskhub.hub.schema.site import Site
+from kioskhub.image_builder.service_main import run_service, until_stopped
+from kioskhub.image_builder.spawn_catalog import open_reader
+
+from . import store
+from .api import api_routes
+from .api_base import GalleryState, body_limit, without_secrets
+from .hub_service import SERVICE_PREFIX
+from .pages import page_routes
+from .review import review_routes
+from .version_files import make_root
+
+log = logging.getLogger("kioskhub.gallery")
+
+
+def open_state(site: Site) -> GalleryState:
+    """The database, the version folders and the catalog reader, created where missing."""
+    state_dir = site.hub.state_dir
+    database = store.database(state_dir)
+    store.open_database(database)
+    return GalleryState(site, database, make_root(state_dir), open_reader(site))
+
+
+def log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access log line, with reviewer links' secrets left out."""
+    status = handler.get_status()
+    log_method = log.info if status < 400 else log.warning if status < 500 else log.error
+    uri = without_secrets(handler.request.uri or "")
+    took = 1000.0 * handler.request.request_time()
+    log_method("%d %s %s (%s) %.2fms", status, handler.request.method, uri,
+               handler.request.remote_ip, took)  # fmt: skip
+
+
+def make_app(state: GalleryState, prefix: str) -> web.Application:
+    return web.Application(
+        api_routes(prefix, {"state": state})
+        + review_routes(prefix, state)
+        + page_routes(prefix, state),
+        cookie_secret=secrets.token_bytes(32),
+        xsrf_cookies=True,
+        log_function=log_request,
+    )
+
+
+async def serve(site: Site) -> None:
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", SERVICE_PREFIX)
+    url = urlsplit(
+        os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{site.gallery.port}")
+    )
+    state = await asyncio.to_thread(open_state, site)
+    server = make_app(state, prefix).listen(
+        url.port or site.gallery.port, url.hostname or "127.0.0.1", max_body_size=body_limit(site)
+    )
+    log.info("Gallery service at %s (prefix %s)", url.geturl(), prefix)
+    await until_stopped()
+    server.stop()
+    if state.catalog is not None:
+        state.catalog.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_service("python -m kioskhub.hub.gallery.service", serve, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The gallery's pages escape what authors and users write: titles, abstracts, tags,
+names, pinning, data paths, file names and error messages arrive as text, never as tags;
+an anonymous page names no author; the hub's navigation bar links the gallery."""
+
+from __future__ import annotations
+
+import pytest
+
+from kioskhub.hub.gallery.access import Viewer
+from kioskhub.hub.gallery.pages import TEMPLATES, EntryUrls, templates
+from kioskhub.hub.gallery.search import EntryQuery
+from kioskhub.hub.gallery.store import EntryRow
+from tests.unit.test_hub_templates_escape import HOSTILE, a_user_running, hub_templates
+
+ESCAPED = "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;"
+
+
+def hostile_entry() -> EntryRow:
+    return EntryRow(1, HOSTILE, HOSTILE, HOSTILE, (HOSTILE,), HOSTILE, HOSTILE, 2, 0.0, 0.0)
+
+
+def hostile_version(number: int) -> dict:
+    return {
+        "number": number,
+        "author": HOSTILE,
+        "created": 0.0,
+        "title": HOSTILE,
+        "abstract": HOSTILE,
+        "manifest": {
+            "notebook": {"name": "notebook.ipynb", "size": 1, "sha256": HOSTILE},
+            "files": [{"name": HOSTILE, "size": 1, "sha256": HOSTILE}],
+        },
+        "pinning": {
+            "environment": HOSTILE,
+            "profile": HOSTILE,
+            "source": HOSTILE,
+            "kind": HOSTILE,
+            "image": HOSTILE,
+            "digest": HOSTILE,
+            "content_hash": HOSTILE,
+            "commit": HOSTILE,
+            "repository": HOSTILE,
+        },  # fmt: skip
+        "claims": {
+            "git_commit": HOSTILE,
+            "kernel": HOSTILE,
+            "python": HOSTILE,
+            "data_reads": [{"path": HOSTILE, "size": 1, "mtime": 0.0, "sha256": HOSTILE}],
+        },
+    }
+
+
+def render(name: str, **extra) -> str:
+    return templates.get_template(name).render(
+        prefix="/services/gallery/",
+        viewer=Viewer(HOSTILE),
+        entries=[hostile_entry()],
+        query=EntryQuery(title=HOSTILE, author=HOSTILE, tag=HOSTILE, environment=HOSTILE),
+        total=1,
+        pages=1,
+        previous=None,
+        next=None,
+        entry=hostile_entry(),
+        version=hostile_version(2),
+        versions=[hostile_version(1), hostile_version(2)],
+        urls=EntryUrls("/p/", "/a/", "/r/"),
+        status=410,
+        message=HOSTILE,
+        **extra,
+    )
+
+
+PAGES = sorted(p.name for p in TEMPLATES.glob("gallery_*.html") if p.name != "gallery_base.html")
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_hostile_strings_are_escaped(name):
+    html = render(name, show_author=True)
+    assert HOSTILE not in html
+    assert html.count(ESCAPED) >= 1, html
+
+
+def test_the_entry_page_shows_every_field_escaped_and_frames_the_render_sandboxed():
+    html = render("gallery_entry.html", show_author=True)
+    assert html.count(ESCAPED) >= 15
+    assert '<iframe id="kh-gallery-render" sandbox title="The notebook, rendered" src="/r/v2">' in (
+        html
+    )
+    assert "<script" not in html
+
+
+def test_an_anonymous_page_names_no_author():
+    html = render("gallery_entry.html", show_author=False)
+    assert "Anonymous author" in html
+    assert "by " + ESCAPED not in html
+    # The versions table leaves out who published each version.
+    versions = html.split('id="kh-gallery-versions"')[1].split("</table>")[0]
+    assert ESCAPED not in versions.split("</td>")[2]
+
+
+def test_the_navigation_bar_links_the_gallery_when_it_is_on():
+    page = hub_templates().get_template("page.html")
+    common = dict(user=a_user_running("", ""), static_url=lambda *a, **k: "", base_url="/hub/")
+    link = '<a class="nav-link" href="/services/gallery/" id="kh-nav-gallery">Gallery</a>'
+    assert link in page.render(kh_gallery_url="/services/gallery/", **common)
+    assert "kh-nav-gallery" not in page.render(**common)
