@@ -25,6 +25,7 @@ from kioskhub.image_builder.spawn_catalog import open_reader
 from . import store
 from .api import api_routes
 from .api_base import GalleryState, body_limit, without_secrets
+from .export_api import export_routes
 from .hub_service import SERVICE_PREFIX
 from .pages import page_routes
 from .review import review_routes
@@ -55,6 +56,7 @@ def make_app(state: GalleryState, prefix: str) -> web.Application:
     return web.Application(
         api_routes(prefix, {"state": state})
         + review_routes(prefix, state)
+        + export_routes(prefix, state)
         + page_routes(prefix, state),
         cookie_secret=secrets.token_bytes(32),
         xsrf_cookies=True,
