@@ -16,14 +16,11 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from kioskhub.hub.sample_data import write_sample_data
-from tests.conftest import SHARED_PASSWORD, open_folder
-from tests.support.hub_process import free_port, remove_site_folder, start_hub, write_site_config
-from tests.support.user_session import UserSession, signed_in
+from tests.integration.test_gallery_service import SERVICE, call
+from tests.integration.test_gallery_service import site as site  # the same hub, a fresh one
 
 pytestmark = pytest.mark.integration
 
-SERVICE = "/services/gallery"
 CSV = b"x,y\n1,2\n"
 
 
@@ -42,30 +39,6 @@ def publication() -> dict:
         "claims": {"python": "3.12.1", "data_reads": [
             {"path": "/data/points.csv", "size": 8, "mtime": 1.7e9, "sha256": "e" * 64}]},
     }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def site():
-    folder = open_folder("gallery-export")
-    write_sample_data(folder / "data")
-    config = write_site_config(folder, gallery={"enabled": True, "port": free_port()})
-    hub = start_hub(config, folder / "hub.log")
-    ada = signed_in(hub.url, "ada", SHARED_PASSWORD)
-    bob = signed_in(hub.url, "bob", SHARED_PASSWORD)
-    yield {"hub": hub, "folder": folder, "ada": ada, "bob": bob}
-    if hub.process.poll() is None:
-        hub.stop()
-    remove_site_folder(folder)
-
-
-def call(user: UserSession, method: str, path: str, **kwargs) -> requests.Response:
-    return requests.request(
-        method,
-        f"{user.hub_url}{SERVICE}/api{path}",
-        headers={"Authorization": f"token {user.token}"},
-        timeout=60,
-        **kwargs,
-    )
 
 
 def opened_crate(reply: requests.Response) -> tuple[zipfile.ZipFile, dict[str, dict]]:
