@@ -2,12 +2,12 @@
 readers (404 for anyone else) and ``<prefix>review/<secret>/versions/<n>/crate.zip`` for a
 reviewer link's holders (the author left out through an anonymous link).
 
-The zip is built in a thread into an unnamed temporary file, then sent in chunks: the
-notebook as the version's page serves it, the version's files (opened without following
-links, their sha256 checked against the manifest as they are copied), ``ro-crate-metadata.json``
-and ``ro-crate-preview.html``. Its size is bounded by the version's, which publishing bounds.
-Members are named by the gallery only: ``notebook.ipynb``, ``files/<checked name>`` and the
-two metadata files.
+The zip is built in a thread into an unnamed temporary file (two at a time), then sent in
+chunks: the notebook as the version's page serves it, the version's files (opened without
+following links, their sha256 checked against the manifest as they are copied),
+``ro-crate-metadata.json`` and ``ro-crate-preview.html``. Its size is bounded by the
+version's, which publishing bounds. Members are named by the gallery only:
+``notebook.ipynb``, ``files/<checked name>`` and the two metadata files.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from .store import EntryRow
 from .version_files import CHUNK, open_file
 
 ZIP_TYPE = "application/zip"
+BUILDING = asyncio.Semaphore(2)
+"""Crates built at once: the rest wait, so that link holders cannot fill the disk or CPUs."""
 
 
 class TamperedFile(RuntimeError):
@@ -96,9 +98,10 @@ async def send_crate(
 ) -> None:
     version = await get_version(state, entry, number)
     notebook = await notebook_of(state, entry, number, show_author=show_author)
-    handle = await asyncio.to_thread(
-        write_crate, state.root, version, notebook, show_author=show_author
-    )
+    async with BUILDING:
+        handle = await asyncio.to_thread(
+            write_crate, state.root, version, notebook, show_author=show_author
+        )
     await handler.send_file(crate_name(entry.entry_id, number), temporary_chunks(handle), ZIP_TYPE)
 
 
