@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tornado import web
+
 from . import export_crate
 from .access import Viewer, shows_author
 from .api_base import GalleryHandler, GalleryState, SafeHeaders, requires
@@ -36,7 +38,11 @@ BUILDING = asyncio.Semaphore(2)
 
 
 class TamperedFile(RuntimeError):
-    """A version's file on disk no longer matches its manifest."""
+    """A version's file on disk no longer matches its manifest: the site's admins must
+    look (500 with this message, logged on one line)."""
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}; the site's admins have been told (see the gallery's log)"
 
 
 def crate_name(entry_id: int, number: int) -> str:
@@ -99,9 +105,12 @@ async def send_crate(
     version = await get_version(state, entry, number)
     notebook = await notebook_of(state, entry, number, show_author=show_author)
     async with BUILDING:
-        handle = await asyncio.to_thread(
-            write_crate, state.root, version, notebook, show_author=show_author
-        )
+        try:
+            handle = await asyncio.to_thread(
+                write_crate, state.root, version, notebook, show_author=show_author
+            )
+        except TamperedFile as error:
+            raise web.HTTPError(500, "%s", str(error)) from None
     await handler.send_file(crate_name(entry.entry_id, number), temporary_chunks(handle), ZIP_TYPE)
 
 
