@@ -5,9 +5,9 @@ XSRF token and run no script, earlier versions' threads are shown read-only, the
 from __future__ import annotations
 
 from kioskhub.hub.gallery.store import EntryRow
+from kioskhub.hub.gallery.threads_access import Writer
 from kioskhub.hub.gallery.threads_cells import CellAnchor
 from kioskhub.hub.gallery.threads_store import CommentRow, ThreadRow
-from kioskhub.hub.gallery.threads_access import Writer
 from kioskhub.hub.gallery.threads_work import thread_model
 from tests.unit.test_gallery_templates_escape import ESCAPED, HOSTILE, render
 
