@@ -167,3 +167,10 @@ def test_threads_on_cells(site):
     on_v2 = call(bob, "POST", f"/entries/{entry}/versions/2/threads/{thread}/comments",
                  json={"text": "x"})  # fmt: skip
     assert on_v2.status_code == 404
+
+    # Users' errors are one line each in the log, and no link's secret is logged.
+    log = hub.log_text()
+    assert "Error in exception logger" not in log
+    assert "version 1 has no cell 'zz'" in log
+    for url in (link["url"], anonymous.json()["url"], brief.json()["url"]):
+        assert url.rsplit("/", 1)[1] not in log
