@@ -23,6 +23,7 @@ from .api_base import GalleryHandler, GalleryState, SafeHeaders, requires
 from .reading import get_version
 from .search import page_of, query_from
 from .store import EntryRow
+from .threads_access import Actor
 from .threads_work import page_threads
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -129,7 +130,7 @@ class EntryPageHandler(PageHandler):
         )
         number = int(number or entry.latest)
         threads = await page_threads(
-            self.state, entry, number, shows_author=True, xsrf=self.xsrf_token,
+            self.state, entry, number, Actor(viewer=viewer), xsrf=self.xsrf_token,
             action=f"{urls.api}versions/{number}/threads",
         )  # fmt: skip
         await render_entry_page(

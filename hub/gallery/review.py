@@ -26,6 +26,7 @@ from .reading import (
     version_numbers,
 )
 from .store import EntryRow
+from .threads_access import Actor
 from .threads_work import page_threads
 from .threads_xsrf import LinkXsrf
 
@@ -62,7 +63,7 @@ class ReviewPageHandler(LinkXsrf, ReviewHandler):
             self.state,
             entry,
             number,
-            shows_author=shows_author(link),
+            Actor(link=link),
             xsrf=self.xsrf_token,
             action=f"{base}versions/{number}/threads",
         )

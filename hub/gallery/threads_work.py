@@ -12,12 +12,14 @@ from typing import Any
 from tornado import web
 
 from . import threads_store
+from .access import shows_author
 from .api_base import GalleryState
 from .reading import get_version, notebook_of
 from .store import EntryRow
 from .threads_access import (
     Actor,
     ThreadResolved,
+    can_resolve,
     check_comment,
     check_discuss,
     check_resolve,
@@ -122,11 +124,17 @@ async def threads_of_version(
 
 
 async def page_threads(
-    state: GalleryState, entry: EntryRow, number: int, *, shows_author: bool, action: str, xsrf
+    state: GalleryState, entry: EntryRow, number: int, actor: Actor, *, action: str, xsrf
 ) -> dict[str, Any]:
-    """What the entry page shows of the threads: the version's, the earlier ones (read-only),
-    the cells to open one on, and where its forms post (``action``, with the ``xsrf`` token)."""
-    threads = await threads_of_version(state, entry, number, shows_author=shows_author)
+    """What the entry page shows ``actor`` of the threads: the version's (with the buttons
+    they may use), the earlier ones (read-only), the cells to open one on, and where its
+    forms post (``action``, with the ``xsrf`` token)."""
+    shown = actor.link is None or shows_author(actor.link)
+    rows = await state.call(threads_store.threads, entry.entry_id, (number, number))
+    threads = await threads_of_version(state, entry, number, shows_author=shown)
+    resolvable = {r.thread_id for r in rows if can_resolve(entry.rules, r.opened_by, actor)}
+    for model in threads["threads"]:
+        model["may_resolve"] = model["id"] in resolvable
     cells = await version_cells(state, entry, number)
     return threads | {
         "cells": cells[:MAX_CELLS_IN_FORM],

@@ -30,7 +30,7 @@ def page(show_author: bool) -> str:
     models = [thread_model(thread(n, v), ENTRY, shows_author=show_author) for n, v in
               [(3, 2), (1, 1)]]  # fmt: skip
     threads = {
-        "threads": [models[0]],
+        "threads": [models[0] | {"may_resolve": True}],
         "earlier": [models[1]],
         "cells": [CellAnchor(HOSTILE, 0, "code", HOSTILE)],
         "cells_left_out": 0,
@@ -50,6 +50,14 @@ def test_threads_are_escaped_and_post_with_the_token():
     assert 'action="/services/gallery/api/entries/1/versions/2/threads/3/comments"' in section
     assert 'action="/services/gallery/api/entries/1/versions/2/threads/3/resolve"' in section
     assert "Reviewer 1" in section and "<strong>ada</strong> <span" in section
+
+
+def test_who_may_not_resolve_sees_no_button():
+    models = [thread_model(thread(3, 2), ENTRY, shows_author=True) | {"may_resolve": False}]
+    threads = {"threads": models, "earlier": [], "cells": [], "cells_left_out": 0,
+               "action": "/a", "xsrf": "TOKEN"}  # fmt: skip
+    section = render("gallery_entry.html", show_author=True, threads=threads)
+    assert 'action="/a/3/comments"' in section and "/resolve" not in section
 
 
 def test_an_earlier_versions_threads_are_read_only():
