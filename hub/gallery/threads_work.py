@@ -114,6 +114,12 @@ async def threads_of_version(
     """The threads of version ``number``, and (``earlier``) those of the versions before it."""
     await get_version(state, entry, number)
     rows = await state.call(threads_store.threads, entry.entry_id, (1, number))
+    return by_version(rows, entry, number, shows_author=shows_author)
+
+
+def by_version(
+    rows: list[ThreadRow], entry: EntryRow, number: int, *, shows_author: bool
+) -> dict[str, list[dict[str, Any]]]:
     models = [thread_model(row, entry, shows_author=shows_author) for row in rows]
     return {
         "threads": [m for m in models if m["version"] == number],
@@ -130,8 +136,8 @@ async def page_threads(
     they may use), the earlier ones (read-only), the cells to open one on, and where its
     forms post (``action``, with the ``xsrf`` token)."""
     shown = actor.link is None or shows_author(actor.link)
-    rows = await state.call(threads_store.threads, entry.entry_id, (number, number))
-    threads = await threads_of_version(state, entry, number, shows_author=shown)
+    rows = await state.call(threads_store.threads, entry.entry_id, (1, number))
+    threads = by_version(rows, entry, number, shows_author=shown)
     resolvable = {r.thread_id for r in rows if can_resolve(entry.rules, r.opened_by, actor)}
     for model in threads["threads"]:
         model["may_resolve"] = model["id"] in resolvable
