@@ -109,7 +109,7 @@ class SafeHeaders(web.RequestHandler):
     def log_exception(self, typ, value, tb) -> None:
         """A user's error is one line; another is logged with its traceback. Neither logs a
         reviewer link's secret."""
-        if isinstance(value, USER_ERRORS | web.HTTPError):
+        if isinstance(value, (*USER_ERRORS, web.HTTPError)):
             log.warning("%s: %s", self._request_summary(), value)
         else:
             log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))

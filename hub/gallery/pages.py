@@ -23,6 +23,8 @@ from .api_base import GalleryHandler, GalleryState, SafeHeaders, requires
 from .reading import get_version
 from .search import page_of, query_from
 from .store import EntryRow
+from .threads_access import Actor
+from .threads_work import page_threads
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 templates = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True)
@@ -58,8 +60,10 @@ async def render_entry_page(
     *,
     urls: EntryUrls,
     show_author: bool,
+    threads: dict | None = None,
 ) -> None:
-    """Version ``number`` of ``entry``: texts, pinning, files, versions, the render frame."""
+    """Version ``number`` of ``entry``: texts, pinning, files, versions, the render frame,
+    and its review threads (``threads_work.page_threads``)."""
     version = await get_version(state, entry, number)
     versions = await state.call(store.versions, entry.entry_id)
     handler.set_header("Content-Type", "text/html; charset=utf-8")
@@ -70,6 +74,7 @@ async def render_entry_page(
             versions=versions,
             urls=urls,
             show_author=show_author,
+            threads=threads,
         )
     )
 
@@ -123,8 +128,13 @@ class EntryPageHandler(PageHandler):
             api=f"{self.prefix}api/entries/{entry.entry_id}/",
             render=f"{self.prefix}render/{entry.entry_id}/",
         )
+        number = int(number or entry.latest)
+        threads = await page_threads(
+            self.state, entry, number, Actor(viewer=viewer), xsrf=self.xsrf_token,
+            action=f"{urls.api}versions/{number}/threads",
+        )  # fmt: skip
         await render_entry_page(
-            self, self.state, entry, int(number or entry.latest), urls=urls, show_author=True
+            self, self.state, entry, number, urls=urls, show_author=True, threads=threads
         )
 
 

@@ -26,6 +26,9 @@ from .reading import (
     version_numbers,
 )
 from .store import EntryRow
+from .threads_access import Actor
+from .threads_work import page_threads
+from .threads_xsrf import LinkXsrf
 
 SECRET = r"([A-Za-z0-9_-]{43})"
 
@@ -51,14 +54,23 @@ class ReviewHandler(SafeHeaders):
         return f"{self.prefix}review/{secret}/"
 
 
-class ReviewPageHandler(ReviewHandler):
+class ReviewPageHandler(LinkXsrf, ReviewHandler):
     async def get(self, secret: str, number: str | None = None):
         entry, link = await self.opened(secret)
         base = self.base(secret)
+        number = int(number or entry.latest)
+        threads = await page_threads(
+            self.state,
+            entry,
+            number,
+            Actor(link=link),
+            xsrf=self.xsrf_token,
+            action=f"{base}versions/{number}/threads",
+        )
         await render_entry_page(
-            self, self.state, entry, int(number or entry.latest),
+            self, self.state, entry, number,
             urls=EntryUrls(page=base, api=base, render=f"{base}render/"),
-            show_author=shows_author(link),
+            show_author=shows_author(link), threads=threads,
         )  # fmt: skip
 
     def write_error(self, status_code: int, **kwargs) -> None:

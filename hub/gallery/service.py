@@ -22,13 +22,14 @@ from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.service_main import run_service, until_stopped
 from kioskhub.image_builder.spawn_catalog import open_reader
 
-from . import store
+from . import store, threads_store
 from .api import api_routes
 from .api_base import GalleryState, body_limit, without_secrets
 from .export_api import export_routes
 from .hub_service import SERVICE_PREFIX
 from .pages import page_routes
 from .review import review_routes
+from .threads_api import thread_routes
 from .version_files import make_root
 
 log = logging.getLogger("kioskhub.gallery")
@@ -39,6 +40,7 @@ def open_state(site: Site) -> GalleryState:
     state_dir = site.hub.state_dir
     database = store.database(state_dir)
     store.open_database(database)
+    threads_store.create_tables(database)
     return GalleryState(site, database, make_root(state_dir), open_reader(site))
 
 
@@ -57,6 +59,7 @@ def make_app(state: GalleryState, prefix: str) -> web.Application:
         api_routes(prefix, {"state": state})
         + review_routes(prefix, state)
         + export_routes(prefix, state)
+        + thread_routes(prefix, state)
         + page_routes(prefix, state),
         cookie_secret=secrets.token_bytes(32),
         xsrf_cookies=True,
