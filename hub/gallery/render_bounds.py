@@ -39,6 +39,7 @@ _WHITESPACE = re.compile(r"[ \t\n\r]*")
 _LANGUAGE = re.compile(r"[A-Za-z0-9_+-]{1,40}")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 _MAX_CELL_ID_CHARS = 200
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]?")
 
 
 class NotebookUnreadable(ValueError):
@@ -55,7 +56,7 @@ class RenderLimits:
     max_outputs_per_cell: int = 100
     max_output_chars: int = 256 * KIB
     max_image_bytes: int = 4 * MIB
-    max_text_chars: int = 8 * MIB
+    max_text_chars: int = 4 * MIB
     max_markup_chars: int = 512 * KIB
     max_image_total_bytes: int = 64 * MIB
 
@@ -201,6 +202,13 @@ class _Budget:
         self.markup_left -= chars
         return True
 
+    def coloured(self, text: str) -> str:
+        """Terminal colours become one HTML element per coloured run: within the markup
+        budget they are kept, past it they are removed."""
+        if "\x1b" in text and not self.take_markup(len(text)):
+            return _ANSI_ESCAPE.sub("", text)
+        return text
+
     def take(self, chars: int, image: bool = False) -> bool:
         left = self.image_left if image else self.text_left
         if chars > left:
@@ -255,7 +263,7 @@ def _bound_cell(index: int, raw: Any, limits: RenderLimits, budget: _Budget):
     )
     shown_source = _truncate(source, limits.max_source_chars)
     if not budget.take(len(shown_source)):
-        shown_source = _not_shown(len(source), "the render reached its size budget")
+        shown_source = _left_out(len(source), "the render reached its size budget")
     metadata = {"kioskhub": {"index": index, "cell_id": cell_id or ""}}
     cell: dict[str, Any] = {"id": f"cell-{index}", "metadata": metadata, "source": shown_source}
     if cell_type in ("code", "markdown") and not budget.take_markup(len(shown_source)):
@@ -296,7 +304,7 @@ def _bound_output(output: Any, limits: RenderLimits, budget: _Budget) -> dict:
         text = _truncate(_text(output.get("text")), limits.max_output_chars)
         if not budget.take(len(text)):
             return _note("[output not shown: the render reached its size budget]")
-        return {"output_type": "stream", "name": name, "text": text}
+        return {"output_type": "stream", "name": name, "text": budget.coloured(text)}
     if kind == "error":
         lines = output.get("traceback") if isinstance(output.get("traceback"), list) else []
         text = _truncate("\n".join(line for line in lines if isinstance(line, str)),
@@ -305,7 +313,8 @@ def _bound_output(output: Any, limits: RenderLimits, budget: _Budget) -> dict:
             return _note("[error not shown: the render reached its size budget]")
         ename = _short(_text(output.get("ename")), 200)
         evalue = _truncate(_text(output.get("evalue")), 2000)
-        return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": [text]}
+        traceback = [budget.coloured(text)]
+        return {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": traceback}
     if kind in ("execute_result", "display_data"):
         data = output.get("data") if isinstance(output.get("data"), dict) else {}
         return _bound_rich_output(kind, data, output.get("metadata"), limits, budget)
@@ -324,7 +333,7 @@ def _bound_rich_output(kind, data: dict, metadata: Any, limits: RenderLimits, bu
                 kept["text/plain"] = f"[{mime} image not shown: it is not valid base64]"
                 continue
             if len(value) > limits.max_image_bytes:
-                kept["text/plain"] = _not_shown(
+                kept["text/plain"] = _left_out(
                     len(value), f"{mime} images over {limits.max_image_bytes / MIB:.0f} MiB"
                 )
                 continue
@@ -337,6 +346,7 @@ def _bound_rich_output(kind, data: dict, metadata: Any, limits: RenderLimits, bu
             value = _truncate(value, limits.max_output_chars)
             if not budget.take(len(value)):
                 continue
+            value = budget.coloured(value) if mime == "text/plain" else value
             if mime in ("text/html", "text/markdown") and not budget.take_markup(len(value)):
                 continue
         kept[mime] = value
@@ -407,16 +417,11 @@ def _text(value: Any) -> str:
 def _truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
-    return text[:limit] + "\n" + _not_shown(len(text) - limit, "")
+    return f"{text[:limit]}\n[{len(text) - limit:,} more characters not shown]"
 
 
-def _not_shown(chars: int, why: str) -> str:
-    reason = f": {why}" if why else ""
-    return (
-        f"[{chars:,} more characters not shown{reason}]"
-        if not why
-        else (f"[{chars:,} characters not shown{reason}]")
-    )
+def _left_out(chars: int, why: str) -> str:
+    return f"[{chars:,} characters not shown: {why}]"
 
 
 def _short(text: str, limit: int) -> str:
