@@ -271,3 +271,23 @@ def test_a_render_is_served_with_a_policy_that_allows_no_script():
     assert RENDER_HEADERS["Referrer-Policy"] == "no-referrer"
     assert not [tag for tag, _ in Elements(render_notebook(notebook()).html).tags
                 if tag == "script"]  # fmt: skip
+
+
+def test_past_the_markup_budget_markdown_is_text_and_colours_are_dropped():
+    limits = RenderLimits(max_markup_chars=40)
+    rendered = render_notebook(notebook(
+        markdown("*first* cell, rendered"),
+        markdown("*second* <b>cell</b>, past the budget"),
+        code("print()", stream("\x1b[31mred\x1b[0m text")),
+    ), limits=limits)  # fmt: skip
+    page = assert_nothing_runs(rendered.html)
+    assert ("em", {}) in page.tags and "first" in page.visible_text()
+    assert "*second* <b>cell</b>, past the budget" in page.visible_text(), "shown as text"
+    assert "red text" in page.visible_text()
+    assert not [attrs for _, attrs in page.tags if "ansi-red" in attrs.get("class", "")]
+    assert [c.cell_type for c in rendered.cells] == ["markdown", "markdown", "code"]
+
+
+def test_a_notebook_given_as_parsed_json_renders_the_same():
+    data = notebook(markdown("# Title", cell_id="t"), code("1 + 1", cell_id="c"))
+    assert render_notebook(json.loads(data)).html == render_notebook(data).html
