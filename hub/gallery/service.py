@@ -28,6 +28,7 @@ from .api_base import GalleryState, body_limit, without_secrets
 from .export_api import export_routes
 from .hub_service import SERVICE_PREFIX
 from .pages import page_routes
+from .render_pages import render_routes
 from .review import review_routes
 from .threads_api import thread_routes
 from .version_files import make_root
@@ -60,6 +61,7 @@ def make_app(state: GalleryState, prefix: str) -> web.Application:
         + review_routes(prefix, state)
         + export_routes(prefix, state)
         + thread_routes(prefix, state)
+        + render_routes(prefix, state)
         + page_routes(prefix, state),
         cookie_secret=secrets.token_bytes(32),
         xsrf_cookies=True,
