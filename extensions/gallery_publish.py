@@ -231,7 +231,7 @@ class GalleryPublishHandler(APIHandler):
                 f"{posixpath.basename(path)!r} cannot be read: {error.log_message}",
                 error.status_code,
             ) from None
-        return model["content"]
+        return "".join(model["content"].split())  # base64 without the contents' line breaks
 
 
 def _jupyter_server_extension_points():

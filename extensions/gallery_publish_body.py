@@ -13,6 +13,7 @@ import os
 import posixpath
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,13 +145,20 @@ def git_commit_claim(head: str | None, dirty: bool) -> tuple[str | None, list[st
     return commit, []
 
 
+def seconds(mtime: object) -> float:
+    """A modification time as seconds since 1970 (the data-reads answer gives ISO 8601)."""
+    if isinstance(mtime, str):
+        return datetime.fromisoformat(mtime).timestamp()
+    return float(mtime)  # type: ignore[arg-type]
+
+
 def data_read_claims(answer: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``data_reads`` claims from the data-reads answer (``data_reads_server``)."""
     return [
         {
             "path": str(read["path"]),
             "size": int(read["size"]),
-            "mtime": float(read["mtime"]),
+            "mtime": seconds(read["mtime"]),
             "sha256": read.get("sha256"),
         }
         for read in answer.get("files", [])

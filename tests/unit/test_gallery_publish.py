@@ -159,12 +159,13 @@ def test_the_claims_are_assembled_from_git_the_kernel_and_the_data_reads():
             {"path": "/data/a.csv", "mount": "data", "relative_path": "a.csv", "size": 8,
              "mtime": 1700000000, "sha256": "e" * 64},
             {"path": "/data/b.h5", "mount": "data", "relative_path": "b.h5", "size": 9,
-             "mtime": 1.5, "sha256": None, "checksum_skipped": "changed since it was read"},
+             "mtime": "2023-11-14T22:13:20.500000+00:00", "sha256": None,
+             "checksum_skipped": "changed since it was read"},
         ]
     }  # fmt: skip
     assert data_read_claims(answer) == [
         {"path": "/data/a.csv", "size": 8, "mtime": 1700000000.0, "sha256": "e" * 64},
-        {"path": "/data/b.h5", "size": 9, "mtime": 1.5, "sha256": None},
+        {"path": "/data/b.h5", "size": 9, "mtime": 1700000000.5, "sha256": None},
     ]
 
 
