@@ -136,11 +136,10 @@ REMOTE_ENTRY = (
         message: "Published " + request.path + " as gallery entry " + answer.entry +
           ", version " + answer.version + ": " + answer.url + (notes ? " " + notes : ""),
         type: "success",
-        options: {
-          autoClose: false,
-          actions: [{ label: "Open in the gallery", commandId: OPEN, args: { url: answer.url } }],
-          data: { kioskhub: "gallery-publish", url: answer.url },
-        },
+        // update-notification takes these beside the message, not under "options".
+        autoClose: false,
+        actions: [{ label: "Open in the gallery", commandId: OPEN, args: { url: answer.url } }],
+        data: { kioskhub: "gallery-publish", url: answer.url },
       });
     } else {
       await app.commands.execute("apputils:update-notification", {
@@ -148,7 +147,8 @@ REMOTE_ENTRY = (
         message: "Not published: " + ((answer && answer.message) || "the server answered " +
           (reply ? reply.status : "nothing")),
         type: "error",
-        options: { autoClose: false, data: { kioskhub: "gallery-publish" } },
+        autoClose: false,
+        data: { kioskhub: "gallery-publish" },
       });
     }
   }
