@@ -9,10 +9,9 @@ import pytest
 import requests
 from selenium.webdriver.common.keys import Keys
 
-from kioskhub.hub.sample_data import write_sample_data
 from tests.browser.test_lab_in_browser import kernel_is_ready, reach_lab, sign_in
-from tests.conftest import SHARED_PASSWORD, open_folder
-from tests.support.hub_process import free_port, remove_site_folder, start_hub, write_site_config
+from tests.conftest import SHARED_PASSWORD
+from tests.support.gallery_hub import gallery_hub
 from tests.support.user_session import signed_in
 
 pytestmark = pytest.mark.browser
@@ -36,14 +35,8 @@ NOTEBOOK = {
 
 @pytest.fixture(scope="module")
 def hub():
-    folder = open_folder("gallery-browser")
-    write_sample_data(folder / "data")
-    config = write_site_config(folder, gallery={"enabled": True, "port": free_port()})
-    hub = start_hub(config, folder / "hub.log")
-    yield hub
-    if hub.process.poll() is None:
-        hub.stop()
-    remove_site_folder(folder)
+    with gallery_hub("gallery-browser") as (hub, _folder):
+        yield hub
 
 
 def test_the_publish_command_publishes_the_open_notebook(hub, browser):

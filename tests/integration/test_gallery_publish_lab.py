@@ -12,9 +12,8 @@ import json
 import pytest
 import requests
 
-from kioskhub.hub.sample_data import write_sample_data
-from tests.conftest import SHARED_PASSWORD, open_folder
-from tests.support.hub_process import free_port, remove_site_folder, start_hub, write_site_config
+from tests.conftest import SHARED_PASSWORD
+from tests.support.gallery_hub import gallery_hub
 from tests.support.user_session import UserSession, signed_in
 
 pytestmark = pytest.mark.integration
@@ -49,15 +48,8 @@ print(json.dumps({'head': head.strip(), 'python': platform.python_version()}))
 
 @pytest.fixture(scope="module")
 def site():
-    folder = open_folder("gallery-lab")
-    write_sample_data(folder / "data")
-    config = write_site_config(folder, gallery={"enabled": True, "port": free_port()})
-    hub = start_hub(config, folder / "hub.log")
-    ada = signed_in(hub.url, "ada", SHARED_PASSWORD)
-    yield {"hub": hub, "folder": folder, "ada": ada}
-    if hub.process.poll() is None:
-        hub.stop()
-    remove_site_folder(folder)
+    with gallery_hub("gallery-lab") as (hub, folder):
+        yield {"hub": hub, "folder": folder, "ada": signed_in(hub.url, "ada", SHARED_PASSWORD)}
 
 
 def server_logs(folder) -> str:
