@@ -158,7 +158,7 @@ class GalleryPublishHandler(APIHandler):
         reply = await AsyncHTTPClient().fetch(
             gallery_post_url(gallery_url, request.entry),
             method="POST",
-            body=json.dumps(body),
+            body=await asyncio.to_thread(json.dumps, body),  # up to the gallery's limit
             headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
             request_timeout=GALLERY_TIMEOUT_S,
             raise_error=False,
