@@ -166,17 +166,18 @@ def lab_package(name: str, description: str) -> dict:
 
 SERVER_REQUEST_JS = """\
   // As JupyterLab's own requests: the hub's servers want the XSRF token on API requests
-  // that a cookie authenticates, GET included.
-  function serverRequest(app, url) {
+  // that a cookie authenticates, GET included. ``init``: fetch's, for other methods.
+  function serverRequest(app, url, init) {
     const settings = app.serviceManager.serverSettings;
     const xsrf = document.cookie.split("; ").find((c) => c.startsWith("_xsrf="));
-    const headers = {};
+    const headers = Object.assign({}, (init && init.headers) || {});
     if (settings.token) headers.Authorization = "token " + settings.token;
     if (xsrf) headers["X-XSRFToken"] = xsrf.slice("_xsrf=".length);
-    return fetch(url, { credentials: "same-origin", headers });
+    return fetch(url, Object.assign({}, init || {}, { credentials: "same-origin", headers }));
   }
 """
-"""A function for a plugin's script: ``serverRequest(app, url)`` GETs from its server."""
+"""A function for a plugin's script: ``serverRequest(app, url[, init])`` asks its server
+(GET, or what fetch's ``init`` says)."""
 
 PACKAGE_JSON = lab_package(
     LAB_EXTENSION, "Warns before the server is stopped for being idle or too old."

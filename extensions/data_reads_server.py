@@ -105,6 +105,44 @@ def data_reads_answer(notebook: str, kernel: dict, record: dict, mounts) -> dict
     }
 
 
+async def notebook_data_reads(session_manager, kernel_manager, notebook: str) -> dict:
+    """What the running kernel of ``notebook`` read (the endpoint's answer), for this
+    endpoint and for other extensions of the server; ``web.HTTPError`` (404, 409) with a
+    message saying what to do when it cannot be known."""
+    sessions = await session_manager.list_sessions()
+    kernels = [
+        s["kernel"]
+        for s in sessions
+        if s.get("path") == notebook and s.get("kernel") and s["kernel"]["id"] in kernel_manager
+    ]
+    if not kernels:
+        raise web.HTTPError(
+            404,
+            f"The notebook {notebook} has no running kernel: run the notebook first, then "
+            "publish it while its kernel still runs, so that the data it read is known.",
+        )
+    kernel = kernels[0]
+    manager = kernel_manager.get_kernel(kernel["id"])
+    record_file = record_path(manager.connection_file)
+    mounts = parse_mounts(os.environ.get(MOUNTS_ENV))
+    try:
+        record = await asyncio.to_thread(read_record, record_file)
+    except ValueError as error:
+        raise web.HTTPError(
+            409, f"The kernel's record of the data it read is unusable: {error}."
+        ) from None
+    if record is None:
+        if mounts:
+            raise web.HTTPError(
+                409,
+                f"The kernel of {notebook} keeps no record of the data it read: its "
+                "environment lacks KioskHub's recorder, or it is not a Python kernel. "
+                "Restart the kernel in a KioskHub environment and run the notebook again.",
+            )
+        record = {"files": []}  # no data mounts: nothing can have been read from them
+    return await asyncio.to_thread(data_reads_answer, notebook, kernel, record, mounts)
+
+
 class DataReadsHandler(APIHandler):
     """``GET kioskhub/data-reads?path=<notebook>``: what the notebook's kernel read."""
 
@@ -116,40 +154,7 @@ class DataReadsHandler(APIHandler):
         notebook = self.get_argument("path", "").strip("/")
         if not notebook:
             raise web.HTTPError(400, "Name the notebook: ?path=<notebook path>.")
-        sessions = await self.session_manager.list_sessions()
-        kernels = [
-            s["kernel"]
-            for s in sessions
-            if s.get("path") == notebook
-            and s.get("kernel")
-            and s["kernel"]["id"] in self.kernel_manager
-        ]
-        if not kernels:
-            raise web.HTTPError(
-                404,
-                f"The notebook {notebook} has no running kernel: run the notebook first, then "
-                "publish it while its kernel still runs, so that the data it read is known.",
-            )
-        kernel = kernels[0]
-        manager = self.kernel_manager.get_kernel(kernel["id"])
-        record_file = record_path(manager.connection_file)
-        mounts = parse_mounts(os.environ.get(MOUNTS_ENV))
-        try:
-            record = await asyncio.to_thread(read_record, record_file)
-        except ValueError as error:
-            raise web.HTTPError(
-                409, f"The kernel's record of the data it read is unusable: {error}."
-            ) from None
-        if record is None:
-            if mounts:
-                raise web.HTTPError(
-                    409,
-                    f"The kernel of {notebook} keeps no record of the data it read: its "
-                    "environment lacks KioskHub's recorder, or it is not a Python kernel. "
-                    "Restart the kernel in a KioskHub environment and run the notebook again.",
-                )
-            record = {"files": []}  # no data mounts: nothing can have been read from them
-        answer = await asyncio.to_thread(data_reads_answer, notebook, kernel, record, mounts)
+        answer = await notebook_data_reads(self.session_manager, self.kernel_manager, notebook)
         self.finish(json.dumps(answer))
 
 

@@ -169,9 +169,10 @@ MERGED_DICTS = ("template_vars", "tornado_settings")
 
 
 def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``extra`` added: lists are extended, a role given twice (by name)
-    gets the scopes of both, and ``template_vars`` and ``tornado_settings`` are merged key
-    by key."""
+    """``base`` with ``extra`` added: lists are extended (a string already there is not
+    added twice, so two services may each give the servers' token scopes with their own),
+    a role given twice (by name) gets the scopes of both, and ``template_vars`` and
+    ``tornado_settings`` are merged key by key."""
     merged = {name: dict(traits) for name, traits in base.items()}
     for class_name, traits in extra.items():
         target = merged.setdefault(class_name, {})
@@ -179,7 +180,8 @@ def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any
             if trait == "load_roles":
                 target[trait] = _merge_roles(target.get(trait, []), value)
             elif isinstance(value, list) and isinstance(target.get(trait), list):
-                target[trait] = [*target[trait], *value]
+                new = [v for v in value if not (isinstance(v, str) and v in target[trait])]
+                target[trait] = [*target[trait], *new]
             elif trait in MERGED_DICTS and isinstance(target.get(trait), dict):
                 target[trait] = {**target[trait], **value}
             else:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from kioskhub.hub.schema.choices import Choice, Environment, ResourceProfile
 from kioskhub.hub.schema.culling import culling_env
 from kioskhub.hub.schema.dask import client_env
+from kioskhub.hub.schema.gallery import gallery_env
 from kioskhub.hub.schema.site import Site
 
 if TYPE_CHECKING:
@@ -174,6 +175,7 @@ def build_launch_spec(
         "MEM_LIMIT": str(profile.memory),
         **client_env(site, profile.name, environment=environment.name),
         **culling_env(site.culling, profile.name),
+        **gallery_env(site.gallery),
     }
     files = repository_files(environment)
     return LaunchSpec(

@@ -57,6 +57,7 @@ SERVER_EXTENSIONS = (
     "kioskhub.extensions.cull_notice",
     "kioskhub.extensions.workshop_notice",
     "kioskhub.extensions.data_reads_server",
+    "kioskhub.extensions.gallery_publish",
 )
 """The Jupyter server extensions the image enables for every server."""
 EXTENSIONS_SOURCE = Path(__file__).resolve().parent.parent / "extensions"

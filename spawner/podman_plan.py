@@ -77,9 +77,11 @@ POD_REACHED_ADDRESSES = (
     "JUPYTERHUB_ACTIVITY_URL",
     "DASK_GATEWAY__ADDRESS",
     "DASK_GATEWAY__PROXY_ADDRESS",
+    "KIOSKHUB_GALLERY_URL",
 )
-"""Addresses that code inside the pod connects to: the hub's API, and the gateway's API
-and scheduler proxy. ``DASK_GATEWAY__PUBLIC_ADDRESS`` is for browsers and stays as it is."""
+"""Addresses that code inside the pod connects to: the hub's API, the gateway's API
+and scheduler proxy, and the gallery's API. ``DASK_GATEWAY__PUBLIC_ADDRESS`` is for
+browsers and stays as it is."""
 
 
 def pod_reachable_env(env: dict[str, str]) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kioskhub.hub.dask_gateway import SERVER_SCOPES
 from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.hub_service import SITE_VARIABLE, site_json
 
@@ -50,5 +51,6 @@ def gallery_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
                 },
             ],
             "template_vars": {"kh_gallery_url": SERVICE_PREFIX},
-        }
+        },
+        "KioskSpawner": {"server_token_scopes": [*SERVER_SCOPES, ACCESS_SCOPE]},
     }

@@ -40,3 +40,19 @@ class GallerySettings(Section):
     port: int = Field(
         8092, ge=1, le=65535, description="Port on 127.0.0.1 of the gallery service."
     )
+
+
+GALLERY_URL_ENV = "KIOSKHUB_GALLERY_URL"
+GALLERY_MAX_BYTES_ENV = "KIOSKHUB_GALLERY_MAX_BYTES"
+
+
+def gallery_env(gallery: GallerySettings) -> dict[str, str]:
+    """What a server is told about the gallery (empty when it is off): where its API is
+    reached from the server (the service itself on loopback, as the hub's API is), for
+    publishing from JupyterLab, and the largest version it takes."""
+    if not gallery.enabled:
+        return {}
+    return {
+        GALLERY_URL_ENV: f"http://127.0.0.1:{gallery.port}/services/gallery/",
+        GALLERY_MAX_BYTES_ENV: str(gallery.max_version_bytes),
+    }
