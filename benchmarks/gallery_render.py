@@ -136,6 +136,35 @@ def main() -> None:
         title="Rendering notebooks",
     )
     report.write_json("gallery_render", {"conditions": cond, "results": results})
+    plot(results, args.sides, args.limit, cond)
+
+
+def plot(results: dict[str, dict[str, dict]], sides: list[str], limit: float, cond: dict) -> None:
+    """Seconds per case and side; a render stopped at the limit is drawn at the limit, hatched."""
+    figure, axes = report.new_figure(1, width=8, height=4)
+    ax = axes[0]
+    cases = list(results)
+    width = 0.8 / len(sides)
+    for n, side in enumerate(sides):
+        seconds = [results[case][side].get("seconds") for case in cases]
+        bars = ax.bar(
+            [i + n * width for i in range(len(cases))],
+            [s if s is not None else limit for s in seconds],
+            width,
+            label=side,
+        )
+        for bar, value in zip(bars, seconds, strict=True):
+            if value is None:
+                bar.set_hatch("//")
+                bar.set_alpha(0.4)
+    ax.set_xticks([i + width * (len(sides) - 1) / 2 for i in range(len(cases))], cases)
+    ax.tick_params(axis="x", labelrotation=20, labelsize=7)
+    ax.set_yscale("log")
+    ax.set_ylabel(f"seconds per render (hatched: stopped at {limit:.0f} s)")
+    ax.set_title("Rendering notebooks: the gallery's bounded render against nbconvert alone")
+    ax.legend()
+    figure.text(0.01, 0.005, report.caption(cond), fontsize=6, wrap=True)
+    report.save_figure("gallery_render", figure)
 
 
 if __name__ == "__main__":
