@@ -99,6 +99,11 @@ def test_bob_opens_adas_version_in_his_server(site):
     for path in [copy.parent.parent, *copy.parent.rglob("*")]:
         assert path.stat().st_uid == bob_uid, path
 
+    # A navigation another site started does not copy anything.
+    elsewhere = bob.http.get(hub.url + fetch, headers={"Sec-Fetch-Site": "cross-site"})
+    assert elsewhere.status_code == 403
+    assert "Open gallery versions from the gallery&#39;s page." in elsewhere.text
+
     # A second Open reuses the running server and the identical copy.
     again = bob.http.post(f"{page_url}/open", data={"_xsrf": token}, allow_redirects=False)
     assert (again.status_code, again.headers["Location"]) == (303, fetch)
