@@ -38,6 +38,7 @@ from kioskhub.extensions.gallery_fetch_plan import (
     version_files,
     version_number,
 )
+from kioskhub.extensions.gallery_publish import write_json_error
 from kioskhub.extensions.gallery_publish_body import PublishError
 
 ENDPOINT = "kioskhub/gallery/fetch"
@@ -142,14 +143,8 @@ class FetchHandler(FetchVersion):
     def write_error(self, status_code: int, **kwargs) -> None:
         if self.request.method != "POST":
             super().write_error(status_code, **kwargs)
-            return
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, web.HTTPError) and error.log_message:
-            message = error.log_message % error.args if error.args else error.log_message
         else:
-            message = "The copy failed in your server; its log says why."
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": message}))
+            write_json_error(self, status_code, "The copy failed in your server", **kwargs)
 
     async def checked_copy(self, entry: object, version: object) -> dict[str, Any]:
         try:
