@@ -108,6 +108,17 @@ async def kernel_info(kernel_manager, kernel_id: str) -> dict[str, Any] | None:
     return reply.get("content")
 
 
+def write_json_error(handler: web.RequestHandler, status_code: int, failed: str, **kwargs) -> None:
+    """An error as ``{"status", "message"}``: the HTTPError's message, else ``failed``."""
+    error = kwargs.get("exc_info", (None, None, None))[1]
+    if isinstance(error, web.HTTPError) and error.log_message:
+        message = error.log_message % error.args if error.args else error.log_message
+    else:
+        message = f"{failed}; its log says why."
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(json.dumps({"status": status_code, "message": message}))
+
+
 class GalleryPublishHandler(APIHandler):
     """``POST kioskhub/gallery/publish``: publish a notebook of this server to the gallery."""
 
@@ -115,13 +126,7 @@ class GalleryPublishHandler(APIHandler):
 
     def write_error(self, status_code: int, **kwargs) -> None:
         """Errors as ``{"message"}`` that JupyterLab shows as they are."""
-        error = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(error, web.HTTPError) and error.log_message:
-            message = error.log_message % error.args if error.args else error.log_message
-        else:
-            message = "Publishing failed in your server; its log says why."
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"status": status_code, "message": message}))
+        write_json_error(self, status_code, "Publishing failed in your server", **kwargs)
 
     @web.authenticated
     @authorized

@@ -21,6 +21,7 @@ from . import store
 from .access import Viewer, can_read
 from .api_base import GalleryHandler, GalleryState, SafeHeaders, requires
 from .reading import get_version
+from .reproduce_build import reproduce_panel
 from .search import page_of, query_from
 from .store import EntryRow
 from .threads_access import Actor
@@ -61,11 +62,17 @@ async def render_entry_page(
     urls: EntryUrls,
     show_author: bool,
     threads: dict | None = None,
+    open_action: str | None = None,
 ) -> None:
     """Version ``number`` of ``entry``: texts, pinning, files, versions, the render frame,
-    and its review threads (``threads_work.page_threads``)."""
+    its review threads (``threads_work.page_threads``) and, for signed-in readers
+    (``open_action``: where the "Open in my server" form posts), reproducing it; a
+    reviewer link's page says why it cannot be opened here."""
     version = await get_version(state, entry, number)
     versions = await state.call(store.versions, entry.entry_id)
+    reproduce = None
+    if open_action is not None:
+        reproduce = await reproduce_panel(state, version, open_action)
     handler.set_header("Content-Type", "text/html; charset=utf-8")
     handler.finish(
         templates.get_template("gallery_entry.html").render(
@@ -75,6 +82,8 @@ async def render_entry_page(
             urls=urls,
             show_author=show_author,
             threads=threads,
+            reproduce=reproduce,
+            xsrf=getattr(handler, "xsrf_token", b"").decode(),
         )
     )
 
@@ -134,8 +143,9 @@ class EntryPageHandler(PageHandler):
             action=f"{urls.api}versions/{number}/threads",
         )  # fmt: skip
         await render_entry_page(
-            self, self.state, entry, number, urls=urls, show_author=True, threads=threads
-        )
+            self, self.state, entry, number, urls=urls, show_author=True, threads=threads,
+            open_action=f"{urls.page}v{number}/open",
+        )  # fmt: skip
 
 
 def page_routes(prefix: str, state: GalleryState) -> list[tuple]:

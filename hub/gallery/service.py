@@ -29,6 +29,7 @@ from .export_api import export_routes
 from .hub_service import SERVICE_PREFIX
 from .pages import page_routes
 from .render_pages import render_routes
+from .reproduce_pages import reproduce_routes
 from .review import review_routes
 from .threads_api import thread_routes
 from .version_files import make_root
@@ -62,6 +63,7 @@ def make_app(state: GalleryState, prefix: str) -> web.Application:
         + export_routes(prefix, state)
         + thread_routes(prefix, state)
         + render_routes(prefix, state)
+        + reproduce_routes(prefix, state)
         + page_routes(prefix, state),
         cookie_secret=secrets.token_bytes(32),
         xsrf_cookies=True,

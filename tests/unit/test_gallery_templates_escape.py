@@ -8,6 +8,7 @@ import pytest
 
 from kioskhub.hub.gallery.access import Viewer
 from kioskhub.hub.gallery.pages import TEMPLATES, EntryUrls, templates
+from kioskhub.hub.gallery.reproduce import GONE, REBUILT, BuildCheck
 from kioskhub.hub.gallery.search import EntryQuery
 from kioskhub.hub.gallery.store import EntryRow
 from tests.unit.test_hub_templates_escape import HOSTILE, a_user_running, hub_templates
@@ -104,3 +105,27 @@ def test_the_navigation_bar_links_the_gallery_when_it_is_on():
     link = '<a class="nav-link" href="/services/gallery/" id="kh-nav-gallery">Gallery</a>'
     assert link in page.render(kh_gallery_url="/services/gallery/", **common)
     assert "kh-nav-gallery" not in page.render(**common)
+
+
+def test_the_open_button_posts_with_the_token_and_says_what_build_it_gets_escaped():
+    panel = {
+        "check": BuildCheck(REBUILT, HOSTILE, builder_link=True),
+        "action": "/p/v2/open",
+        "builder": "/services/environments/",
+    }
+    html = render("gallery_entry.html", show_author=True, reproduce=panel, xsrf=HOSTILE)
+    form = html.split('<form id="kh-gallery-open" method="post" action="/p/v2/open">')[1]
+    assert form.split("</form>")[0].count(ESCAPED) == 3  # token, environment, profile
+    assert (
+        f'<p id="kh-gallery-build" class="muted">{ESCAPED} <a href="/services/environments/"'
+        in html
+    )
+    gone = {**panel, "check": BuildCheck(GONE, HOSTILE, builder_link=True)}
+    html = render("gallery_entry.html", show_author=True, reproduce=gone, xsrf="t")
+    assert "kh-gallery-open-unavailable" in html and 'id="kh-gallery-open"' not in html
+
+
+def test_a_reviewer_links_page_says_why_it_cannot_be_opened_here():
+    html = render("gallery_entry.html", show_author=False)
+    assert '<button id="kh-gallery-open-unavailable" disabled>Open in my server</button>' in html
+    assert "Reviewers without an account cannot run it here" in html

@@ -273,6 +273,7 @@ LABEL org.kioskhub.recipe="2" org.kioskhub.suite="bookworm"
         "jupyter_server_config.json": '{\n  "ServerApp": {\n    "jpserver_extensions": {\n'
         '      "kioskhub.extensions.cull_notice": true,\n'
         '      "kioskhub.extensions.data_reads_server": true,\n'
+        '      "kioskhub.extensions.gallery_fetch": true,\n'
         '      "kioskhub.extensions.gallery_publish": true,\n'
         '      "kioskhub.extensions.memory_notice": true,\n'
         '      "kioskhub.extensions.workshop_notice": true\n    }\n  }\n}\n',
