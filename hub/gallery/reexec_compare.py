@@ -220,7 +220,7 @@ def error_of(outputs: Any) -> str | None:
 def compare_cell(was: dict, now: dict | None, tolerance: Tolerance) -> dict[str, Any]:
     """``{"result": same|differs|failed|not run, "why": [...]}`` for one code cell."""
     ran = now is not None and (
-        now.get("execution_count") is not None or now.get("outputs") or not was.get("outputs")
+        now.get("execution_count") is not None or was.get("execution_count") is None
     )
     if not ran:
         return {"result": "not run", "why": []}
@@ -236,9 +236,16 @@ def compare_cell(was: dict, now: dict | None, tolerance: Tolerance) -> dict[str,
 
 
 def compare_reexecution(
-    published: dict[str, Any], reexecuted: dict[str, Any], tolerance: Tolerance
+    published: dict[str, Any],
+    reexecuted: dict[str, Any],
+    tolerance: Tolerance,
+    stopped: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Per-cell results for the published notebook's code cells, and the badge."""
+    """Per-cell results for the published notebook's code cells, and the badge.
+
+    ``stopped``: ``{index, why}`` when the run was stopped in cell ``index`` of the
+    re-executed notebook (a time limit): that cell failed, for that reason.
+    """
     old = [c for c in published.get("cells") or [] if isinstance(c, dict)]
     new = [c for c in reexecuted.get("cells") or [] if isinstance(c, dict)]
     old_keys, new_keys = cell_keys(old), cell_keys(new)
@@ -251,8 +258,15 @@ def compare_reexecution(
         if cell.get("cell_type") != "code":
             continue
         result = compare_cell(cell, after.get(key), tolerance)
+        if stopped and stopped.get("index") is not None and key == stopped_key(stopped, new_keys):
+            result = {"result": "failed", "why": [str(stopped.get("why"))]}
         cells.append({"index": index, "cell": key, **result})
     return {"badge": badge_of(cells), "cells": cells}
+
+
+def stopped_key(stopped: dict[str, Any], keys: list[str]) -> str | None:
+    index = stopped["index"]
+    return keys[index] if isinstance(index, int) and 0 <= index < len(keys) else None
 
 
 def badge_of(cells: list[dict[str, Any]]) -> str:

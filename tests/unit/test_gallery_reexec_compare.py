@@ -263,3 +263,20 @@ def test_the_request_overrides_the_notebooks_tolerance():
     metadata = {"kioskhub": {"reproduce": {"tolerance": {"relative": 0.5}}}}
     assert tolerance_from(metadata, {"absolute": 0.1}) == Tolerance(absolute=0.1)
     assert tolerance_from({}) == Tolerance()
+
+
+def test_a_cell_stopped_by_the_time_limit_fails_saying_so():
+    published = notebook(
+        code("x = 1", cell_id="a"),
+        code("sleep(3600)", cell_id="b", count=2),
+        code("print(x)", stream("1\n"), cell_id="c", count=3),
+    )
+    again = notebook(
+        code("x = 1", cell_id="a"),
+        code("sleep(3600)", cell_id="b", count=None),
+        code("print(x)", cell_id="c", count=None),
+    )
+    stopped = {"index": 1, "why": "the time limit of 600 s was reached"}
+    report = compare_reexecution(published, again, Tolerance(), stopped)
+    assert report["badge"] == "failed (cell 2: the time limit of 600 s was reached)"
+    assert [cell["result"] for cell in report["cells"]] == ["same", "failed", "not run"]
