@@ -58,6 +58,7 @@ SERVER_EXTENSIONS = (
     "kioskhub.extensions.workshop_notice",
     "kioskhub.extensions.data_reads_server",
     "kioskhub.extensions.gallery_publish",
+    "kioskhub.extensions.gallery_reexecute",
 )
 """The Jupyter server extensions the image enables for every server."""
 EXTENSIONS_SOURCE = Path(__file__).resolve().parent.parent / "extensions"

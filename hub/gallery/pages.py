@@ -1,6 +1,7 @@
 """The gallery's pages: the list with search (``<prefix>``), an entry at its latest or a
 given version (``<prefix>entries/<id>``, ``…/v<n>``), the same for reviewer links
-(``review``). Jinja templates with autoescape: every string a user wrote arrives as text.
+(``review``), each with its re-execution badges (``reexec_store``). Jinja templates with
+autoescape: every string a user wrote arrives as text.
 
 A version's notebook is shown in ``<iframe sandbox>`` from ``…/render/…`` (the render
 routes are added with the renderer, not here); the page itself runs no script.
@@ -17,10 +18,11 @@ from jinja2 import Environment, FileSystemLoader
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
-from . import store
+from . import reexec_store, store
 from .access import Viewer, can_read
 from .api_base import GalleryHandler, GalleryState, SafeHeaders, requires
 from .reading import get_version
+from .reexec_api import reexecution_model
 from .search import page_of, query_from
 from .store import EntryRow
 from .threads_access import Actor
@@ -66,6 +68,10 @@ async def render_entry_page(
     and its review threads (``threads_work.page_threads``)."""
     version = await get_version(state, entry, number)
     versions = await state.call(store.versions, entry.entry_id)
+    run = await state.call(reexec_store.get, entry.entry_id, number)
+    badges = await state.call(
+        reexec_store.badges, [(entry.entry_id, v["number"]) for v in versions]
+    )
     handler.set_header("Content-Type", "text/html; charset=utf-8")
     handler.finish(
         templates.get_template("gallery_entry.html").render(
@@ -75,6 +81,8 @@ async def render_entry_page(
             urls=urls,
             show_author=show_author,
             threads=threads,
+            reexecution=reexecution_model(run),
+            badges={number: badge for (_, number), badge in badges.items()},
         )
     )
 
@@ -102,6 +110,9 @@ class ListPageHandler(PageHandler):
         query = query_from(arguments)
         everything = await self.state.call(store.all_entries)
         entries, total = page_of([e for e in everything if can_read(e.rules, viewer)], query)
+        badges = await self.state.call(
+            reexec_store.badges, [(entry.entry_id, entry.latest) for entry in entries]
+        )
         pages = max(1, -(-total // query.per_page))
         shown = {k: v for k, v in vars(query).items() if v and k not in ("page", "per_page")}
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -110,6 +121,7 @@ class ListPageHandler(PageHandler):
                 prefix=self.prefix,
                 viewer=viewer,
                 entries=entries,
+                badges={entry_id: badge for (entry_id, _), badge in badges.items()},
                 query=query,
                 total=total,
                 pages=pages,
