@@ -50,6 +50,16 @@ DETERMINISTIC = notebook(
     code(3, "import getpass, os\ngetpass.getuser(), os.access(os.environ['KIOSKHUB_DATA_DIR'],"
             " os.W_OK)", result(3, "('kh-gallery-run', False)")),
 )
+# A run that leaves a server config and a startup file in its home, and a later one that
+# looks for them: the home is emptied between runs, so nothing of the first reaches it.
+PLANT = notebook(
+    code(0, "import os\nos.makedirs(os.path.expanduser('~/.jupyter'), exist_ok=True)\n"
+            "open(os.path.expanduser('~/.jupyter/jupyter_server_config.py'), 'w')"
+            ".write('raise SystemExit')\nopen(os.path.expanduser('~/planted'), 'w').close()"),
+)
+LOOK = notebook(
+    code(0, "import os\nos.path.exists(os.path.expanduser('~/planted'))", result(0, "False")),
+)
 CLOCK = notebook(
     code(0, "import datetime\nprint(datetime.datetime.now())", stream("2020-01-01 00:00:00\n")),
 )
@@ -62,6 +72,7 @@ def site():
         ada.request_token()
         bob = signed_in(hub.url, "bob", SHARED_PASSWORD)
         bob.request_token()
+        assert ada.spawn()[-1].get("ready"), hub.log_text()[-3000:]  # publishing needs it
         yield {"hub": hub, "folder": folder, "ada": ada, "bob": bob}
 
 
@@ -98,7 +109,6 @@ def wait_done(user: UserSession, entry_id: int, timeout: float = 420) -> dict:
 
 def test_a_deterministic_notebook_reproduces_and_one_printing_the_time_differs(site):
     hub, ada, bob = site["hub"], site["ada"], site["bob"]
-    assert ada.spawn()[-1].get("ready"), hub.log_text()[-3000:]
     steady = publish(ada, "Sums", DETERMINISTIC)
     clock = publish(ada, "The time", CLOCK)
 
@@ -142,3 +152,39 @@ def test_a_deterministic_notebook_reproduces_and_one_printing_the_time_differs(s
     assert '<span class="tag" id="kh-gallery-badge">differs (cell 1)</span>' in page.text
     listed = ada.http.get(f"{hub.url}{SERVICE}/", timeout=60).text
     assert '<td class="kh-gallery-badge">reproduced</td>' in listed
+
+
+def test_only_the_gallery_starts_the_re_execution_server(site):
+    ada = site["ada"]
+    for method in ("POST", "GET", "DELETE"):
+        reply = ada.api("/gallery/reexecution-server", method, json={"environment": "default"})
+        assert reply.status_code == 403, reply.text
+        assert reply.json()["message"] == "only the gallery starts re-execution servers"
+
+
+def test_nothing_a_run_leaves_in_its_home_reaches_the_next(site):
+    ada = site["ada"]
+    plant, look = publish(ada, "Plants", PLANT), publish(ada, "Looks", LOOK)
+    for entry_id in (plant, look):
+        queued = gallery(ada, f"/entries/{entry_id}/versions/1/reexecute", "POST", json={})
+        assert queued.status_code == 202, queued.text
+    assert wait_done(ada, plant)["badge"] == "reproduced"
+    report = wait_done(ada, look)
+    assert report["badge"] == "reproduced", (report, site["hub"].log_text()[-4000:])
+
+
+def test_the_server_stops_a_notebook_at_its_time_limit(site):
+    ada = site["ada"]
+    sleepy = notebook(code(0, "x = 1"), code(1, "import time\ntime.sleep(60)"))
+    started = time.monotonic()
+    reply = ada.server("/kioskhub/gallery/reexecute", "POST",
+                       json={"notebook": sleepy, "files": {}, "time_limit_s": 3})  # fmt: skip
+    assert reply.status_code == 200, reply.text
+    assert time.monotonic() - started < 40
+    answer = reply.json()
+    assert answer["stopped"] == {"index": 1, "why": "the time limit of 3 s was reached"}
+    assert answer["notebook"]["cells"][0]["execution_count"] == 1
+    escape = ada.server("/kioskhub/gallery/reexecute", "POST",
+                        json={"notebook": sleepy, "files": {"../out.txt": ""}})  # fmt: skip
+    assert escape.status_code == 400
+    assert escape.json()["message"] == "the file name '../out.txt' is not a plain relative path"
