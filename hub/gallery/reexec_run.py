@@ -9,7 +9,8 @@
    <server>kioskhub/gallery/reexecute``, ``extensions.gallery_reexecute``), which runs the
    notebook from the top as the server's account, within ``TIME_LIMIT_S``;
 3. compares the answer with the published notebook (``reexec_compare``), with the
-   tolerance of the request, else of the notebook's metadata;
+   tolerance of the re-execution request, else of the publish request, else of the
+   notebook's metadata ``kioskhub.reproduce.tolerance``;
 4. stops the server (the hub empties its home), whatever happened, and stores the report.
 
 A run that cannot start (the environment is gone, the hub refuses) is stored as ``failed``
@@ -124,7 +125,8 @@ class Reexecutions:
         version = await self.state.call(store.get_version, entry_id, number)
         published, files = await asyncio.to_thread(self.read_version, version)
         try:
-            tolerance = tolerance_from(published.get("metadata"), run["tolerance"])
+            requested = run["tolerance"] or (version.get("claims") or {}).get("tolerance")
+            tolerance = tolerance_from(published.get("metadata"), requested)
         except ValueError as error:
             raise RunFailed(str(error)) from None
         url = await self.start_server(version.get("pinning") or {})

@@ -86,11 +86,11 @@ def gallery(user: UserSession, path: str, method: str = "GET", **kwargs) -> requ
     )
 
 
-def publish(user: UserSession, title: str, content: dict) -> int:
+def publish(user: UserSession, title: str, content: dict, **extra) -> int:
     reply = gallery(user, "/entries", "POST", json={
         "title": title, "notebook": content, "visibility": "site",
         "files": {"data/points.csv": base64.b64encode(b"x,y\n1,2\n").decode()},
-    })  # fmt: skip
+    } | extra)  # fmt: skip
     assert reply.status_code in (200, 201), reply.text
     return reply.json()["id"]
 
@@ -188,3 +188,19 @@ def test_the_server_stops_a_notebook_at_its_time_limit(site):
                         json={"notebook": sleepy, "files": {"../out.txt": ""}})  # fmt: skip
     assert escape.status_code == 400
     assert escape.json()["message"] == "the file name '../out.txt' is not a plain relative path"
+
+
+def test_the_tolerance_of_the_publish_request_is_used(site):
+    ada = site["ada"]
+    close = notebook(code(0, "0.1 + 0.2", result(0, "0.3000001")))
+    loose = publish(ada, "Close enough", close, tolerance={"relative": 1e-6})
+    strict = publish(ada, "Not close enough", close)
+    for entry_id in (loose, strict):
+        queued = gallery(ada, f"/entries/{entry_id}/versions/1/reexecute", "POST", json={})
+        assert queued.status_code == 202, queued.text
+    assert wait_done(ada, loose)["badge"] == "reproduced"
+    report = wait_done(ada, strict)
+    assert report["badge"] == "differs (cell 1)"
+    assert report["cells"][0]["why"] == [
+        "output 1 text/plain: number 0.3000001 → 0.30000000000000004"
+    ]
