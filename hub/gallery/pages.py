@@ -19,10 +19,10 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
 from . import reexec_store, store
-from .access import Viewer, can_read
+from .access import Viewer, can_manage, can_read
 from .api_base import GalleryHandler, GalleryState, SafeHeaders, requires
 from .reading import get_version
-from .reexec_api import reexecution_model
+from .reexec_store import reexecution_model
 from .search import page_of, query_from
 from .store import EntryRow
 from .threads_access import Actor
@@ -63,9 +63,11 @@ async def render_entry_page(
     urls: EntryUrls,
     show_author: bool,
     threads: dict | None = None,
+    reexecute_xsrf: str | None = None,
 ) -> None:
     """Version ``number`` of ``entry``: texts, pinning, files, versions, the render frame,
-    and its review threads (``threads_work.page_threads``)."""
+    and its review threads (``threads_work.page_threads``); the re-execution report, and
+    the form that asks for one when ``reexecute_xsrf`` is given (its author or an admin)."""
     version = await get_version(state, entry, number)
     versions = await state.call(store.versions, entry.entry_id)
     run = await state.call(reexec_store.get, entry.entry_id, number)
@@ -82,6 +84,7 @@ async def render_entry_page(
             show_author=show_author,
             threads=threads,
             reexecution=reexecution_model(run),
+            reexecute_xsrf=reexecute_xsrf,
             badges={number: badge for (_, number), badge in badges.items()},
         )
     )
@@ -145,9 +148,13 @@ class EntryPageHandler(PageHandler):
             self.state, entry, number, Actor(viewer=viewer), xsrf=self.xsrf_token,
             action=f"{urls.api}versions/{number}/threads",
         )  # fmt: skip
+        token = self.xsrf_token
+        token = token.decode() if isinstance(token, bytes) else token
+        xsrf = token if can_manage(entry.rules, viewer) else None
         await render_entry_page(
-            self, self.state, entry, number, urls=urls, show_author=True, threads=threads
-        )
+            self, self.state, entry, number, urls=urls, show_author=True, threads=threads,
+            reexecute_xsrf=xsrf,
+        )  # fmt: skip
 
 
 def page_routes(prefix: str, state: GalleryState) -> list[tuple]:

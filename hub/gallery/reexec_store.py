@@ -109,6 +109,13 @@ def get(path: Path, entry_id: int, number: int) -> dict[str, Any] | None:
     }
 
 
+def reexecution_model(run: dict[str, Any] | None) -> dict[str, Any]:
+    """A version's re-execution as the API and the page show it (state ``none`` before any)."""
+    if run is None:
+        return {"state": "none", "badge": None, "cells": []}
+    return {key: value for key, value in run.items() if key not in ("entry_id", "number")}
+
+
 def badges(path: Path, versions: list[tuple[int, int]]) -> dict[tuple[int, int], str]:
     """``(entry, number)`` → the badge (or the state while under way) of those with a run."""
     if not versions:

@@ -8,6 +8,7 @@ one signs in as ``gallery-run``; the badge shows on the version page and in the 
 from __future__ import annotations
 
 import base64
+import re
 import time
 
 import pytest
@@ -204,3 +205,26 @@ def test_the_tolerance_of_the_publish_request_is_used(site):
     assert report["cells"][0]["why"] == [
         "output 1 text/plain: number 0.3000001 → 0.30000000000000004"
     ]
+
+
+def test_the_author_re_executes_from_the_version_page(site):
+    hub, ada, bob = site["hub"], site["ada"], site["bob"]
+    entry_id = publish(ada, "From the page", DETERMINISTIC)
+    page = ada.http.get(f"{hub.url}{SERVICE}/entries/{entry_id}/v1", timeout=60)
+    assert "This version has not been re-executed." in page.text
+    form = page.text.split('id="kh-gallery-reexecute"')[1].split("</form>")[0]
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', form).group(1)
+    reader = bob.http.get(f"{hub.url}{SERVICE}/entries/{entry_id}/v1", timeout=60)
+    assert reader.status_code == 200 and "kh-gallery-reexecute" not in reader.text
+
+    forged = ada.http.post(f"{hub.url}{SERVICE}/api/entries/{entry_id}/versions/1/reexecute",
+                           data={}, allow_redirects=False, timeout=60)  # fmt: skip
+    assert forged.status_code == 403, forged.text
+    sent = ada.http.post(f"{hub.url}{SERVICE}/api/entries/{entry_id}/versions/1/reexecute",
+                         data={"_xsrf": xsrf}, allow_redirects=False, timeout=60)  # fmt: skip
+    assert sent.status_code == 303, sent.text
+    assert sent.headers["Location"] == f"{SERVICE}/entries/{entry_id}/v1"
+    under_way = ada.http.get(f"{hub.url}{SERVICE}/entries/{entry_id}/v1", timeout=60).text
+    assert re.search(r'data-state="(queued|running)"', under_way), under_way[-3000:]
+    assert '<meta http-equiv="refresh" content="10">' in under_way
+    assert wait_done(ada, entry_id)["badge"] == "reproduced"

@@ -114,6 +114,11 @@ def test_the_re_execution_report_is_shown_escaped_with_its_badges():
     queued = render("gallery_entry.html", show_author=True, reexecution={"state": "queued",
                     "requested": 0.0})  # fmt: skip
     assert 'Re-execution <span class="tag">queued</span> since 1970-01-01 00:00 UTC.' in queued
+    assert '<meta http-equiv="refresh" content="10">' in queued
+    assert 'id="kh-gallery-reexecute"' not in queued and 'http-equiv' not in html
+    form = render("gallery_entry.html", show_author=True, reexecute_xsrf=HOSTILE)
+    assert '<form method="post" action="/a/versions/2/reexecute" id="kh-gallery-reexecute">' in form
+    assert f'<input type="hidden" name="_xsrf" value="{ESCAPED}">' in form
     listed = render("gallery_list.html", badges={1: "reproduced"})
     assert '<td class="kh-gallery-badge">reproduced</td>' in listed
 
