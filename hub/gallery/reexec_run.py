@@ -11,7 +11,9 @@
 3. compares the answer with the published notebook (``reexec_compare``), with the
    tolerance of the re-execution request, else of the publish request, else of the
    notebook's metadata ``kioskhub.reproduce.tolerance``;
-4. stops the server (the hub empties its home), whatever happened, and stores the report.
+4. stops the server (the hub empties its home), whatever happened, and stores the report,
+   with what pins the environment now where it differs from the version's pinning (the
+   server runs the environment as it is now: a rebuilt image shows here).
 
 A run that cannot start (the environment is gone, the hub refuses) is stored as ``failed``
 with the hub's reason. The service's own token reaches the hub's endpoint
@@ -31,6 +33,8 @@ from typing import Any
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from . import reexec_store, store
+from .compare import compare_values
+from .pinning import pinning_for
 from .reexec_compare import compare_reexecution, tolerance_from
 from .version_files import open_file, read_all
 
@@ -41,6 +45,7 @@ START_TIMEOUT_S = 600
 POLL_S = 1.0
 SERVER_PATH = "gallery/reexecution-server"
 EXECUTE_PATH = "kioskhub/gallery/reexecute"
+ENVIRONMENT_FIELDS = ("kind", "image", "digest", "content_hash", "commit")
 
 
 class RunFailed(Exception):
@@ -129,7 +134,9 @@ class Reexecutions:
             tolerance = tolerance_from(published.get("metadata"), requested)
         except ValueError as error:
             raise RunFailed(str(error)) from None
-        url = await self.start_server(version.get("pinning") or {})
+        pinning = version.get("pinning") or {}
+        environment = await asyncio.to_thread(self.environment_now, pinning)
+        url = await self.start_server(pinning)
         try:
             code, answer = await self.hub.call(
                 "POST",
@@ -144,7 +151,14 @@ class Reexecutions:
         report = compare_reexecution(
             published, answer["notebook"], tolerance, answer.get("stopped")
         )
-        return report | {"problem": None}
+        return report | {"problem": None, "environment": environment}
+
+    def environment_now(self, pinning: dict[str, Any]) -> dict[str, Any]:
+        """The pinned environment's name, and what pins it now that differs from the
+        version's pinning (a rebuilt image, another commit). Blocking (the catalog)."""
+        name = pinning.get("environment")
+        now = pinning_for(self.state.site, self.state.catalog, name, pinning.get("profile"))
+        return {"name": name, "changed": compare_values(pinning, now, ENVIRONMENT_FIELDS)}
 
     def read_version(self, version: dict[str, Any]) -> tuple[dict, dict[str, str]]:
         """The published notebook, and the version's files as base64. Blocking."""

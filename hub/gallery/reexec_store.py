@@ -105,6 +105,7 @@ def get(path: Path, entry_id: int, number: int) -> dict[str, Any] | None:
         "tolerance": json.loads(row["tolerance"]) if row["tolerance"] else None,
         "badge": row["badge"],
         "problem": report.get("problem"),
+        "environment": report.get("environment"),
         "cells": report.get("cells", []),
     }
 

@@ -136,6 +136,8 @@ def test_a_deterministic_notebook_reproduces_and_one_printing_the_time_differs(s
     assert [(c["cell"], c["result"]) for c in report["cells"]] == [
         ("c0", "same"), ("c1", "same"), ("c2", "same"), ("c3", "same"),
     ]  # fmt: skip
+    pinned = gallery(ada, f"/entries/{steady}/versions/1").json()["pinning"]["environment"]
+    assert report["environment"] == {"name": pinned, "changed": {}}
     report = wait_done(bob, clock)
     assert report["badge"] == "differs (cell 1)", (report, hub.log_text()[-4000:])
     [cell] = report["cells"]

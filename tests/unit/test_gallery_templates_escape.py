@@ -77,6 +77,7 @@ def hostile_reexecution() -> dict:
         "requested": 0.0,
         "finished": 0.0,
         "badge": f"failed (cell 1: ValueError: {HOSTILE})",
+        "environment": {"name": HOSTILE, "changed": {"digest": {"from": HOSTILE, "to": "b"}}},
         "cells": [
             {"index": 0, "cell": HOSTILE, "result": "failed", "why": [f"ValueError: {HOSTILE}"]},
             {"index": 1, "cell": "b", "result": "differs", "why": [f"text: '' → '{HOSTILE}'"]},
@@ -110,7 +111,9 @@ def test_the_re_execution_report_is_shown_escaped_with_its_badges():
         report
     )
     assert '<tr data-result="failed"><td><a href="#cell-0">1</a></td><td>failed</td>' in report
-    assert report.count(ESCAPED) == 3 and "<script" not in html
+    assert report.count(ESCAPED) == 5 and "<script" not in html
+    changed = f"pinning:\ndigest <code>{ESCAPED}</code> → <code>b</code>."
+    assert changed in report
     queued = render("gallery_entry.html", show_author=True, reexecution={"state": "queued",
                     "requested": 0.0})  # fmt: skip
     assert 'Re-execution <span class="tag">queued</span> since 1970-01-01 00:00 UTC.' in queued
