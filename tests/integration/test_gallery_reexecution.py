@@ -61,6 +61,16 @@ PLANT = notebook(
 LOOK = notebook(
     code(0, "import os\nos.path.exists(os.path.expanduser('~/planted'))", result(0, "False")),
 )
+# A notebook that, while re-executed, tries the gallery with its server's token.
+KNOCK = notebook(
+    code(0, "import os, urllib.error, urllib.request\n"
+            "url = os.environ['KIOSKHUB_GALLERY_URL'] + 'api/entries'\n"
+            "token = {'Authorization': 'token ' + os.environ['JUPYTERHUB_API_TOKEN']}\n"
+            "try:\n    urllib.request.urlopen(urllib.request.Request(url, headers=token))\n"
+            "    print('read the gallery')\n"
+            "except urllib.error.HTTPError as error:\n    print(error.code)",
+         stream("403\n")),
+)
 CLOCK = notebook(
     code(0, "import datetime\nprint(datetime.datetime.now())", stream("2020-01-01 00:00:00\n")),
 )
@@ -230,3 +240,12 @@ def test_the_author_re_executes_from_the_version_page(site):
     assert re.search(r'data-state="(queued|running)"', under_way), under_way[-3000:]
     assert '<meta http-equiv="refresh" content="10">' in under_way
     assert wait_done(ada, entry_id)["badge"] == "reproduced"
+
+
+def test_a_notebook_being_re_executed_cannot_use_the_gallery(site):
+    ada = site["ada"]
+    entry_id = publish(ada, "Knocks", KNOCK)
+    queued = gallery(ada, f"/entries/{entry_id}/versions/1/reexecute", "POST", json={})
+    assert queued.status_code == 202, queued.text
+    report = wait_done(ada, entry_id)
+    assert report["badge"] == "reproduced", report
