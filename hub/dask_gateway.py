@@ -165,14 +165,14 @@ def gateway_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
     }
 
 
-MERGED_DICTS = ("template_vars", "tornado_settings")
+MERGED_DICTS = ("template_vars", "tornado_settings", "custom_scopes")
 
 
 def merge_settings(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """``base`` with ``extra`` added: lists are extended (a string already there is not
     added twice, so two services may each give the servers' token scopes with their own),
-    a role given twice (by name) gets the scopes of both, and ``template_vars`` and
-    ``tornado_settings`` are merged key by key."""
+    a role given twice (by name) gets the scopes of both, and ``template_vars``,
+    ``tornado_settings`` and ``custom_scopes`` are merged key by key."""
     merged = {name: dict(traits) for name, traits in base.items()}
     for class_name, traits in extra.items():
         target = merged.setdefault(class_name, {})

@@ -173,6 +173,7 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
         args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.data_reads_server=True")
         args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.gallery_publish=True")
         args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.gallery_fetch=True")
+        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.gallery_reexecute=True")
         if os.geteuid() == 0 and not self.isolated:
             args.append("--allow-root")
         return args

@@ -59,6 +59,7 @@ SERVER_EXTENSIONS = (
     "kioskhub.extensions.data_reads_server",
     "kioskhub.extensions.gallery_publish",
     "kioskhub.extensions.gallery_fetch",
+    "kioskhub.extensions.gallery_reexecute",
 )
 """The Jupyter server extensions the image enables for every server."""
 EXTENSIONS_SOURCE = Path(__file__).resolve().parent.parent / "extensions"

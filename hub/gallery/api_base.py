@@ -35,6 +35,7 @@ from . import store
 from .access import LinkUnusable, Viewer, can_manage, can_read
 from .pinning import NoRunningServer
 from .publish_request import BadRequest
+from .reexec_hub_api import REEXECUTION_USER
 
 PAGE_POLICY = (
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; frame-src 'self'; "
@@ -178,6 +179,10 @@ class GalleryHandler(HubOAuthenticated, SafeHeaders):
             raise web.HTTPError(403, "sign in to the hub, or send an API token")
         if model.get("kind", "user") != "user":
             raise web.HTTPError(403, "only hub users use the gallery")
+        if model["name"] == REEXECUTION_USER:
+            # The notebooks it runs are untrusted: they may not publish, comment or read
+            # under its name.
+            raise web.HTTPError(403, "the re-execution server does not use the gallery")
         user = await hub_user_model(self.hub_auth, model["name"])
         return Viewer(model["name"], frozenset(user.get("groups") or ()), bool(user.get("admin")))
 

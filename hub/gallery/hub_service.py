@@ -4,7 +4,9 @@ Hub-managed: the hub starts ``python -m kioskhub.hub.gallery.service`` with its 
 and OAuth client and proxies ``/services/gallery/``. The service's own token may read user
 names, admin flags and groups (``read:users:name``, ``read:users:groups``: who may read what)
 and servers (``read:servers``: the ``user_options`` of an author's running server, which pin
-a version's environment); nothing else. Every user may access the service
+a version's environment), and it starts, uses and stops the one server that re-executes
+versions (``custom:gallery:reexecute``, ``access:servers!user=gallery-run``:
+``reexec_hub_api``); nothing else. Every user may access the service
 (``access:services!service=gallery``), which decides per handler what each may do
 (``access``). Every hub page links it ("Gallery" in the navigation bar).
 """
@@ -17,10 +19,18 @@ from kioskhub.hub.dask_gateway import SERVER_SCOPES
 from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.hub_service import SITE_VARIABLE, site_json
 
+from .reexec_hub_api import REEXECUTE_SCOPE, REEXECUTION_USER, reexecution_hub_routes
+
 SERVICE_NAME = "gallery"
 SERVICE_PREFIX = f"/services/{SERVICE_NAME}/"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
-SERVICE_SCOPES = ["read:users:name", "read:users:groups", "read:servers"]
+SERVICE_SCOPES = [
+    "read:users:name",
+    "read:users:groups",
+    "read:servers",
+    REEXECUTE_SCOPE,
+    f"access:servers!user={REEXECUTION_USER}",
+]
 
 
 def gallery_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
@@ -45,11 +55,17 @@ def gallery_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
                 {
                     "name": "kioskhub-gallery",
                     "description": "The review gallery: who a user is, their groups, their "
-                    "servers' options",
+                    "servers' options; starts, uses and stops the re-execution server",
                     "services": [SERVICE_NAME],
                     "scopes": SERVICE_SCOPES,
                 },
             ],
+            "custom_scopes": {
+                REEXECUTE_SCOPE: {
+                    "description": "Start and stop the server that re-executes gallery versions"
+                }
+            },
+            "extra_handlers": reexecution_hub_routes(site),
             "template_vars": {"kh_gallery_url": SERVICE_PREFIX},
         },
         "KioskSpawner": {"server_token_scopes": [*SERVER_SCOPES, ACCESS_SCOPE]},

@@ -1,6 +1,7 @@
 """The gallery's pages: the list with search (``<prefix>``), an entry at its latest or a
 given version (``<prefix>entries/<id>``, ``…/v<n>``), the same for reviewer links
-(``review``). Jinja templates with autoescape: every string a user wrote arrives as text.
+(``review``), each with its re-execution badges (``reexec_store``). Jinja templates with
+autoescape: every string a user wrote arrives as text.
 
 A version's notebook is shown in ``<iframe sandbox>`` from ``…/render/…`` (the render
 routes are added with the renderer, not here); the page itself runs no script.
@@ -17,10 +18,11 @@ from jinja2 import Environment, FileSystemLoader
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
-from . import store
-from .access import Viewer, can_read
+from . import reexec_store, store
+from .access import Viewer, can_manage, can_read
 from .api_base import GalleryHandler, GalleryState, SafeHeaders, requires
 from .reading import get_version
+from .reexec_store import reexecution_model
 from .reproduce_build import reproduce_panel
 from .search import page_of, query_from
 from .store import EntryRow
@@ -62,14 +64,20 @@ async def render_entry_page(
     urls: EntryUrls,
     show_author: bool,
     threads: dict | None = None,
+    can_reexecute: bool = False,
     open_action: str | None = None,
 ) -> None:
     """Version ``number`` of ``entry``: texts, pinning, files, versions, the render frame,
     its review threads (``threads_work.page_threads``) and, for signed-in readers
     (``open_action``: where the "Open in my server" form posts), reproducing it; a
-    reviewer link's page says why it cannot be opened here."""
+    reviewer link's page says why it cannot be opened here. The re-execution report, and
+    the form that asks for one when ``can_reexecute`` (its author or an admin)."""
     version = await get_version(state, entry, number)
     versions = await state.call(store.versions, entry.entry_id)
+    run = await state.call(reexec_store.get, entry.entry_id, number)
+    badges = await state.call(
+        reexec_store.badges, [(entry.entry_id, v["number"]) for v in versions]
+    )
     reproduce = None
     if open_action is not None:
         reproduce = await reproduce_panel(state, version, open_action)
@@ -82,6 +90,9 @@ async def render_entry_page(
             urls=urls,
             show_author=show_author,
             threads=threads,
+            reexecution=reexecution_model(run),
+            can_reexecute=can_reexecute,
+            badges={number: badge for (_, number), badge in badges.items()},
             reproduce=reproduce,
             xsrf=getattr(handler, "xsrf_token", b"").decode(),
         )
@@ -111,6 +122,9 @@ class ListPageHandler(PageHandler):
         query = query_from(arguments)
         everything = await self.state.call(store.all_entries)
         entries, total = page_of([e for e in everything if can_read(e.rules, viewer)], query)
+        badges = await self.state.call(
+            reexec_store.badges, [(entry.entry_id, entry.latest) for entry in entries]
+        )
         pages = max(1, -(-total // query.per_page))
         shown = {k: v for k, v in vars(query).items() if v and k not in ("page", "per_page")}
         self.set_header("Content-Type", "text/html; charset=utf-8")
@@ -119,6 +133,7 @@ class ListPageHandler(PageHandler):
                 prefix=self.prefix,
                 viewer=viewer,
                 entries=entries,
+                badges={entry_id: badge for (entry_id, _), badge in badges.items()},
                 query=query,
                 total=total,
                 pages=pages,
@@ -144,6 +159,7 @@ class EntryPageHandler(PageHandler):
         )  # fmt: skip
         await render_entry_page(
             self, self.state, entry, number, urls=urls, show_author=True, threads=threads,
+            can_reexecute=can_manage(entry.rules, viewer),
             open_action=f"{urls.page}v{number}/open",
         )  # fmt: skip
 

@@ -2,9 +2,11 @@
 
 JSON: ``title``, ``abstract``, ``tags``, ``notebook`` (the nbformat JSON), ``files`` (name →
 base64), ``visibility`` (a new entry only) and ``claims``: what the author's JupyterLab
-recorded (the notebook's git commit, kernel and Python versions, the data the last run read).
-Whatever else the body holds, such as an ``environment``, is ignored: the environment is
-asked of the hub (``pinning``), never taken from the author.
+recorded (the notebook's git commit, kernel and Python versions, the data the last run read);
+``tolerance`` (optional): how far the re-execution report lets numbers and images move
+(``reexec_compare.tolerance_from``), kept with the claims. Whatever else the body holds,
+such as an ``environment``, is ignored: the environment is asked of the hub (``pinning``),
+never taken from the author.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .file_names import check_file_names
+from .reexec_compare import tolerance_from
 
 MAX_FILES = 500
 MAX_TITLE, MAX_ABSTRACT, MAX_TAGS, MAX_TAG = 200, 20_000, 20, 40
@@ -81,13 +84,16 @@ def parse_publication(
             f"most {max_version_bytes} bytes (gallery.max_version_bytes): select fewer files"
         )
     visibility = body.get("visibility")
+    recorded = claims(body.get("claims") or {})
+    if body.get("tolerance") is not None:
+        recorded["tolerance"] = reproduce_tolerance(body["tolerance"])
     return Publication(
         title=text(body.get("title"), "title", MAX_TITLE, required=True),
         abstract=text(body.get("abstract"), "abstract", MAX_ABSTRACT),
         tags=tags(body.get("tags")),
         notebook=notebook,
         files=files,
-        claims=claims(body.get("claims") or {}),
+        claims=recorded,
         visibility=None if visibility is None else text(visibility, "visibility", 300),
     )
 
@@ -159,6 +165,15 @@ def claims(value: object) -> dict[str, Any]:
         "python": text(value.get("python"), "claims.python", 100) or None,
         "data_reads": data_reads(value.get("data_reads") or []),
     }
+
+
+def reproduce_tolerance(value: object) -> dict[str, Any]:
+    """The author's tolerance for the re-execution report (``reexec_compare``), checked."""
+    try:
+        tolerance_from({}, value)
+    except ValueError as error:
+        raise BadRequest(str(error)) from None
+    return dict(value)
 
 
 def data_reads(value: object) -> list[dict[str, Any]]:

@@ -3,8 +3,9 @@
 On start it creates its database (``<state_dir>/gallery.sqlite``, 0600) and version folder
 (``<state_dir>/gallery/``, 0700), opens the build catalog read-only when builds are on, and
 serves the REST API, the pages and reviewer links below its prefix
-(``/services/gallery/``). It keeps no state in the process beyond a lock that numbers
-versions one at a time.
+(``/services/gallery/``), and re-executes queued versions one at a time (``reexec_run``).
+It keeps no state in the process beyond a lock that numbers versions one at a time; the
+re-execution queue is in the database.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.service_main import run_service, until_stopped
 from kioskhub.image_builder.spawn_catalog import open_reader
 
-from . import store, threads_store
+from . import reexec_store, store, threads_store
 from .api import api_routes
 from .api_base import GalleryState, body_limit, without_secrets
 from .export_api import export_routes
 from .hub_service import SERVICE_PREFIX
 from .pages import page_routes
+from .reexec_api import reexecution_routes
+from .reexec_run import Reexecutions, hub_calls
 from .render_pages import render_routes
 from .reproduce_pages import reproduce_routes
 from .review import review_routes
@@ -43,6 +46,7 @@ def open_state(site: Site) -> GalleryState:
     database = store.database(state_dir)
     store.open_database(database)
     threads_store.create_tables(database)
+    reexec_store.create_table(database)
     return GalleryState(site, database, make_root(state_dir), open_reader(site))
 
 
@@ -56,9 +60,10 @@ def log_request(handler: web.RequestHandler) -> None:
                handler.request.remote_ip, took)  # fmt: skip
 
 
-def make_app(state: GalleryState, prefix: str) -> web.Application:
+def make_app(state: GalleryState, prefix: str, runs: Reexecutions) -> web.Application:
     return web.Application(
         api_routes(prefix, {"state": state})
+        + reexecution_routes(prefix, state, runs)
         + review_routes(prefix, state)
         + export_routes(prefix, state)
         + thread_routes(prefix, state)
@@ -77,12 +82,15 @@ async def serve(site: Site) -> None:
         os.environ.get("JUPYTERHUB_SERVICE_URL", f"http://127.0.0.1:{site.gallery.port}")
     )
     state = await asyncio.to_thread(open_state, site)
-    server = make_app(state, prefix).listen(
+    runs = Reexecutions(state, hub_calls(max_body=2 * body_limit(site)))
+    running = asyncio.ensure_future(runs.loop())
+    server = make_app(state, prefix, runs).listen(
         url.port or site.gallery.port, url.hostname or "127.0.0.1", max_body_size=body_limit(site)
     )
     log.info("Gallery service at %s (prefix %s)", url.geturl(), prefix)
     await until_stopped()
     server.stop()
+    running.cancel()
     if state.catalog is not None:
         state.catalog.close()
 

@@ -65,6 +65,7 @@ RESERVED_USERNAMES = frozenset(
         "user",
         "users",
         "api",
+        "gallery-run",  # re-executes gallery versions (gallery.reexec_hub_api)
         # System accounts of Debian and other common ones.
         "root",
         "daemon",

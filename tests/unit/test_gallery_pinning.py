@@ -102,9 +102,27 @@ def test_the_gallery_service_runs_only_when_enabled(tmp_path):
     assert ACCESS_SCOPE in roles["user"]["scopes"]
     assert roles["kioskhub-gallery"] == {
         "name": "kioskhub-gallery",
-        "description": "The review gallery: who a user is, their groups, their servers' options",
+        "description": "The review gallery: who a user is, their groups, their servers' "
+        "options; starts, uses and stops the re-execution server",
         "services": ["gallery"],
-        "scopes": ["read:users:name", "read:users:groups", "read:servers"],
+        "scopes": [
+            "read:users:name",
+            "read:users:groups",
+            "read:servers",
+            "custom:gallery:reexecute",
+            "access:servers!user=gallery-run",
+        ],
     }
+    paths = [path for path, *_ in settings["JupyterHub"]["extra_handlers"]]
+    assert r"/api/gallery/reexecution-server" in paths
     assert settings["JupyterHub"]["template_vars"]["kh_gallery_url"] == "/services/gallery/"
     assert gallery_hub_settings(small_site(tmp_path), python="python") == {}
+
+
+def test_the_gallery_and_workshops_each_keep_their_custom_scope(tmp_path):
+    passwords = Passwords(user="correct-horse", admin="a" * 32, auth_state_key="f" * 64)
+    site = small_site(
+        tmp_path, gallery={"enabled": True, "port": 8123}, workshops={"enabled": True}
+    )
+    scopes = jupyterhub_settings(site, passwords, "/path/chp")["JupyterHub"]["custom_scopes"]
+    assert sorted(scopes) == ["custom:gallery:reexecute", "custom:workshops:prewarm"]

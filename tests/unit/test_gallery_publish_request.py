@@ -131,8 +131,15 @@ def test_too_many_files_are_refused():
             {"claims": {"data_reads": [{"path": "/data/a", "size": -1, "mtime": 0}]}},
             r"'claims.data_reads\[0\].size' must be a whole number",
         ),
+        ({"tolerance": {"relative": "1%"}}, "'tolerance': 'relative' must be a number"),
     ],
 )
 def test_bad_bodies_say_what_is_wrong(changes, message):
     with pytest.raises(BadRequest, match=message):
         parse_publication(body(**changes), **LIMITS)
+
+
+def test_the_authors_tolerance_is_kept_with_the_claims():
+    publication = parse_publication(body(tolerance={"relative": 1e-6}), **LIMITS)
+    assert publication.claims["tolerance"] == {"relative": 1e-6}
+    assert "tolerance" not in parse_publication(body(), **LIMITS).claims

@@ -67,8 +67,23 @@ def render(name: str, **extra) -> str:
         urls=EntryUrls("/p/", "/a/", "/r/"),
         status=410,
         message=HOSTILE,
-        **extra,
+        **({"reexecution": hostile_reexecution(), "badges": {1: HOSTILE, 2: HOSTILE}} | extra),
     )
+
+
+def hostile_reexecution() -> dict:
+    """A report whose badge and reasons quote what a notebook printed and raised."""
+    return {
+        "state": "done",
+        "requested": 0.0,
+        "finished": 0.0,
+        "badge": f"failed (cell 1: ValueError: {HOSTILE})",
+        "environment": {"name": HOSTILE, "changed": {"digest": {"from": HOSTILE, "to": "b"}}},
+        "cells": [
+            {"index": 0, "cell": HOSTILE, "result": "failed", "why": [f"ValueError: {HOSTILE}"]},
+            {"index": 1, "cell": "b", "result": "differs", "why": [f"text: '' → '{HOSTILE}'"]},
+        ],
+    }
 
 
 PAGES = sorted(p.name for p in TEMPLATES.glob("gallery_*.html") if p.name != "gallery_base.html")
@@ -88,6 +103,28 @@ def test_the_entry_page_shows_every_field_escaped_and_frames_the_render_sandboxe
         html
     )
     assert "<script" not in html
+
+
+def test_the_re_execution_report_is_shown_escaped_with_its_badges():
+    html = render("gallery_entry.html", show_author=True)
+    report = html.split('id="kh-gallery-reexecution"')[1].split("</div>")[0]
+    assert f'<span class="tag" id="kh-gallery-badge">failed (cell 1: ValueError: {ESCAPED})' in (
+        report
+    )
+    assert '<tr data-result="failed"><td><a href="#cell-0">1</a></td><td>failed</td>' in report
+    assert report.count(ESCAPED) == 5 and "<script" not in html
+    changed = f"pinning:\ndigest <code>{ESCAPED}</code> → <code>b</code>."
+    assert changed in report
+    queued = render("gallery_entry.html", show_author=True, reexecution={"state": "queued",
+                    "requested": 0.0})  # fmt: skip
+    assert 'Re-execution <span class="tag">queued</span> since 1970-01-01 00:00 UTC.' in queued
+    assert '<meta http-equiv="refresh" content="10">' in queued
+    assert 'id="kh-gallery-reexecute"' not in queued and 'http-equiv' not in html
+    form = render("gallery_entry.html", show_author=True, can_reexecute=True, xsrf=HOSTILE)
+    assert '<form method="post" action="/a/versions/2/reexecute" id="kh-gallery-reexecute">' in form
+    assert f'<input type="hidden" name="_xsrf" value="{ESCAPED}">' in form
+    listed = render("gallery_list.html", badges={1: "reproduced"})
+    assert '<td class="kh-gallery-badge">reproduced</td>' in listed
 
 
 def test_an_anonymous_page_names_no_author():

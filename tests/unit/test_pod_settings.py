@@ -275,6 +275,7 @@ LABEL org.kioskhub.recipe="2" org.kioskhub.suite="bookworm"
         '      "kioskhub.extensions.data_reads_server": true,\n'
         '      "kioskhub.extensions.gallery_fetch": true,\n'
         '      "kioskhub.extensions.gallery_publish": true,\n'
+        '      "kioskhub.extensions.gallery_reexecute": true,\n'
         '      "kioskhub.extensions.memory_notice": true,\n'
         '      "kioskhub.extensions.workshop_notice": true\n    }\n  }\n}\n',
     }

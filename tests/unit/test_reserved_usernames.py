@@ -16,7 +16,9 @@ from pydantic import ValidationError
 from kioskhub.hub.auth import KioskAuthenticator, UsernameRefused
 from kioskhub.hub.schema.site import RESERVED_USERNAMES, Site, check_username
 
-RESERVED = ["build", "site", "environments", "dask-gateway", "root", "nobody", "daemon"]
+RESERVED = [
+    "build", "site", "environments", "dask-gateway", "gallery-run", "root", "nobody", "daemon"
+]
 LOOK_ALIKES = ["kh-ada", "kh-build", "systemd-network", "ws-x", "ws-abc234-001"]
 
 
