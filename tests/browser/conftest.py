@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.browser import Browser
+from tests.support.hub_process import HubProcess
 
 
 @pytest.fixture
@@ -20,18 +21,21 @@ def browser(tmp_path_factory):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """When a test using ``browser`` fails, save its page as failure.png/.html."""
+    """When a test using browsers fails, save each one's page as <fixture>-failure.png/.html,
+    and add the tail of the hub's log."""
     report = yield
+    if report.when != "call" or not report.failed:
+        return report
     funcargs = getattr(item, "funcargs", {})
-    chromium = funcargs.get("browser")
-    if report.when == "call" and report.failed and isinstance(chromium, Browser):
-        saved = chromium.screenshot(chromium.artifacts / "failure.png")
-        report.sections.append(("browser", chromium.describe(saved)))
-        hub = funcargs.get("running_hub")
-        if hub is not None:
-            try:
-                tail = "\n".join(hub.log_text().splitlines()[-60:])
-            except OSError as error:
-                tail = f"(no hub log: {error})"
-            report.sections.append(("hub log (last 60 lines)", tail))
+    browsers = {name: value for name, value in funcargs.items() if isinstance(value, Browser)}
+    for name, chromium in browsers.items():
+        saved = chromium.screenshot(chromium.artifacts / f"{name}-failure.png")
+        report.sections.append((name, chromium.describe(saved)))
+    hubs = [value for value in funcargs.values() if isinstance(value, HubProcess)]
+    if browsers and hubs:
+        try:
+            tail = "\n".join(hubs[0].log_text().splitlines()[-60:])
+        except OSError as error:
+            tail = f"(no hub log: {error})"
+        report.sections.append(("hub log (last 60 lines)", tail))
     return report
