@@ -110,6 +110,13 @@ def state_of(thread) -> str:
     return thread.find_element(By.CSS_SELECTOR, ".state").text
 
 
+def field_in(element, selector: str, what: str):
+    """The form field ``selector`` inside ``element``; fail saying ``what`` is missing."""
+    fields = element.find_elements(By.CSS_SELECTOR, selector)
+    assert fields, f"no {what} in:\n{element.text}"
+    return fields[0]
+
+
 def click_in(element, label: str) -> None:
     """Press the button labelled ``label`` inside ``element``."""
     for button in element.find_elements(By.CSS_SELECTOR, "button"):
@@ -156,11 +163,11 @@ def test_review_comment_open_in_lab_and_reproduce(hub, browser, author_browser):
 
     # The reviewer opens a thread on the first cell with the page's form.
     form = reviewer.wait_for("#kh-gallery-new-thread", 60)
-    cells = Select(form.find_element(By.CSS_SELECTOR, "select[name=cell_id]"))
+    cells = Select(field_in(form, "select[name=cell_id]", "cell to choose"))
     labels = [option.text for option in cells.options]
     assert labels[0].startswith("1. c0 (code): rows = open('points.csv')"), labels
     cells.select_by_visible_text(labels[0])
-    form.find_element(By.CSS_SELECTOR, "textarea[name=text]").send_keys(QUESTION)
+    field_in(form, "textarea[name=text]", "comment box").send_keys(QUESTION)
     click_in(form, "Open thread")
     reviewer.wait_for_url(lambda url: f"{page_path}#thread-" in url, 60, "the thread's anchor")
     opened = thread_with(reviewer, QUESTION)
@@ -172,7 +179,7 @@ def test_review_comment_open_in_lab_and_reproduce(hub, browser, author_browser):
     author_browser.get(f"{hub.url}{page_path}")
     thread = thread_with(author_browser, QUESTION)
     assert f"{REVIEWER}" in thread.text and "Cell c0" in thread.text, thread.text
-    thread.find_element(By.CSS_SELECTOR, "textarea[name=text]").send_keys(ANSWER)
+    field_in(thread, "textarea[name=text]", "answer box").send_keys(ANSWER)
     click_in(thread, "Comment")
     thread = thread_with(author_browser, ANSWER)
     click_in(thread, "Resolve")
