@@ -8,15 +8,26 @@ from tests.support.browser import Browser
 from tests.support.hub_process import HubProcess
 
 
+def chromium(tmp_path_factory, name: str):
+    """Headless Chromium with a throw-away profile; always quit afterwards."""
+    browser = Browser()
+    browser.artifacts = tmp_path_factory.mktemp(name)
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
 @pytest.fixture
 def browser(tmp_path_factory):
-    """Headless Chromium with a throw-away profile; always quit afterwards."""
-    chromium = Browser()
-    chromium.artifacts = tmp_path_factory.mktemp("browser")
-    try:
-        yield chromium
-    finally:
-        chromium.quit()
+    """A person's browser."""
+    yield from chromium(tmp_path_factory, "browser")
+
+
+@pytest.fixture
+def author_browser(tmp_path_factory):
+    """A second person's browser, beside ``browser`` (e.g. an author beside a reviewer)."""
+    yield from chromium(tmp_path_factory, "author-browser")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -28,9 +39,9 @@ def pytest_runtest_makereport(item, call):
         return report
     funcargs = getattr(item, "funcargs", {})
     browsers = {name: value for name, value in funcargs.items() if isinstance(value, Browser)}
-    for name, chromium in browsers.items():
-        saved = chromium.screenshot(chromium.artifacts / f"{name}-failure.png")
-        report.sections.append((name, chromium.describe(saved)))
+    for name, opened in browsers.items():
+        saved = opened.screenshot(opened.artifacts / f"{name}-failure.png")
+        report.sections.append((name, opened.describe(saved)))
     hubs = [value for value in funcargs.values() if isinstance(value, HubProcess)]
     if browsers and hubs:
         try:

@@ -61,17 +61,6 @@ def hub():
         yield hub
 
 
-@pytest.fixture
-def author_browser(tmp_path_factory):
-    """The author's own Chromium, beside the reviewer's ``browser``."""
-    chromium = Browser()
-    chromium.artifacts = tmp_path_factory.mktemp("author-browser")
-    try:
-        yield chromium
-    finally:
-        chromium.quit()
-
-
 def publish(author: UserSession, title: str, notebook: dict, files: dict[str, bytes]) -> int:
     body = {
         "title": title,
