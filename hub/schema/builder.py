@@ -163,7 +163,7 @@ class BuilderSettings(Section):
         ge=1024,
         le=16 * 1024 * 1024,
         description="Largest request body the builder service's API accepts, in bytes; a "
-        "larger one is refused with 413 before it is read.",
+        "larger one is refused with 413 and never kept in memory.",
     )
     python_policy: Literal["download", "nearest", "refuse"] | None = Field(
         None,

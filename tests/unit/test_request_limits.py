@@ -17,6 +17,7 @@ from tornado.netutil import bind_sockets
 
 from kioskhub.hub.schema.config_file import load_site
 from kioskhub.image_builder.gitlab_webhook import PipelineEventBus
+from kioskhub.image_builder.request_body import DRAIN_BYTES
 from kioskhub.image_builder.service import make_app, start_catalog
 
 SECRET = "0123456789abcdef01234567"
@@ -71,6 +72,13 @@ def post(path: str, length: int, **headers: str) -> str:
     return "\r\n".join(lines) + "\r\n\r\n"
 
 
+def chunked(size: int) -> bytes:
+    """``size`` bytes as a chunked body, in chunks of 5,000 bytes."""
+    chunk = b"x" * 5000
+    count = -(-size // len(chunk))
+    return b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(count)) + b"0\r\n\r\n"
+
+
 def test_a_100_mb_api_body_is_refused_with_413_before_it_is_read(service):
     async def scenario(port):
         return await ask(port, post("api/environments", HUNDRED_MB, Authorization="token x"))
@@ -94,16 +102,46 @@ def test_a_webhook_over_its_limit_is_refused_with_413(service):
         chunked_head = post("webhooks/gitlab", 0, X_Gitlab_Token=SECRET).replace(
             "Content-Length: 0", "Transfer-Encoding: chunked"
         )
-        chunk = b"x" * 5000
-        body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(4)) + b"0\r\n\r\n"
-        streamed = await ask(port, chunked_head, body)
-        return declared, streamed
+        streamed = await ask(port, chunked_head, chunked(20_000))
+        endless = await ask(port, chunked_head, chunked(8192 + DRAIN_BYTES + 5000))
+        return declared, streamed, endless
 
-    declared, streamed = run_against(service, scenario)
+    declared, streamed, endless = run_against(service, scenario)
 
     too_large = {"message": "the request body is larger than 8192 bytes; send less"}
     assert declared == (413, too_large)
-    assert streamed == (400, {}), "a body without a length is cut at the limit by tornado"
+    assert streamed == (413, too_large), "a body without a length is read, dropped, refused"
+    assert endless == (400, {}), "one far past the limit is cut by tornado"
+
+
+def test_a_body_a_little_over_the_limit_is_read_before_the_413_is_sent(service):
+    """A reply sent before the body was read can be lost to the connection's reset (a proxy
+    in between then passes on a cut reply): the service waits for the body, then sends the
+    whole 413."""
+    body = b'{"object_kind": "push", "padding": "' + b"x" * 20_000 + b'"}'
+    head = post("webhooks/gitlab", len(body), X_Gitlab_Token=SECRET, X_Gitlab_Event="Push")
+
+    async def scenario(port):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(head.encode())
+        await writer.drain()
+        try:
+            early = await asyncio.wait_for(reader.read(65536), timeout=0.5)
+        except TimeoutError:
+            early = b""
+        writer.write(body)
+        await writer.drain()
+        answer = early or await asyncio.wait_for(reader.read(65536), timeout=10)
+        writer.close()
+        return early, answer
+
+    early, answer = run_against(service, scenario)
+
+    assert early == b"", "the service answered before it had read the body"
+    header, _, payload = answer.partition(b"\r\n\r\n")
+    assert int(header.split()[1]) == 413
+    too_large = "the request body is larger than 8192 bytes; send less"
+    assert json.loads(payload) == {"message": too_large}
 
 
 def test_a_webhook_within_its_limit_is_accepted(service):
