@@ -52,18 +52,17 @@ def school():
         workshops={"enabled": True, "teacher_groups": ["teachers"], "prewarm_seats": 0},
     )
     hub = start_hub(config, folder / "hub.log")
+    school = {"hub": hub, "config": config, "folder": folder}
     try:
-        yield {
-            "hub": hub,
-            "config": config,
-            "folder": folder,
-            "store": folder / "state" / "workshops.sqlite",
-            "admin": signed_in(hub.url, "admin", ADMIN_PASSWORD),
-            "tess": signed_in(hub.url, "tess", SHARED_PASSWORD),
-            "tom": signed_in(hub.url, "tom", SHARED_PASSWORD),
-        }
+        school.update(
+            store=folder / "state" / "workshops.sqlite",
+            admin=signed_in(hub.url, "admin", ADMIN_PASSWORD),
+            tess=signed_in(hub.url, "tess", SHARED_PASSWORD),
+            tom=signed_in(hub.url, "tom", SHARED_PASSWORD),
+        )
+        yield school
     finally:
-        hub.stop()
+        school["hub"].stop()  # the hub that runs now: ``restarted`` replaces it
         remove_site_folder(folder)
 
 
