@@ -19,7 +19,6 @@ import functools
 import json
 from typing import Any
 
-from jupyterhub.services.auth import HubOAuthenticated
 from sqlalchemy.orm import Session
 from tornado import web
 from tornado.iostream import StreamClosedError
@@ -46,6 +45,7 @@ from .catalog_store import (
 from .git_credentials import GitCredentials
 from .openapi import openapi_document
 from .request_body import LimitedBody
+from .service_auth import TokenOrCookie
 from .source_safety import RepositorySource, UnsafeSource, check_ref, check_subdir
 from .user_gitlab_credentials import hub_user_model, user_credentials
 
@@ -91,32 +91,18 @@ def requires(permission: str):
     return decorate
 
 
-class APIHandler(HubOAuthenticated, LimitedBody):
+class APIHandler(TokenOrCookie, LimitedBody):
     """JSON in and out; errors as {"status", "message"}; never redirects to a login page.
 
-    Bodies over ``builder.max_request_bytes`` are refused with 413 before they are read.
+    Bodies over ``builder.max_request_bytes`` are refused with 413 (``request_body``).
     """
 
     def initialize(self, state: BuilderState) -> None:
         self.state = state
         self.body_limit = state.settings.max_request_bytes
 
-    def get_login_url(self):
-        raise web.HTTPError(403, "sign in to the hub, or send an API token")
-
-    def check_xsrf_cookie(self):
-        # Tornado checks before anyone is authenticated; a request that carries a token in
-        # its Authorization header cannot be forged cross-site, so only cookies need the check.
-        if self.request.headers.get("Authorization", "").startswith(("token ", "Bearer ")):
-            return None
-        return self.hub_auth.check_xsrf_cookie(self)
-
     async def viewer(self) -> Viewer:
-        model = self.get_current_user()
-        if not model:
-            raise web.HTTPError(403, "sign in to the hub, or send an API token")
-        if model.get("kind", "user") != "user":
-            raise web.HTTPError(403, "only hub users have environments")
+        model = self.hub_user("only hub users have environments")
         return await hub_viewer(self.hub_auth, model["name"])
 
     async def credentials(self, viewer: Viewer, source: RepositorySource) -> GitCredentials | None:

@@ -23,12 +23,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.catalog_db import Catalog
 from kioskhub.image_builder.request_body import LimitedBody
+from kioskhub.image_builder.service_auth import TokenOrCookie
 from kioskhub.image_builder.user_gitlab_credentials import hub_user_model
 
 from . import store
@@ -154,31 +154,18 @@ class SafeHeaders(web.RequestHandler):
         self.finish()
 
 
-class GalleryHandler(HubOAuthenticated, SafeHeaders):
+class GalleryHandler(TokenOrCookie, SafeHeaders):
     """A handler for signed-in hub users."""
 
     def initialize(self, state: GalleryState) -> None:
         self.state = state
-
-    def get_login_url(self):
-        raise web.HTTPError(403, "sign in to the hub, or send an API token")
-
-    def check_xsrf_cookie(self):
-        # A request with a token in its Authorization header cannot be forged cross-site.
-        if self.request.headers.get("Authorization", "").startswith(("token ", "Bearer ")):
-            return None
-        return self.hub_auth.check_xsrf_cookie(self)
 
     @property
     def prefix(self) -> str:
         return self.hub_auth.base_url
 
     async def viewer(self) -> Viewer:
-        model = self.get_current_user()
-        if not model:
-            raise web.HTTPError(403, "sign in to the hub, or send an API token")
-        if model.get("kind", "user") != "user":
-            raise web.HTTPError(403, "only hub users use the gallery")
+        model = self.hub_user("only hub users use the gallery")
         if model["name"] == REEXECUTION_USER:
             # The notebooks it runs are untrusted: they may not publish, comment or read
             # under its name.
