@@ -53,13 +53,13 @@ class Helm:
             pytest.fail(f"{self.name} {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
         return result
 
-    def template(self, *values: Path, kube_version: str | None = None) -> list[dict]:
+    def template(self, *values: Path) -> list[dict]:
         """The chart rendered with ``values`` files, as a list of objects."""
-        args = ["template", "kh", str(CHART), "--namespace", "lab"]
-        for path in values:
-            args += ["--values", str(path)]
-        if kube_version:
-            args += ["--kube-version", kube_version]
+        return self.template_with(*(arg for path in values for arg in ("--values", str(path))))
+
+    def template_with(self, *options: str) -> list[dict]:
+        """The chart rendered with helm's ``options`` (--values, --set), as objects."""
+        args = ["template", "kh", str(CHART), "--namespace", "lab", *options]
         rendered = self.run(*args, check=True).stdout
         return [doc for doc in yaml.safe_load_all(rendered) if doc]
 
