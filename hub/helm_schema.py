@@ -3,11 +3,13 @@
 ``ChartValues`` (the site config under ``site`` plus the deployment keys) is turned into a
 JSON schema by pydantic, then made plain for helm's validators: no defaults or titles (which
 would carry this machine's paths), memory sizes accept ``2G`` as the config file does, and
-``$ref``s stay within the file. Refresh the chart's copy with::
+``$ref``s stay within the file. Refresh the chart's copy, and the deployment keys' reference
+in docs/kubernetes.md, with::
 
-    python -m kioskhub.hub.helm_schema --write helm/kioskhub/values.schema.json
+    python -m kioskhub.hub.helm_schema --write helm/kioskhub/values.schema.json \
+        --reference docs/kubernetes.md
 
-A unit test fails when the committed file differs from what this module generates.
+A unit test fails when either committed text differs from what this module generates.
 """
 
 from __future__ import annotations
@@ -20,10 +22,18 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kioskhub.hub.config_reference import _is_byte_size, section_model
-from kioskhub.hub.schema.chart import ChartValues
+from kioskhub.hub.config_reference import (
+    _is_byte_size,
+    render_reference,
+    replace_block,
+    section_model,
+)
+from kioskhub.hub.schema.chart import ChartValues, DeploymentValues
 
-WRITE_COMMAND = "python -m kioskhub.hub.helm_schema --write helm/kioskhub/values.schema.json"
+WRITE_COMMAND = (
+    "python -m kioskhub.hub.helm_schema --write helm/kioskhub/values.schema.json "
+    "--reference docs/kubernetes.md"
+)
 DRAFT = "http://json-schema.org/draft-07/schema#"
 SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([kKmMgGtT]i?)?[bB]?\s*$"
 """Memory sizes as ``schema.choices.parse_bytes`` reads them: 512M, 2G, 4GiB, 1.5Gi."""
@@ -45,6 +55,11 @@ def chart_values_schema(model: type[BaseModel] = ChartValues) -> dict[str, Any]:
 
 def render_schema() -> str:
     return json.dumps(chart_values_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def render_deployment_reference() -> str:
+    """Markdown reference of the deployment keys (``site`` is docs/configuration.md's)."""
+    return render_reference(DeploymentValues)
 
 
 def _byte_size_schema(prop: dict[str, Any]) -> dict[str, Any]:
@@ -93,17 +108,31 @@ def main(argv: list[str] | None = None) -> int:
         description="Print the Helm chart's values schema, or write it to a file.",
     )
     parser.add_argument("--write", type=Path, metavar="JSON_FILE", help="write it here")
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        metavar="MARKDOWN_FILE",
+        help="also refresh the deployment keys' reference between the markers of this file",
+    )
     args = parser.parse_args(argv)
     text = render_schema()
-    if args.write is None:
+    if args.write is None and args.reference is None:
         print(text, end="")
         return 0
     try:
-        args.write.write_text(text, encoding="utf-8")
-    except OSError as error:
-        print(f"{parser.prog}: {args.write}: {error.strerror or error}", file=sys.stderr)
+        if args.write is not None:
+            args.write.write_text(text, encoding="utf-8")
+            print(f"Wrote the chart's values schema to {args.write}")
+        if args.reference is not None:
+            document = args.reference.read_text(encoding="utf-8")
+            updated = replace_block(document, render_deployment_reference())
+            args.reference.write_text(updated, encoding="utf-8")
+            print(f"Updated the deployment keys' reference in {args.reference}")
+    except (OSError, ValueError) as error:
+        where = args.reference if isinstance(error, ValueError) else error.filename
+        reason = getattr(error, "strerror", None) or error
+        print(f"{parser.prog}: {where}: {reason}", file=sys.stderr)
         return 1
-    print(f"Wrote the chart's values schema to {args.write}")
     return 0
 
 

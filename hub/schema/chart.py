@@ -51,6 +51,12 @@ class HubDeployment(Section):
     storage_class: str | None = Field(
         None, description="StorageClass of the hub's state claim; empty: the cluster's default."
     )
+    env_from_secret: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="A Secret whose keys become the hub's environment variables: what the "
+        "site names by variable, such as auth.oidc.client_secret_env's.",
+    )
     disruption_budget: bool = Field(
         False,
         description="A PodDisruptionBudget that keeps a node drain from evicting the hub "
@@ -129,14 +135,9 @@ class DaskGatewayDeployment(Section):
     )
 
 
-class ChartValues(Section):
-    """Everything the chart's values may say."""
+class DeploymentValues(Section):
+    """The chart's values besides ``site``: how the platform runs in the cluster."""
 
-    site: Site = Field(
-        Site(),
-        description="The site config: exactly what kioskhub.yaml holds "
-        "(docs/configuration.md). spawner.backend becomes kubernetes in the cluster.",
-    )
     image: Image = Field(Image(), description="KioskHub's own image.")
     image_pull_secrets: tuple[str, ...] = Field((), description="Secrets to pull images with.")
     hub: HubDeployment = Field(HubDeployment(), description="The hub's Deployment.")
@@ -148,4 +149,14 @@ class ChartValues(Section):
     ingress: Ingress = Field(Ingress(), description="The Ingress of the hub's public URL.")
     network_policy: NetworkPolicySettings = Field(
         NetworkPolicySettings(), description="NetworkPolicies of every component."
+    )
+
+
+class ChartValues(DeploymentValues):
+    """Everything the chart's values may say."""
+
+    site: Site = Field(
+        Site(),
+        description="The site config: exactly what kioskhub.yaml holds "
+        "(docs/configuration.md). spawner.backend becomes kubernetes in the cluster.",
     )

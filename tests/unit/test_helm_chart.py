@@ -181,6 +181,21 @@ def test_claims_budgets_ingress_and_secrets(rendered):
     assert token["valueFrom"]["secretKeyRef"] == {"name": "kh-secrets", "key": "proxy-token"}
 
 
+def test_the_hub_takes_the_sites_secret_variables_from_the_named_secret(rendered):
+    hub = objects(rendered, "Deployment")["kh-hub"]["spec"]["template"]["spec"]["containers"][0]
+    assert hub["envFrom"] == [{"secretRef": {"name": "kioskhub-auth"}}]
+
+
+def test_the_values_example_in_the_docs_installs(tmp_path):
+    document = (CHART.parents[1] / "docs" / "kubernetes.md").read_text(encoding="utf-8")
+    example = document.split("## 2. Values", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    values = tmp_path / "values.yaml"
+    values.write_text(example, encoding="utf-8")
+    for name in HELMS:
+        result = helm(name).run("lint", "--strict", str(CHART), "--values", str(values))
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_defaults_leave_the_gateway_ingress_and_budgets_out(defaults):
     kinds = {doc["kind"] for doc in defaults}
     assert "Ingress" not in kinds and "PodDisruptionBudget" not in kinds

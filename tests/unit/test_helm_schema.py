@@ -7,17 +7,33 @@ import re
 
 import yaml
 
-from kioskhub.hub.helm_schema import WRITE_COMMAND, chart_values_schema, main, render_schema
+from kioskhub.hub.config_reference import extract_block
+from kioskhub.hub.helm_schema import (
+    WRITE_COMMAND,
+    chart_values_schema,
+    main,
+    render_deployment_reference,
+    render_schema,
+)
 from kioskhub.hub.schema.chart import ChartValues
 from tests.support.helm import CHART, EVERYTHING_ON
 
 SCHEMA_FILE = CHART / "values.schema.json"
+KUBERNETES_DOC = CHART.parents[1] / "docs" / "kubernetes.md"
 
 
 def test_the_committed_values_schema_is_current():
     assert SCHEMA_FILE.read_text(encoding="utf-8") == render_schema(), (
         f"helm/kioskhub/values.schema.json is stale; refresh it with `{WRITE_COMMAND}`"
     )
+
+
+def test_the_deployment_keys_reference_in_the_docs_is_current():
+    document = KUBERNETES_DOC.read_text(encoding="utf-8")
+    assert extract_block(document) == render_deployment_reference(), (
+        f"docs/kubernetes.md's deployment keys are stale; refresh them with `{WRITE_COMMAND}`"
+    )
+    assert "`hub.env_from_secret`" in document and "`network_policy.user_egress`" in document
 
 
 def test_the_site_key_is_the_site_schema_and_unknown_keys_are_refused():
