@@ -4,8 +4,9 @@ The chart runs KioskHub's own JupyterHub config (``jupyterhub_config.py``) and t
 the proxy is a Deployment of its own (the hub does not start it, and reaches its API by
 the Service), the hub listens on every address of its pod for the proxy and the servers,
 and Dask Gateway runs as the chart's Deployments (``dask_gateway_kube``), so its service
-entry points at the gateway's Service and carries the token from the chart's Secret
-instead of a command. Everything else (authenticator, spawner, workshop and gallery
+entry points at the gateway's Traefik (which passes the API to the gateway and each
+dashboard to its scheduler) and carries the token from the chart's Secret instead of a
+command. Everything else (authenticator, spawner, workshop and gallery
 services, roles) is the same as on one machine.
 """
 
@@ -28,7 +29,7 @@ class ClusterAddresses:
     hub_host: str
     proxy_api_url: str
     gateway_url: str = ""
-    gateway_traefik_url: str = ""
+    """The gateway's Traefik, e.g. ``http://kh-dask-traefik``; empty when Dask is off."""
     gateway_token: str = ""
 
 
@@ -47,8 +48,8 @@ def cluster_hub_settings(
         },
         "ConfigurableHTTPProxy": {"should_start": False, "api_url": addresses.proxy_api_url},
     }
-    if site.dask.enabled and addresses.gateway_traefik_url:
-        gateway = kube_gateway_addresses(site, addresses.gateway_traefik_url)
+    if site.dask.enabled and addresses.gateway_url:
+        gateway = kube_gateway_addresses(site, addresses.gateway_url)
         default = next((p.name for p in site.profiles if p.default), site.profiles[0].name)
         settings["KioskKubeSpawner"] = {"environment": client_env(site, default, gateway)}
     return settings

@@ -128,11 +128,6 @@ class DaskGatewayDeployment(Section):
     traefik_image: str = Field(
         "traefik:3.1", min_length=1, description="Traefik, the proxy in front of the clusters."
     )
-    install_traefik_crds: bool = Field(
-        True,
-        description="Install Traefik's IngressRoute CRDs; turn off where the cluster has "
-        "them already (k3s ships Traefik).",
-    )
 
 
 class DeploymentValues(Section):

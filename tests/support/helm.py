@@ -59,7 +59,7 @@ class Helm:
 
     def template_with(self, *options: str) -> list[dict]:
         """The chart rendered with helm's ``options`` (--values, --set), as objects."""
-        args = ["template", "kh", str(CHART), "--namespace", "lab", *options]
+        args = ["template", "kh", str(CHART), "--namespace", "lab", "--include-crds", *options]
         rendered = self.run(*args, check=True).stdout
         return [doc for doc in yaml.safe_load_all(rendered) if doc]
 

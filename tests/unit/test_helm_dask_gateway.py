@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from traitlets.config import Config, PyFileConfigLoader
+from traitlets.config import PyFileConfigLoader
 
 from tests.support.helm import EVERYTHING_ON, helm
 
@@ -58,16 +58,31 @@ def test_the_gateway_config_sets_only_traits_that_exist(rendered, tmp_path, monk
         assert set(traits) <= trait_names(section), f"{section}: {set(traits)}"
 
 
-def test_the_controller_command_sets_only_traits_that_exist(rendered):
-    from dask_gateway_server.backends.kubernetes.controller import KubeController
+def test_the_controller_config_sets_only_traits_that_exist(rendered, tmp_path, monkeypatch):
+    controller = container(rendered, "kh-dask-controller")
+    assert controller["command"] == [
+        "dask-gateway-server",
+        "kube-controller",
+        "--config",
+        "/etc/dask-gateway/dask_controller_config.py",
+    ]
+    config_map = next(d for d in rendered if d["kind"] == "ConfigMap")["data"]
+    (tmp_path / "controller.py").write_text(config_map["dask_controller_config.py"])
+    for variable in controller["env"]:
+        monkeypatch.setenv(variable["name"], variable["value"])
 
-    command = container(rendered, "kh-dask-controller")["command"]
-    assert command[:2] == ["dask-gateway-server", "kube-controller"]
-    controller = KubeController()
-    controller.parse_command_line(command[2:])
-    assert isinstance(controller.config, Config)
-    settings = controller.config.KubeController
+    config = PyFileConfigLoader("controller.py", path=str(tmp_path)).load_config()
+
+    assert set(config) == {"KubeController"}
+    settings = config.KubeController
     assert set(settings) <= trait_names("KubeController")
     assert settings.gateway_instance == "kh-dask-gateway"
     assert settings.api_url == "http://kh-dask-gateway.lab:8000/api"
     assert settings.proxy_prefix == "/services/dask-gateway"
+    # Dashboards lose the hub's prefix on the way to their scheduler, through the chart's
+    # own Middleware.
+    middleware = next(d for d in rendered if d["kind"] == "Middleware")
+    assert settings.proxy_web_middlewares == [
+        {"name": middleware["metadata"]["name"], "namespace": "lab"}
+    ]
+    assert middleware["spec"] == {"stripPrefix": {"prefixes": ["/services/dask-gateway"]}}

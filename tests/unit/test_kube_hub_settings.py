@@ -9,8 +9,7 @@ from kioskhub.hub.schema.site import Site
 ADDRESSES = ClusterAddresses(
     hub_host="kh-hub",
     proxy_api_url="http://kh-proxy-api:8001",
-    gateway_url="http://kh-dask-gateway:8000",
-    gateway_traefik_url="http://kh-dask-traefik",
+    gateway_url="http://kh-dask-traefik",
     gateway_token="gateway-secret",
 )
 
@@ -39,7 +38,7 @@ def test_the_gateway_service_is_the_gateways_deployment_not_a_process():
     settings = cluster_hub_settings(dask_site, services, ADDRESSES)
     (gateway,) = settings["JupyterHub"]["services"]
     assert "command" not in gateway and "cwd" not in gateway
-    assert gateway["url"] == "http://kh-dask-gateway:8000"
+    assert gateway["url"] == "http://kh-dask-traefik"
     assert gateway["api_token"] == "gateway-secret"
     assert gateway["oauth_client_id"] == "service-dask-gateway"
     env = settings["KioskKubeSpawner"]["environment"]

@@ -51,15 +51,12 @@ esac
 
 password=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(18))')
 admin_password=$(.venv/bin/python -c 'import secrets; print(secrets.token_urlsafe(32))')
-# k3s ships Traefik and its CRDs; kind has none.
-traefik_crds=$([ "$runtime" = k3s ] && echo false || echo true)
 cat > "$work/values.yaml" <<VALUES
 site:
   hub: {url: "http://127.0.0.1:$port"}
   auth: {type: shared-password, shared_password: "$password", admin_password: "$admin_password"}
   pods: {home: {capacity: 1Gi}}
 image: {repository: localhost/kioskhub-hub, tag: e2e, pull_policy: IfNotPresent}
-dask_gateway: {install_traefik_crds: $traefik_crds}
 VALUES
 
 echo "== installing the chart"

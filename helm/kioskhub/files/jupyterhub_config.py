@@ -23,7 +23,6 @@ apply_settings(
             hub_host=os.environ["KIOSKHUB_HUB_HOST"],
             proxy_api_url=os.environ["KIOSKHUB_PROXY_API_URL"],
             gateway_url=os.environ.get("KIOSKHUB_GATEWAY_URL", ""),
-            gateway_traefik_url=os.environ.get("KIOSKHUB_GATEWAY_TRAEFIK_URL", ""),
             gateway_token=os.environ.get("KIOSKHUB_GATEWAY_TOKEN", ""),
         ),
     ),
