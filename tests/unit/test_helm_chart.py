@@ -234,6 +234,7 @@ BAD_VALUES = [
     ({"hub": {"colour": "red"}}, ("hub",), ["colour"]),
     ({"spawner": {"start_timeout": 1}}, ("spawner", "start_timeout"), ["5"]),
     ({"auth": {"type": "magic"}}, ("auth", "type"), ["shared-password", "oidc"]),
+    ({"profiles": [{"name": "huge", "cpu": 1000}]}, ("profiles", 0, "cpu"), ["512"]),
 ]
 
 
@@ -245,7 +246,10 @@ def test_a_mistake_gets_the_same_key_and_expectation_from_helm_and_check_config(
     values.write_text(yaml.safe_dump({"site": site}), encoding="utf-8")
     assert kioskhub(["check-config", "--config", str(_site_file(tmp_path, site))]) != 0
     said = "".join(capsys.readouterr())
-    assert f"  {'.'.join(key)}" in said and all(word in said for word in expected), said
+    check_config_path = "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in key
+    ).lstrip(".")
+    assert f"  {check_config_path}" in said and all(word in said for word in expected), said
     for name in HELMS:
         for command in ("lint", "template"):
             result = helm(name).run(
@@ -257,7 +261,8 @@ def test_a_mistake_gets_the_same_key_and_expectation_from_helm_and_check_config(
             )
             said = result.stdout + result.stderr
             assert result.returncode != 0, f"{name} {command} accepted {site}"
-            path = ("site." + ".".join(key)) if name == "helm3" else "/site/" + "/".join(key)
+            parts = ["site", *map(str, key)]
+            path = ".".join(parts) if name == "helm3" else "/" + "/".join(parts)
             assert path in said and all(word in said for word in expected), f"{name}: {said}"
 
 
