@@ -87,10 +87,12 @@ def test_the_hub_image_holds_every_component_and_runs_unprivileged():
     assert hub_version == version("jupyterhub")  # the base image pins the hub's own
 
 
-def test_the_charts_hub_and_proxy_serve_the_sign_in_page(tmp_path):
+def test_the_charts_hub_proxy_and_gallery_serve_a_signed_in_user(tmp_path):
     image = build_hub_image()
     port = free_port()
-    docs = helm("helm4").template_with("--set", f"site.hub.url=http://127.0.0.1:{port}")
+    docs = helm("helm4").template_with(
+        "--set", f"site.hub.url=http://127.0.0.1:{port}", "--set", "site.gallery.enabled=true"
+    )
     config = next(d for d in docs if d["kind"] == "ConfigMap")["data"]
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     (tmp_path / "kioskhub.yaml").write_text(config["kioskhub.yaml"])
@@ -115,6 +117,7 @@ def test_the_charts_hub_and_proxy_serve_the_sign_in_page(tmp_path):
         "kh-proxy-api:127.0.0.1",
     )
     try:
+        pod_ip = ""
         for name, mounts in (
             ("kh-proxy", []),
             (
@@ -133,10 +136,17 @@ def test_the_charts_hub_and_proxy_serve_the_sign_in_page(tmp_path):
                 pod,
                 "--name",
                 f"{pod}-{name}",
-                *_as_rendered(deployments[name], token),
+                *_as_rendered(deployments[name], token, pod_ip),
                 *sum((["-v", m] for m in mounts), []),
                 image,
                 *deployments[name]["spec"]["template"]["spec"]["containers"][0]["command"],
+            )
+            # The pod's own address, which the hub's services listen on for the proxy.
+            pod_ip = (
+                pod_ip
+                or podman(
+                    "inspect", f"{pod}-{name}", "--format", "{{.NetworkSettings.IPAddress}}"
+                ).stdout.strip()
             )
         hub_url = f"http://127.0.0.1:{port}"
         page = _wait_for(f"{hub_url}/hub/login", pod)
@@ -149,13 +159,26 @@ def test_the_charts_hub_and_proxy_serve_the_sign_in_page(tmp_path):
         ada.login(password)
         who = ada.http.get(f"{hub_url}/hub/api/user", timeout=30)
         assert who.status_code == 200 and who.json()["name"] == "ada", _logs(pod)
-        # Servers need the cluster's API, which the Kubernetes tests and
-        # helm/kioskhub/ci/e2e-real-cluster.sh give the hub.
+        # The gallery, a hub-managed service, answers through the proxy at the pod's address
+        # and sends ada to the hub's OAuth. Going further (and starting servers) needs the
+        # cluster's API, which helm/kioskhub/ci/e2e-real-cluster.sh gives the hub.
+        deadline = time.monotonic() + 60
+        while True:  # the hub routes the service once it answers
+            gallery = ada.http.get(
+                f"{hub_url}/services/gallery/", timeout=30, allow_redirects=False
+            )
+            location = gallery.headers.get("Location", "")
+            if "/hub/services/" not in location or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert gallery.status_code == 302, _logs(pod)
+        assert "/hub/api/oauth2/authorize?" in location, _logs(pod)
+        assert "client_id=service-gallery" in gallery.headers["Location"]
     finally:
         podman("pod", "rm", "--force", "--time", "0", pod, check=False)
 
 
-def _as_rendered(deployment: dict, proxy_token: str) -> list[str]:
+def _as_rendered(deployment: dict, proxy_token: str, pod_ip: str) -> list[str]:
     """podman options for the container as the Deployment runs it."""
     pod = deployment["spec"]["template"]["spec"]
     container = pod["containers"][0]
@@ -172,8 +195,12 @@ def _as_rendered(deployment: dict, proxy_token: str) -> list[str]:
     ]
     for variable in container.get("env", []):
         value = variable.get("value")
-        if "valueFrom" in variable:
-            assert variable["valueFrom"]["secretKeyRef"]["key"] == "proxy-token"
+        source = variable.get("valueFrom", {})
+        if "fieldRef" in source:
+            assert source["fieldRef"]["fieldPath"] == "status.podIP" and pod_ip
+            value = pod_ip
+        elif source:
+            assert source["secretKeyRef"]["key"] == "proxy-token"
             value = proxy_token
         options += ["--env", f"{variable['name']}={value}"]
     if "workingDir" in container:

@@ -155,6 +155,12 @@ def test_user_servers_reach_only_the_hub_the_proxy_dns_the_gateway_and_what_the_
     assert users["egress"][-1]["to"][0]["ipBlock"]["except"] == ["10.0.0.0/8", "169.254.169.254/32"]
     sources = [p["podSelector"]["matchLabels"] for p in users["ingress"][0]["from"]]
     assert [s["app.kubernetes.io/component"] for s in sources] == ["proxy", "hub"]
+    hub = policies["kh-hub"]["spec"]["ingress"]
+    assert "ports" not in hub[0]  # the proxy reaches the hub and its hub-managed services
+    assert hub[0]["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (
+        "proxy"
+    )
+    assert hub[1]["ports"] == [{"protocol": "TCP", "port": 8081}]  # servers, the gateway
     proxy_api = policies["kh-proxy"]["spec"]["ingress"][1]
     assert proxy_api["ports"] == [{"protocol": "TCP", "port": 8001}]
     assert proxy_api["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == (

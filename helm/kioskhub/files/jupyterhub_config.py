@@ -21,7 +21,9 @@ apply_settings(
         list(c.JupyterHub.services),  # noqa: F821
         ClusterAddresses(
             hub_host=os.environ["KIOSKHUB_HUB_HOST"],
+            pod_ip=os.environ["KIOSKHUB_POD_IP"],
             proxy_api_url=os.environ["KIOSKHUB_PROXY_API_URL"],
+            proxy_url=os.environ["KIOSKHUB_PROXY_URL"],
             gateway_url=os.environ.get("KIOSKHUB_GATEWAY_URL", ""),
             gateway_token=os.environ.get("KIOSKHUB_GATEWAY_TOKEN", ""),
         ),
