@@ -77,6 +77,8 @@ echo "== the journey"
     --user ada --password "$password"
 
 echo "== the stopped server's pod is gone"
+kubectl --namespace "$namespace" wait --for=delete pod -l component=singleuser-server \
+    --timeout=120s
 left=$(kubectl --namespace "$namespace" get pods -l component=singleuser-server -o name)
 if [ -n "$left" ]; then
     echo "e2e: pods of stopped servers are still there: $left" >&2
