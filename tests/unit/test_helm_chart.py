@@ -276,3 +276,32 @@ def _site_file(folder: Path, site: dict) -> Path:
     path = folder / "kioskhub.yaml"
     path.write_text(yaml.safe_dump(site), encoding="utf-8")
     return path
+
+
+def test_site_text_reaches_the_hub_as_written_never_as_template_or_yaml(tmp_path):
+    hostile = (
+        'Small\n  spawner: {backend: local}\n{{ .Release.Name }} "quoted": yes # not a comment'
+    )
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {"site": {"profiles": [{"name": "small", "description": hostile, "default": True}]}}
+        ),
+        encoding="utf-8",
+    )
+    for name in HELMS:
+        docs = helm(name).template(values)
+        config = yaml.safe_load(objects(docs, "ConfigMap")["kh-config"]["data"]["kioskhub.yaml"])
+        assert config["profiles"][0]["description"] == hostile
+        assert config["spawner"] == {"backend": "kubernetes"}
+
+
+def test_a_host_name_that_would_break_the_ingress_is_refused(tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump({"ingress": {"enabled": True, "host": "evil.org\n  - host: other"}})
+    )
+    for name in HELMS:
+        result = helm(name).run("template", "kh", str(CHART), "--values", str(values))
+        assert result.returncode != 0
+        assert "ingress" in result.stderr and "host" in result.stderr, result.stderr
