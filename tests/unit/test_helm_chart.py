@@ -56,6 +56,15 @@ def test_every_object_passes_kubernetes_strict_schema(rendered, defaults, versio
             kubernetes_validate.validate(doc, version, strict=True)
 
 
+@pytest.mark.parametrize("name", HELMS)
+def test_a_cluster_older_than_the_supported_versions_is_refused(name):
+    oldest = KUBERNETES_VERSIONS[0]
+    assert f">={oldest}" in (CHART / "Chart.yaml").read_text()
+    result = helm(name).run("template", "kh", str(CHART), "--kube-version", "1.28.0")
+    assert result.returncode != 0
+    assert "kubeVersion" in result.stderr and "1.28.0" in result.stderr, result.stderr
+
+
 def test_every_custom_object_has_its_definition_in_the_chart(rendered):
     defined = {
         (crd["spec"]["group"], crd["spec"]["names"]["kind"], version["name"])
