@@ -25,8 +25,8 @@ import kubernetes_validate
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
-from .kubelet import qos_class
 from .model import KINDS, ApiError, ClusterModel, not_found, status_body
+from .scheduling import qos_class
 from .selectors import field_matcher, label_matcher
 
 KUBERNETES_VERSION = "1.33.0"
