@@ -104,7 +104,7 @@ class Kubelet:
         self.nodes = list(nodes)
         self.step = step
         self.storage_classes = set(storage_classes)
-        self.cluster = cluster or uuid.uuid4().hex[:8]
+        self.cluster = cluster or f"c{uuid.uuid4().hex[:8]}"
         self.runtime = PodmanRuntime(self.cluster, insecure_registries)
         self.pull_backoff = pull_backoff
         self.monitor_interval = monitor_interval
