@@ -18,7 +18,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.rest import ApiException
 
 from tests.kube_sim import KubernetesSimulation
-from tests.support.podman import build_base_image
+from tests.support.podman import build_base_image, pods_with_label
 
 pytestmark = pytest.mark.integration
 
@@ -213,3 +213,37 @@ def test_watch_from_a_too_old_resource_version_is_410_expired(tmp_path, image):
 
     assert error.status == 410
     assert "too old resource version: 1" in error.reason
+
+
+def test_a_pod_that_would_reach_the_machine_is_forbidden_and_never_runs(cluster, tmp_path):
+    """The kubelet runs pods with root's podman: Pod Security admission keeps privileged
+    containers, added capabilities and the host's namespaces out, before anything runs."""
+    privileged = pod("privileged")
+    privileged["spec"]["containers"][0]["securityContext"] = {
+        "privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}}
+    host = pod("host-network")
+    host["spec"].update(hostNetwork=True, hostPID=True)
+
+    async def scenario(api):
+        errors = []
+        for body in (privileged, host):
+            with pytest.raises(ApiException) as caught:
+                await api.create_namespaced_pod("default", body)
+            errors.append(caught.value)
+        return errors, await api.list_namespaced_pod("default")
+
+    (refused_privileged, refused_host), listed = with_api(cluster, tmp_path, scenario)
+
+    assert refused_privileged.status == 403
+    assert status_of(refused_privileged)["message"] == (
+        'pods "privileged" is forbidden: violates PodSecurity "baseline:latest": privileged '
+        '(container "notebook" must not set securityContext.privileged=true), non-default '
+        "capabilities (containers must not include SYS_ADMIN in "
+        "securityContext.capabilities.add)"
+    )
+    assert status_of(refused_host)["reason"] == "Forbidden"
+    assert "host namespaces (hostNetwork=true, hostPID=true)" in status_of(refused_host)["message"]
+    assert listed.items == []
+    assert pods_with_label(f"kube-sim/cluster={cluster.cluster_id}") == []
+    kubeconfig = tmp_path / "kubeconfig"
+    assert kubeconfig.stat().st_mode & 0o777 == 0o600

@@ -124,5 +124,7 @@ class KubernetesSimulation(ThreadedAPI):
                                                            "namespace": namespace}}],
             "current-context": "kiosk-sim",
         }
+        path.touch(mode=0o600)  # the token runs pods with root's podman: for the hub alone
+        path.chmod(0o600)
         path.write_text(yaml.safe_dump(config))
         return path
