@@ -247,3 +247,36 @@ def test_a_pod_that_would_reach_the_machine_is_forbidden_and_never_runs(cluster,
     assert pods_with_label(f"kube-sim/cluster={cluster.cluster_id}") == []
     kubeconfig = tmp_path / "kubeconfig"
     assert kubeconfig.stat().st_mode & 0o777 == 0o600
+
+
+def test_restarts_and_volumes_the_node_cannot_mount_are_reported(cluster, tmp_path, image):
+    """A container that keeps failing is restarted by podman as its restartPolicy says, and
+    the API counts it; an NFS volume is a FailedMount, and the pod never runs."""
+    crashing = pod("crashing", image=image, command=("sh", "-c", "sleep 0.5; exit 3"))
+    crashing["spec"]["restartPolicy"] = "OnFailure"
+    nfs = pod("nfs", image=image)
+    nfs["spec"]["volumes"] = [{"name": "data", "nfs": {"server": "nfs.lab.org",
+                                                       "path": "/export"}}]
+
+    async def scenario(api):
+        await api.create_namespaced_pod("default", crashing)
+        await api.create_namespaced_pod("default", nfs)
+        deadline = time.monotonic() + 60
+        while True:
+            found = await api.read_namespaced_pod("crashing", "default")
+            statuses = found.status.container_statuses or []
+            if statuses and statuses[0].restart_count >= 2:
+                break
+            assert time.monotonic() < deadline, found.status
+            await asyncio.sleep(0.2)
+        return found, await api.read_namespaced_pod("nfs", "default")
+
+    restarted, unmounted = with_api(cluster, tmp_path, scenario)
+
+    assert restarted.status.phase == "Running"
+    assert unmounted.status.phase == "Pending"
+    assert ("Warning", "FailedMount",
+            'MountVolume.SetUp failed for volume "data" : this node mounts hostPath, '
+            "persistentVolumeClaim and emptyDir volumes, not nfs") in cluster.events_for("nfs")
+    running = [p["Name"] for p in pods_with_label(f"kube-sim/cluster={cluster.cluster_id}")]
+    assert running == [f"ksim-{cluster.cluster_id}-default-crashing"]

@@ -361,14 +361,16 @@ class Kubelet:
         self._report(pod, states)
 
     def _report(self, pod: dict, states: list[ContainerState]) -> None:
-        """Container statuses, and the phase once every container has ended."""
+        """Container statuses, and the phase once every container has ended for good (podman
+        restarts the others, as the restartPolicy says, at once: there is no back-off)."""
         pod["status"]["containerStatuses"] = [
             container_status(c, s) for c, s in zip(pod["spec"]["containers"], states, strict=True)
         ]
         ended = all(s.status in ("exited", "stopped", "missing") for s in states)
         ready = all(s.status == "running" for s in states)
-        if ended:
-            failed = any(s.exit_code != 0 or s.status == "missing" for s in states)
+        failed = any(s.exit_code != 0 or s.status == "missing" for s in states)
+        policy = pod["spec"].get("restartPolicy", "Always")
+        if ended and (policy == "Never" or policy == "OnFailure" and not failed):
             pod["status"]["phase"] = "Failed" if failed else "Succeeded"
         for condition in pod["status"].get("conditions", []):
             if condition["type"] in ("Ready", "ContainersReady"):
