@@ -23,6 +23,7 @@ watch events.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import socket
 import uuid
@@ -37,6 +38,7 @@ from .scheduling import DEFAULT_NODES, SimNode, gpus_of, place, qos_class
 __all__ = ["DEFAULT_NODES", "Kubelet", "SimNode", "qos_class"]
 
 MAX_PULL_BACKOFF = 300.0
+LOG = logging.getLogger("kube_sim")
 
 
 def pull_policy(container: dict) -> str:
@@ -117,7 +119,14 @@ class Kubelet:
     def _spawn(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        """Forget the task; a control loop that broke is logged (the pod stays as it was)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            LOG.error("a control loop of the simulated cluster failed",
+                      exc_info=task.exception())
 
     def _created(self, plural: str, obj: dict) -> None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
