@@ -12,9 +12,9 @@
   Pending.
 - A deleted pod gets its ``deletionTimestamp`` and a ``Killing`` event; podman stops it
   (SIGTERM, SIGKILL after the grace period) and removes it, then it disappears.
-- A claim is bound by the provisioner of its StorageClass, which makes its podman volume
-  (``ProvisioningSucceeded``), or stays Pending with ``ProvisioningFailed`` when the class
-  does not exist. Deleting the claim deletes the volume.
+- A claim is bound by the provisioner of its StorageClass (``provisioner``), which makes its
+  podman volume, or stays Pending when the class does not exist. Deleting the claim deletes
+  the volume.
 
 The scheduler's and provisioner's steps take ``step`` seconds, so tests see every phase in
 watch events.
@@ -30,60 +30,18 @@ import uuid
 
 from kioskhub.spawner.podman_cli import PodmanError
 
+from .events import record_event
 from .model import ClusterModel, now
-from .node_pod import claim_volume, node_pod, sandbox_name, unmountable_volumes
+from .node_pod import node_pod, sandbox_name, unmountable_volumes
+from .pod_status import container_status, pull_policy, waiting_status
 from .podman_runtime import ContainerState, PodmanRuntime
+from .provisioner import Provisioner
 from .scheduling import DEFAULT_NODES, SimNode, gpus_of, place, qos_class
 
 __all__ = ["DEFAULT_NODES", "Kubelet", "SimNode", "qos_class"]
 
 MAX_PULL_BACKOFF = 300.0
 LOG = logging.getLogger("kube_sim")
-
-
-def pull_policy(container: dict) -> str:
-    """The container's imagePullPolicy, defaulted as the API server defaults it."""
-    if container.get("imagePullPolicy"):
-        return container["imagePullPolicy"]
-    image = container["image"]
-    tag = image.rpartition("/")[2].partition("@")[0]
-    return "Always" if ":" not in tag or tag.endswith(":latest") else "IfNotPresent"
-
-
-def container_status(container: dict, state: ContainerState) -> dict:
-    """The API's ContainerStatus of ``container`` from what podman says of it."""
-    if state.status == "running":
-        shown = {"running": {"startedAt": state.started_at}}
-    elif state.status in ("exited", "stopped"):
-        reason = "OOMKilled" if state.oom_killed else "Completed" if state.exit_code == 0 \
-            else "Error"
-        shown = {"terminated": {"exitCode": state.exit_code, "reason": reason,
-                                "startedAt": state.started_at, "finishedAt": state.finished_at,
-                                "containerID": f"podman://{state.container_id}"}}
-    elif state.status == "missing":
-        shown = {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
-                                "message": "The container could not be located when the pod "
-                                           "was terminated"}}
-    else:
-        shown = {"waiting": {"reason": "ContainerCreating"}}
-    status = {
-        "name": container["name"],
-        "image": container["image"],
-        "imageID": f"sha256:{state.image_id}" if state.image_id else "",
-        "ready": state.status == "running",
-        "started": state.status == "running",
-        "restartCount": state.restarts,
-        "state": shown,
-    }
-    if state.container_id:
-        status["containerID"] = f"podman://{state.container_id}"
-    return status
-
-
-def waiting_status(container: dict, reason: str, message: str) -> dict:
-    return {"name": container["name"], "image": container["image"], "imageID": "",
-            "ready": False, "started": False, "restartCount": 0,
-            "state": {"waiting": {"reason": reason, "message": message}}}
 
 
 def port_free(address: str, ports: list[int]) -> bool:
@@ -105,9 +63,9 @@ class Kubelet:
         self.model = model
         self.nodes = list(nodes)
         self.step = step
-        self.storage_classes = set(storage_classes)
         self.cluster = cluster or f"c{uuid.uuid4().hex[:8]}"
         self.runtime = PodmanRuntime(self.cluster, insecure_registries)
+        self.provisioner = Provisioner(model, self.runtime, step, storage_classes)
         self.pull_backoff = pull_backoff
         self.monitor_interval = monitor_interval
         self._tasks: set[asyncio.Task] = set()
@@ -133,42 +91,16 @@ class Kubelet:
         if plural == "pods":
             self._spawn(self._run_pod(*key))
         elif plural == "persistentvolumeclaims":
-            self._spawn(self._bind_claim(*key))
+            self._spawn(self.provisioner.bind_claim(*key))
 
     def _deleted(self, plural: str, obj: dict) -> None:
         if plural == "persistentvolumeclaims":
-            volume = claim_volume(self.cluster, obj["metadata"]["namespace"],
-                                  obj["metadata"]["name"])
-            self._spawn(self.runtime.remove_volume(volume))
-
-    # ---- events ----------------------------------------------------------------------
+            self._spawn(self.provisioner.remove_volume(obj))
 
     def event(self, obj: dict, reason: str, message: str, *, type_: str = "Normal",
               component: str = "kubelet", host: str | None = None) -> dict:
-        metadata = obj["metadata"]
-        stamp = now()
-        body = {
-            "metadata": {"name": f"{metadata['name']}.{uuid.uuid4().hex[:16]}"},
-            "involvedObject": {
-                "kind": obj["kind"],
-                "namespace": metadata["namespace"],
-                "name": metadata["name"],
-                "uid": metadata["uid"],
-                "apiVersion": "v1",
-                "resourceVersion": metadata["resourceVersion"],
-            },
-            "reason": reason,
-            "message": message,
-            "source": {"component": component, **({"host": host} if host else {})},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "type": type_,
-            "eventTime": None,
-            "reportingComponent": component,
-            "reportingInstance": host or "",
-        }
-        return self.model.create("events", metadata["namespace"], body)
+        return record_event(self.model, obj, reason, message, type_=type_,
+                            component=component, host=host)
 
     # ---- pods ------------------------------------------------------------------------
 
@@ -436,33 +368,3 @@ class Kubelet:
         for task in list(self._tasks):
             task.cancel()
         self.runtime.remove_everything()
-
-    # ---- claims ----------------------------------------------------------------------
-
-    async def _bind_claim(self, namespace: str, name: str) -> None:
-        await asyncio.sleep(self.step)
-        claim = self.model.find("persistentvolumeclaims", namespace, name)
-        if claim is None:
-            return
-        storage_class = claim["spec"].get("storageClassName") or "standard"
-        if storage_class not in self.storage_classes:
-            claim["status"] = {"phase": "Pending"}
-            self.model.update("persistentvolumeclaims", claim)
-            self.event(claim, "ProvisioningFailed",
-                       f'storageclass.storage.k8s.io "{storage_class}" not found',
-                       type_="Warning", component="persistentvolume-controller")
-            return
-        await self.runtime.create_volume(claim_volume(self.cluster, namespace, name))
-        if (claim := self.model.find("persistentvolumeclaims", namespace, name)) is None:
-            return
-        claim["spec"]["storageClassName"] = storage_class
-        claim["spec"]["volumeName"] = f"pvc-{claim['metadata']['uid']}"
-        claim["status"] = {
-            "phase": "Bound",
-            "accessModes": claim["spec"].get("accessModes", []),
-            "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
-        }
-        self.model.update("persistentvolumeclaims", claim)
-        self.event(claim, "ProvisioningSucceeded",
-                   f"Successfully provisioned volume {claim['spec']['volumeName']}",
-                   component=f"{storage_class}-provisioner")
