@@ -31,4 +31,6 @@ def with_spawner_backend(settings: dict[str, Any], site: Site) -> dict[str, Any]
     result[class_name]["default_url"] = site.spawner.default_url
     if backend == "kubernetes" and site.pods.namespace:
         result[class_name]["namespace"] = site.pods.namespace
+    if backend == "kubernetes" and site.pods.hub_connect_url:
+        result[class_name]["hub_connect_url"] = site.pods.hub_connect_url.rstrip("/")
     return result
