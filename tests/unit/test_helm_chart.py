@@ -127,6 +127,7 @@ def test_the_hub_gets_a_kioskhub_yaml_that_the_site_schema_accepts(rendered, tmp
     assert site.spawner.backend == "kubernetes"
     assert site.hub.state_dir == Path("/srv/kioskhub/state")
     assert site.pods.namespace == "lab"
+    assert site.pods.hub_connect_url == "http://kh-hub:8081"
     assert site.pods.image == "registry.example.org/kioskhub/lab:2026.11"
     assert [p.name for p in site.profiles] == ["small", "gpu"]
     assert site.dask.enabled and site.gallery.enabled

@@ -23,14 +23,18 @@ app.kubernetes.io/component: {{ index . 1 | quote }}
 
 {{/*
 The kioskhub.yaml the hub, the gateway and the services read: the values' site, with what
-the cluster decides: the kubernetes backend, the state folder on the hub's claim, the
-release's namespace for the pods, and KioskHub's image for servers unless the site names one.
+the cluster decides: the kubernetes backend, the state folder on the hub's claim, and unless
+the site names them: the release's namespace for the pods, the hub's Service as the address
+at which servers reach the hub, and KioskHub's image for servers.
 */}}
 {{- define "kioskhub.siteConfig" -}}
 {{- $site := deepCopy (.Values.site | default dict) -}}
 {{- $pods := deepCopy ($site.pods | default dict) -}}
 {{- if not $pods.image }}{{ $_ := set $pods "image" (include "kioskhub.image" .) }}{{ end -}}
 {{- if not $pods.namespace }}{{ $_ := set $pods "namespace" .Release.Namespace }}{{ end -}}
+{{- if not $pods.hub_connect_url }}
+{{- $_ := set $pods "hub_connect_url" (printf "http://%s-hub:%v" (include "kioskhub.name" .) (dig "hub" "internal_ports" "hub" 8081 .Values.site)) }}
+{{- end -}}
 {{- $_ := set $site "pods" $pods -}}
 {{- $spawner := deepCopy ($site.spawner | default dict) -}}
 {{- $_ := set $spawner "backend" "kubernetes" -}}
