@@ -138,10 +138,15 @@ class HubSeatUsers:
         if user is None:
             return
         spawner = user.spawner
-        if spawner.active or spawner.pending:
-            await self.handler.stop_single_user(user, "")
-        if spawner._stop_future is not None:
-            await spawner._stop_future
+        if spawner.pending and spawner.pending != "stop":
+            raise RuntimeError(f"its server is {spawner.pending}ing; tried again next round")
+        if spawner.active or spawner.pending == "stop":
+            if not spawner.pending:
+                await self.handler.stop_single_user(user, "")
+            # JupyterHub's stop goes on in the background past its slow_stop_timeout.
+            stopping = getattr(spawner, "_stop_future", None)
+            if stopping is not None:
+                await stopping
 
     async def delete_user(self, username: str) -> None:
         await self.stop_server(username)
