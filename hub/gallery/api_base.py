@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 from tornado import web
 
+from kioskhub.hub.schema.gallery import SEAT_PREFIX
 from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.catalog_db import Catalog
 from kioskhub.image_builder.request_body import LimitedBody
@@ -40,7 +41,7 @@ from .access import LinkUnusable, Viewer, can_manage, can_read, check_link
 from .pinning import NoRunningServer
 from .publish_request import BadRequest
 from .reexec_hub_api import REEXECUTION_USER
-from .seats import SeatGrant, is_seat_name
+from .seats import SeatGrant
 
 PAGE_POLICY = (
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; frame-src 'self'; "
@@ -186,7 +187,7 @@ class GalleryHandler(TokenOrCookie, SafeHeaders):
             # The notebooks it runs are untrusted: they may not publish, comment or read
             # under its name.
             raise web.HTTPError(403, "the re-execution server does not use the gallery")
-        if is_seat_name(model["name"]):
+        if model["name"].startswith(SEAT_PREFIX):
             return await self.seat_viewer(model["name"])
         user = await hub_user_model(self.hub_auth, model["name"])
         return Viewer(model["name"], frozenset(user.get("groups") or ()), bool(user.get("admin")))

@@ -4,10 +4,23 @@ their link's entry, caps counted in the same transaction."""
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
-from kioskhub.hub.gallery import seats_store, store
+from kioskhub.hub.gallery import (
+    api,
+    export_api,
+    pages,
+    reexec_api,
+    render_pages,
+    reproduce_pages,
+    seats_store,
+    store,
+    threads_api,
+)
 from kioskhub.hub.gallery.access import Entry, Viewer, can_manage, can_read
+from kioskhub.hub.gallery.api_base import GalleryHandler
 from kioskhub.hub.gallery.seats import (
     TICKET_SECONDS,
     SeatGrant,
@@ -157,3 +170,22 @@ def test_caps_hold_at_redemption_and_free_up_once_removed(database):
     seats_store.mark_removed(database, made[0].username, end)
     assert set(seats_store.due_seats(database, end)) == everyone - {made[0].username}
     assert seats_store.redeem(database, tickets[2], NOW + 60, SETTINGS).link_id == link
+
+
+def test_a_seat_may_call_only_the_three_routes_that_copy_its_entry():
+    """Every gallery handler method declares whether a seat may call it; only the version's
+    record, notebook and files admit one."""
+    admitted, declared = set(), 0
+    for module in (api, export_api, pages, reexec_api, render_pages, reproduce_pages, threads_api):
+        for _, handler in inspect.getmembers(module, inspect.isclass):
+            if not issubclass(handler, GalleryHandler):
+                continue
+            for method in ("get", "post", "put", "delete"):
+                function = getattr(handler, method, None)
+                if function is None or not hasattr(function, "permission"):
+                    continue
+                declared += 1
+                if function.seats:
+                    admitted.add(f"{handler.__name__}.{method}")
+    assert declared > 20
+    assert admitted == {"VersionHandler.get", "NotebookHandler.get", "FileHandler.get"}
