@@ -20,7 +20,7 @@ from .builder import BuilderSettings
 from .choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
 from .culling import CullingSettings, unknown_culling_profiles
 from .dask import DaskSettings, unknown_dask_profiles
-from .gallery import GallerySettings
+from .gallery import SEAT_PREFIX, GallerySettings
 from .gitlab import GitLabSettings
 from .paths import ConfigPath
 from .pods import PodSettings, pod_settings_problems
@@ -96,9 +96,10 @@ RESERVED_USERNAMES = frozenset(
 """Usernames no hub user may have: every account or service name KioskHub uses and the
 usual system accounts, so that a username never means anything but that user."""
 
-RESERVED_PREFIXES = ("kh-", "systemd-", "_", PARTICIPANT_PREFIX)
-"""Names that look like KioskHub's system accounts (kh-ada is ada's), a system service's, or
-a temporary workshop participant's (made by the join page alone, never by a sign-in)."""
+RESERVED_PREFIXES = ("kh-", "systemd-", "_", PARTICIPANT_PREFIX, SEAT_PREFIX)
+"""Names that look like KioskHub's system accounts (kh-ada is ada's), a system service's, a
+temporary workshop participant's (made by the join page alone, never by a sign-in) or a
+gallery reviewer's temporary seat (made by the hub's seat page alone)."""
 
 
 def check_username(name: str, reserved: frozenset[str] = RESERVED_USERNAMES) -> str:
