@@ -15,6 +15,7 @@ SPAWNER_CLASSES = {
     "local": "kioskhub.spawner.local_process.KioskSpawner",
     "podman": "kioskhub.spawner.podman.PodmanSpawner",
     "kubernetes": "kioskhub.spawner.kube.KioskKubeSpawner",
+    "openstack": "kioskhub.spawner.openstack.OpenStackSpawner",
 }
 
 
@@ -22,7 +23,7 @@ def with_spawner_backend(settings: dict[str, Any], site: Site) -> dict[str, Any]
     """``settings`` (which configure ``KioskSpawner``) made to run ``site``'s backend."""
     backend = site.spawner.backend
     if backend == "local":
-        return settings
+        return with_hub_reachable_from_vms(settings, site)
     class_path = SPAWNER_CLASSES[backend]
     class_name = class_path.rpartition(".")[2]
     result = {name: dict(traits) for name, traits in settings.items()}
@@ -31,4 +32,27 @@ def with_spawner_backend(settings: dict[str, Any], site: Site) -> dict[str, Any]
     result[class_name]["default_url"] = site.spawner.default_url
     if backend == "kubernetes" and site.pods.namespace:
         result[class_name]["namespace"] = site.pods.namespace
-    return result
+    if backend == "openstack":
+        result[class_name]["start_timeout"] = site.openstack.boot_timeout + 60
+    return with_hub_reachable_from_vms(result, site)
+
+
+QEMU_HOST_ALIAS = "10.0.2.2"
+"""The address at which a VM on qemu's user network reaches its host's loopback."""
+
+
+def with_hub_reachable_from_vms(settings: dict[str, Any], site: Site) -> dict[str, Any]:
+    """Where a server may run on OpenStack, the hub's API listens on every address, so that
+    VMs reach it at ``openstack.hub_address`` (its API still needs a token); the proxy and the
+    hub's own parts keep connecting on loopback. A VM that reaches the host's loopback
+    (qemu's 10.0.2.2) needs no change."""
+    in_use = any("openstack" in site.profile_backends(p) for p in site.profiles)
+    if not in_use or site.openstack.hub_address == QEMU_HOST_ALIAS:
+        return settings
+    port = site.hub.internal_ports.hub
+    hub = dict(settings["JupyterHub"])
+    hub.pop("hub_ip", None)
+    hub.pop("hub_port", None)
+    hub["hub_bind_url"] = f"http://0.0.0.0:{port}"
+    hub["hub_connect_url"] = f"http://127.0.0.1:{port}"
+    return {**settings, "JupyterHub": hub}

@@ -15,6 +15,7 @@ BACKEND_KINDS = {
     "local": frozenset({"venv", "own"}),
     "podman": frozenset({"image", "own"}),
     "kubernetes": frozenset({"image", "own"}),
+    "openstack": frozenset({"image", "own"}),
 }
 """venv: a venv on the hub's machine; own: KioskHub's own environment (in pods, the site
 image); image: a container image. Unbuilt repositories run nowhere. A local server cannot

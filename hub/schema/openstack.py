@@ -127,7 +127,7 @@ class OpenStackSettings(Section):
     )
     boot_timeout: int = Field(
         600,
-        ge=30,
+        ge=10,
         le=7200,
         description="Seconds a VM may take from the request to an answering server (BUILD, "
         "boot, cloud-init); past it the VM is deleted and the start fails.",
