@@ -95,7 +95,7 @@ class OpenStackSpawner(SpawnBackend, Spawner):
 
         return await asyncio.to_thread(run)
 
-    async def _checked(self, what: str, step: Callable[..., T], *args) -> T:
+    async def _ask(self, what: str, step: Callable[..., T], *args) -> T:
         """``_cloud``, with the cloud's refusal turned into a message for the user."""
         try:
             return await self._cloud(step, *args)
@@ -116,11 +116,11 @@ class OpenStackSpawner(SpawnBackend, Spawner):
             raise web.HTTPError(400, "%s", str(error)) from None
         plan = self._plan
         self.report(10, f"OpenStack: flavor {plan.flavor}, image {plan.image}")
-        self._flavor_id = await self._checked("VM", cloud.find_flavor, plan.flavor)
-        self._image_id = await self._checked("VM", cloud.find_image, plan.image)
-        self._network_id = await self._checked("VM", cloud.find_network, self.settings.network)
+        self._flavor_id = await self._ask("VM", cloud.find_flavor, plan.flavor)
+        self._image_id = await self._ask("VM", cloud.find_image, plan.image)
+        self._network_id = await self._ask("VM", cloud.find_network, self.settings.network)
         self.report(15, f"Security group {self.settings.security_group}")
-        await self._checked(
+        await self._ask(
             "security group",
             cloud.ensure_security_group,
             self.settings.security_group,
@@ -128,7 +128,7 @@ class OpenStackSpawner(SpawnBackend, Spawner):
         )
         names = self._names(spec)
         self.report(20, f"Your home volume {names.volume}")
-        self.volume_id, made = await self._checked(
+        self.volume_id, made = await self._ask(
             "home volume",
             cloud.ensure_home_volume,
             names.volume,
@@ -177,7 +177,7 @@ class OpenStackSpawner(SpawnBackend, Spawner):
         )
         self.report(30, f"Requesting VM {names.server} ({self._plan.flavor})")
         self._boot_deadline = time.monotonic() + self.settings.boot_timeout
-        self.server_id = await self._checked("VM", cloud.create_server, request)
+        self.server_id = await self._ask("VM", cloud.create_server, request)
         yield {"server_id": self.server_id, "volume_id": self.volume_id, "flavor": self.flavor}
         self.address = await self._wait_active()
         yield {"address": self.address}
@@ -188,7 +188,7 @@ class OpenStackSpawner(SpawnBackend, Spawner):
         BUILD after boot_timeout: the start fails (and the tear-down deletes it)."""
         deadline = self._boot_deadline
         while True:
-            status = await self._checked("VM", cloud.server_status, self.server_id)
+            status = await self._ask("VM", cloud.server_status, self.server_id)
             if status is None:
                 raise web.HTTPError(500, "%s", "Your VM was deleted while it was built.")
             if status.status == "ERROR":

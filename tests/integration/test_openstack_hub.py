@@ -84,7 +84,7 @@ def user(openstack_hub):
     """A signed-in user with an API token; the cloud's machines reset to idle ones."""
     hub, cloud = openstack_hub
     cloud.call(setattr, cloud.cloud, "driver", IdleMachines())
-    cloud.set_quota(instances=10, cores=20, ram=51200, volumes=10, gigabytes=1000)
+    cloud.set_quota(instances=10, cores=200, ram=10**6, volumes=10, gigabytes=1000)
     session = UserSession(hub.url, "ada")
     session.login(SHARED_PASSWORD)
     session.request_token()
@@ -94,14 +94,20 @@ def user(openstack_hub):
 
 
 def failure(session: UserSession, options: dict) -> str:
-    """Start a server with ``options``; the message its progress (the spawn page) ends with."""
-    events = session.spawn(options, timeout=90)
-    assert events and events[-1].get("failed"), events
+    """Start a server with ``options``; the message the user sees: the refusal of a start
+    that fails at once, else the failure its progress (the spawn page) ends with."""
+    reply = session.api("/users/ada/server", "POST", json=options)
+    if reply.status_code >= 400:
+        message = reply.json()["message"]
+    else:
+        events = session.wait_ready(timeout=90)
+        assert events and events[-1].get("failed"), events
+        message = events[-1]["message"]
     deadline = time.monotonic() + 30
     while session.api("/users/ada").json()["servers"]:
         assert time.monotonic() < deadline, "the failed server was not cleaned up"
         time.sleep(0.5)
-    return events[-1]["message"]
+    return message
 
 
 def test_a_vm_gets_flavor_volume_and_user_data_and_is_deleted_keeping_the_volume(
@@ -175,10 +181,12 @@ def test_no_valid_host_is_told_with_novas_fault(openstack_hub, user):
 
 
 def test_an_image_that_glance_lacks_is_named(openstack_hub, user):
+    _, cloud = openstack_hub
+    before = len(cloud.requests)
     message = failure(user, {"environment": "legacy"})
     assert "The image 'centos-7-legacy' was not found in the cloud." in message
-    requests = openstack_hub[1].requests[-20:]
-    assert not any(m == "POST" and p.endswith("/servers") for m, p in requests)
+    assert ("GET", "/image/v2/images") in cloud.requests[before:]
+    assert not any(m == "POST" and p.endswith("/servers") for m, p in cloud.requests[before:])
 
 
 def test_an_exhausted_compute_quota_is_told_with_the_clouds_reason(openstack_hub, user):

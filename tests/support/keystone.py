@@ -1,8 +1,9 @@
 """A real Keystone (PyPI ``keystone``, SQLite) served on a free loopback port.
 
-``start_keystone(folder)`` writes keystone.conf, syncs the database, makes the Fernet and
-credential keys, bootstraps the admin (with the identity endpoint in the catalog) and serves
-Keystone's own WSGI application from its venv (``make .venv-keystone/.installed``). Then, as
+``start_keystone(folder)`` copies a Keystone that keystone-manage bootstrapped once (the
+database synced, the Fernet and credential keys, the admin and the identity endpoint in the
+catalog), writes its keystone.conf and serves Keystone's own WSGI application from its venv
+(``make .venv-keystone/.installed``) on a free port. Then, as
 the admin, it makes the lab's project and KioskHub's user (a member of it); as that user, an
 application credential. ``register_service`` puts a simulated service into the catalog, where
 openstacksdk finds it.
@@ -11,6 +12,8 @@ openstacksdk finds it.
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -167,31 +170,51 @@ def manage(folder: Path, config: Path, *args: str) -> None:
         raise RuntimeError(f"keystone-manage {args[0]} failed:\n{result.stderr[-3000:]}")
 
 
-def start_keystone(folder: Path) -> Keystone:
-    """Bootstrap and serve Keystone from ``folder``; wait until it answers."""
-    python = keystone_python()
-    folder.mkdir(parents=True, exist_ok=True)
-    config = write_config(folder)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/v3"
-    manage(folder, config, "db_sync")
-    manage(folder, config, "fernet_setup")
-    manage(folder, config, "credential_setup")
+PLACEHOLDER_URL = "http://127.0.0.1:1/v3"
+
+
+def bootstrapped_template() -> Path:
+    """A bootstrapped Keystone (database, Fernet and credential keys, the admin and the
+    identity endpoint at ``PLACEHOLDER_URL``), made once per Keystone venv: each
+    keystone-manage run takes seconds, so every test Keystone starts from a copy."""
+    template = KEYSTONE_VENV / "test-template"
+    if (template / ".complete").exists():
+        return template
+    building = KEYSTONE_VENV / f"test-template.{os.getpid()}"
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir()
+    config = write_config(building)
+    manage(building, config, "db_sync")
+    manage(building, config, "fernet_setup")
+    manage(building, config, "credential_setup")
     manage(
-        folder,
+        building,
         config,
         "bootstrap",
         "--bootstrap-password",
         ADMIN_PASSWORD,
-        "--bootstrap-admin-url",
-        url,
         "--bootstrap-public-url",
-        url,
-        "--bootstrap-internal-url",
-        url,
+        PLACEHOLDER_URL,
         "--bootstrap-region-id",
         REGION,
     )
+    (building / ".complete").touch()
+    try:
+        building.rename(template)
+    except OSError:  # another run made it first
+        shutil.rmtree(building, ignore_errors=True)
+    return template
+
+
+def start_keystone(folder: Path) -> Keystone:
+    """Serve a copy of the bootstrapped Keystone from ``folder``; wait until it answers."""
+    python = keystone_python()
+    shutil.copytree(bootstrapped_template(), folder, dirs_exist_ok=True)
+    config = write_config(folder)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v3"
+    with sqlite3.connect(folder / "keystone.sqlite") as database:
+        database.execute("UPDATE endpoint SET url = ? WHERE url = ?", (url, PLACEHOLDER_URL))
     log = folder / "keystone.log"
     env = {**os.environ, "OS_KEYSTONE_CONFIG_FILES": str(config), "KEYSTONE_TEST_PORT": str(port)}
     env.pop("VIRTUAL_ENV", None)
