@@ -4,15 +4,18 @@
 the tests) that
 
 - writes the server's environment (the hub API token and URLs) to ``/etc/kioskhub/server.env``,
-  mode 0600, owned by root: the server's service reads it, no other account of the VM can;
-- formats the user's Cinder home volume when it is blank (``fs_setup`` never overwrites a
-  filesystem) and mounts it on the home folder, owned by the server's account;
-- starts ``jupyterhub-singleuser`` as a systemd service that connects back to the hub: from the
-  VM's image itself (a Glance image with the environment), or in the environment's container
-  image, pulled and run with podman (the generic image).
+  mode 0600, owned by root, each value shell-quoted: only the start script reads it;
+- formats the user's Cinder home volume when it is blank (no file system on it) and mounts it
+  on the home folder, owned by the server's account (``kioskhub-home``);
+- starts ``jupyterhub-singleuser``, which connects back to the hub, in the background
+  (``kioskhub-server``): from the VM's image itself as the server's account (a Glance image
+  with the environment), or in the environment's container image, pulled and run by podman
+  (the generic image). It needs no systemd, so small images boot it too.
 
-A failed service start prints ``FAILURE_MARKER`` on the VM's console, where the backend reads
-it (with the console's last lines) to tell the user why their server did not start.
+The volume is found by the serial Nova gives a virtio disk (the volume id, cut to 20
+characters) under /dev/disk/by-id where udev names it, else as the first disk after the root.
+A server that exits with an error prints its log's last lines and ``FAILURE_MARKER`` on the
+VM's console, where the backend reads them to tell the user why their server did not start.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from dataclasses import dataclass
 import yaml
 
 ENV_FILE = "/etc/kioskhub/server.env"
-SERVICE = "kioskhub-server.service"
+HOME_SCRIPT = "/usr/local/sbin/kioskhub-home"
+SERVER_SCRIPT = "/usr/local/sbin/kioskhub-server"
 HOME_LABEL = "kh-home"
 FAILURE_MARKER = "KIOSKHUB-SERVER-FAILED"
-"""Printed on the console when the server's service cannot start."""
+"""Printed on the console when the server exits with an error."""
 
 
 class UserDataError(ValueError):
@@ -48,7 +52,7 @@ class VmServer:
     gid: int = 100
     container_image: str | None = None
     """Run the server in this image with podman; None: the VM's image has the server."""
-    singleuser: str = "/usr/local/bin/jupyterhub-singleuser"
+    singleuser: str = "/opt/kioskhub/bin/jupyterhub-singleuser"
     """The server's program in the VM's image (without a container image)."""
     insecure_registries: tuple[str, ...] = ()
     """Registries podman pulls from without TLS."""
@@ -56,35 +60,44 @@ class VmServer:
 
 
 def home_device(volume_id: str) -> str:
-    """The device of an attached volume: Nova gives virtio disks the volume id (cut to the
-    20 characters virtio keeps) as serial, which udev names under /dev/disk/by-id."""
+    """The by-id name of an attached volume: Nova gives virtio disks the volume id (cut to
+    the 20 characters virtio keeps) as their serial."""
     return f"/dev/disk/by-id/virtio-{volume_id[:20]}"
 
 
-def env_line(key: str, value: str, quoted: bool) -> str:
-    """One ``KEY=value`` line; ``quoted`` for systemd's EnvironmentFile (which removes quotes
-    and backslashes), plain for podman's --env-file (which takes the rest of the line)."""
-    if not key.replace("_", "").isalnum() or key[0].isdigit():
+FIRST_DATA_DISK = "/dev/vdb"
+"""Where the home volume is without udev: the first disk after the root disk."""
+SERVER_LOG = "/var/log/kioskhub-server.log"
+
+
+def env_line(key: str, value: str) -> str:
+    """One ``KEY='value'`` line that a POSIX shell reads back as exactly ``value``."""
+    if not key.replace("_", "").isalnum() or not key.isascii() or key[0].isdigit():
         raise UserDataError(f"the environment variable name {key!r} cannot be passed to a VM")
-    if "\n" in value or "\r" in value or "\0" in value:
-        raise UserDataError(f"the value of {key} has a line break, which no env file can carry")
-    if not quoted:
-        return f"{key}={value}"
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'{key}="{escaped}"'
+    if "\0" in value:
+        raise UserDataError(f"the value of {key} has a NUL character, which no shell can carry")
+    return f"{key}={shlex.quote(value)}"
 
 
-def env_file(env: dict[str, str], quoted: bool) -> str:
-    return "".join(env_line(key, env[key], quoted) + "\n" for key in sorted(env))
+def env_file(env: dict[str, str]) -> str:
+    return "".join(env_line(key, env[key]) + "\n" for key in sorted(env))
 
 
 def server_command(server: VmServer) -> list[str]:
-    """The service's ExecStart: the server itself, or podman running it in its image."""
+    """The server itself as its account, or podman running it in its image."""
     if server.container_image is None:
-        return [server.singleuser, *server.args]
+        return [
+            "setpriv",
+            f"--reuid={server.uid}",
+            f"--regid={server.gid}",
+            "--clear-groups",
+            "--",
+            server.singleuser,
+            *server.args,
+        ]
     tls = ["--tls-verify=false"] if _insecure(server) else []
     return [
-        "/usr/bin/podman",
+        "podman",
         "run",
         "--rm",
         "--replace",
@@ -92,7 +105,7 @@ def server_command(server: VmServer) -> list[str]:
         "--network=host",
         "--pull=missing",
         *tls,
-        f"--env-file={ENV_FILE}",
+        *(f"--env={key}" for key in sorted(server.server_env)),
         f"--user={server.uid}:{server.gid}",
         f"--volume={server.home_path}:{server.home_path}",
         f"--workdir={server.home_path}",
@@ -108,44 +121,45 @@ def _insecure(server: VmServer) -> bool:
     return registry in server.insecure_registries
 
 
-def service_unit(server: VmServer) -> str:
-    """The systemd unit of the server; its failure is printed on the console."""
-    command = " ".join(_systemd_quote(arg) for arg in server_command(server))
-    account = (
-        ""
-        if server.container_image
-        else f"User={server.uid}\nGroup={server.gid}\nEnvironmentFile={ENV_FILE}\n"
-        f"Environment=HOME={server.home_path}\n"
-    )
+def home_script(server: VmServer) -> str:
+    """Find the home volume, give it a file system when it has none, mount it, own it."""
+    home = shlex.quote(server.home_path)
     return (
-        "[Unit]\n"
-        "Description=KioskHub user server\n"
-        "After=network-online.target home.mount\n"
-        "Wants=network-online.target\n"
-        "\n"
-        "[Service]\n"
-        f"{account}"
-        f"WorkingDirectory={server.home_path}\n"
-        f"ExecStart={command}\n"
-        f"ExecStopPost=/bin/sh -c '[ \"$SERVICE_RESULT\" = success ] || "
-        f"echo {FAILURE_MARKER} $SERVICE_RESULT >/dev/console'\n"
-        "Restart=no\n"
+        "#!/bin/sh\n"
+        "# KioskHub: the user's home volume, formatted only when blank.\n"
+        "set -e\n"
+        f"device={shlex.quote(home_device(server.home_volume_id))}\n"
+        f'[ -b "$device" ] || device={FIRST_DATA_DISK}\n'
+        'blkid "$device" >/dev/null 2>&1 || mkfs.ext4 -q -L ' + HOME_LABEL + ' "$device"\n'
+        f"mkdir -p {home}\n"
+        f'mountpoint -q {home} || mount "$device" {home}\n'
+        f"chown {server.uid}:{server.gid} {home}\n"
     )
 
 
-def _systemd_quote(arg: str) -> str:
-    """One ExecStart argument: systemd splits on spaces and expands % and $."""
-    escaped = arg.replace("%", "%%").replace("$", "$$")
-    if any(c in escaped for c in ' \t"\'\\;'):
-        return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return escaped
+def server_script(server: VmServer) -> str:
+    """Run the server with its environment; on failure, its last log lines and the marker
+    go to the console."""
+    home = shlex.quote(server.home_path)
+    return (
+        "#!/bin/sh\n"
+        "# KioskHub: the user's server, connecting back to the hub.\n"
+        "set -a\n"
+        f". {ENV_FILE}\n"
+        "set +a\n"
+        f"export HOME={home}\n"
+        f"cd {home} || exit 1\n"
+        f"{shlex.join(server_command(server))} >>{SERVER_LOG} 2>&1\n"
+        "status=$?\n"
+        'if [ "$status" -ne 0 ]; then\n'
+        f"    tail -n 20 {SERVER_LOG} >/dev/console\n"
+        f'    echo "{FAILURE_MARKER} exit status $status" >/dev/console\n'
+        "fi\n"
+    )
 
 
 def user_data_document(server: VmServer) -> dict:
     """The cloud-config document as a dict (``render_user_data`` writes it out)."""
-    device = home_device(server.home_volume_id)
-    owner = f"{server.uid}:{server.gid}"
-    home = shlex.quote(server.home_path)
     return {
         "hostname": server.hostname,
         "write_files": [
@@ -153,25 +167,24 @@ def user_data_document(server: VmServer) -> dict:
                 "path": ENV_FILE,
                 "owner": "root:root",
                 "permissions": "0600",
-                "content": env_file(server.server_env, quoted=server.container_image is None),
+                "content": env_file(server.server_env),
             },
             {
-                "path": f"/etc/systemd/system/{SERVICE}",
+                "path": HOME_SCRIPT,
                 "owner": "root:root",
-                "permissions": "0644",
-                "content": service_unit(server),
+                "permissions": "0700",
+                "content": home_script(server),
+            },
+            {
+                "path": SERVER_SCRIPT,
+                "owner": "root:root",
+                "permissions": "0700",
+                "content": server_script(server),
             },
         ],
-        "fs_setup": [
-            {"label": HOME_LABEL, "filesystem": "ext4", "device": device, "overwrite": False}
-        ],
-        "mounts": [[device, server.home_path, "ext4", "defaults,nofail", "0", "2"]],
         "runcmd": [
-            ["mkdir", "-p", server.home_path],
-            ["sh", "-c", f"mountpoint -q {home} || mount {home}"],
-            ["chown", owner, server.home_path],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "start", "--no-block", SERVICE],
+            [HOME_SCRIPT],
+            ["sh", "-c", f"setsid {SERVER_SCRIPT} </dev/null >/dev/null 2>&1 &"],
         ],
     }
 

@@ -65,7 +65,7 @@ class ImageMapping(Section):
         "`singleuser` itself, without podman.",
     )
     singleuser: str = Field(
-        "/usr/local/bin/jupyterhub-singleuser",
+        "/opt/kioskhub/bin/jupyterhub-singleuser",
         pattern=r"^/[^\s]+$",
         description="Where the image keeps jupyterhub-singleuser.",
     )

@@ -10,6 +10,7 @@ home volume is made once and outlives the VMs.
 from __future__ import annotations
 
 import base64
+import shlex
 import shutil
 import time
 
@@ -152,15 +153,16 @@ def test_a_vm_gets_flavor_volume_and_user_data_and_is_deleted_keeping_the_volume
         "delete_on_termination": False,
     }
     user_data = yaml.safe_load(base64.b64decode(request["user_data"]))
-    env_file, unit = user_data["write_files"]
+    env_file, home, start = user_data["write_files"]
     assert env_file["path"] == "/etc/kioskhub/server.env"
     assert env_file["permissions"] == "0600"
     env = dict(line.split("=", 1) for line in env_file["content"].splitlines())
+    env = {key: shlex.split(value)[0] if value else "" for key, value in env.items()}
     assert env["JUPYTERHUB_API_URL"].startswith("http://10.0.2.2:")
     assert env["JUPYTERHUB_USER"] == "ada"
     assert len(env["JUPYTERHUB_API_TOKEN"]) > 20
-    assert f" {CONTAINER_IMAGE} jupyterhub-singleuser" in unit["content"]
-    assert user_data["fs_setup"][0]["device"] == f"/dev/disk/by-id/virtio-{volume['id'][:20]}"
+    assert f" {CONTAINER_IMAGE} jupyterhub-singleuser" in start["content"]
+    assert f"device=/dev/disk/by-id/virtio-{volume['id'][:20]}\n" in home["content"]
 
     (group,) = [g for g in cloud.security_groups() if g["name"] == "kioskhub-servers"]
     ingress = [r for r in group["security_group_rules"] if r["direction"] == "ingress"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -41,6 +43,37 @@ def server(**changes) -> VmServer:
     return VmServer(**{**values, **changes})
 
 
+HOME_SCRIPT = (
+    "#!/bin/sh\n"
+    "# KioskHub: the user's home volume, formatted only when blank.\n"
+    "set -e\n"
+    "device=/dev/disk/by-id/virtio-0f1e2d3c-4b5a-6978-8\n"
+    '[ -b "$device" ] || device=/dev/vdb\n'
+    'blkid "$device" >/dev/null 2>&1 || mkfs.ext4 -q -L kh-home "$device"\n'
+    "mkdir -p /home/jovyan\n"
+    'mountpoint -q /home/jovyan || mount "$device" /home/jovyan\n'
+    "chown {owner} /home/jovyan\n"
+)
+
+
+def server_script(command: str) -> str:
+    return (
+        "#!/bin/sh\n"
+        "# KioskHub: the user's server, connecting back to the hub.\n"
+        "set -a\n"
+        ". /etc/kioskhub/server.env\n"
+        "set +a\n"
+        "export HOME=/home/jovyan\n"
+        "cd /home/jovyan || exit 1\n"
+        f"{command} >>/var/log/kioskhub-server.log 2>&1\n"
+        "status=$?\n"
+        'if [ "$status" -ne 0 ]; then\n'
+        "    tail -n 20 /var/log/kioskhub-server.log >/dev/console\n"
+        f'    echo "{FAILURE_MARKER} exit status $status" >/dev/console\n'
+        "fi\n"
+    )
+
+
 def test_a_glance_image_runs_the_server_itself_with_the_env_file_closed_to_others():
     document = valid(render_user_data(server()))
     assert document == {
@@ -50,55 +83,29 @@ def test_a_glance_image_runs_the_server_itself_with_the_env_file_closed_to_other
                 "path": "/etc/kioskhub/server.env",
                 "owner": "root:root",
                 "permissions": "0600",
-                "content": 'JUPYTERHUB_API_TOKEN="secret-token"\n'
-                'JUPYTERHUB_API_URL="http://10.0.2.2:8081/hub/api"\n'
-                'JUPYTERHUB_OAUTH_SCOPES="[\\"access:servers!server=ada/\\"]"\n',
+                "content": "JUPYTERHUB_API_TOKEN=secret-token\n"
+                "JUPYTERHUB_API_URL=http://10.0.2.2:8081/hub/api\n"
+                "JUPYTERHUB_OAUTH_SCOPES='[\"access:servers!server=ada/\"]'\n",
             },
             {
-                "path": "/etc/systemd/system/kioskhub-server.service",
+                "path": "/usr/local/sbin/kioskhub-home",
                 "owner": "root:root",
-                "permissions": "0644",
-                "content": "[Unit]\n"
-                "Description=KioskHub user server\n"
-                "After=network-online.target home.mount\n"
-                "Wants=network-online.target\n"
-                "\n"
-                "[Service]\n"
-                "User=1000\n"
-                "Group=100\n"
-                "EnvironmentFile=/etc/kioskhub/server.env\n"
-                "Environment=HOME=/home/jovyan\n"
-                "WorkingDirectory=/home/jovyan\n"
-                "ExecStart=/usr/local/bin/jupyterhub-singleuser --debug\n"
-                "ExecStopPost=/bin/sh -c '[ \"$SERVICE_RESULT\" = success ] || "
-                f"echo {FAILURE_MARKER} $SERVICE_RESULT >/dev/console'\n"
-                "Restart=no\n",
+                "permissions": "0700",
+                "content": HOME_SCRIPT.format(owner="1000:100"),
             },
-        ],
-        "fs_setup": [
             {
-                "label": "kh-home",
-                "filesystem": "ext4",
-                "device": "/dev/disk/by-id/virtio-0f1e2d3c-4b5a-6978-8",
-                "overwrite": False,
-            }
-        ],
-        "mounts": [
-            [
-                "/dev/disk/by-id/virtio-0f1e2d3c-4b5a-6978-8",
-                "/home/jovyan",
-                "ext4",
-                "defaults,nofail",
-                "0",
-                "2",
-            ]
+                "path": "/usr/local/sbin/kioskhub-server",
+                "owner": "root:root",
+                "permissions": "0700",
+                "content": server_script(
+                    "setpriv --reuid=1000 --regid=100 --clear-groups -- "
+                    "/opt/kioskhub/bin/jupyterhub-singleuser --debug"
+                ),
+            },
         ],
         "runcmd": [
-            ["mkdir", "-p", "/home/jovyan"],
-            ["sh", "-c", "mountpoint -q /home/jovyan || mount /home/jovyan"],
-            ["chown", "1000:100", "/home/jovyan"],
-            ["systemctl", "daemon-reload"],
-            ["systemctl", "start", "--no-block", "kioskhub-server.service"],
+            ["/usr/local/sbin/kioskhub-home"],
+            ["sh", "-c", "setsid /usr/local/sbin/kioskhub-server </dev/null >/dev/null 2>&1 &"],
         ],
     }
 
@@ -114,56 +121,55 @@ def test_the_generic_image_pulls_the_environment_and_runs_it_with_podman():
             )
         )
     )
-    env, unit = document["write_files"]
-    assert env["permissions"] == "0600"
-    # podman's --env-file takes the rest of the line as it is: no quotes added.
-    assert env["content"].splitlines()[2] == (
-        'JUPYTERHUB_OAUTH_SCOPES=["access:servers!server=ada/"]'
+    _, home, start = document["write_files"]
+    assert home["content"] == HOME_SCRIPT.format(owner="1001:1001")
+    assert start["content"] == server_script(
+        "podman run --rm --replace --name=kioskhub-server --network=host --pull=missing "
+        "--tls-verify=false --env=JUPYTERHUB_API_TOKEN --env=JUPYTERHUB_API_URL "
+        "--env=JUPYTERHUB_OAUTH_SCOPES --user=1001:1001 --volume=/home/jovyan:/home/jovyan "
+        "--workdir=/home/jovyan --env=HOME=/home/jovyan localhost:5000/envs/root:abc "
+        "jupyterhub-singleuser --debug"
     )
-    exec_start = next(line for line in unit["content"].splitlines() if "ExecStart=" in line)
-    assert exec_start == (
-        "ExecStart=/usr/bin/podman run --rm --replace --name=kioskhub-server --network=host "
-        "--pull=missing --tls-verify=false --env-file=/etc/kioskhub/server.env "
-        "--user=1001:1001 --volume=/home/jovyan:/home/jovyan --workdir=/home/jovyan "
-        "--env=HOME=/home/jovyan localhost:5000/envs/root:abc jupyterhub-singleuser --debug"
-    )
-    assert "User=" not in unit["content"]  # podman runs as root, the server as 1001
-    assert document["runcmd"][2] == ["chown", "1001:1001", "/home/jovyan"]
 
 
 def test_registries_not_listed_as_insecure_keep_tls():
-    unit = user_data_document(server(container_image="registry.example.org/env:1"))
-    assert "--tls-verify" not in unit["write_files"][1]["content"]
+    document = user_data_document(server(container_image="registry.example.org/env:1"))
+    assert "--tls-verify" not in document["write_files"][2]["content"]
 
 
-def test_hostile_values_stay_one_argument_and_one_line():
-    """A value with quotes, spaces, $ and % neither splits an argument nor expands."""
-    text = render_user_data(
-        server(
-            args=("--notebook-dir=/home/jovyan/my $HOME %h",),
-            server_env={"KIOSKHUB_ENVIRONMENT": 'x" ; rm -rf / ; "'},
-        )
+def test_hostile_values_stay_one_value_and_one_argument(tmp_path):
+    """Quotes, ;, $, backquotes and line breaks in a value or an argument reach the server
+    as they are: a shell reads the env file and the script back to exactly them."""
+    hostile = "x'\" ; rm -rf / ; $(id) `id`\nEVIL=1"
+    document = valid(
+        render_user_data(server(args=(f"--notebook-dir={hostile}",), server_env={"V": hostile}))
     )
-    document = valid(text)
-    env, unit = document["write_files"]
-    assert env["content"] == 'KIOSKHUB_ENVIRONMENT="x\\" ; rm -rf / ; \\""\n'
-    assert (
-        'ExecStart=/usr/local/bin/jupyterhub-singleuser "--notebook-dir=/home/jovyan/my $$HOME '
-        '%%h"\n' in unit["content"]
+    env, _, start = document["write_files"]
+    (tmp_path / "server.env").write_text(env["content"])
+    shown = subprocess.run(
+        ["sh", "-c", f"set -a; . {tmp_path / 'server.env'}; set +a; printf %s \"$V\""],
+        capture_output=True,
+        text=True,
+        check=True,
     )
+    assert shown.stdout == hostile
+    script = start["content"]
+    command = script.split("exit 1\n", 1)[1].split(" >>/var/log/kioskhub-server.log", 1)[0]
+    assert shlex.split(command)[-1] == f"--notebook-dir={hostile}"
 
 
 @pytest.mark.parametrize(
     ("env", "problem"),
     [
-        ({"A": "one\nEVIL=two"}, "line break"),
+        ({"A": "one\0two"}, "NUL"),
         ({"A;B": "x"}, "cannot be passed"),
         ({"1A": "x"}, "cannot be passed"),
+        ({"É": "x"}, "cannot be passed"),
     ],
 )
 def test_values_that_an_env_file_cannot_carry_are_refused(env, problem):
     with pytest.raises(UserDataError, match=problem):
-        env_file(env, quoted=True)
+        env_file(env)
 
 
 def test_the_schema_refuses_what_cloud_init_would_refuse():
