@@ -19,21 +19,44 @@ SPAWNER_CLASSES = {
 }
 
 
+BURSTING_CLASS = "kioskhub.spawner.bursting.BurstingSpawner"
+
+
+def backends_in_use(site: Site) -> list[str]:
+    """``spawner.backend`` and every backend a profile lists, in that order, once each."""
+    found = [site.spawner.backend]
+    for profile in site.profiles:
+        found += [backend for backend in profile.backends if backend not in found]
+    return found
+
+
 def with_spawner_backend(settings: dict[str, Any], site: Site) -> dict[str, Any]:
-    """``settings`` (which configure ``KioskSpawner``) made to run ``site``'s backend."""
-    backend = site.spawner.backend
-    if backend == "local":
-        return with_hub_reachable_from_vms(settings, site)
-    class_path = SPAWNER_CLASSES[backend]
-    class_name = class_path.rpartition(".")[2]
+    """``settings`` (which configure ``KioskSpawner``) made to run ``site``'s backends: the
+    spawner class of ``spawner.backend``, or, where a profile lists backends (cloud
+    bursting), ``BurstingSpawner`` with the class of each backend it hands starts to."""
     result = {name: dict(traits) for name, traits in settings.items()}
-    result["JupyterHub"]["spawner_class"] = class_path
-    result[class_name] = {**result.get("KioskSpawner", {}), **result.get(class_name, {})}
-    result[class_name]["default_url"] = site.spawner.default_url
-    if backend == "kubernetes" and site.pods.namespace:
-        result[class_name]["namespace"] = site.pods.namespace
-    if backend == "openstack":
-        result[class_name]["start_timeout"] = site.openstack.boot_timeout + 60
+    for backend in backends_in_use(site):
+        class_name = SPAWNER_CLASSES[backend].rpartition(".")[2]
+        if backend != "local":
+            result[class_name] = {**result.get("KioskSpawner", {}), **result.get(class_name, {})}
+            result[class_name]["default_url"] = site.spawner.default_url
+        if backend == "kubernetes" and site.pods.namespace:
+            result[class_name]["namespace"] = site.pods.namespace
+        if backend == "openstack":
+            result[class_name]["start_timeout"] = site.openstack.boot_timeout + 60
+    if site.bursts():
+        classes = {backend: SPAWNER_CLASSES[backend] for backend in backends_in_use(site)}
+        result["JupyterHub"]["spawner_class"] = BURSTING_CLASS
+        result["BurstingSpawner"] = {
+            "site": site,
+            "spawner_classes": classes,
+            "start_timeout": max(
+                result[c.rpartition(".")[2]].get("start_timeout", 60) for c in classes.values()
+            ),
+            "http_timeout": result["KioskSpawner"].get("http_timeout", 30),
+        }
+    elif site.spawner.backend != "local":
+        result["JupyterHub"]["spawner_class"] = SPAWNER_CLASSES[site.spawner.backend]
     return with_hub_reachable_from_vms(result, site)
 
 

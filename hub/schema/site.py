@@ -21,6 +21,7 @@ from .choices import (
     DEFAULT_ENVIRONMENT,
     DEFAULT_PROFILE,
     BackendName,
+    ByteSize,
     Environment,
     ResourceProfile,
 )
@@ -195,6 +196,18 @@ class SpawnerSettings(Section):
         description="system-users: each hub user runs as a system account of their own "
         "(needs root); shared-account: every server runs as the hub's own account, with no "
         "isolation between users; auto: system-users when the hub runs as root.",
+    )
+    local_cpu: float | None = Field(
+        None,
+        gt=0,
+        description="Cloud bursting: the CPU cores that servers on this machine (local and "
+        "podman backends) may take together; a profile that lists backends starts on the "
+        "next one when this is used up. Empty: the machine's cores.",
+    )
+    local_memory: ByteSize | None = Field(
+        None,
+        description="Cloud bursting: the memory servers on this machine may take together, "
+        "e.g. 64G. Empty: the machine's memory.",
     )
     system_user_prefix: str = Field(
         "kh-",

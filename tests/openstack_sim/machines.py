@@ -116,3 +116,50 @@ class NeverBootsMachine(IdleMachine):
 
 class NeverBootsMachines(IdleMachines):
     machine_class = NeverBootsMachine
+
+
+class QemuMachines(IdleMachines):
+    """Real VMs: each server boots the image of its Glance image (``Image.path``) with qemu
+    (``qemu.py``), its user-data handed to cloud-init, the server's port forwarded from the
+    server's loopback address; volumes are sparse raw files attached as virtio disks."""
+
+    def __init__(self, folder: Path, forward_ports: tuple[int, ...] = (8888,)) -> None:
+        super().__init__(folder)
+        self.forward_ports = forward_ports
+
+    async def boot(self, boot: ServerBoot):
+        from .qemu import QemuMachine, VmRequest
+
+        self.booted.append(boot)
+        assert self.folder is not None
+        machine = QemuMachine(
+            VmRequest(
+                name=boot.name,
+                image_path=Path(boot.image_path),
+                user_data=boot.user_data,
+                meta_data=boot.meta_data,
+                cpus=boot.cpus,
+                memory_mb=boot.memory_mb,
+                volumes=[Path(volume) for volume in boot.volumes],
+                address=boot.address,
+                forward_ports=list(self.forward_ports),
+                workdir=self.folder / f"vm-{boot.meta_data['instance-id']}",
+            )
+        )
+        await machine.start()
+        return QemuServer(machine)
+
+
+class QemuServer:
+    """A running qemu VM as the compute host sees it."""
+
+    stays_in_build = False
+
+    def __init__(self, machine) -> None:
+        self.machine = machine
+
+    async def stop(self) -> None:
+        await self.machine.stop()
+
+    async def console_log(self) -> str:
+        return self.machine.console_log()

@@ -10,6 +10,7 @@ machine and returns its volumes to ``available``.
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import uuid
 from dataclasses import dataclass, field
@@ -265,12 +266,16 @@ class Cloud:
                     400, "badRequest", f"Invalid volume: volume {mapping.get('uuid')} is {state}"
                 )
             volumes.append(volume)
+        try:
+            user_data = base64.b64decode(request.get("user_data", ""), validate=True).decode()
+        except ValueError:
+            raise ApiFault(400, "badRequest", "User data needs to be valid base 64.") from None
         server = Server(
             name=request["name"],
             project_id=project_id,
             flavor=flavor,
             image=image,
-            user_data=request.get("user_data", ""),
+            user_data=user_data,
             metadata=dict(request.get("metadata", {})),
             networks=[n.get("uuid", "") for n in request.get("networks", [])],
             security_groups=[g["name"] for g in request.get("security_groups", [])],
