@@ -117,6 +117,8 @@ class OpenStackSpawner(SpawnBackend, Spawner):
         plan = self._plan
         self.report(10, f"OpenStack: flavor {plan.flavor}, image {plan.image}")
         self._flavor_id = await self._ask("VM", cloud.find_flavor, plan.flavor)
+        size = await self._ask("VM", cloud.flavor_size, self._flavor_id)
+        await self.usage.resize(size["vcpus"], size["ram"] * 2**20, size["disk"])
         self._image_id = await self._ask("VM", cloud.find_image, plan.image)
         self._network_id = await self._ask("VM", cloud.find_network, self.settings.network)
         self.report(15, f"Security group {self.settings.security_group}")

@@ -15,7 +15,10 @@ import time
 
 import pytest
 
+from kioskhub.hub import usage_apel
 from kioskhub.hub.sample_data import write_sample_data
+from kioskhub.hub.schema.accounting import AccountingSettings
+from kioskhub.spawner import usage_store
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.openstack_sim.machines import QemuMachines
 from tests.openstack_sim.server import OpenStackSimulation
@@ -102,4 +105,14 @@ def test_a_users_server_runs_in_a_vm_and_its_home_volume_outlives_it(vm_hub):
     assert answer["stdout"].strip() == "written in the first VM", answer
     ada.stop_server(timeout=120)
     assert [v["status"] for v in cloud.volumes()] == ["available"]
+
+    # Accounting: both VMs' records carry the flavor's size, and their APEL cloud records.
+    records = usage_store.records(hub.config.parent / "state" / "usage.sqlite")
+    assert [(r.username, r.backend, r.cpu_cores, r.memory_requested, r.disk_gb)
+            for r in records] == [("ada", "openstack", 2, 2048 * 2**20, 10)] * 2
+    assert all(r.end is not None for r in records)
+    message = usage_apel.cloud_message(
+        records, AccountingSettings(site_name="KIOSK-TEST"), "hub", 0, time.time() + 60
+    )
+    assert message.count("CpuCount: 2\nMemory: 2048\nDisk: 10\n") == 2
     print(f"first VM start (request to ready): {first_start:.0f} s")
