@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from kioskhub.hub.sample_data import write_sample_data
+from kioskhub.spawner.podman_plan import hub_tag
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.openstack_sim.machines import IdleMachines, NeverBootsMachines, ServiceFailsMachines
 from tests.openstack_sim.server import OpenStackSimulation
@@ -214,3 +215,30 @@ def test_a_server_that_fails_in_its_vm_shows_the_consoles_last_lines(openstack_h
     assert "Your server failed to start in its VM" in message
     assert "manifest unknown" in message
     assert cloud.servers() == []
+
+
+def test_another_users_home_volume_is_never_attached(openstack_hub, user):
+    """bob's volume (and one whose name merely starts like ada's) stay untouched: ada's VM gets
+    the volume of her own name, made for her."""
+    hub, cloud = openstack_hub
+    tag = hub_tag((hub.config.parent / "state").resolve())
+    for name in (f"kh-{tag}-home-bob", f"kh-{tag}-home-ada-x"):
+        cloud.call(cloud.cloud.create_volume, "someone", {"name": name, "size": 1})
+    before = {v["name"]: v["id"] for v in cloud.volumes()}
+    captured = {}
+    original = cloud.cloud.create_server
+
+    def capture(project_id, request):
+        captured["request"] = request
+        return original(project_id, request)
+
+    cloud.call(setattr, cloud.cloud, "create_server", capture)
+    try:
+        failure(user, {"profile": "small"})
+    finally:
+        cloud.call(delattr, cloud.cloud, "create_server")
+    attached = captured["request"]["block_device_mapping_v2"][1]["uuid"]
+    names = {v["id"]: v["name"] for v in cloud.volumes()}
+    assert names[attached] == f"kh-{tag}-home-ada"
+    assert attached not in (before[f"kh-{tag}-home-bob"], before[f"kh-{tag}-home-ada-x"])
+    assert all(v["status"] == "available" for v in cloud.volumes())
