@@ -131,6 +131,24 @@ def unsafe_for_root(prefix: Path) -> str | None:
     return None
 
 
+def not_the_standard_server(prefix: Path) -> str | None:
+    """Why ``prefix``'s ``jupyterhub-singleuser`` is not the script pip writes for
+    JupyterHub's entry point (its python, ``jupyterhub.singleuser.main``), or None: a
+    parent runs that function, so a venv whose server is something else starts fresh."""
+    script = prefix / "bin" / "jupyterhub-singleuser"
+    try:
+        with open(script, "rb") as handle:
+            text = handle.read(4096).decode(errors="replace")
+    except OSError as error:
+        return f"{script} cannot be read ({error.strerror})"
+    first = text.partition("\n")[0]
+    if not first.startswith(f"#!{prefix}/bin/python") or (
+        "from jupyterhub.singleuser import main" not in text
+    ):
+        return f"{script} is not JupyterHub's own start script"
+    return None
+
+
 @dataclass
 class ForkServer:
     """One running parent: its process, the hub's end of its control socket, its venv."""
@@ -249,6 +267,9 @@ class ForkServers:
         python = prefix / "bin" / "python"
         if not python.exists():
             raise ForkServerError(f"{python} is missing")
+        other = await asyncio.to_thread(not_the_standard_server, prefix)
+        if other:
+            raise ForkServerError(other)
         tag = hashlib.sha256(str(prefix).encode()).hexdigest()[:12]
         log_file = await asyncio.to_thread(_open_parent_log, self.log_dir / f"fork-{tag}.log")
         hub_end, parent_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -20,7 +20,7 @@ from kioskhub.spawner.fork_choice import (
     prewarm_prefixes,
     trusted_prefixes,
 )
-from kioskhub.spawner.fork_servers import ForkServers, unsafe_for_root
+from kioskhub.spawner.fork_servers import ForkServers, not_the_standard_server, unsafe_for_root
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec
 
 OWN = Path("/opt/kioskhub/.venv")
@@ -174,3 +174,19 @@ def test_the_parent_refuses_to_fork_with_a_thread_or_a_loop(tmp_path):
     assert out[0] == "[]"
     assert out[1] == "[] True"
     assert out[2].startswith("['thread pool', 'an event loop', 'an open socket (fd ")
+
+
+def test_a_venv_whose_server_is_another_program_starts_fresh(tmp_path):
+    script = tmp_path / "bin" / "jupyterhub-singleuser"
+    script.parent.mkdir()
+    assert not_the_standard_server(tmp_path) == (
+        f"{script} cannot be read (No such file or directory)"
+    )
+    script.write_text("#!/bin/sh\necho 'ModuleNotFoundError: jupyterlab' >&2\nexit 3\n")
+    assert not_the_standard_server(tmp_path) == f"{script} is not JupyterHub's own start script"
+    script.write_text(
+        f"#!{tmp_path}/bin/python\nimport sys\nfrom jupyterhub.singleuser import main\n"
+        "if __name__ == '__main__':\n    sys.exit(main())\n"
+    )
+    assert not_the_standard_server(tmp_path) is None
+    assert not_the_standard_server(Path(sys.prefix)) is None  # KioskHub's own, as installed
