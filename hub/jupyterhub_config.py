@@ -4,7 +4,6 @@ It reads the site config named by ``KIOSKHUB_CONFIG`` and applies the settings
 derived from it; every choice lives in ``jupyterhub_settings``.
 """
 
-import asyncio
 import os
 import sys
 from pathlib import Path
@@ -37,7 +36,5 @@ apply_settings(c, settings)
 fork_servers = settings.get("KioskSpawner", {}).get("fork_servers")
 if fork_servers is not None and site.spawner.fork_server_prewarm:
     # JupyterHub loads this file in its running event loop; the parents start beside it.
-    asyncio.get_running_loop().create_task(
-        fork_servers.prewarm(prewarm_prefixes(site, Path(sys.prefix)))
-    )
+    fork_servers.in_background(fork_servers.prewarm(prewarm_prefixes(site, Path(sys.prefix))))
 write_gateway_config(site, site_file=site_file)

@@ -24,6 +24,11 @@ and VIRTUAL_ENV) that may change what it imports: its parent imports with them t
 
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
+ENVIRONMENT_SPACE = "KIOSKHUB_FORK_ENVIRONMENT_SPACE"
+"""A variable of the parent that only reserves room: each child writes its own environment
+over the parent's initial one, so that ``/proc/<pid>/environ`` shows the server's."""
+ENVIRONMENT_SPACE_BYTES = 64 * 1024
+
 
 def served_prefix(spec: LaunchSpec, own_prefix: Path) -> Path:
     return spec.environment.prefix or own_prefix
@@ -65,4 +70,5 @@ def parent_environment(hub_env: Mapping[str, str], prefix: Path) -> dict[str, st
         "PATH": f"{prefix / 'bin'}:{SYSTEM_PATH}",
         "VIRTUAL_ENV": str(prefix),
         "HOME": "/nonexistent",
+        ENVIRONMENT_SPACE: "." * ENVIRONMENT_SPACE_BYTES,
     }

@@ -157,8 +157,9 @@ def run_child(control: socket.socket, channel_fd: int, launcher: types.ModuleTyp
         os.closerange(3, channel.fileno())
         os.closerange(channel.fileno() + 1, 65536)
         isolate(request["plan"], launcher, request["argv"][0])
-        os.environ.clear()
+        os.environ.clear()  # libc's environ no longer points at the initial block ...
         os.environ.update(request["env"])
+        show_environment(request["env"])  # ... which now holds this server's
         random.seed()
         sys.argv = list(request["argv"])
         channel.sendall(b'{"running": true}')
@@ -205,6 +206,17 @@ def isolate(plan: dict, launcher: types.ModuleType, argv0: str) -> None:
     os.chdir(plan["home"])
     name = os.path.basename(argv0)[:15].encode()
     launcher._libc.prctl(PR_SET_NAME, ctypes.c_char_p(name), 0, 0, 0)
+
+
+def show_environment(env: dict[str, str]) -> None:
+    """Write ``env`` over the process's initial environment block (the parent's, which
+    ``fork_choice.parent_environment`` pads), as ``/proc/<pid>/environ`` shows it; left as
+    it is where it does not fit."""
+    fields = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
+    start, end = int(fields[47]), int(fields[48])  # env_start, env_end (proc(5) 50, 51)
+    block = b"".join(f"{key}={value}".encode() + b"\0" for key, value in env.items())
+    if start and len(block) <= end - start:
+        ctypes.memmove(start, block.ljust(end - start, b"\0"), end - start)
 
 
 def run_server() -> int:

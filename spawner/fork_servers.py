@@ -217,6 +217,7 @@ class ForkServers:
         self.servers: dict[Path, ForkServer] = {}
         self.prewarmed: set[Path] = set()
         self._locks: dict[Path, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task] = set()
 
     def __deepcopy__(self, memo) -> ForkServers:
         """One registry per hub: traitlets deep-copies config values into each spawner,
@@ -249,6 +250,12 @@ class ForkServers:
             server = await self._start(prefix, mark)
             self.servers[prefix] = server
             return server
+
+    def in_background(self, coroutine) -> None:
+        """Run ``coroutine`` on the running loop, holding the task until it ends."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def prewarm(self, prefixes: tuple[Path, ...]) -> None:
         """Start the parents of ``prefixes`` now (with the hub), and again if they die."""
@@ -310,7 +317,7 @@ class ForkServers:
             time.monotonic() - began,
             process.pid,
         )
-        asyncio.get_running_loop().create_task(self._watch(server))
+        self.in_background(self._watch(server))
         return server
 
     async def _watch(self, server: ForkServer) -> None:

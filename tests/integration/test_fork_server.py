@@ -155,6 +155,10 @@ def user_view(session: UserSession, site) -> dict:
         "limits": cgroup_limits(pid),
         "env": {k: v for k, v in seen["env"].items() if k not in VOLATILE},
         "env_keys": sorted(seen["env"]),
+        # What `ps e` and psutil read: the server's own environment, not its parent's.
+        "proc_environ": {
+            k: v for k, v in psutil.Process(pid).environ().items() if k not in VOLATILE
+        },
         "cwd": os.readlink(f"/proc/{pid}/cwd"),
         "exe": os.readlink(f"/proc/{pid}/exe"),
         "comm": Path(f"/proc/{pid}/comm").read_text(),

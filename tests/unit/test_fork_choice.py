@@ -111,6 +111,7 @@ def test_the_parent_starts_with_no_user_home_or_token():
         "PATH": "/venvs/a/bin:/usr/local/bin:/usr/bin:/bin",
         "VIRTUAL_ENV": "/venvs/a",
         "HOME": "/nonexistent",
+        "KIOSKHUB_FORK_ENVIRONMENT_SPACE": "." * 65536,
     }
 
 
