@@ -196,10 +196,11 @@ class SpawnerSettings(Section):
     fork_server: bool = Field(
         True,
         description="Local backend: start servers by forking a warm parent per environment "
-        "that has already imported JupyterLab and its extensions (a server in about half a "
-        "second instead of several). Only for KioskHub's own environment and the venvs "
-        "named here (never for environments built from a repository, whose code the "
-        "parent, as root, would import); any start it cannot serve starts normally, with a "
+        "that has already imported JupyterLab and its extensions (a server in about a "
+        "second instead of several). Only for KioskHub's own environment and the venvs of "
+        "this config's environments (never for environments built from a repository, whose "
+        "code the parent, as root, would import); any start it cannot serve starts normally, "
+        "with a "
         "line in the hub's log. Off: every server starts as a fresh process.",
     )
     fork_server_prewarm: tuple[str, ...] = Field(
