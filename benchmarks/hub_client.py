@@ -34,6 +34,8 @@ class SpawnOutcome:
     answers_429: int = 0
     error: str | None = None
     events: list[dict] = field(default_factory=list)
+    first_cell: float | None = None
+    """Seconds from the first request to a new kernel's first cell result, where measured."""
 
 
 class HubClient:

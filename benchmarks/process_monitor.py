@@ -3,7 +3,9 @@
 ``ResourceMonitor`` samples in a thread of its own (every ``interval`` seconds) so that the
 benchmark's event loop is never blocked by reading /proc. A user server is the topmost
 process below the hub whose command line runs ``jupyterhub-singleuser`` (KioskHub's launcher
-execs into it); its memory counts its children too (kernels).
+execs into it), or that a fork server forked and named so; its memory counts its children
+too (kernels). Fork servers' parents are measured on their own (RSS and PSS: their pages are
+shared with the servers they forked, which PSS divides among them).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from dataclasses import dataclass, field
 import psutil
 
 SERVER_COMMAND = "jupyterhub-singleuser"
+FORKED_SERVER_NAME = SERVER_COMMAND[:15]
+"""The process name (comm) of a server forked by a fork server: its command line is the
+parent's."""
+FORK_PARENT = "fork_parent.py"
 
 
 @dataclass
@@ -26,6 +32,10 @@ class ResourceUsage:
     hub_peak_rss: int = 0
     server_peak_rss: dict[str, int] = field(default_factory=dict)
     """Peak RSS (bytes) of each server, by JupyterHub user name (else by pid)."""
+    server_peak_pss: dict[str, int] = field(default_factory=dict)
+    """Peak PSS (bytes) of each server and its kernels: shared pages divided among sharers."""
+    fork_parent_peak: dict[str, int] = field(default_factory=dict)
+    """Peak RSS and PSS (bytes) of the fork servers' parents, all together."""
     samples: int = 0
     wall_seconds: float = 0.0
     hub_tree_cpu_seconds: float = 0.0
@@ -65,7 +75,12 @@ def server_processes(hub: psutil.Process) -> list[psutil.Process]:
     found = []
     for proc in hub.children(recursive=True):
         try:
-            if any(SERVER_COMMAND in part for part in proc.cmdline()):
+            cmdline = proc.cmdline()
+            forked = proc.name() == FORKED_SERVER_NAME and any(FORK_PARENT in p for p in cmdline)
+            if forked or (
+                any(SERVER_COMMAND in part for part in cmdline)
+                and not any(FORK_PARENT in p for p in cmdline)
+            ):
                 found.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -78,6 +93,27 @@ def server_processes(hub: psutil.Process) -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             continue
     return top
+
+
+def fork_parents(hub: psutil.Process) -> list[psutil.Process]:
+    parents = []
+    for proc in hub.children(recursive=True):
+        try:
+            if proc.name() != FORKED_SERVER_NAME and any(FORK_PARENT in p for p in proc.cmdline()):
+                parents.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return parents
+
+
+def tree_pss(proc: psutil.Process) -> int:
+    total = 0
+    for member in [proc, *proc.children(recursive=True)]:
+        try:
+            total += member.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied, AttributeError):
+            continue
+    return total
 
 
 def tree_rss(proc: psutil.Process) -> int:
@@ -151,11 +187,21 @@ class ResourceMonitor:
             except psutil.NoSuchProcess:
                 continue
             usage.server_peak_rss[name] = max(usage.server_peak_rss.get(name, 0), size)
+            pss = tree_pss(proc)
+            usage.server_peak_pss[name] = max(usage.server_peak_pss.get(name, 0), pss)
+        parents = fork_parents(self.hub)
+        if parents:
+            rss = sum(p.memory_info().rss for p in parents if p.is_running())
+            pss = sum(p.memory_full_info().pss for p in parents if p.is_running())
+            peak = usage.fork_parent_peak
+            peak["rss"], peak["pss"] = max(peak.get("rss", 0), rss), max(peak.get("pss", 0), pss)
+            peak["count"] = max(peak.get("count", 0), len(parents))
 
     def _name(self, proc: psutil.Process) -> str:
         if proc.pid not in self._names:
             try:
-                name = proc.environ().get("JUPYTERHUB_USER") or str(proc.pid)
+                # A forked server's environ is its parent's; its account names it (kh-<user>).
+                name = proc.environ().get("JUPYTERHUB_USER") or proc.username().split("-", 1)[-1]
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 name = str(proc.pid)
             self._names[proc.pid] = name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.hub_service import builder_hub_settings
 from kioskhub.image_builder.spawn_catalog import CatalogEnvironments, GitLabUserImages
 from kioskhub.spawner.environment_kinds import BACKEND_KINDS
+from kioskhub.spawner.fork_servers import ForkServers
+from kioskhub.spawner.local_process import SERVER_EXTENSIONS
 from kioskhub.spawner.pod_image import BaseImageRecipe
 
 from .audit_pages import audit_hub_settings
@@ -119,10 +122,22 @@ def jupyterhub_settings(
     if launchable is not None:
         # The spawner reads what a user may launch through this (in a thread, on demand).
         settings["KioskSpawner"]["environments_for_user"] = launchable
+    fork_servers = hub_fork_servers(site)
+    if fork_servers is not None:
+        settings["KioskSpawner"]["fork_servers"] = fork_servers
     if site.auth.type == "gitlab":
         # GitLab's groups are the user's groups; the site's are added by the authenticator.
         del settings["JupyterHub"]["load_groups"]
     return with_spawner_backend(settings, site)
+
+
+def hub_fork_servers(site: Site) -> ForkServers | None:
+    """The local backend's fork servers (``spawner.fork_server``), or None."""
+    if site.spawner.backend != "local" or not site.spawner.fork_server:
+        return None
+    isolation = site.spawner.isolation
+    as_root = isolation == "system-users" or (isolation == "auto" and os.geteuid() == 0)
+    return ForkServers(site.hub.state_dir / "logs", SERVER_EXTENSIONS, as_root=as_root)
 
 
 def with_builder_base_image(site: Site) -> Site:

@@ -16,7 +16,7 @@ import stat
 import sys
 from pathlib import Path
 
-from kioskhub.spawner import root_paths
+from . import root_paths
 
 CLONE_NEWNS = 0x00020000
 PR_SET_NO_NEW_PRIVS = 38

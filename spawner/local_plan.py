@@ -63,9 +63,9 @@ class LocalLaunch:
     def _account_groups(self) -> tuple[int, ...] | None:
         return self.account.groups if self.account else ()
 
-    def launcher_argv(self, python: str = sys.executable) -> list[str]:
-        """The command wrapped in the launcher that sets up mounts, cgroups and the account."""
-        plan = {
+    def isolation_plan(self) -> dict:
+        """What the launcher (or a fork server's child) does before the server runs."""
+        return {
             "binds": [asdict(b) for b in self.binds],
             "cgroup_procs": list(self.cgroup_procs),
             "uid": self.account.uid if self.account else None,
@@ -74,8 +74,11 @@ class LocalLaunch:
             "initgroups": self.account.name if self._account_groups is None else None,
             "home": str(self.home),
         }
-        launcher = "kioskhub.spawner.local_launcher"
-        return [python, "-m", launcher, json.dumps(plan), "--", *self.command]
+
+    def launcher_argv(self, python: str = sys.executable) -> list[str]:
+        """The command wrapped in the launcher that sets up mounts, cgroups and the account."""
+        plan = json.dumps(self.isolation_plan())
+        return [python, "-m", "kioskhub.spawner.local_launcher", plan, "--", *self.command]
 
 
 def environment_prefix(spec: LaunchSpec, own_prefix: Path) -> Path:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import psutil
 from jupyterhub.spawner import LocalProcessSpawner
+from jupyterhub.utils import random_port
 from tornado import web
 from traitlets import Any, Unicode
 
@@ -26,12 +27,26 @@ from kioskhub.hub.schema.builder import environment_gids
 
 from . import local_files
 from .base import LOG_TAIL_LINES, SpawnBackend
+from .fork_choice import fork_refusal, served_prefix
+from .fork_servers import ChildFailed, ForkServerError
 from .launch_spec import ChoiceError, LaunchSpec
 from .local_accounts import server_account
 from .local_limits import limit_server, limits_state, reattach_limits
 from .local_plan import local_launch
 from .readiness import accepts_connections
 from .spawn_form import format_bytes
+
+SERVER_EXTENSIONS = (
+    "kioskhub.extensions.memory_notice",
+    "kioskhub.extensions.cull_notice",
+    "kioskhub.extensions.workshop_notice",
+    "kioskhub.extensions.data_reads_server",
+    "kioskhub.extensions.gallery_publish",
+    "kioskhub.extensions.gallery_fetch",
+    "kioskhub.extensions.gallery_reexecute",
+)
+"""KioskHub's server extensions, enabled on every server's command line (each a no-op where
+the environment lacks KioskHub's extensions package); fork servers import them ahead."""
 
 PREVIOUS_STATE_KEYS = ("pid_started", "log_path", "limits")
 """The local state of version 1 kept these beside ``pid``, with ``version`` and ``gpus``."""
@@ -58,6 +73,13 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
     log_path = Unicode("", help="This server's log file (stdout and stderr).")
     limits = Any(None, allow_none=True, help="The cgroup limits of the running server.")
     pid_started = Any(0.0, help="Start time of the server process, to detect pid reuse.")
+    fork_servers = Any(
+        None,
+        allow_none=True,
+        config=True,
+        help="The hub's ForkServers (fork_servers.py), set by KioskHub when "
+        "spawner.fork_server is on; None: every server starts as a fresh process.",
+    )
 
     @property
     def isolated(self) -> bool:
@@ -131,12 +153,50 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
         log = await local_files.in_thread(local_files.open_log, Path(self.log_path))
         self.popen_kwargs = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": "/"}
         try:
-            self._address = await LocalProcessSpawner.start(self)
+            forked = await self._start_forked(spec, plan, log)
+            if not forked:
+                self._address = await LocalProcessSpawner.start(self)
         finally:
             log.close()
         self.pid_started = psutil.Process(self.pid).create_time()
-        yield {"pid_started": self.pid_started, "log_path": self.log_path}
+        yield {"pid_started": self.pid_started, "log_path": self.log_path, "forked": forked}
         self.report(80, "Waiting for the server to answer")
+
+    async def _start_forked(self, spec: LaunchSpec, plan, log) -> bool:
+        """Start the server from its environment's fork server; False (and a log line)
+        where none may or can serve it, and the caller starts it normally."""
+        if self.fork_servers is None:
+            return False
+        own = Path(sys.prefix)
+        why = fork_refusal(self.site, spec, own, as_root=self.isolated)
+        if why:
+            self.log.info("Starting %s without a fork server: %s", self._log_name, why)
+            return False
+        if self.port == 0:
+            self.port = random_port()
+        argv = [*plan.command, *self.get_args()]
+        try:
+            pid = await self.fork_servers.fork(
+                served_prefix(spec, own),
+                argv,
+                self.get_env(),
+                plan.isolation_plan(),
+                log.fileno(),
+            )
+        except ForkServerError as error:
+            self.log.warning("Starting %s without a fork server: %s", self._log_name, error)
+            return False
+        except ChildFailed as failed:
+            raise web.HTTPError(
+                500,
+                "%s",
+                f"Your server exited during start (exit status {failed.status}). "
+                f"Its last log lines:\n{failed}",
+            ) from None
+        self.log.info("Forked the server of %s (pid %d)", self._log_name, pid)
+        self.proc, self.pid = None, pid
+        self._address = (self.ip or "127.0.0.1", self.port)
+        return True
 
     def server_address(self):
         return self._address
@@ -164,16 +224,10 @@ class KioskSpawner(SpawnBackend, LocalProcessSpawner):
         return env
 
     def get_args(self):
-        args = super().get_args()
-        # Explains memory-limit kills in the cell's output; a no-op where the
-        # environment lacks KioskHub's extensions package.
-        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.memory_notice=True")
-        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.cull_notice=True")
-        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.workshop_notice=True")
-        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.data_reads_server=True")
-        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.gallery_publish=True")
-        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.gallery_fetch=True")
-        args.append("--ServerApp.jpserver_extensions=kioskhub.extensions.gallery_reexecute=True")
+        # A copy: JupyterHub returns its ``args`` trait itself, which each start would grow.
+        args = list(super().get_args())
+        # memory_notice explains memory-limit kills in the cell's output.
+        args += [f"--ServerApp.jpserver_extensions={name}=True" for name in SERVER_EXTENSIONS]
         if os.geteuid() == 0 and not self.isolated:
             args.append("--allow-root")
         return args

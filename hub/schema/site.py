@@ -216,6 +216,21 @@ class SpawnerSettings(Section):
         description="Prefix of the system accounts made for hub users (kh-ada for ada), so "
         "that a hub username never maps onto an existing system account such as root.",
     )
+    fork_server: bool = Field(
+        True,
+        description="Local backend: start servers by forking a warm parent per environment "
+        "that has already imported JupyterLab and its extensions (a server in about a "
+        "second instead of several). Only for KioskHub's own environment and the venvs of "
+        "this config's environments (never for environments built from a repository, whose "
+        "code the parent, as root, would import); any start it cannot serve starts normally, "
+        "with a "
+        "line in the hub's log. Off: every server starts as a fresh process.",
+    )
+    fork_server_prewarm: tuple[str, ...] = Field(
+        (),
+        description="Environments (kind venv) whose fork server starts with the hub; the "
+        "others start on their first server's start.",
+    )
 
 
 class HomeSettings(Section):
@@ -398,6 +413,13 @@ class Site(Section):
                     f"{key}: {', '.join(taken)} is a reserved name (KioskHub's own or a system "
                     "name); choose another username"
                 )
+        venvs = [e.name for e in self.environments if e.kind == "venv"]
+        unknown = [n for n in self.spawner.fork_server_prewarm if n not in venvs]
+        if unknown:
+            raise ValueError(
+                f"spawner.fork_server_prewarm: {', '.join(unknown)} is not an environment of "
+                f"kind venv; those are: {', '.join(venvs) or 'none'}"
+            )
         problems = pod_settings_problems(
             self.pods,
             self.spawner.backend,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import stat
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from kioskhub.hub.schema.site import (
 from kioskhub.hub.state_dir import SECRETS_FILE, Passwords, prepare_state_dir
 from kioskhub.hub.usage_pages import UsageAPIHandler, UsagePageHandler
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec, build_launch_spec
+from kioskhub.spawner.local_process import SERVER_EXTENSIONS
 
 
 def small_site(folder: Path, **sections) -> Site:
@@ -65,6 +67,16 @@ def test_jupyterhub_settings(tmp_path):
     assert set(routes) >= {"/audit", "/api/audit", "/api/quota-overrides/([^/]+)"}
     assert (r"/usage", UsagePageHandler, {"state_dir": tmp_path / "state"}) in handlers
     assert (r"/api/usage", UsageAPIHandler, {"state_dir": tmp_path / "state"}) in handlers
+    fork_servers = settings["KioskSpawner"].pop("fork_servers")
+    assert (fork_servers.log_dir, fork_servers.preload, fork_servers.as_root) == (
+        tmp_path / "state" / "logs",
+        SERVER_EXTENSIONS,
+        os.geteuid() == 0,
+    )
+    off = site.model_copy(
+        update={"spawner": site.spawner.model_copy(update={"fork_server": False})}
+    )
+    assert "fork_servers" not in jupyterhub_settings(off, passwords, "/path/chp")["KioskSpawner"]
     assert settings == {
         "JupyterHub": {
             "bind_url": "http://127.0.0.1:9000/",
