@@ -13,10 +13,12 @@ A start that cannot succeed ends with a message on the user's spawn page that sa
 image the cluster cannot pull, and a profile that no node can take.
 
 Environment images run the same way. The hub's environments service builds a user's
-repository with podman on the site base image (its large layers cached from the other
-container builds) and pushes it to the loopback registry; the user chooses it in the spawn
-options, the simulated node pulls it from that registry by digest, and the kernel imports
-the repository's own package. Another user cannot start it.
+repository (a ``setup.py`` package) with podman on the site base image and pushes it to the
+run's loopback registry; the user chooses it in the spawn options, the simulated node pulls
+it from that registry by digest, and the kernel imports the repository's own package.
+Another user cannot start it. Only the repository's own layers are new: the layers below
+them are podman's cache of the other container builds, and the registry already holds them
+when a container build test ran first in the session (alone, this test pushes them once).
 """
 
 from __future__ import annotations
