@@ -271,3 +271,20 @@ def pythons_dir(state_dir: Path) -> Path:
 def python_download_source(settings: BuilderSettings) -> bool:
     """Whether the site names a download source for Pythons."""
     return bool(settings.python_downloads_mirror or settings.python_downloads_json)
+
+
+def pod_registry_problem(settings: BuilderSettings, backend: str) -> str | None:
+    """Why the container builder's images could not reach a cluster's nodes, or None.
+
+    Without ``registry`` a built image stays in this machine's podman storage, which only
+    the podman backend reads; Kubernetes nodes pull every image from a registry.
+    """
+    if backend != "kubernetes" or not settings.enabled or settings.default_builder != "container":
+        return None
+    if settings.registry:
+        return None
+    return (
+        "builder.registry: the kubernetes backend's nodes pull environment images from a "
+        "registry, and the container builder has none; set builder.registry to a registry "
+        "(and path) the nodes can pull from, e.g. registry.example.org/kioskhub"
+    )

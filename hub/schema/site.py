@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .accounting import AccountingSettings
 from .auth import AuthSettings
-from .builder import BuilderSettings
+from .builder import BuilderSettings, pod_registry_problem
 from .choices import (
     DEFAULT_ENVIRONMENT,
     DEFAULT_PROFILE,
@@ -436,6 +436,9 @@ class Site(Section):
         )
         if problems:
             raise ValueError("; ".join(problems))
+        problem = pod_registry_problem(self.builder, self.spawner.backend)
+        if problem:
+            raise ValueError(problem)
         problems = quota_problems(
             self.quotas, self.accounting.enabled, self.profiles, check_username
         )

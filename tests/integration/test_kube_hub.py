@@ -11,6 +11,14 @@ loopback as the simulation's pods see it.
 
 A start that cannot succeed ends with a message on the user's spawn page that says why: an
 image the cluster cannot pull, and a profile that no node can take.
+
+Environment images run the same way. The hub's environments service builds a user's
+repository (a ``setup.py`` package) with podman on the site base image and pushes it to the
+run's loopback registry; the user chooses it in the spawn options, the simulated node pulls
+it from that registry by digest, and the kernel imports the repository's own package.
+Another user cannot start it. Only the repository's own layers are new: the layers below
+them are podman's cache of the other container builds, and the registry already holds them
+when a container build test ran first in the session (alone, this test pushes them once).
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ import yaml
 
 from kioskhub.hub.sample_data import write_sample_data
 from tests.conftest import SHARED_PASSWORD, open_folder
+from tests.integration.test_builder_environments import SERVICE, Env, git, start_builder_hub
+from tests.integration.test_builder_podman_images import remove_images
 from tests.kube_sim import HOST_LOOPBACK, KubernetesSimulation
-from tests.support.hub_process import free_port, start_hub, write_site_config
+from tests.support.hub_process import free_port, write_site_config
 from tests.support.podman import build_base_image, pods_with_label
 from tests.support.user_session import UserSession
 
@@ -38,12 +48,14 @@ START_TIMEOUT = 15
 
 
 @pytest.fixture(scope="module")
-def kube_hub():
+def kube_hub(loopback_registry):
     image = build_base_image().image
     folder = open_folder("kube")
     write_sample_data(folder / "data")
     hub_port = free_port()
-    with pytest.MonkeyPatch.context() as monkeypatch, KubernetesSimulation() as cluster:
+    with pytest.MonkeyPatch.context() as monkeypatch, KubernetesSimulation(
+        insecure_registries=[loopback_registry.host]
+    ) as cluster:
         cluster.add_namespace("lab")
         monkeypatch.setenv("KUBECONFIG", str(cluster.write_kubeconfig(folder / "kubeconfig")))
         config = write_site_config(
@@ -67,8 +79,12 @@ def kube_hub():
             pods={"image": image, "namespace": "lab",
                   "hub_connect_url": f"http://{HOST_LOOPBACK}:{hub_port}"},
             groups={"physics": ["ada"]},
+            builder={"enabled": True, "port": free_port(), "allow_local_paths": True,
+                     "default_builder": "container",
+                     "registry": f"{loopback_registry.host}/kioskhub",
+                     "registry_insecure": True, "build_timeout": 900},
         )
-        hub = start_hub(config, folder / "hub.log")
+        hub = start_builder_hub(config, folder / "hub.log")
         yield hub, cluster, folder
         if hub.process.poll() is None:
             hub.stop()
@@ -123,9 +139,10 @@ def test_a_user_gets_jupyterlab_in_a_pod_whose_home_outlives_it(kube_hub):
     assert refused.status_code == 400
     assert "only for the groups physics" in refused.json()["message"]
 
-    progress = [e["message"] for e in spawned(bob, hub, {"environment": "default",
-                                                          "profile": "small"})]
-    assert any("Started container notebook" in m for m in progress), progress
+    spawned(bob, hub, {"environment": "default", "profile": "small"})
+    # The spawn page shows these events while a start outlasts JupyterHub's slow-spawn wait.
+    started = [m for _, r, m in cluster.events_for("jupyter-bob", "lab") if r == "Started"]
+    assert started == ["Started container notebook"], started
     pod = cluster.objects("pods", "lab")["jupyter-bob"]
     assert pod["status"]["phase"] == "Running"
     assert pod["status"]["podIP"].startswith("127.244.0.")
@@ -241,3 +258,73 @@ def test_display_names_are_escaped_in_kubespawners_form(kube_hub):
     assert "<img src=x" not in form
     assert '<option value="shared" >&lt;img src=x onerror=alert(1)&gt;</option>' in form
     assert "<h3>Small &lt;img src=x onerror=alert(1)&gt;</h3>" in form
+
+
+OPTICS_SETUP = """from setuptools import setup
+setup(name="optics-kit", version="0.1", packages=["optics_kit"])
+"""
+OPTICS_PACKAGE = '''def focal_length(radius_mm):
+    """What the kernel prints: a mirror's focal length."""
+    return f"optics_kit: f = {radius_mm / 2:.1f} mm"
+'''
+
+
+def optics_repository(folder) -> str:
+    """A repository in the shape Binder users write: a ``setup.py`` package, nothing else."""
+    repo = folder / "optics"
+    (repo / "optics_kit").mkdir(parents=True)
+    (repo / "setup.py").write_text(OPTICS_SETUP)
+    (repo / "optics_kit" / "__init__.py").write_text(OPTICS_PACKAGE)
+    git(repo, "init", "--quiet")
+    git(repo, "add", ".")
+    git(repo, "commit", "--quiet", "-m", "Optics")
+    return str(repo)
+
+
+def test_an_environment_image_built_by_the_service_runs_in_a_pod(kube_hub, loopback_registry):
+    hub, cluster, folder = kube_hub
+    erin = Env(hub.url, "erin")
+    assert erin.base.startswith(hub.url + SERVICE)
+
+    registered = erin.call("POST", "/environments",
+                           json={"name": "optics", "repository": optics_repository(folder)})
+    assert registered.status_code == 201, registered.text
+    environment_id = registered.json()["id"]
+    built = erin.follow(environment_id, timeout=900)
+    assert built[-1]["status"] == "ready", built[-5:]
+    image = erin.call("GET", f"/environments/{environment_id}").json()["artifact"]["image_ref"]
+    assert image.startswith(f"{loopback_registry.host}/kioskhub/erin-optics@sha256:"), image
+
+    form = erin.user.http.get(f"{hub.url}/hub/spawn", timeout=30).text
+    assert '<option value="erin.optics" >optics (erin)</option>' in form, form
+    # A cluster's node is not the machine that built the image; here both use one podman
+    # storage, so the built image leaves it (its layers shared with the base image stay)
+    # and the node pulls it from the registry.
+    remove_images("localhost/kioskhub-env/erin-optics")
+    spawned(erin.user, hub, {"environment": "erin.optics", "profile": "small"})
+    pod = cluster.objects("pods", "lab")["jupyter-erin"]
+    pulls = [(reason, message) for _, reason, message in cluster.events_for("jupyter-erin", "lab")
+             if reason in ("Pulling", "Pulled")]
+    assert pulls[0] == ("Pulling", f'Pulling image "{image}"'), pulls  # from the registry
+    assert pulls[1][1].startswith(f'Successfully pulled image "{image}" in '), pulls
+    assert pod["spec"]["containers"][0]["image"] == image
+    assert pod["metadata"]["labels"]["kioskhub/environment"] == "erin.optics"
+
+    reply = erin.user.execute(
+        "import os, optics_kit\n"
+        "print(os.environ['KIOSKHUB_ENVIRONMENT'], os.getuid())\n"
+        "print(optics_kit.focal_length(300))\n"
+        "print(optics_kit.__file__.startswith('/opt/kioskhub/'))",
+        timeout=90,
+    )
+    assert reply["error"] is None, reply
+    assert reply["stdout"].splitlines() == ["erin.optics 1000", "optics_kit: f = 150.0 mm",
+                                            "True"]
+    erin.user.stop_server()
+    wait_until_deleted(cluster, "jupyter-erin")
+
+    frank = signed_in(hub, "frank")
+    refused = frank.api("/users/frank/server", "POST", json={"environment": "erin.optics"})
+    assert refused.status_code == 400, refused.text
+    assert "Unknown environment 'erin.optics'" in refused.json()["message"]
+    assert "jupyter-frank" not in cluster.objects("pods", "lab")

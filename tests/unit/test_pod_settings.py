@@ -91,6 +91,10 @@ def test_a_full_pods_section_is_accepted(tmp_path):
          "not a Kubernetes label key: bad key!"),
         ({"spawner": {"backend": "docker"}}, "spawner.backend"),
         ({"pods": {"hub_connect_url": "hub:8081"}}, "pods.hub_connect_url"),
+        ({"spawner": {"backend": "kubernetes"}, "pods": {"image": "lab/notebook:1"},
+          "builder": {"enabled": True, "default_builder": "container"}},
+         "builder.registry: the kubernetes backend's nodes pull environment images from a "
+         "registry, and the container builder has none; set builder.registry"),
     ],
 )
 def test_pod_config_mistakes_name_the_key_and_the_fix(tmp_path, config, message):
