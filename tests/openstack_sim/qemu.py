@@ -13,7 +13,8 @@ The compute of the Nova simulation hands a ``VmRequest`` to ``QemuMachine``, whi
   on the kernel command line as ``ds=nocloud-net;s=URL``;
 - forwards each of ``forward_ports`` from ``address:port`` on the host to the same port of
   the guest (one 127.0.0.x address per VM, so two VMs can both serve 8888);
-- attaches each volume as a virtio disk (``/dev/vdb``, ``/dev/vdc``, ...);
+- attaches each volume as a virtio disk (``/dev/vdb``, ``/dev/vdc``, ...), its serial the
+  file's name as Nova's is the volume id (``/dev/disk/by-id/virtio-<name>``);
 - captures the serial console in ``console.log`` (kernel, init and cloud-init output).
 
 KVM is used when ``/dev/kvm`` opens and a probe guest actually runs on it (on some machines
@@ -106,6 +107,7 @@ def kernel_command_line(seed_url: str) -> str:
         [
             "console=ttyS0",
             "quiet",
+            "net.ifnames=0",
             "panic=1",
             f"ds=nocloud-net;s={seed_url}",
         ]
@@ -115,6 +117,12 @@ def kernel_command_line(seed_url: str) -> str:
 def volume_format(volume: Path) -> str:
     """qcow2 for ``*.qcow2`` volumes, raw for any other file."""
     return "qcow2" if Path(volume).suffix == ".qcow2" else "raw"
+
+
+def volume_serial(volume: Path) -> str:
+    """The disk's serial, as Nova sets a volume's id: the guest finds the volume as
+    ``/dev/disk/by-id/virtio-<serial>`` (the file's name without suffix, 20 characters)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", Path(volume).stem)[:20]
 
 
 def qemu_argv(
@@ -155,10 +163,11 @@ def qemu_argv(
         "-append",
         kernel_command_line(seed_url),
         "-drive",
-        f"file={root_disk},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+        f"file={_option(root_disk)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
     ]
     for volume in request.volumes:
-        argv += ["-drive", f"file={volume},if=virtio,format={volume_format(volume)}"]
+        argv += ["-drive", f"file={_option(volume)},if=virtio,format={volume_format(volume)},"
+                 f"serial={volume_serial(volume)}"]
     argv += [
         "-netdev",
         f"user,id=net0,net=10.0.2.0/24,host={GUEST_HOST_ADDRESS}{forwards}",
@@ -166,12 +175,19 @@ def qemu_argv(
         "virtio-net-pci,netdev=net0",
         "-device",
         "virtio-rng-pci",
+        "-chardev",
+        f"file,id=console,path={_option(console)}",
         "-serial",
-        f"file:{console}",
+        "chardev:console",
         "-monitor",
         "stdio",
     ]
     return argv
+
+
+def _option(path: Path) -> str:
+    """A path as the value of a qemu option, where a comma is written twice."""
+    return str(path).replace(",", ",,")
 
 
 def seed_documents(request: VmRequest) -> dict[str, bytes]:

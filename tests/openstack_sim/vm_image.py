@@ -16,7 +16,8 @@ a few minutes, runs as root and mounts nothing:
 Booting it (``qemu.py``) skips the boot loader and systemd: qemu loads the image's kernel
 and initrd itself, and ``INIT`` runs as process 1: it brings up the network of qemu's user
 mode (10.0.2.15, gateway and host 10.0.2.2, DNS 10.0.2.3), runs cloud-init's four stages in
-order, writing to the serial console, then reaps orphans until Ctrl-Alt-Del, on which it
+order (after udev has settled the devices), writing to the serial console, then reaps
+orphans until Ctrl-Alt-Del, on which it
 stops every process, unmounts and powers off.
 """
 
@@ -36,7 +37,7 @@ from pathlib import Path
 
 from kioskhub.spawner.pod_image import DEFAULT_MIRROR, debian_mirror, read_apt_sources
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 """Raise when the build steps change in a way the recipe's digest would not see."""
 SUITE = "bookworm"
 DEBIAN_PACKAGES = (
@@ -47,6 +48,7 @@ DEBIAN_PACKAGES = (
     "python3-venv",
     "ca-certificates",
     "iproute2",
+    "udev",
     "e2fsprogs",
     "fdisk",
     "procps",
@@ -153,6 +155,12 @@ def main():
         mount("devpts", "/dev/pts", "gid=5,mode=620")
         mount("tmpfs", "/dev/shm", "mode=1777")
         mount("tmpfs", "/run", "mode=755")
+        # udev: drivers for what qemu attached, /dev/disk/by-*, and the file system types
+        # that lsblk reports to cloud-init (without them disk_setup formats a used volume).
+        run("/usr/lib/systemd/systemd-udevd", "--daemon")
+        run("udevadm", "trigger", "--action=add", "--type=subsystems")
+        run("udevadm", "trigger", "--action=add", "--type=devices")
+        run("udevadm", "settle", "--timeout=60")
         run("modprobe", "-a", "virtio_net", "virtio_rng")
         run("ip", "link", "set", "lo", "up")
         run("ip", "link", "set", "eth0", "up")

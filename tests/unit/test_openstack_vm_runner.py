@@ -17,6 +17,7 @@ from tests.openstack_sim.qemu import (
     kernel_command_line,
     qemu_argv,
     seed_documents,
+    volume_serial,
 )
 from tests.openstack_sim.vm_image import (
     ImageBuildError,
@@ -52,13 +53,14 @@ def test_qemu_command_line(tmp_path):
         "-no-reboot", "-display", "none", "-accel", "tcg,thread=multi", "-cpu", "max",
         "-smp", "2", "-m", "2048", "-kernel", "/vm/vmlinuz", "-initrd", "/vm/initrd.img",
         "-append",
-        "console=ttyS0 quiet panic=1 ds=nocloud-net;s=http://10.0.2.2:4242/s3cret/",
+        "console=ttyS0 quiet net.ifnames=0 panic=1 ds=nocloud-net;s=http://10.0.2.2:4242/s3cret/",
         "-drive", "file=/vm/root.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-        "-drive", f"file={tmp_path}/home.raw,if=virtio,format=raw",
+        "-drive", f"file={tmp_path}/home.raw,if=virtio,format=raw,serial=home",
         "-netdev",
         "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,hostfwd=tcp:127.0.0.7:8888-:8888",
         "-device", "virtio-net-pci,netdev=net0", "-device", "virtio-rng-pci",
-        "-serial", "file:/vm/console.log", "-monitor", "stdio",
+        "-chardev", "file,id=console,path=/vm/console.log", "-serial", "chardev:console",
+        "-monitor", "stdio",
     ]
 
 
@@ -67,6 +69,23 @@ def test_kvm_uses_the_host_cpu(tmp_path):
                      initrd=Path("i"), root_disk=Path("r"), console=Path("c"), seed_url="u")
     assert argv[argv.index("-accel") + 1] == "kvm"
     assert argv[argv.index("-cpu") + 1] == "host"
+
+
+def test_volume_serials_are_safe_names():
+    volume = Path("/v/0b3e6f2a-8c1d-4e5f-9a7b-1234567890ab.raw")
+    assert volume_serial(volume) == "0b3e6f2a-8c1d-4e5f-9"
+    assert volume_serial(Path("/v/a,file=x.qcow2")) == "a-file-x"
+
+
+def test_commas_in_paths_cannot_add_drive_options(tmp_path):
+    volume = tmp_path / "v,snapshot=on,file=x.raw"
+    volume.write_bytes(b"")
+    argv = qemu_argv(make_request(tmp_path, volumes=[volume]), accelerator="tcg",
+                     kernel=Path("k"), initrd=Path("i"), root_disk=Path("/r,format=raw"),
+                     console=Path("/c,x"), seed_url="u")
+    assert f"file={tmp_path}/v,,snapshot=on,,file=x.raw,if=virtio,format=raw," in " ".join(argv)
+    assert "file=/r,,format=raw,if=virtio,format=qcow2" in " ".join(argv)
+    assert "file,id=console,path=/c,,x" in argv
 
 
 def test_seed_documents(tmp_path):
