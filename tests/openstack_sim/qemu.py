@@ -163,11 +163,17 @@ def qemu_argv(
         "-append",
         kernel_command_line(seed_url),
         "-drive",
-        f"file={_option(root_disk)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+        f"file={_option(root_disk)},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+        "-device",
+        "virtio-blk-pci,drive=root",
     ]
-    for volume in request.volumes:
-        argv += ["-drive", f"file={_option(volume)},if=virtio,format={volume_format(volume)},"
-                 f"serial={volume_serial(volume)}"]
+    for number, volume in enumerate(request.volumes, start=1):
+        argv += [
+            "-drive",
+            f"file={_option(volume)},if=none,id=volume{number},format={volume_format(volume)}",
+            "-device",
+            f"virtio-blk-pci,drive=volume{number},serial={volume_serial(volume)}",
+        ]
     argv += [
         "-netdev",
         f"user,id=net0,net=10.0.2.0/24,host={GUEST_HOST_ADDRESS}{forwards}",

@@ -54,8 +54,10 @@ def test_qemu_command_line(tmp_path):
         "-smp", "2", "-m", "2048", "-kernel", "/vm/vmlinuz", "-initrd", "/vm/initrd.img",
         "-append",
         "console=ttyS0 quiet net.ifnames=0 panic=1 ds=nocloud-net;s=http://10.0.2.2:4242/s3cret/",
-        "-drive", "file=/vm/root.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-        "-drive", f"file={tmp_path}/home.raw,if=virtio,format=raw,serial=home",
+        "-drive", "file=/vm/root.qcow2,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+        "-device", "virtio-blk-pci,drive=root",
+        "-drive", f"file={tmp_path}/home.raw,if=none,id=volume1,format=raw",
+        "-device", "virtio-blk-pci,drive=volume1,serial=home",
         "-netdev",
         "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,hostfwd=tcp:127.0.0.7:8888-:8888",
         "-device", "virtio-net-pci,netdev=net0", "-device", "virtio-rng-pci",
@@ -83,8 +85,8 @@ def test_commas_in_paths_cannot_add_drive_options(tmp_path):
     argv = qemu_argv(make_request(tmp_path, volumes=[volume]), accelerator="tcg",
                      kernel=Path("k"), initrd=Path("i"), root_disk=Path("/r,format=raw"),
                      console=Path("/c,x"), seed_url="u")
-    assert f"file={tmp_path}/v,,snapshot=on,,file=x.raw,if=virtio,format=raw," in " ".join(argv)
-    assert "file=/r,,format=raw,if=virtio,format=qcow2" in " ".join(argv)
+    assert f"file={tmp_path}/v,,snapshot=on,,file=x.raw,if=none,id=volume1,format=raw" in argv
+    assert "file=/r,,format=raw,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap" in argv
     assert "file,id=console,path=/c,,x" in argv
 
 
