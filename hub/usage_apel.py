@@ -131,6 +131,7 @@ def cloud_fields(part: MonthSlice, settings: AccountingSettings, service: str) -
         "CpuDuration": str(part.cumulative_cpu),
         "CpuCount": str(max(1, math.ceil(record.cpu_cores))),
         "Memory": str(record.memory_requested // 2**20),
+        "Disk": str(record.disk_gb) if record.disk_gb else "",
         "ImageId": record.environment_ref or record.environment,
         "CloudType": settings.cloud_type,
     }

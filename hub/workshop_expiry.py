@@ -204,28 +204,35 @@ class Expiry:
         return problems
 
     async def remove_temporary(self, removal: TemporaryRemoval) -> list[str]:
-        """The hub user, then the home (as its owner), then the system account (local)."""
-        backend = self.site.spawner.backend
-        try:
-            await self.hub.delete_user(removal.username)
-            log.info("Workshop participant %s: hub user deleted", removal.username)
-            owner = await asyncio.to_thread(temporary_home_owner, self.site, removal.username)
-            if owner is not None:
-                done = await remove_home(removal.home, owner.uid, owner.gid, shared=owner.shared)
-                log.info("Workshop participant %s: %s", removal.username, done)
-            elif await asyncio.to_thread(os.path.lexists, removal.home):
-                return [f"{removal.home} is left: its account {removal.account} is gone"]
-            if has_system_account(backend):
-                done = await remove_system_account(self.site, removal.username, removal.home)
-                log.info("Workshop participant %s: %s", removal.username, done)
-            if backend == "podman":
-                done = await remove_home_volume(self.site, removal.username)
-                log.info("Workshop participant %s: %s", removal.username, done)
-        except (HomeNotRemoved, AccountNotOurs, HomeOwnerRefused) as error:
-            return [f"{removal.username}: {error}"]
-        except Exception as error:  # noqa: BLE001 (logged, retried next round)
-            return [f"{removal.username}: {error}"]
-        return []
+        return await remove_temporary(self.site, self.hub, removal)
+
+
+async def remove_temporary(
+    site: Site, hub: HubUsers, removal: TemporaryRemoval, who: str = "Workshop participant"
+) -> list[str]:
+    """The hub user, then the home (as its owner), then the system account (local); the
+    problems (empty: all done). Also removes the gallery's temporary reviewer seats."""
+    backend = site.spawner.backend
+    try:
+        await hub.delete_user(removal.username)
+        log.info("%s %s: hub user deleted", who, removal.username)
+        owner = await asyncio.to_thread(temporary_home_owner, site, removal.username)
+        if owner is not None:
+            done = await remove_home(removal.home, owner.uid, owner.gid, shared=owner.shared)
+            log.info("%s %s: %s", who, removal.username, done)
+        elif await asyncio.to_thread(os.path.lexists, removal.home):
+            return [f"{removal.home} is left: its account {removal.account} is gone"]
+        if has_system_account(backend):
+            done = await remove_system_account(site, removal.username, removal.home)
+            log.info("%s %s: %s", who, removal.username, done)
+        if backend == "podman":
+            done = await remove_home_volume(site, removal.username)
+            log.info("%s %s: %s", who, removal.username, done)
+    except (HomeNotRemoved, AccountNotOurs, HomeOwnerRefused) as error:
+        return [f"{removal.username}: {error}"]
+    except Exception as error:  # noqa: BLE001 (logged, retried next round)
+        return [f"{removal.username}: {error}"]
+    return []
 
 
 async def remove_home_volume(site: Site, username: str) -> str:

@@ -16,7 +16,9 @@
 
 The display name is any text of 1–60 characters; it is stored and shown (escaped by the
 templates), never used in a username or path. No authenticator makes ``ws-`` users:
-``schema.site.RESERVED_PREFIXES`` refuses the prefix at every sign-in.
+``schema.site.RESERVED_PREFIXES`` refuses the prefix at every sign-in. A temporary user
+(a participant, or a gallery reviewer's ``rv-`` seat) never joins as itself, so a seat
+never enters an event's group: it joins as a new participant, as a visitor would.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.utils import url_path_join
 from tornado import web
 
+from kioskhub.hub.schema.gallery import SEAT_PREFIX
 from kioskhub.hub.schema.site import Site
 from kioskhub.hub.schema.workshops import PARTICIPANT_PREFIX
 
@@ -47,6 +50,8 @@ from .workshop_admission import (
 from .workshop_materials import pull_link
 from .workshop_roles import add_to_group
 from .workshop_store import Event, SeatsTaken
+
+TEMPORARY_PREFIXES = (PARTICIPANT_PREFIX, SEAT_PREFIX)
 
 
 class JoinBase(BaseHandler):
@@ -114,7 +119,7 @@ class JoinEventHandler(JoinBase):
 
     async def show(self, event: Event, seat=None, problem: str = "", name: str = "") -> None:
         user = self.current_user
-        lab_account = user is not None and not user.name.startswith(PARTICIPANT_PREFIX)
+        lab_account = user is not None and is_lab_account(user.name)
         html = await self.render_template(
             "join.html",
             event=event,
@@ -140,7 +145,7 @@ class JoinEventHandler(JoinBase):
         if current is not None and await self.seat_of(event, current):
             await self.go_to_materials(current, event)
             return
-        as_account = current is not None and not current.name.startswith(PARTICIPANT_PREFIX)
+        as_account = current is not None and is_lab_account(current.name)
         if as_account and self.get_argument("as_account", ""):
             name = current.name
         else:
@@ -190,6 +195,12 @@ class JoinEventHandler(JoinBase):
                 return
         pending = url_path_join(self.hub.base_url, "spawn-pending", quote(user.name, safe=""))
         self.redirect(pending + "?" + urlencode({"next": materials}))
+
+
+def is_lab_account(username: str) -> bool:
+    """Whether ``username`` may join as itself: not a temporary user (a workshop
+    participant, or a gallery reviewer's seat, which belongs to no group)."""
+    return not username.startswith(TEMPORARY_PREFIXES)
 
 
 def spawn_error_message(error: BaseException) -> str:

@@ -15,6 +15,7 @@ BACKEND_KINDS = {
     "local": frozenset({"venv", "own"}),
     "podman": frozenset({"image", "own"}),
     "kubernetes": frozenset({"image", "own"}),
+    "openstack": frozenset({"image", "own"}),
 }
 """venv: a venv on the hub's machine; own: KioskHub's own environment (in pods, the site
 image); image: a container image. Unbuilt repositories run nowhere. A local server cannot
@@ -48,7 +49,7 @@ def refusal(environment: Environment, backend: str) -> str:
     if kind == "repository":
         return f"The environment {name!r} has not been built yet. Build it first."
     runners = backends_running(kind)
-    where = " or ".join(runners)
+    where = " or ".join([", ".join(runners[:-1]), runners[-1]] if len(runners) > 2 else runners)
     return (
         f"The environment {name!r} {WHY_NOT[kind].format(backend=backend)}; it runs on "
         f"sites whose spawner.backend is {where}. Choose another environment."

@@ -12,11 +12,19 @@ KubeSpawner's own start, whose claim and pod are KioskHub's shared manifests
 traits match the model; launch links and the REST API take the same
 ``{"environment", "profile"}`` options.
 
+While KubeSpawner waits for the pod to run, the pod's status is watched: an image the
+cluster cannot pull fails the start at once, and a pod no node can take fails it just
+before the start times out, each with a message that says why and what to do
+(``kube_start_problems``), which the spawn page shows. User pods reach the hub's API at
+``pods.hub_connect_url`` (e.g. the hub's Service), when the site sets one.
+
 The cluster is reached as kubernetes_asyncio finds it: in-cluster service account, or the
 kubeconfig named by ``KUBECONFIG`` (else ``~/.kube/config``) when the hub starts.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from kubespawner import KubeSpawner
 from tornado import web
@@ -24,10 +32,22 @@ from traitlets import default
 
 from .base import SpawnBackend
 from .kube_profiles import profile_list
+from .kube_start_problems import image_problem, scheduling_problem
 from .launch_spec import ChoiceError, LaunchSpec
 from .pod_manifest import PodTarget, environment_image, home_claim_model, pod_model
 from .podman import POD_KINDS
 from .spawn_form import options_from_form as kiosk_options_from_form
+
+WATCH_INTERVAL = 0.5
+"""Seconds between looks at the starting pod's status."""
+
+
+class PodNotStarting(web.HTTPError):
+    """The pod cannot start; the message (shown on the spawn page) says why."""
+
+    def __init__(self, message: str):
+        super().__init__(500, "%s", message)
+        self.jupyterhub_message = message
 
 
 class KioskKubeSpawner(SpawnBackend, KubeSpawner):
@@ -96,8 +116,43 @@ class KioskKubeSpawner(SpawnBackend, KubeSpawner):
             raise web.HTTPError(400, "%s", str(error)) from None
 
     async def launch(self, spec: LaunchSpec):
-        self._url = await KubeSpawner.start(self)
+        started = KubeSpawner.start(self)
+        try:
+            self._url = await self._started_or_explained(started, spec)
+        finally:
+            if not started.done():
+                started.cancel()
         yield {}
+
+    async def _started_or_explained(self, started: asyncio.Future, spec: LaunchSpec) -> str:
+        """KubeSpawner's start, unless the pod shows it cannot start (PodNotStarting)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(self.start_timeout - 3, 2)
+        profile = next((p.title for p in self.site.profiles if p.name == spec.profile),
+                       spec.profile)
+        while True:
+            done, _ = await asyncio.wait({started}, timeout=WATCH_INTERVAL)
+            pod = self._starting_pod()
+            if done:
+                try:
+                    return started.result()
+                except TimeoutError:
+                    why = image_problem(pod, self.events) or scheduling_problem(pod, profile)
+                    if why:
+                        raise PodNotStarting(why) from None
+                    raise
+            why = image_problem(pod, self.events)
+            if why is None and loop.time() > deadline:
+                why = scheduling_problem(pod, profile)
+            if why:
+                raise PodNotStarting(why)
+
+    def _starting_pod(self) -> dict | None:
+        """The pod as KubeSpawner's reflector last saw it (None before it is watched)."""
+        try:
+            return self.pod_reflector.pods.get(f"{self.namespace}/{self.pod_name}")
+        except (AttributeError, KeyError):
+            return None
 
     def server_address(self):
         return self._url

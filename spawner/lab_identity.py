@@ -24,6 +24,7 @@ from typing import Any
 
 from kioskhub.hub.schema.auth import IdentitySettings
 from kioskhub.hub.schema.builder import BuilderSettings, environment_gids
+from kioskhub.hub.schema.gallery import SEAT_PREFIX
 from kioskhub.hub.schema.site import Site
 from kioskhub.hub.schema.workshops import PARTICIPANT_PREFIX
 
@@ -56,10 +57,10 @@ async def resolve_identity(
     """The identity ``username``'s server runs as under ``auth.identity``; None for the
     default ``accounts`` (a kh- account). ``auth_state`` is awaited only for claims.
 
-    Temporary workshop participants (``ws-…``) have no lab identity: they always run as a
-    kh- account of their own, whatever the source.
+    Temporary workshop participants (``ws-…``) and gallery reviewer seats (``rv-…``) have
+    no lab identity: they always run as a kh- account of their own, whatever the source.
     """
-    if username.startswith(PARTICIPANT_PREFIX):
+    if username.startswith((PARTICIPANT_PREFIX, SEAT_PREFIX)):
         return None
     settings = site.auth.identity
     reserved = reserved_ranges(site.builder)

@@ -143,6 +143,26 @@ class UsageRecorder:
             self.reserved = record
         return refusal
 
+    async def resize(self, cpu_cores: float, memory_bytes: int, disk_gb: int) -> None:
+        """The reserved record's server got this much (a VM's flavor): record that."""
+        record = self.reserved
+        if record is None:
+            return
+        self.reserved = replace(
+            record, cpu_cores=cpu_cores, memory_requested=memory_bytes, disk_gb=disk_gb
+        )
+        try:
+            await asyncio.to_thread(
+                usage_store.size_record,
+                self.path,
+                record.record_id,
+                cpu_cores,
+                memory_bytes,
+                disk_gb,
+            )
+        except (OSError, sqlite3.Error) as error:
+            log.error("Could not size the usage record of %s: %s", self.label, error)
+
     async def started(self, now: float) -> None:
         """The reserved record's server runs: count its wall time from ``now``, follow it."""
         record, self.reserved = self.reserved, None

@@ -39,7 +39,8 @@ CREATE TABLE IF NOT EXISTS usage (
     "end" REAL,
     cpu_seconds REAL NOT NULL,
     memory_peak INTEGER NOT NULL,
-    kind TEXT NOT NULL DEFAULT 'server'
+    kind TEXT NOT NULL DEFAULT 'server',
+    disk_gb INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS usage_times ON usage (start, "end");
 CREATE INDEX IF NOT EXISTS usage_open ON usage ("end") WHERE "end" IS NULL;
@@ -75,6 +76,8 @@ class UsageRecord:
     cpu_seconds: float
     memory_peak: int
     kind: str = "server"
+    disk_gb: int = 0
+    """The disk of the server's VM (its flavor's), in GB; 0 where none is its own."""
 
     @property
     def wall_seconds(self) -> float:
@@ -93,8 +96,25 @@ def new_record_id() -> str:
 
 
 def connect(path: Path) -> sqlite3.Connection:
-    """Open the store, creating it root-only (0600) without following a symlink."""
-    return connect_root_only(path, SCHEMA)
+    """Open the store, creating it root-only (0600) without following a symlink; a store
+    of an earlier version gets the columns added since."""
+    db = connect_root_only(path, SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+    if "disk_gb" not in columns:
+        db.execute("ALTER TABLE usage ADD COLUMN disk_gb INTEGER NOT NULL DEFAULT 0")
+    return db
+
+
+def size_record(
+    path: Path, record_id: str, cpu_cores: float, memory_requested: int, disk_gb: int
+) -> None:
+    """Record what an open record's server really got (a VM's flavor)."""
+    with closing(connect(path)) as db:
+        db.execute(
+            "UPDATE usage SET cpu_cores = ?, memory_requested = ?, disk_gb = ? "
+            'WHERE record_id = ? AND "end" IS NULL',
+            (cpu_cores, memory_requested, disk_gb, record_id),
+        )
 
 
 def connect_root_only(path: Path, schema: str) -> sqlite3.Connection:

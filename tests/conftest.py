@@ -74,3 +74,16 @@ def oidc_provider_factory():
     for provider in started:
         stop_oidc_provider(provider)
         shutil.rmtree(provider.log.parent, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def keystone():
+    """A real Keystone on loopback: the lab's project, KioskHub's user and its application
+    credential (``tests/support/keystone.py``); one for the whole run."""
+    from tests.support.keystone import start_keystone
+
+    folder = open_folder("keystone")
+    started = start_keystone(folder)
+    yield started
+    started.stop()
+    shutil.rmtree(folder, ignore_errors=True)

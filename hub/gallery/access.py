@@ -3,24 +3,35 @@
 An entry's ``visibility`` is ``draft`` (its author only), ``group:<name>`` (members of that
 group, which the author belongs to) or ``site`` (every signed-in user). Admins read and
 manage everything. A reviewer link grants reading one entry, without an account, while it
-is neither expired nor revoked; it never grants changes. Whoever may not read an entry is
-told it does not exist (404); an expired or revoked link says so (410).
+is neither expired nor revoked; it never grants changes. A temporary reviewer seat
+(``seats``) is a hub user that reads only its link's entry, and changes nothing. Whoever
+may not read an entry is told it does not exist (404); an expired or revoked link says so
+(410).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .seats import SeatGrant
+
 DRAFT, SITE, GROUP_PREFIX = "draft", "site", "group:"
 
 
 @dataclass(frozen=True)
 class Viewer:
-    """A signed-in hub user, with their groups and admin flag as the hub reports them."""
+    """A signed-in hub user, with their groups and admin flag as the hub reports them;
+    ``seat``: what a temporary reviewer seat may read (None for everyone else)."""
 
     name: str
     groups: frozenset[str] = frozenset()
     admin: bool = False
+    seat: SeatGrant | None = None
+
+    @property
+    def shows_author(self) -> bool:
+        """Whether the author's name may be shown: not to a seat of an anonymous link."""
+        return self.seat is None or not self.seat.anonymous
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,8 @@ def check_visibility(viewer: Viewer, visibility: str) -> str:
 
 def can_read(entry: Entry, viewer: Viewer) -> bool:
     """Whether the signed-in ``viewer`` may read ``entry`` (every version and file of it)."""
+    if viewer.seat is not None:
+        return entry.entry_id == viewer.seat.entry_id
     if viewer.admin or viewer.name == entry.author:
         return True
     if entry.visibility == SITE:
@@ -83,6 +96,8 @@ def can_read(entry: Entry, viewer: Viewer) -> bool:
 
 def can_manage(entry: Entry, viewer: Viewer) -> bool:
     """Publish versions, change visibility, make and revoke links: the author or an admin."""
+    if viewer.seat is not None:
+        return False
     return viewer.admin or viewer.name == entry.author
 
 

@@ -21,6 +21,7 @@ from .reading import (
     get_version,
     send_notebook,
     send_version_file,
+    served_version,
     version_model,
     version_numbers,
 )
@@ -113,21 +114,21 @@ class VersionsHandler(EntryReplies):
 
 
 class VersionHandler(GalleryHandler):
-    @requires("read")
+    @requires("read", seats=True)
     async def get(self, viewer: Viewer, entry: EntryRow, number: str):
         version = await get_version(self.state, entry, int(number))
         base = f"{self.prefix}api/entries/{entry.entry_id}/"
-        self.send(version_model(version, base, show_author=True))
+        self.send(await served_version(self.state, entry, version, base, viewer.shows_author))
 
 
 class NotebookHandler(GalleryHandler):
-    @requires("read")
+    @requires("read", seats=True)
     async def get(self, viewer: Viewer, entry: EntryRow, number: str):
-        await send_notebook(self, self.state, entry, int(number), show_author=True)
+        await send_notebook(self, self.state, entry, int(number), show_author=viewer.shows_author)
 
 
 class FileHandler(GalleryHandler):
-    @requires("read")
+    @requires("read", seats=True)
     async def get(self, viewer: Viewer, entry: EntryRow, number: str, name: str):
         await send_version_file(self, self.state, entry, int(number), name)
 

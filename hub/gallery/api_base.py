@@ -8,6 +8,9 @@ Handler methods declare who may call them with ``@requires(...)``:
   an entry that does not exist;
 - ``"manage"``: its author or an admin (``access.can_manage``); others who may read it get 403.
 
+A temporary reviewer seat (``seats``) gets 403 from every method but the few declared
+``@requires("read", seats=True)``: those that copy its one entry into its server.
+
 Reviewer links (``review``) resolve their own access and never reach ``requires``.
 """
 
@@ -18,6 +21,7 @@ import functools
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,17 +29,19 @@ from urllib.parse import quote
 
 from tornado import web
 
+from kioskhub.hub.schema.gallery import SEAT_PREFIX
 from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.catalog_db import Catalog
 from kioskhub.image_builder.request_body import LimitedBody
 from kioskhub.image_builder.service_auth import TokenOrCookie
 from kioskhub.image_builder.user_gitlab_credentials import hub_user_model
 
-from . import store
-from .access import LinkUnusable, Viewer, can_manage, can_read
+from . import seats_store, store
+from .access import LinkUnusable, Viewer, can_manage, can_read, check_link
 from .pinning import NoRunningServer
 from .publish_request import BadRequest
 from .reexec_hub_api import REEXECUTION_USER
+from .seats import SeatGrant
 
 PAGE_POLICY = (
     "default-src 'none'; style-src 'self' 'unsafe-inline'; img-src 'self'; frame-src 'self'; "
@@ -71,8 +77,16 @@ class GalleryState:
         return await asyncio.to_thread(function, self.database, *args)
 
 
-def requires(permission: str):
-    """Declare who may call a handler method: 'user', 'read' or 'manage' (module doc).
+SEAT_REFUSAL = (
+    "a temporary reviewer seat only copies the entry of its reviewer link into its server: "
+    "it does not publish, comment, list or read other entries. Read the entry through your "
+    "reviewer link."
+)
+
+
+def requires(permission: str, *, seats: bool = False):
+    """Declare who may call a handler method: 'user', 'read' or 'manage' (module doc);
+    ``seats``: a temporary reviewer seat may call it too (only 'read' methods).
 
     'read' and 'manage' methods receive ``(viewer, entry, *rest)``; 'user' ones ``(viewer,)``.
     """
@@ -81,6 +95,8 @@ def requires(permission: str):
         @functools.wraps(method)
         async def wrapper(self: GalleryHandler, *args):
             viewer = await self.viewer()
+            if viewer.seat is not None and not (seats and permission == "read"):
+                raise web.HTTPError(403, SEAT_REFUSAL)
             if permission == "user":
                 return await method(self, viewer, *args)
             entry = await self.state.call(store.get_entry, int(args[0]))
@@ -91,6 +107,7 @@ def requires(permission: str):
             return await method(self, viewer, entry, *args[1:])
 
         wrapper.permission = permission
+        wrapper.seats = seats
         return wrapper
 
     return decorate
@@ -170,8 +187,23 @@ class GalleryHandler(TokenOrCookie, SafeHeaders):
             # The notebooks it runs are untrusted: they may not publish, comment or read
             # under its name.
             raise web.HTTPError(403, "the re-execution server does not use the gallery")
+        if model["name"].startswith(SEAT_PREFIX):
+            return await self.seat_viewer(model["name"])
         user = await hub_user_model(self.hub_auth, model["name"])
         return Viewer(model["name"], frozenset(user.get("groups") or ()), bool(user.get("admin")))
+
+    async def seat_viewer(self, name: str) -> Viewer:
+        """A temporary seat, while it lasts and its link is in force (410 otherwise)."""
+        now = time.time()
+        seat = await self.state.call(seats_store.live_seat, name, now)
+        if seat is None:
+            raise web.HTTPError(410, "this temporary seat has ended")
+        link = await self.state.call(store.link_by_id, seat.link_id)
+        if link is None:
+            raise web.HTTPError(410, "the reviewer link of this seat is gone")
+        check_link(link, seat.entry_id, now)
+        grant = SeatGrant(seat.entry_id, seat.link_id, link.anonymous)
+        return Viewer(name, frozenset(), False, seat=grant)
 
 
 def body_limit(site: Site) -> int:

@@ -6,7 +6,10 @@ names, admin flags and groups (``read:users:name``, ``read:users:groups``: who m
 and servers (``read:servers``: the ``user_options`` of an author's running server, which pin
 a version's environment), and it starts, uses and stops the one server that re-executes
 versions (``custom:gallery:reexecute``, ``access:servers!user=gallery-run``:
-``reexec_hub_api``); nothing else. Every user may access the service
+``reexec_hub_api``), and asks the hub to remove temporary reviewer seats past their end
+(``custom:gallery:seats``: ``seats_hub``, which removes only ``rv-`` seats the gallery's
+database says ended); nothing else. The hub serves the seat page ``/hub/gallery-seat/…``.
+Every user may access the service
 (``access:services!service=gallery``), which decides per handler what each may do
 (``access``). Every hub page links it ("Gallery" in the navigation bar).
 """
@@ -20,6 +23,7 @@ from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.hub_service import SITE_VARIABLE, site_json
 
 from .reexec_hub_api import REEXECUTE_SCOPE, REEXECUTION_USER, reexecution_hub_routes
+from .seats_hub import SEATS_SCOPE, seat_hub_routes
 
 SERVICE_NAME = "gallery"
 SERVICE_PREFIX = f"/services/{SERVICE_NAME}/"
@@ -30,6 +34,7 @@ SERVICE_SCOPES = [
     "read:servers",
     REEXECUTE_SCOPE,
     f"access:servers!user={REEXECUTION_USER}",
+    SEATS_SCOPE,
 ]
 
 
@@ -55,7 +60,8 @@ def gallery_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
                 {
                     "name": "kioskhub-gallery",
                     "description": "The review gallery: who a user is, their groups, their "
-                    "servers' options; starts, uses and stops the re-execution server",
+                    "servers' options; starts, uses and stops the re-execution server; "
+                    "removes temporary reviewer seats that ended",
                     "services": [SERVICE_NAME],
                     "scopes": SERVICE_SCOPES,
                 },
@@ -63,9 +69,12 @@ def gallery_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
             "custom_scopes": {
                 REEXECUTE_SCOPE: {
                     "description": "Start and stop the server that re-executes gallery versions"
-                }
+                },
+                SEATS_SCOPE: {
+                    "description": "Remove the gallery's temporary reviewer seats that ended"
+                },
             },
-            "extra_handlers": reexecution_hub_routes(site),
+            "extra_handlers": reexecution_hub_routes(site) + seat_hub_routes(site),
             "template_vars": {"kh_gallery_url": SERVICE_PREFIX},
         },
         "KioskSpawner": {"server_token_scopes": [*SERVER_SCOPES, ACCESS_SCOPE]},

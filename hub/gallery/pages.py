@@ -25,6 +25,7 @@ from .reading import get_version
 from .reexec_store import reexecution_model
 from .reproduce_build import reproduce_panel
 from .search import page_of, query_from
+from .seats_offer import SeatOffer
 from .store import EntryRow
 from .threads_access import Actor
 from .threads_work import page_threads
@@ -66,11 +67,13 @@ async def render_entry_page(
     threads: dict | None = None,
     can_reexecute: bool = False,
     open_action: str | None = None,
+    seat: SeatOffer | None = None,
 ) -> None:
     """Version ``number`` of ``entry``: texts, pinning, files, versions, the render frame,
     its review threads (``threads_work.page_threads``) and, for signed-in readers
     (``open_action``: where the "Open in my server" form posts), reproducing it; a
-    reviewer link's page says why it cannot be opened here. The re-execution report, and
+    reviewer link's page offers a temporary seat (``seat``, ``seats_offer``) or says why it
+    cannot be opened here. The re-execution report, and
     the form that asks for one when ``can_reexecute`` (its author or an admin)."""
     version = await get_version(state, entry, number)
     versions = await state.call(store.versions, entry.entry_id)
@@ -94,6 +97,7 @@ async def render_entry_page(
             can_reexecute=can_reexecute,
             badges={number: badge for (_, number), badge in badges.items()},
             reproduce=reproduce,
+            seat=seat,
             xsrf=getattr(handler, "xsrf_token", b"").decode(),
         )
     )

@@ -5,6 +5,7 @@ Through an anonymous link, the author is left out of all three (``anonymous``)."
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from typing import Any
 
@@ -45,6 +46,21 @@ def version_model(version: dict[str, Any], base: str, *, show_author: bool) -> d
             "files": {f["name"]: f"{files}files/{f['name']}" for f in version["manifest"]["files"]},
         }
     }
+
+
+async def served_version(
+    state: GalleryState, entry: EntryRow, version: dict[str, Any], base: str, show_author: bool
+) -> dict[str, Any]:
+    """``version_model``, whose notebook size and sha256 are those of the notebook as
+    served: without author fields when ``show_author`` is false, so that a copy checked
+    against the record (``extensions.gallery_fetch``) matches what it downloads."""
+    model = version_model(version, base, show_author=show_author)
+    if show_author:
+        return model
+    data = await notebook_of(state, entry, version["number"], show_author=False)
+    notebook = {**model["manifest"]["notebook"], "size": len(data)}
+    notebook["sha256"] = hashlib.sha256(data).hexdigest()
+    return model | {"manifest": {**model["manifest"], "notebook": notebook}}
 
 
 async def get_version(state: GalleryState, entry: EntryRow, number: int) -> dict[str, Any]:

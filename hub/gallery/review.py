@@ -22,9 +22,10 @@ from .reading import (
     get_version,
     send_notebook,
     send_version_file,
-    version_model,
+    served_version,
     version_numbers,
 )
+from .seats_offer import seat_offer
 from .store import EntryRow
 from .threads_access import Actor
 from .threads_work import page_threads
@@ -67,10 +68,12 @@ class ReviewPageHandler(LinkXsrf, ReviewHandler):
             xsrf=self.xsrf_token,
             action=f"{base}versions/{number}/threads",
         )
+        version = await get_version(self.state, entry, number)
+        seat = await seat_offer(self.state, link, version, f"{base}v{number}/seat")
         await render_entry_page(
             self, self.state, entry, number,
             urls=EntryUrls(page=base, api=base, render=f"{base}render/"),
-            show_author=shows_author(link), threads=threads,
+            show_author=shows_author(link), threads=threads, seat=seat,
         )  # fmt: skip
 
     def write_error(self, status_code: int, **kwargs) -> None:
@@ -81,7 +84,8 @@ class ReviewVersionHandler(ReviewHandler):
     async def get(self, secret: str, number: str):
         entry, link = await self.opened(secret)
         version = await get_version(self.state, entry, int(number))
-        self.send(version_model(version, self.base(secret), show_author=shows_author(link)))
+        base = self.base(secret)
+        self.send(await served_version(self.state, entry, version, base, shows_author(link)))
 
 
 class ReviewEntryHandler(ReviewHandler):

@@ -3,7 +3,8 @@
 On start it creates its database (``<state_dir>/gallery.sqlite``, 0600) and version folder
 (``<state_dir>/gallery/``, 0700), opens the build catalog read-only when builds are on, and
 serves the REST API, the pages and reviewer links below its prefix
-(``/services/gallery/``), and re-executes queued versions one at a time (``reexec_run``).
+(``/services/gallery/``), re-executes queued versions one at a time (``reexec_run``) and
+ends temporary reviewer seats past their end (``seats_expiry``).
 It keeps no state in the process beyond a lock that numbers versions one at a time; the
 re-execution queue is in the database.
 """
@@ -23,7 +24,7 @@ from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder.service_main import run_service, until_stopped
 from kioskhub.image_builder.spawn_catalog import open_reader
 
-from . import reexec_store, store, threads_store
+from . import reexec_store, seats_store, store, threads_store
 from .api import api_routes
 from .api_base import GalleryState, body_limit, without_secrets
 from .export_api import export_routes
@@ -34,6 +35,8 @@ from .reexec_run import Reexecutions, hub_calls
 from .render_pages import render_routes
 from .reproduce_pages import reproduce_routes
 from .review import review_routes
+from .seats_expiry import seat_expiry_loop
+from .seats_pages import seat_routes
 from .threads_api import thread_routes
 from .version_files import make_root
 
@@ -46,6 +49,7 @@ def open_state(site: Site) -> GalleryState:
     database = store.database(state_dir)
     store.open_database(database)
     threads_store.create_tables(database)
+    seats_store.create_tables(database)
     reexec_store.create_table(database)
     return GalleryState(site, database, make_root(state_dir), open_reader(site))
 
@@ -65,6 +69,7 @@ def make_app(state: GalleryState, prefix: str, runs: Reexecutions) -> web.Applic
         api_routes(prefix, {"state": state})
         + reexecution_routes(prefix, state, runs)
         + review_routes(prefix, state)
+        + seat_routes(prefix, state)
         + export_routes(prefix, state)
         + thread_routes(prefix, state)
         + render_routes(prefix, state)
@@ -84,6 +89,7 @@ async def serve(site: Site) -> None:
     state = await asyncio.to_thread(open_state, site)
     runs = Reexecutions(state, hub_calls(max_body=2 * body_limit(site)))
     running = asyncio.ensure_future(runs.loop())
+    seats = asyncio.ensure_future(seat_expiry_loop(state, hub_calls(max_body=2**20)))
     server = make_app(state, prefix, runs).listen(
         url.port or site.gallery.port, url.hostname or "127.0.0.1", max_body_size=body_limit(site)
     )
@@ -91,6 +97,7 @@ async def serve(site: Site) -> None:
     await until_stopped()
     server.stop()
     running.cancel()
+    seats.cancel()
     if state.catalog is not None:
         state.catalog.close()
 

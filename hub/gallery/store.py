@@ -230,7 +230,7 @@ def create_link(
     return cursor.lastrowid
 
 
-def _link(row: sqlite3.Row) -> ReviewerLink:
+def link_of_row(row: sqlite3.Row) -> ReviewerLink:
     return ReviewerLink(
         row["id"], row["entry_id"], row["expires"], row["revoked"], bool(row["anonymous"])
     )
@@ -241,7 +241,13 @@ def link_by_secret(path: Path, secret: str) -> ReviewerLink | None:
         row = db.execute(
             "SELECT * FROM links WHERE secret_sha256 = ?", (secret_hash(secret),)
         ).fetchone()
-    return _link(row) if row else None
+    return link_of_row(row) if row else None
+
+
+def link_by_id(path: Path, link_id: int) -> ReviewerLink | None:
+    with transaction(path) as db:
+        row = db.execute("SELECT * FROM links WHERE id = ?", (link_id,)).fetchone()
+    return link_of_row(row) if row else None
 
 
 def links(path: Path, entry_id: int) -> list[dict[str, Any]]:

@@ -6,7 +6,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from .paths import ConfigPath
 from .section import Section
@@ -37,6 +44,9 @@ def parse_bytes(value: object) -> object:
 
 ByteSize = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)]
 """A memory size in bytes; the config may write it as 512M, 2G, 4GiB."""
+
+BackendName = Literal["local", "podman", "kubernetes", "openstack"]
+"""Where user servers run (``spawner.backend``)."""
 
 Name = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$")]
 """A short identifier used in URLs, launch links and the API."""
@@ -156,6 +166,20 @@ class ResourceProfile(Choice):
         "pids.max): a fork bomb in a notebook stops there instead of taking the machine. "
         "Each kernel and Dask worker needs a few dozen.",
     )
+    backends: tuple[BackendName, ...] = Field(
+        (),
+        description="Cloud bursting: the backends this profile's servers start on, in order "
+        "(e.g. [local, openstack]); a server starts on the first that has room for it (the "
+        "quotas, the machine's free cores, memory and GPUs, the cloud's quota) and the user "
+        "is told where it runs. Empty: spawner.backend alone.",
+    )
+
+    @field_validator("backends")
+    @classmethod
+    def _distinct_backends(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"a backend is listed twice: {', '.join(value)}")
+        return value
 
 
 DEFAULT_ENVIRONMENT = Environment(

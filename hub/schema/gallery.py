@@ -12,6 +12,32 @@ from pydantic import Field
 from .section import Section
 
 MIB = 2**20
+SEAT_PREFIX = "rv-"
+"""Hub usernames of temporary reviewer seats (``rv-<10 hex digits>``): made by the hub's
+seat page alone, never by a sign-in (``site.RESERVED_PREFIXES``)."""
+
+
+class ReviewerSeats(Section):
+    enabled: bool = Field(
+        False,
+        description='Offer "Open in a temporary seat" to reviewers who came by a reviewer '
+        "link without a lab account: a temporary hub user, signed in by the link alone, whose "
+        "server runs the version's pinned environment with its files. Off: the reviewer's "
+        "page says to ask the author for an account or download the RO-Crate.",
+    )
+    hours: int = Field(
+        24,
+        ge=1,
+        le=720,
+        description="How long a seat lasts, in hours (never past its reviewer link's expiry); "
+        "then its server stops and its user, home and system account are removed.",
+    )
+    per_link: int = Field(
+        5, ge=1, le=1000, description="Most seats one reviewer link has at a time."
+    )
+    site_limit: int = Field(
+        20, ge=1, le=10000, description="Most seats the whole site has at a time."
+    )
 
 
 class GallerySettings(Section):
@@ -36,6 +62,10 @@ class GallerySettings(Section):
     anonymous_review: bool = Field(
         True,
         description="Authors may hide their name from reviewers who come by a reviewer link.",
+    )
+    reviewer_seats: ReviewerSeats = Field(
+        ReviewerSeats(),
+        description="Temporary seats for reviewers without a lab account (off by default).",
     )
     port: int = Field(
         8092, ge=1, le=65535, description="Port on 127.0.0.1 of the gallery service."

@@ -156,6 +156,13 @@ class PodSettings(Section):
         "registry's TLS is verified. Kubernetes nodes take this from their container "
         "runtime's own registry settings.",
     )
+    hub_connect_url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s:]+(:\d{1,5})?/?$",
+        description="kubernetes: the URL at which user pods reach the hub's API (scheme, "
+        "host, port), e.g. the hub's Service, http://hub.kioskhub.svc:8081; empty: the "
+        "hub's own address. podman pods reach the hub's loopback by themselves.",
+    )
 
     @field_validator("insecure_registries")
     @classmethod

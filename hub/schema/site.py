@@ -17,11 +17,19 @@ from pydantic import Field, field_validator, model_validator
 from .accounting import AccountingSettings
 from .auth import AuthSettings
 from .builder import BuilderSettings
-from .choices import DEFAULT_ENVIRONMENT, DEFAULT_PROFILE, Environment, ResourceProfile
+from .choices import (
+    DEFAULT_ENVIRONMENT,
+    DEFAULT_PROFILE,
+    BackendName,
+    ByteSize,
+    Environment,
+    ResourceProfile,
+)
 from .culling import CullingSettings, unknown_culling_profiles
 from .dask import DaskSettings, unknown_dask_profiles
-from .gallery import GallerySettings
+from .gallery import SEAT_PREFIX, GallerySettings
 from .gitlab import GitLabSettings
+from .openstack import OpenStackSettings, openstack_problems
 from .paths import ConfigPath
 from .pods import PodSettings, pod_settings_problems
 from .quotas import QuotaSettings, quota_problems
@@ -96,9 +104,10 @@ RESERVED_USERNAMES = frozenset(
 """Usernames no hub user may have: every account or service name KioskHub uses and the
 usual system accounts, so that a username never means anything but that user."""
 
-RESERVED_PREFIXES = ("kh-", "systemd-", "_", PARTICIPANT_PREFIX)
-"""Names that look like KioskHub's system accounts (kh-ada is ada's), a system service's, or
-a temporary workshop participant's (made by the join page alone, never by a sign-in)."""
+RESERVED_PREFIXES = ("kh-", "systemd-", "_", PARTICIPANT_PREFIX, SEAT_PREFIX)
+"""Names that look like KioskHub's system accounts (kh-ada is ada's), a system service's, a
+temporary workshop participant's (made by the join page alone, never by a sign-in) or a
+gallery reviewer's temporary seat (made by the hub's seat page alone)."""
 
 
 def check_username(name: str, reserved: frozenset[str] = RESERVED_USERNAMES) -> str:
@@ -168,11 +177,13 @@ class HubSettings(Section):
 
 
 class SpawnerSettings(Section):
-    backend: Literal["local", "podman", "kubernetes"] = Field(
+    backend: BackendName = Field(
         "local",
         description="Where user servers run. 'local': processes on this machine; 'podman': "
-        "container pods on this machine; 'kubernetes': pods in a cluster (KubeSpawner). "
-        "Both pod backends run the same Pod manifest (see pods).",
+        "container pods on this machine; 'kubernetes': pods in a cluster (KubeSpawner); "
+        "'openstack': a virtual machine each (see openstack). Both pod backends run the "
+        "same Pod manifest (see pods). A profile's `backends` may list several, in order "
+        "(cloud bursting).",
     )
     default_url: str = Field("/lab", description="Where a user lands in their server.")
     start_timeout: int = Field(
@@ -186,6 +197,18 @@ class SpawnerSettings(Section):
         description="system-users: each hub user runs as a system account of their own "
         "(needs root); shared-account: every server runs as the hub's own account, with no "
         "isolation between users; auto: system-users when the hub runs as root.",
+    )
+    local_cpu: float | None = Field(
+        None,
+        gt=0,
+        description="Cloud bursting: the CPU cores that servers on this machine (local and "
+        "podman backends) may take together; a profile that lists backends starts on the "
+        "next one when this is used up. Empty: the machine's cores.",
+    )
+    local_memory: ByteSize | None = Field(
+        None,
+        description="Cloud bursting: the memory servers on this machine may take together, "
+        "e.g. 64G. Empty: the machine's memory.",
     )
     system_user_prefix: str = Field(
         "kh-",
@@ -312,6 +335,12 @@ class Site(Section):
         description="The review gallery: notebooks published from JupyterLab, pinned to "
         "their environment, commit and data, for review and reproduction.",
     )
+    openstack: OpenStackSettings = Field(
+        OpenStackSettings(),
+        description="User servers as OpenStack virtual machines (spawner.backend openstack, "
+        "or a profile that bursts to it): the cloud, network, security group, images, "
+        "flavors and home volumes.",
+    )
     quotas: QuotaSettings = Field(
         QuotaSettings(),
         description="Limits on servers, cores, memory and GPUs per user and per group, "
@@ -377,12 +406,28 @@ class Site(Section):
         )
         if problems:
             raise ValueError("; ".join(problems))
+        problems = openstack_problems(
+            self.openstack,
+            [p.name for p in self.profiles if "openstack" in self.profile_backends(p)],
+            [p.name for p in self.profiles],
+            [e.name for e in self.environments],
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
         problems = quota_problems(
             self.quotas, self.accounting.enabled, self.profiles, check_username
         )
         if problems:
             raise ValueError("\n  ".join(problems))
         return self
+
+    def profile_backends(self, profile: ResourceProfile) -> tuple[str, ...]:
+        """The backends ``profile``'s servers may start on, in order of preference."""
+        return profile.backends or (self.spawner.backend,)
+
+    def bursts(self) -> bool:
+        """Whether any profile lists backends of its own (cloud bursting)."""
+        return any(profile.backends for profile in self.profiles)
 
     def pull_insecure_registries(self) -> tuple[str, ...]:
         """Registries pods pull from without TLS: ``pods.insecure_registries``, and the

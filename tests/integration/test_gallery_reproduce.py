@@ -4,7 +4,8 @@ version into ``~/gallery/<entry>/v1/``, owned by his account, byte for byte; a s
 reuses the running server and the copy, a changed copy is kept and the next goes beside it;
 a file name made hostile in the gallery's database is refused with nothing written; a reader
 who may not read an entry gets 404; a server running another environment is left running,
-saying so; a reviewer link's page says why it cannot be opened there."""
+saying so; a reviewer link's page says why it cannot be opened there, and with temporary
+seats off (the default) neither the gallery nor the hub makes one."""
 
 from __future__ import annotations
 
@@ -182,3 +183,16 @@ def test_bob_opens_adas_version_in_his_server(site):
         r"or download the RO-Crate\.",
         reviewer.text,
     )
+    # Temporary seats are off at this site (the default): no seat, however asked.
+    assert 'id="kh-gallery-seat"' not in reviewer.text
+    token = TOKEN.search(reviewer.text).group(1)
+    cookies = reviewer.cookies
+    seat = requests.post(
+        f"{hub.url}{link}/v1/seat", data={"_xsrf": token}, cookies=cookies,
+        allow_redirects=False, timeout=30,
+    )  # fmt: skip
+    assert seat.status_code == 404, seat.text[-2000:]
+    assert "this site offers no temporary seats: ask the author for a lab account" in seat.text
+    hub_page = requests.get(f"{hub.url}/hub/gallery-seat/{'x' * 43}", timeout=30)
+    assert hub_page.status_code == 404
+    assert "This site offers no temporary seats" in hub_page.text

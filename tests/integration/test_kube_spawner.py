@@ -2,28 +2,41 @@
 
 KubeSpawner runs unchanged: it creates the home claim and the pod through kubernetes_asyncio,
 follows them with its watch-based reflectors, reports progress from events, polls the pod's
-phase and deletes it on stop. The tests check what reached the API (the shared Pod manifest),
-the phases and events the cluster went through, and KioskHub's choices (profiles generated
-from the site config, gated by groups).
+phase and deletes it on stop. The simulation's kubelet runs each pod with podman (the site
+base image), so the phases, addresses and exit codes are a real container's. The tests check
+what reached the API (the shared Pod manifest), the phases and events the cluster went
+through, KioskHub's choices (profiles generated from the site config, gated by groups), and
+the messages a start that cannot succeed ends with (an image that cannot be pulled, a pod
+no node can take). Most pods run a stand-in for the server (``IDLE``): these tests are about
+the pod's life, and ``test_kube_hub`` runs JupyterLab itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+from itertools import groupby
 
 import pytest
 from tornado import web
 
 from kioskhub.hub.schema.site import Site
-from kioskhub.spawner.kube import KioskKubeSpawner
+from kioskhub.spawner.kube import KioskKubeSpawner, PodNotStarting
 from kioskhub.spawner.pod_manifest import to_dict
 from tests.kube_sim import KubernetesSimulation
 from tests.support.kube_cluster import kube_spawner, use_kubeconfig
+from tests.support.podman import build_base_image, pods_with_label
 
 pytestmark = pytest.mark.integration
 
 NAMESPACE = "kioskhub"
-IMAGE = "quay.io/jupyter/base-notebook:2024-10-07"
+UNPULLABLE = "localhost/kube-sim-not-here:1"
+IDLE = ["python3", "-c", "import signal; signal.pause()"]
+"""A server that only waits: the container runs until it is stopped or killed."""
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    return build_base_image().image
 
 
 @pytest.fixture
@@ -35,14 +48,14 @@ def cluster(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def site(tmp_path) -> Site:
+def site(tmp_path, image) -> Site:
     (tmp_path / "data").mkdir()
     return Site.model_validate(
         {
             "spawner": {"backend": "kubernetes"},
             "environments": [
                 {"name": "default", "display_name": "Python 3", "default": True},
-                {"name": "root", "kind": "image", "image": "rocker/r-ver:4.4"},
+                {"name": "root", "kind": "image", "image": UNPULLABLE},
             ],
             "profiles": [
                 {"name": "small", "cpu": 0.5, "memory": "1Gi", "default": True},
@@ -53,11 +66,11 @@ def site(tmp_path) -> Site:
             "data_mounts": [{"name": "data", "source": str(tmp_path / "data"),
                              "mount_path": "/data"}],
             "pods": {
-                "image": IMAGE,
+                "image": image,
                 "namespace": NAMESPACE,
                 "home": {"storage_class": "standard", "capacity": "5Gi"},
-                "data_volumes": [{"mount": "data", "type": "nfs", "server": "nfs.lab.org",
-                                  "path": "/export/data"}],
+                "data_volumes": [{"mount": "data", "type": "hostPath",
+                                  "path": str(tmp_path / "data")}],
                 "profiles": [
                     {"name": "gpu",
                      "node_selector": {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
@@ -79,6 +92,14 @@ def run(scenario):
             await KioskKubeSpawner._stop_all_reflectors()
 
     return asyncio.run(main())
+
+
+UNBOUND = "pod has unbound immediate PersistentVolumeClaims"
+
+
+def without_unbound_claims(seen: list) -> list:
+    """``seen`` (messages or events) without the scheduler's wait for the home claim."""
+    return [item for item in seen if UNBOUND not in item]
 
 
 async def start_with_progress(spawner) -> tuple[str, list[str]]:
@@ -104,7 +125,7 @@ async def wait_for(condition, timeout: float = 10):
     return result
 
 
-def test_start_poll_stop_runs_the_shared_manifest_through_the_api(cluster, site):
+def test_start_poll_stop_runs_the_shared_manifest_through_the_api(cluster, site, image, tmp_path):
     async def scenario():
         spawner = kube_spawner(site, "ada", options={"environment": "default", "profile": "small"})
         url, progress = await start_with_progress(spawner)
@@ -119,28 +140,28 @@ def test_start_poll_stop_runs_the_shared_manifest_through_the_api(cluster, site)
     assert url.startswith("http://127.244.0.") and url.endswith(":8888")
     assert running is None
     assert after_stop == 1
-    assert [m.split(" ", 2)[2] for m in progress] == [
+    # The claim's volume may still be provisioned when the scheduler first looks at the pod.
+    assert without_unbound_claims([m.split(" ", 2)[2] for m in progress]) == [
         f"Successfully assigned {NAMESPACE}/jupyter-ada to sim-cpu-1",
-        f'Pulling image "{IMAGE}"',
-        f'Successfully pulled image "{IMAGE}" in 1.2s',
+        f'Container image "{image}" already present on machine',
         "Created container notebook",
         "Started container notebook",
     ]
-    assert cluster.events_for("jupyter-ada", NAMESPACE) == [
+    events = cluster.events_for("jupyter-ada", NAMESPACE)
+    assert without_unbound_claims(events) == [
         ("Normal", "Scheduled", f"Successfully assigned {NAMESPACE}/jupyter-ada to sim-cpu-1"),
-        ("Normal", "Pulling", f'Pulling image "{IMAGE}"'),
-        ("Normal", "Pulled", f'Successfully pulled image "{IMAGE}" in 1.2s'),
+        ("Normal", "Pulled", f'Container image "{image}" already present on machine'),
         ("Normal", "Created", "Created container notebook"),
         ("Normal", "Started", "Started container notebook"),
         ("Normal", "Killing", "Stopping container notebook"),
     ]
-    assert cluster.watch_history("pods", "jupyter-ada") == [
+    assert [change for change, _ in groupby(cluster.watch_history("pods", "jupyter-ada"))] == [
         ("ADDED", "Pending"),
         ("MODIFIED", "Pending"),
         ("MODIFIED", "Running"),
-        ("MODIFIED", "Running"),
         ("DELETED", "Running"),
     ]
+    assert "jupyter-ada" not in pods_in_podman(cluster)
     assert "jupyter-ada" not in cluster.objects("pods", NAMESPACE)
     claim = cluster.objects("persistentvolumeclaims", NAMESPACE)["claim-ada"]
     assert claim["status"]["phase"] == "Bound"
@@ -158,7 +179,7 @@ def test_start_poll_stop_runs_the_shared_manifest_through_the_api(cluster, site)
     assert cluster.warnings == []
     container = sent["spec"]["containers"][0]
     env = {item["name"]: item["value"] for item in container["env"]}
-    assert container["image"] == IMAGE
+    assert container["image"] == image
     assert container["args"] == ["jupyterhub-singleuser"]
     assert container["resources"] == {
         "limits": {"cpu": "500m", "memory": "1Gi"},
@@ -168,8 +189,7 @@ def test_start_poll_stop_runs_the_shared_manifest_through_the_api(cluster, site)
     assert sent["spec"]["securityContext"]["runAsNonRoot"] is True
     assert sent["spec"]["volumes"] == [
         {"name": "home", "persistentVolumeClaim": {"claimName": "claim-ada"}},
-        {"name": "data-data",
-         "nfs": {"server": "nfs.lab.org", "path": "/export/data", "readOnly": True}},
+        {"name": "data-data", "hostPath": {"path": str(tmp_path / "data"), "type": "Directory"}},
     ]
     assert env["JUPYTERHUB_API_TOKEN"] == "token-of-ada"
     assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:8888/"
@@ -180,28 +200,52 @@ def test_start_poll_stop_runs_the_shared_manifest_through_the_api(cluster, site)
     assert labels["kioskhub/environment"] == "default"
 
 
-def test_the_pod_the_cluster_stored_is_the_manifest_the_builder_made(cluster, site):
+def test_an_image_the_cluster_cannot_pull_fails_the_start_saying_so(cluster, site):
+    """The pod the cluster stored is the manifest the builder made; its image cannot be
+    pulled, and the start ends at once with podman's own reason, not after its timeout."""
+
     async def scenario():
         spawner = kube_spawner(site, "ada", options={"environment": "root", "profile": "small"})
-        await spawner.start()
+        began = asyncio.get_running_loop().time()
+        with pytest.raises(PodNotStarting) as failed:
+            await spawner.start()
+        took = asyncio.get_running_loop().time() - began
         built = to_dict(await spawner.get_pod_manifest())
         stored = cluster.objects("pods", NAMESPACE)["jupyter-ada"]
         await spawner.stop(now=True)
-        return built, stored
+        return built, stored, failed.value, took
 
-    built, stored = run(scenario)
+    built, stored, failed, took = run(scenario)
 
     assert stored["spec"].pop("nodeName") == "sim-cpu-1"
     assert stored["spec"] == built["spec"]
     assert {k: stored["metadata"][k] for k in ("name", "labels", "annotations")} == (
         {k: built["metadata"][k] for k in ("name", "labels", "annotations")}
     )
-    assert stored["spec"]["containers"][0]["image"] == "rocker/r-ver:4.4"
+    assert stored["spec"]["containers"][0]["image"] == UNPULLABLE
+    waiting = stored["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert waiting["reason"] in ("ErrImagePull", "ImagePullBackOff")
+    podman_says = (
+        f"initializing source docker://{UNPULLABLE}: pinging container registry localhost"
+    )
+    assert failed.jupyterhub_message.startswith(
+        f"Your server could not start: the cluster cannot pull the image {UNPULLABLE} "
+    )
+    assert podman_says in failed.jupyterhub_message
+    assert "Choose another environment" in failed.jupyterhub_message
+    assert took < 25  # well before the start's 30 seconds
+    events = cluster.events_for("jupyter-ada", NAMESPACE)
+    assert ("Normal", "Pulling", f'Pulling image "{UNPULLABLE}"') in events
+    assert ("Warning", "Failed", "Error: ErrImagePull") in events
+    assert any(m.startswith(f'Failed to pull image "{UNPULLABLE}": {podman_says}')
+               for _, _, m in events)
+    assert "jupyter-ada" not in cluster.objects("pods", NAMESPACE)
 
 
 def test_gpu_profile_lands_on_the_gpu_node_with_its_gpu(cluster, site):
     async def scenario():
-        spawner = kube_spawner(site, "ada", groups=["physics"], options={"profile": "gpu"})
+        spawner = kube_spawner(site, "ada", groups=["physics"], options={"profile": "gpu"},
+                               cmd=IDLE)
         await spawner.start()
         pod = cluster.objects("pods", NAMESPACE)["jupyter-ada"]
         await spawner.stop(now=True)
@@ -221,20 +265,26 @@ def test_gpu_profile_lands_on_the_gpu_node_with_its_gpu(cluster, site):
 
 def test_an_unschedulable_pod_fails_the_start_with_the_schedulers_reason(cluster, site):
     async def scenario():
-        spawner = kube_spawner(site, "bob", options={"profile": "gpu-anywhere"}, start_timeout=3)
-        with pytest.raises(TimeoutError):
+        spawner = kube_spawner(site, "bob", options={"profile": "gpu-anywhere"}, start_timeout=5)
+        with pytest.raises(PodNotStarting) as failed:
             await spawner.start()
         messages = [event["message"] async for event in spawner.progress()]
         phase = cluster.objects("pods", NAMESPACE)["jupyter-bob"]["status"]["phase"]
         await spawner.stop(now=True)
-        return messages, phase
+        return messages, phase, failed.value
 
-    messages, phase = run(scenario)
+    messages, phase, failed = run(scenario)
 
     reason = (
         "0/2 nodes are available: 1 Insufficient nvidia.com/gpu, "
         "1 node(s) had untolerated taint {nvidia.com/gpu: present}."
     )
+    assert failed.jupyterhub_message == (
+        "Your server could not start: no node of the cluster can run the profile "
+        f"gpu-anywhere now ({reason}). Choose a smaller profile, or try again later; the "
+        "site's admins can tell whether nodes for this profile exist."
+    )
+    assert any(m.endswith(f"[Warning] {reason}") for m in messages), messages
     assert phase == "Pending"
     assert ("Warning", "FailedScheduling", reason) in cluster.events_for("jupyter-bob", NAMESPACE)
     assert "jupyter-bob" not in cluster.objects("pods", NAMESPACE)
@@ -242,9 +292,9 @@ def test_an_unschedulable_pod_fails_the_start_with_the_schedulers_reason(cluster
 
 def test_a_server_that_exits_is_reported_by_poll_and_its_pod_removed(cluster, site):
     async def scenario():
-        spawner = kube_spawner(site, "ada")
+        spawner = kube_spawner(site, "ada", cmd=IDLE)
         await spawner.start()
-        cluster.terminate("jupyter-ada", 137, NAMESPACE)
+        await asyncio.to_thread(cluster.kill, "jupyter-ada", NAMESPACE)
 
         async def exited():
             status = await spawner.poll()
@@ -256,6 +306,14 @@ def test_a_server_that_exits_is_reported_by_poll_and_its_pod_removed(cluster, si
 
     assert run(scenario) == 137
     assert ("MODIFIED", "Failed") in cluster.watch_history("pods", "jupyter-ada")
+    assert "jupyter-ada" not in pods_in_podman(cluster)
+
+
+def pods_in_podman(cluster) -> list[str]:
+    """The names (as the API knows them) of the cluster's pods that podman runs."""
+    prefix = f"ksim-{cluster.cluster_id}-{NAMESPACE}-"
+    return [p["Name"].removeprefix(prefix)
+            for p in pods_with_label(f"kube-sim/cluster={cluster.cluster_id}")]
 
 
 async def _gone(cluster, name):
@@ -264,7 +322,7 @@ async def _gone(cluster, name):
 
 def test_a_restarted_hub_readopts_the_running_pod(cluster, site):
     async def scenario():
-        first = kube_spawner(site, "ada", options={"profile": "small"})
+        first = kube_spawner(site, "ada", options={"profile": "small"}, cmd=IDLE)
         await first.start()
         state = first.get_state()
         await KioskKubeSpawner._stop_all_reflectors()  # the old hub process is gone
@@ -306,15 +364,15 @@ def test_profile_list_is_generated_from_the_site_and_gated_by_groups(cluster, si
     }
     assert for_bob[0]["profile_options"]["environment"]["choices"] == {
         "default": {"display_name": "Python 3", "default": True,
-                    "kubespawner_override": {"image": IMAGE}},
+                    "kubespawner_override": {"image": site.pods.image}},
         "root": {"display_name": "root", "default": False,
-                 "kubespawner_override": {"image": "rocker/r-ver:4.4"}},
+                 "kubespawner_override": {"image": UNPULLABLE}},
     }
     assert 'value="small"' in form and 'value="gpu-anywhere"' in form
     assert 'value="gpu"' not in form
     assert refused.status_code == 400
     assert "only for the groups physics" in refused.log_message % refused.args
-    assert chosen == ("rocker/r-ver:4.4", 0.5, 2**30)
+    assert chosen == (UNPULLABLE, 0.5, 2**30)
     assert parsed == ({"profile": "small", "environment": "root"}, {"environment": "root"})
 
 
@@ -330,7 +388,7 @@ def test_the_pod_runs_as_the_users_lab_identity_and_no_volume_is_re_owned(cluste
     async def scenario():
         spawner = kube_spawner(
             with_identity(site), "ada", options={"profile": "small"},
-            auth_state={"oauth_user": claims},
+            auth_state={"oauth_user": claims}, cmd=IDLE,
         )  # fmt: skip
         await spawner.start()
         stored = cluster.objects("pods", NAMESPACE)["jupyter-ada"]

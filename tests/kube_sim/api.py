@@ -10,7 +10,8 @@
   API server's ``Status`` bodies (404 NotFound, 409 AlreadyExists, 422 Invalid, 410 Expired
   inside a watch, 405 MethodNotAllowed).
 - Created objects are validated with kubernetes-validate: type errors are 422 Invalid; unknown
-  fields are dropped with a ``Warning`` header, as fieldValidation=Warn does.
+  fields are dropped with a ``Warning`` header, as fieldValidation=Warn does. A pod that
+  Pod Security admission refuses (``admission``) is 403 Forbidden.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ import kubernetes_validate
 from tornado.iostream import StreamClosedError
 from tornado.web import RequestHandler
 
-from .kubelet import qos_class
+from . import admission
 from .model import KINDS, ApiError, ClusterModel, not_found, status_body
+from .scheduling import qos_class
 from .selectors import field_matcher, label_matcher
 
 KUBERNETES_VERSION = "1.33.0"
@@ -165,6 +167,10 @@ class CollectionHandler(KubeHandler):
                            f"match the expected kind ({body.get('kind')} is not {kind})")
         body = self.validated(kind, plural, {**body, "kind": kind, "apiVersion": "v1"})
         if plural == "pods":
+            if found := admission.violations(body):
+                name = body.get("metadata", {}).get("name", "")
+                raise ApiError(403, "Forbidden", admission.forbidden_message(name, found),
+                               {"name": name, "kind": plural})
             body["status"] = {"phase": "Pending", "qosClass": qos_class(body)}
         self.send_json(self.model.create(plural, namespace, body), 201)
 

@@ -1,141 +1,106 @@
 """What happens to objects after the API server stored them: scheduler, kubelet, provisioner.
 
-- A pod is scheduled onto a node whose labels match its ``nodeSelector``, whose taints it
-  tolerates and which has the GPUs it asks for, else it stays Pending with a
-  ``FailedScheduling`` event that says why (as kube-scheduler words it). A pod whose claim
+- A pod is scheduled onto a node that fits it (``scheduling``), else it stays Pending with a
+  ``FailedScheduling`` event that says why, as kube-scheduler words it. A pod whose claim
   does not exist or is not bound yet waits.
-- The kubelet pulls the image (images listed in ``missing_images`` fail with ErrImagePull),
-  creates and starts the container, and marks the pod Running and Ready with a podIP.
-- A deleted pod gets its ``deletionTimestamp``, a ``Killing`` event, and disappears after
-  its grace period (shortened: the simulation runs in ``step`` seconds).
-- A claim is bound by the provisioner of its StorageClass (``ProvisioningSucceeded``), or
-  stays Pending with ``ProvisioningFailed`` when the class does not exist.
+- The kubelet runs the pod for real with podman (``podman_runtime``): it pulls the image as
+  the pull policy says (a failed pull is ``ErrImagePull``, then ``ImagePullBackOff`` and a
+  retry after a back-off, with podman's own message), plays the pod (``node_pod``) on its
+  pod address, and reports what podman reports: phase, podIP, container states with their
+  start and finish times, restarts and exit codes, watched until the containers end. A
+  volume this node cannot mount (NFS, CSI) is a ``FailedMount`` event; the pod stays
+  Pending.
+- A deleted pod gets its ``deletionTimestamp`` and a ``Killing`` event; podman stops it
+  (SIGTERM, SIGKILL after the grace period) and removes it, then it disappears.
+- A claim is bound by the provisioner of its StorageClass (``provisioner``), which makes its
+  podman volume, or stays Pending when the class does not exist. Deleting the claim deletes
+  the volume.
 
-Each step takes ``step`` seconds, so tests see every phase in watch events.
+The scheduler's and provisioner's steps take ``step`` seconds, so tests see every phase in
+watch events.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
+import logging
+import random
+import socket
 import uuid
-from dataclasses import dataclass, field
 
-from tornado.httpserver import HTTPServer
-from tornado.web import Application, RequestHandler
+from kioskhub.spawner.podman_cli import PodmanError
 
+from .events import record_event
 from .model import ClusterModel, now
+from .node_pod import node_pod, sandbox_name, unmountable_volumes
+from .pod_status import container_status, pull_policy, waiting_status
+from .podman_runtime import ContainerState, PodmanRuntime
+from .provisioner import Provisioner
+from .scheduling import DEFAULT_NODES, SimNode, gpus_of, place, qos_class
 
-GPU_RESOURCE = "nvidia.com/gpu"
+__all__ = ["DEFAULT_NODES", "Kubelet", "SimNode", "qos_class"]
 
-
-@dataclass
-class SimNode:
-    name: str
-    labels: dict[str, str] = field(default_factory=dict)
-    taints: list[dict[str, str]] = field(default_factory=list)
-    gpus: int = 0
-    ip: str = "192.168.49.2"
-
-
-DEFAULT_NODES = (
-    SimNode("sim-cpu-1", {"kubernetes.io/hostname": "sim-cpu-1"}, ip="192.168.49.2"),
-    SimNode(
-        "sim-gpu-1",
-        {"kubernetes.io/hostname": "sim-gpu-1",
-         "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"},
-        taints=[{"key": GPU_RESOURCE, "value": "present", "effect": "NoSchedule"}],
-        gpus=4,
-        ip="192.168.49.3",
-    ),
-)
+MAX_PULL_BACKOFF = 300.0
+LOG = logging.getLogger("kube_sim")
 
 
-def tolerates(tolerations: list[dict], taint: dict) -> bool:
-    for toleration in tolerations or []:
-        operator = toleration.get("operator", "Equal")
-        key_ok = toleration.get("key") in (None, "", taint["key"]) if operator == "Exists" \
-            else toleration.get("key") == taint["key"]
-        value_ok = operator == "Exists" or toleration.get("value") == taint.get("value")
-        effect_ok = toleration.get("effect") in (None, "", taint["effect"])
-        if key_ok and value_ok and effect_ok:
-            return True
-    return False
-
-
-def gpus_of(pod: dict) -> int:
-    return sum(
-        int((c.get("resources") or {}).get("limits", {}).get(GPU_RESOURCE, 0))
-        for c in pod["spec"]["containers"]
-    )
-
-
-def qos_class(pod: dict) -> str:
-    resources = [c.get("resources") or {} for c in pod["spec"]["containers"]]
-    if all(r.get("limits") and r.get("requests") and
-           {k: v for k, v in r["limits"].items() if k in ("cpu", "memory")}
-           == {k: v for k, v in r["requests"].items() if k in ("cpu", "memory")}
-           for r in resources):
-        return "Guaranteed"
-    return "Burstable" if any(r.get("limits") or r.get("requests") for r in resources) \
-        else "BestEffort"
+def port_free(address: str, ports: list[int]) -> bool:
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                return False
+    return True
 
 
 class Kubelet:
     """The control loops of the simulated cluster, driven by the model's create hooks."""
 
     def __init__(self, model: ClusterModel, nodes=DEFAULT_NODES, step: float = 0.05,
-                 storage_classes=("standard",)):
+                 storage_classes=("standard",), cluster: str = "", insecure_registries=(),
+                 pull_backoff: float = 2.0, monitor_interval: float = 0.5):
         self.model = model
         self.nodes = list(nodes)
         self.step = step
-        self.storage_classes = set(storage_classes)
-        self.missing_images: set[str] = set()
-        self._addresses = itertools.count(10)
+        self.cluster = cluster or f"c{uuid.uuid4().hex[:8]}"
+        self.runtime = PodmanRuntime(self.cluster, insecure_registries)
+        self.provisioner = Provisioner(model, self.runtime, step, storage_classes)
+        self.pull_backoff = pull_backoff
+        self.monitor_interval = monitor_interval
         self._tasks: set[asyncio.Task] = set()
-        self._containers: dict[str, HTTPServer] = {}
+        self._sandboxes: dict[str, tuple[str, str]] = {}
+        """Pod uid → (podman pod, pod address) of each pod podman runs."""
         model.on_created.append(self._created)
+        model.on_deleted.append(self._deleted)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        """Forget the task; a control loop that broke is logged (the pod stays as it was)."""
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            LOG.error("a control loop of the simulated cluster failed",
+                      exc_info=task.exception())
 
     def _created(self, plural: str, obj: dict) -> None:
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         if plural == "pods":
             self._spawn(self._run_pod(*key))
         elif plural == "persistentvolumeclaims":
-            self._spawn(self._bind_claim(*key))
+            self._spawn(self.provisioner.bind_claim(*key))
 
-    # ---- events ----------------------------------------------------------------------
+    def _deleted(self, plural: str, obj: dict) -> None:
+        if plural == "persistentvolumeclaims":
+            self._spawn(self.provisioner.remove_volume(obj))
 
     def event(self, obj: dict, reason: str, message: str, *, type_: str = "Normal",
               component: str = "kubelet", host: str | None = None) -> dict:
-        metadata = obj["metadata"]
-        stamp = now()
-        body = {
-            "metadata": {"name": f"{metadata['name']}.{uuid.uuid4().hex[:16]}"},
-            "involvedObject": {
-                "kind": obj["kind"],
-                "namespace": metadata["namespace"],
-                "name": metadata["name"],
-                "uid": metadata["uid"],
-                "apiVersion": "v1",
-                "resourceVersion": metadata["resourceVersion"],
-            },
-            "reason": reason,
-            "message": message,
-            "source": {"component": component, **({"host": host} if host else {})},
-            "firstTimestamp": stamp,
-            "lastTimestamp": stamp,
-            "count": 1,
-            "type": type_,
-            "eventTime": None,
-            "reportingComponent": component,
-            "reportingInstance": host or "",
-        }
-        return self.model.create("events", metadata["namespace"], body)
+        return record_event(self.model, obj, reason, message, type_=type_,
+                            component=component, host=host)
 
     # ---- pods ------------------------------------------------------------------------
 
@@ -151,23 +116,45 @@ class Kubelet:
         pod = self.model.get("pods", namespace, name)
         uid = pod["metadata"]["uid"]
         node = await self._schedule(namespace, name, uid)
-        if node is None:
+        if node is None or (pod := self._live_pod(namespace, name, uid)) is None:
             return
-        image = pod["spec"]["containers"][0]["image"]
-        await asyncio.sleep(self.step)
+        if unmountable := unmountable_volumes(pod):
+            for volume, kind in unmountable:
+                self.event(pod, "FailedMount",
+                           f'MountVolume.SetUp failed for volume "{volume}" : this node '
+                           f"mounts hostPath, persistentVolumeClaim and emptyDir volumes, "
+                           f"not {kind}", type_="Warning", host=node.name)
+            return
+        if not await self._pull(namespace, name, uid, node):
+            return
         if (pod := self._live_pod(namespace, name, uid)) is None:
             return
-        self.event(pod, "Pulling", f'Pulling image "{image}"', host=node.name)
-        await asyncio.sleep(self.step)
+        address = self._pod_address(node, pod)
+        sandbox = sandbox_name(self.cluster, namespace, name)
+        self._sandboxes[uid] = (sandbox, address)
+        try:
+            await self.runtime.play(node_pod(pod, self.cluster, address),
+                                    pod["spec"]["containers"][0]["image"])
+        except PodmanError as error:
+            if (pod := self._live_pod(namespace, name, uid)) is not None:
+                self.event(pod, "Failed", f"Error: {error}", type_="Warning", host=node.name)
+                pod["status"]["containerStatuses"] = [
+                    waiting_status(c, "CreateContainerError", str(error))
+                    for c in pod["spec"]["containers"]
+                ]
+                self.model.update("pods", pod)
+            return
+        if (pod := self._live_pod(namespace, name, uid)) is None:
+            await self.runtime.remove_pod(sandbox, 0)  # deleted while it started
+            return
+        for container in pod["spec"]["containers"]:
+            self.event(pod, "Created", f"Created container {container['name']}", host=node.name)
+            self.event(pod, "Started", f"Started container {container['name']}", host=node.name)
+        states = await self._inspect(sandbox, pod)
         if (pod := self._live_pod(namespace, name, uid)) is None:
             return
-        if image in self.missing_images:
-            self._image_pull_failed(pod, image, node)
-            return
-        self.event(pod, "Pulled", f'Successfully pulled image "{image}" in 1.2s', host=node.name)
-        self.event(pod, "Created", "Created container notebook", host=node.name)
-        self.event(pod, "Started", "Started container notebook", host=node.name)
-        self._running(pod, node)
+        self._running(pod, node, address, states)
+        await self._watch_containers(namespace, name, uid, sandbox, states)
 
     async def _schedule(self, namespace: str, name: str, uid: str) -> SimNode | None:
         """Wait for the pod's claims, then bind it to a node; None if it cannot be placed."""
@@ -180,7 +167,7 @@ class Kubelet:
                 break
             if pod["status"].get("conditions") is None:
                 self._unschedulable(pod, waiting[0])
-        node, reason = self._place(pod)
+        node, reason = place(pod, self.nodes, self._gpus_used)
         if node is None:
             self._unschedulable(pod, reason)
             return None
@@ -207,26 +194,6 @@ class Kubelet:
                 reasons.append("pod has unbound immediate PersistentVolumeClaims")
         return reasons
 
-    def _place(self, pod: dict) -> tuple[SimNode | None, str]:
-        selector = pod["spec"].get("nodeSelector") or {}
-        tolerations = pod["spec"].get("tolerations") or []
-        wanted_gpus = gpus_of(pod)
-        refusals: dict[str, int] = {}
-        for node in self.nodes:
-            if any(node.labels.get(k) != v for k, v in selector.items()):
-                why = "node(s) didn't match Pod's node affinity/selector"
-            elif untolerated := [t for t in node.taints if t["effect"] in
-                                 ("NoSchedule", "NoExecute") and not tolerates(tolerations, t)]:
-                taint = untolerated[0]
-                why = f"node(s) had untolerated taint {{{taint['key']}: {taint.get('value', '')}}}"
-            elif wanted_gpus > node.gpus - self._gpus_used(node):
-                why = f"Insufficient {GPU_RESOURCE}"
-            else:
-                return node, ""
-            refusals[why] = refusals.get(why, 0) + 1
-        reasons = ", ".join(f"{count} {why}" for why, count in sorted(refusals.items()))
-        return None, f"0/{len(self.nodes)} nodes are available: {reasons}."
-
     def _gpus_used(self, node: SimNode) -> int:
         return sum(
             gpus_of(pod)
@@ -244,34 +211,82 @@ class Kubelet:
         self.event(pod, "FailedScheduling", reason, type_="Warning",
                    component="default-scheduler")
 
-    def _image_pull_failed(self, pod: dict, image: str, node: SimNode) -> None:
-        self.event(pod, "Failed", f'Failed to pull image "{image}": rpc error: code = '
-                   f'NotFound desc = failed to pull and unpack image "{image}": not found',
-                   type_="Warning", host=node.name)
-        self.event(pod, "Failed", "Error: ErrImagePull", type_="Warning", host=node.name)
+    # ---- images ------------------------------------------------------------------------
+
+    async def _pull(self, namespace: str, name: str, uid: str, node: SimNode) -> bool:
+        """Make the image present as its pull policy says; False once the pod is gone or
+        can never run (ErrImageNeverPull). A failed pull backs off and tries again."""
+        pod = self._live_pod(namespace, name, uid)
+        container = pod["spec"]["containers"][0]
+        image, policy = container["image"], pull_policy(container)
+        present = await self.runtime.has_image(image)
+        if (pod := self._live_pod(namespace, name, uid)) is None:
+            return False
+        if policy == "Never" and not present:
+            message = f'Container image "{image}" is not present with pull policy of Never'
+            self._waiting(pod, node, "ErrImageNeverPull", message, message)
+            return False
+        if present and policy != "Always":
+            self.event(pod, "Pulled", f'Container image "{image}" already present on machine',
+                       host=node.name)
+            return True
+        backoff = self.pull_backoff
+        while True:
+            self.event(pod, "Pulling", f'Pulling image "{image}"', host=node.name)
+            try:
+                seconds = await self.runtime.pull(image)
+            except PodmanError as error:
+                if (pod := self._live_pod(namespace, name, uid)) is None:
+                    return False
+                self._waiting(pod, node, "ErrImagePull", str(error),
+                              f'Failed to pull image "{image}": {error}')
+                await asyncio.sleep(self.step)
+                if (pod := self._live_pod(namespace, name, uid)) is None:
+                    return False
+                self.event(pod, "BackOff", f'Back-off pulling image "{image}"', host=node.name)
+                self._waiting(pod, node, "ImagePullBackOff", f'Back-off pulling image "{image}"')
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_PULL_BACKOFF)
+                if (pod := self._live_pod(namespace, name, uid)) is None:
+                    return False
+                continue
+            if (pod := self._live_pod(namespace, name, uid)) is None:
+                return False
+            self.event(pod, "Pulled", f'Successfully pulled image "{image}" in {seconds:.3f}s '
+                       f"({seconds:.3f}s including waiting)", host=node.name)
+            return True
+
+    def _waiting(self, pod: dict, node: SimNode, reason: str, message: str,
+                 failure: str | None = None) -> None:
+        """The container waits for ``reason``; ``failure``: the Failed event's text first."""
+        if failure:
+            self.event(pod, "Failed", failure, type_="Warning", host=node.name)
+        self.event(pod, "Failed", f"Error: {reason}", type_="Warning", host=node.name)
         pod["status"]["containerStatuses"] = [
-            self._container_status(pod, {"waiting": {"reason": "ErrImagePull",
-                                                     "message": f"{image}: not found"}},
-                                   ready=False)
+            waiting_status(c, reason, message) for c in pod["spec"]["containers"]
         ]
         self.model.update("pods", pod)
 
-    def _container_status(self, pod: dict, state: dict, ready: bool) -> dict:
-        image = pod["spec"]["containers"][0]["image"]
-        return {
-            "name": pod["spec"]["containers"][0]["name"],
-            "image": image,
-            "imageID": f"{image}@sha256:{uuid.uuid4().hex}{uuid.uuid4().hex}",
-            "containerID": f"containerd://{uuid.uuid4().hex}",
-            "ready": ready,
-            "started": "running" in state,
-            "restartCount": 0,
-            "state": state,
-        }
+    # ---- running containers --------------------------------------------------------------
 
-    def _running(self, pod: dict, node: SimNode) -> None:
-        # Loopback addresses: a connection to a pod never leaves this machine.
-        address = f"127.244.{self.nodes.index(node)}.{next(self._addresses)}"
+    def _pod_address(self, node: SimNode, pod: dict) -> str:
+        """A free address of the node's pod range (free of this and other simulations)."""
+        ports = [p["containerPort"] for c in pod["spec"]["containers"]
+                 for p in c.get("ports") or []]
+        taken = {address for _, address in self._sandboxes.values()}
+        index = self.nodes.index(node)
+        for host in random.sample(range(2, 255), 253):
+            address = f"127.244.{index}.{host}"
+            if address not in taken and port_free(address, ports):
+                return address
+        raise RuntimeError(f"no free pod address on node {node.name}")
+
+    async def _inspect(self, sandbox: str, pod: dict) -> list[ContainerState]:
+        return [await self.runtime.inspect(f"{sandbox}-{c['name']}")
+                for c in pod["spec"]["containers"]]
+
+    def _running(self, pod: dict, node: SimNode, address: str,
+                 states: list[ContainerState]) -> None:
         stamp = now()
         pod["status"].update(
             phase="Running",
@@ -283,98 +298,73 @@ class Kubelet:
                 {"type": kind, "status": "True", "lastTransitionTime": stamp}
                 for kind in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
             ],
-            containerStatuses=[
-                self._container_status(pod, {"running": {"startedAt": stamp}}, ready=True)
-            ],
         )
-        self._start_container(pod, address)
-        self.model.update("pods", pod)
+        self._report(pod, states)
 
-    def _start_container(self, pod: dict, address: str) -> None:
-        """Answer HTTP at the pod's address and port, as the server in the container would."""
-        ports = pod["spec"]["containers"][0].get("ports") or [{"containerPort": 8888}]
-        server = HTTPServer(Application([(r".*", ContainerAnswer)]))
-        server.listen(ports[0]["containerPort"], address)
-        self._containers[pod["metadata"]["uid"]] = server
-
-    def stop_containers(self) -> None:
-        """Free every pod address, so the next simulation in this process can use it."""
-        for server in self._containers.values():
-            server.stop()
-        self._containers.clear()
-
-    def _stop_container(self, pod: dict) -> None:
-        server = self._containers.pop(pod["metadata"]["uid"], None)
-        if server is not None:
-            server.stop()
-
-    def terminate(self, namespace: str, name: str, exit_code: int, reason: str = "Error") -> None:
-        """The server's process ended with ``exit_code`` (restartPolicy Never: it stays down)."""
-        pod = self.model.get("pods", namespace, name)
-        stamp = now()
-        status = self._container_status(
-            pod,
-            {"terminated": {"exitCode": exit_code, "reason": reason, "startedAt": stamp,
-                            "finishedAt": stamp}},
-            ready=False,
-        )
-        self._stop_container(pod)
-        pod["status"].update(phase="Succeeded" if exit_code == 0 else "Failed",
-                             containerStatuses=[status])
+    def _report(self, pod: dict, states: list[ContainerState]) -> None:
+        """Container statuses, and the phase once every container has ended for good (podman
+        restarts the others, as the restartPolicy says, at once: there is no back-off)."""
+        pod["status"]["containerStatuses"] = [
+            container_status(c, s) for c, s in zip(pod["spec"]["containers"], states, strict=True)
+        ]
+        ended = all(s.status in ("exited", "stopped", "missing") for s in states)
+        ready = all(s.status == "running" for s in states)
+        failed = any(s.exit_code != 0 or s.status == "missing" for s in states)
+        policy = pod["spec"].get("restartPolicy", "Always")
+        if ended and (policy == "Never" or policy == "OnFailure" and not failed):
+            pod["status"]["phase"] = "Failed" if failed else "Succeeded"
         for condition in pod["status"].get("conditions", []):
             if condition["type"] in ("Ready", "ContainersReady"):
-                condition["status"] = "False"
+                condition["status"] = "True" if ready else "False"
         self.model.update("pods", pod)
 
+    async def _watch_containers(self, namespace: str, name: str, uid: str, sandbox: str,
+                                states: list[ContainerState]) -> None:
+        """Report each change podman sees (a restart, an exit) until the containers end."""
+        seen = [(s.status, s.exit_code, s.restarts) for s in states]
+        while True:
+            await asyncio.sleep(self.monitor_interval)
+            if (pod := self._live_pod(namespace, name, uid)) is None:
+                return
+            states = await self._inspect(sandbox, pod)
+            if (pod := self._live_pod(namespace, name, uid)) is None:
+                return
+            now_seen = [(s.status, s.exit_code, s.restarts) for s in states]
+            if now_seen != seen:
+                seen = now_seen
+                self._report(pod, states)
+            if pod["status"]["phase"] in ("Succeeded", "Failed"):
+                return
+
+    async def kill(self, namespace: str, name: str) -> None:
+        """SIGKILL the pod's first container, as the kernel's OOM killer would (exit 137)."""
+        pod = self.model.get("pods", namespace, name)
+        sandbox, _ = self._sandboxes[pod["metadata"]["uid"]]
+        await self.runtime.kill(f"{sandbox}-{pod['spec']['containers'][0]['name']}")
+
     def delete_pod(self, pod: dict, grace_seconds: int) -> dict:
-        """Graceful deletion: mark, stop the container, and remove after the grace period."""
+        """Graceful deletion: mark, stop and remove the containers, then the pod."""
         if pod["metadata"].get("deletionTimestamp"):
             return pod
         pod["metadata"]["deletionTimestamp"] = now()
         pod["metadata"]["deletionGracePeriodSeconds"] = grace_seconds
         self.model.update("pods", pod)
         if pod["spec"].get("nodeName"):
-            self.event(pod, "Killing", "Stopping container notebook",
-                       host=pod["spec"]["nodeName"])
-        self._spawn(self._remove_later(pod, min(grace_seconds, 1) * self.step * 2))
+            for container in pod["spec"]["containers"]:
+                self.event(pod, "Killing", f"Stopping container {container['name']}",
+                           host=pod["spec"]["nodeName"])
+        self._spawn(self._remove(pod, grace_seconds))
         return pod
 
-    async def _remove_later(self, pod: dict, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._stop_container(pod)
+    async def _remove(self, pod: dict, grace_seconds: int) -> None:
+        await asyncio.sleep(self.step)
+        found = self._sandboxes.pop(pod["metadata"]["uid"], None)
+        if found is not None:
+            await self.runtime.remove_pod(found[0], min(grace_seconds, 30))
         self.model.remove("pods", pod)
 
-    # ---- claims ----------------------------------------------------------------------
-
-    async def _bind_claim(self, namespace: str, name: str) -> None:
-        await asyncio.sleep(self.step)
-        claim = self.model.find("persistentvolumeclaims", namespace, name)
-        if claim is None:
-            return
-        storage_class = claim["spec"].get("storageClassName") or "standard"
-        if storage_class not in self.storage_classes:
-            claim["status"] = {"phase": "Pending"}
-            self.model.update("persistentvolumeclaims", claim)
-            self.event(claim, "ProvisioningFailed",
-                       f'storageclass.storage.k8s.io "{storage_class}" not found',
-                       type_="Warning", component="persistentvolume-controller")
-            return
-        claim["spec"]["storageClassName"] = storage_class
-        claim["spec"]["volumeName"] = f"pvc-{claim['metadata']['uid']}"
-        claim["status"] = {
-            "phase": "Bound",
-            "accessModes": claim["spec"].get("accessModes", []),
-            "capacity": {"storage": claim["spec"]["resources"]["requests"]["storage"]},
-        }
-        self.model.update("persistentvolumeclaims", claim)
-        self.event(claim, "ProvisioningSucceeded",
-                   f"Successfully provisioned volume {claim['spec']['volumeName']}",
-                   component=f"{storage_class}-provisioner")
-
-
-class ContainerAnswer(RequestHandler):
-    """What a started notebook server answers; enough for the hub to see it is up."""
-
-    def get(self, *args):
-        self.set_header("Content-Type", "application/json")
-        self.finish('{"started": true}')
+    def shutdown(self) -> None:
+        """Remove every pod and volume of this cluster from podman (blocking)."""
+        for task in list(self._tasks):
+            task.cancel()
+        self.runtime.remove_everything()

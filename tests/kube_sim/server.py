@@ -3,8 +3,9 @@
 It runs in a thread with its own event loop, so tests (and the hub code under test, on
 their own loop) talk to it over HTTP only, through kubernetes_asyncio as KubeSpawner does.
 ``write_kubeconfig`` writes the kubeconfig a client needs (server URL and bearer token).
-Control methods (``terminate``, ``add_namespace``, ``missing_images``) run on the
-simulation's loop and return once done.
+Control methods (``kill``, ``add_namespace``) run on the simulation's loop and return once
+done. Its kubelet runs each pod with podman (``kubelet``); when the simulation stops, its pods
+and volumes are removed. Pods reach this machine's loopback (the hub) at ``HOST_LOOPBACK``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from tests.support.threaded_api import ThreadedAPI
 from .api import ROUTES, NotFoundHandler
 from .kubelet import DEFAULT_NODES, Kubelet
 from .model import ClusterModel
+from .podman_runtime import HOST_LOOPBACK
+
+__all__ = ["HOST_LOOPBACK", "KubernetesSimulation"]
 
 
 class KubernetesSimulation(ThreadedAPI):
@@ -32,10 +36,14 @@ class KubernetesSimulation(ThreadedAPI):
     routes = ROUTES
     not_found = NotFoundHandler
 
-    def __init__(self, *, step: float = 0.05, nodes=DEFAULT_NODES, history_limit: int = 1000):
+    def __init__(self, *, step: float = 0.05, nodes=DEFAULT_NODES, history_limit: int = 1000,
+                 insecure_registries=(), pull_backoff: float = 2.0):
         super().__init__()
         self.step = step
         self.nodes = nodes
+        self.insecure_registries = tuple(insecure_registries)
+        """Registries the nodes pull from without TLS (a registry on loopback)."""
+        self.pull_backoff = pull_backoff
         self.token = secrets.token_hex(16)
         self.model = ClusterModel(history_limit)
         self.kubelet: Kubelet | None = None
@@ -43,21 +51,30 @@ class KubernetesSimulation(ThreadedAPI):
         self.warnings: list[str] = []
 
     def on_start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.kubelet = Kubelet(self.model, self.nodes, self.step)
+        self.kubelet = Kubelet(self.model, self.nodes, self.step,
+                               insecure_registries=self.insecure_registries,
+                               pull_backoff=self.pull_backoff)
 
     def on_stop(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.kubelet.stop_containers()
+        self.kubelet.shutdown()
 
     # ---- control, on the simulation's loop --------------------------------------------
 
-    def call(self, function: Callable[..., Any], *args) -> Any:
-        """Run ``function(*args)`` on the simulation's loop and return its result."""
+    def call(self, function: Callable[..., Any], *args, timeout: float = 10) -> Any:
+        """Run ``function(*args)`` on the simulation's loop and return its result (awaited,
+        when it is a coroutine)."""
 
         async def run():
-            return function(*args)
+            result = function(*args)
+            return await result if asyncio.iscoroutine(result) else result
 
         assert self._loop is not None
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(10)
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    @property
+    def cluster_id(self) -> str:
+        """The label value that marks this cluster's podman pods and volumes."""
+        return self.kubelet.cluster
 
     def objects(self, plural: str, namespace: str = "default") -> dict[str, dict]:
         """A copy of the stored objects of one kind, by name."""
@@ -88,14 +105,12 @@ class KubernetesSimulation(ThreadedAPI):
             ]
         )
 
-    def terminate(self, name: str, exit_code: int, namespace: str = "default") -> None:
-        self.call(self.kubelet.terminate, namespace, name, exit_code)
+    def kill(self, name: str, namespace: str = "default") -> None:
+        """SIGKILL the pod's server process in its container (exit status 137)."""
+        self.call(self.kubelet.kill, namespace, name, timeout=60)
 
     def add_namespace(self, name: str) -> None:
         self.call(self.model.namespaces.add, name)
-
-    def image_missing(self, image: str) -> None:
-        self.call(self.kubelet.missing_images.add, image)
 
     def write_kubeconfig(self, path: Path, namespace: str = "default") -> Path:
         """A kubeconfig for this cluster, as `kubectl config view --raw` would write it."""
@@ -109,5 +124,7 @@ class KubernetesSimulation(ThreadedAPI):
                                                            "namespace": namespace}}],
             "current-context": "kiosk-sim",
         }
+        path.touch(mode=0o600)  # the token runs pods with root's podman: for the hub alone
+        path.chmod(0o600)
         path.write_text(yaml.safe_dump(config))
         return path

@@ -18,12 +18,14 @@ from tests.support.hub_process import (
 
 
 @contextmanager
-def gallery_hub(name: str) -> Iterator[tuple[HubProcess, Path]]:
-    """Start such a hub in a new site folder named after ``name``; stop it and remove the
-    folder afterwards."""
+def gallery_hub(name: str, **gallery) -> Iterator[tuple[HubProcess, Path]]:
+    """Start such a hub in a new site folder named after ``name`` (``gallery``: more
+    settings of its ``gallery`` section); stop it and remove the folder afterwards."""
     folder = open_folder(name)
     write_sample_data(folder / "data")
-    config = write_site_config(folder, gallery={"enabled": True, "port": free_port()})
+    config = write_site_config(
+        folder, gallery={"enabled": True, "port": free_port(), **gallery}
+    )
     hub = start_hub(config, folder / "hub.log")
     try:
         yield hub, folder

@@ -147,7 +147,7 @@ def start_hub(
             if requests.get(f"{url}/hub/api/", timeout=2).status_code == 200:
                 hub.record_descendants()
                 return hub
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or slow to answer
             pass
         time.sleep(0.3)
     hub.stop(signal.SIGKILL)

@@ -103,7 +103,8 @@ def test_the_gallery_service_runs_only_when_enabled(tmp_path):
     assert roles["kioskhub-gallery"] == {
         "name": "kioskhub-gallery",
         "description": "The review gallery: who a user is, their groups, their servers' "
-        "options; starts, uses and stops the re-execution server",
+        "options; starts, uses and stops the re-execution server; removes temporary "
+        "reviewer seats that ended",
         "services": ["gallery"],
         "scopes": [
             "read:users:name",
@@ -111,10 +112,13 @@ def test_the_gallery_service_runs_only_when_enabled(tmp_path):
             "read:servers",
             "custom:gallery:reexecute",
             "access:servers!user=gallery-run",
+            "custom:gallery:seats",
         ],
     }
     paths = [path for path, *_ in settings["JupyterHub"]["extra_handlers"]]
     assert r"/api/gallery/reexecution-server" in paths
+    assert r"/gallery-seat/([A-Za-z0-9_-]{43})" in paths
+    assert r"/api/gallery/seats/([^/]+)" in paths
     assert settings["JupyterHub"]["template_vars"]["kh_gallery_url"] == "/services/gallery/"
     assert gallery_hub_settings(small_site(tmp_path), python="python") == {}
 
@@ -125,4 +129,6 @@ def test_the_gallery_and_workshops_each_keep_their_custom_scope(tmp_path):
         tmp_path, gallery={"enabled": True, "port": 8123}, workshops={"enabled": True}
     )
     scopes = jupyterhub_settings(site, passwords, "/path/chp")["JupyterHub"]["custom_scopes"]
-    assert sorted(scopes) == ["custom:gallery:reexecute", "custom:workshops:prewarm"]
+    assert sorted(scopes) == [
+        "custom:gallery:reexecute", "custom:gallery:seats", "custom:workshops:prewarm"
+    ]  # fmt: skip

@@ -10,6 +10,8 @@ from kioskhub.hub.gallery.access import Viewer
 from kioskhub.hub.gallery.pages import TEMPLATES, EntryUrls, templates
 from kioskhub.hub.gallery.reproduce import GONE, REBUILT, BuildCheck
 from kioskhub.hub.gallery.search import EntryQuery
+from kioskhub.hub.gallery.seats_offer import SeatOffer
+from kioskhub.hub.gallery.seats_store import Ticket
 from kioskhub.hub.gallery.store import EntryRow
 from tests.unit.test_hub_templates_escape import HOSTILE, a_user_running, hub_templates
 
@@ -166,3 +168,28 @@ def test_a_reviewer_links_page_says_why_it_cannot_be_opened_here():
     html = render("gallery_entry.html", show_author=False)
     assert '<button id="kh-gallery-open-unavailable" disabled>Open in my server</button>' in html
     assert "Reviewers without an account cannot run it here" in html
+
+
+def test_a_reviewer_links_page_offers_a_seat_or_says_why_not_escaped():
+    offer = SeatOffer(hours=24, action="/p/review/s/v2/seat")
+    html = render("gallery_entry.html", show_author=False, seat=offer, xsrf=HOSTILE)
+    form = html.split('<form id="kh-gallery-seat" method="post" action="/p/review/s/v2/seat">')[1]
+    form = form.split("</form>")[0]
+    assert '<button type="submit">Open in a temporary seat</button>' in form
+    assert form.count(ESCAPED) == 3  # token, environment, profile
+    assert "for 24 hours" in form and "Reviewers without an account" not in html
+    full = SeatOffer(hours=24, problem=HOSTILE)
+    html = render("gallery_entry.html", show_author=False, seat=full, xsrf="t")
+    assert f'<span id="kh-gallery-seat-why" class="muted">{ESCAPED}</span>' in html
+    assert 'id="kh-gallery-seat"' not in html
+
+
+def test_the_hub_seat_page_escapes_the_entry_and_carries_the_hub_token():
+    page = hub_templates().get_template("gallery_seat.html")
+    common = dict(user=None, static_url=lambda *a, **k: "", base_url="/hub/", xsrf=HOSTILE)
+    ticket = Ticket(1, 2, 3, HOSTILE, HOSTILE, 0.0, HOSTILE)
+    html = page.render(ticket=ticket, hours=24, problem="", lab_account="", **common)
+    assert f"To run <strong>{ESCAPED}</strong>, version 3" in html
+    assert f'name="_xsrf" value="{ESCAPED}"' in html and HOSTILE not in html
+    refused = page.render(ticket=None, hours=0, problem=HOSTILE, lab_account="", **common)
+    assert f'role="alert">{ESCAPED}</div>' in refused and 'id="kh-seat-form"' not in refused

@@ -131,12 +131,21 @@ def test_hostile_strings_are_escaped(name):
             login_error=HOSTILE,
             authenticator=SimpleNamespace(request_otp=False),
             kh_workshop_join=True,
-            **workshop_pages_of(HOSTILE),
+            **workshop_pages_of(HOSTILE)
+            | seat_page_of(HOSTILE, name),
         )
     )
 
     assert HOSTILE not in html
     assert html.count("&lt;img src=x onerror=&#34;alert(1)&#34;&gt;") >= 2, html
+
+
+def seat_page_of(name: str, template: str) -> dict:
+    """The gallery seat page's values: its ticket (its refusal, ``problem``, is shown alone
+    and tested in ``test_gallery_templates_escape``)."""
+    ticket = SimpleNamespace(title=name, number=1, environment=name, profile=name)
+    values = {"ticket": ticket, "hours": 24, "lab_account": ""}
+    return values | ({"problem": ""} if template == "gallery_seat.html" else {})
 
 
 def test_a_refused_sign_in_shows_its_reason_escaped():

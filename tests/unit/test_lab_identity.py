@@ -155,13 +155,16 @@ def test_resolve_reads_the_auth_state_only_for_claims():
 
 
 @pytest.mark.parametrize("source", ["claims", "nss"])
-def test_workshop_participants_run_as_an_account_of_their_own_under_any_source(source):
+@pytest.mark.parametrize("username", ["ws-abc234-001", "rv-0a1b2c3d4e"])
+def test_temporary_users_run_as_an_account_of_their_own_under_any_source(source, username):
+    """Workshop participants and gallery reviewer seats never get a lab identity."""
+
     async def no_auth_state():
-        raise AssertionError("a participant has no auth state to read")
+        raise AssertionError("a temporary user has no auth state to read")
 
     lab_site = site(identity={"source": source, "trust_shared_password": True})
 
-    assert asyncio.run(resolve_identity(lab_site, "ws-abc234-001", no_auth_state)) is None
+    assert asyncio.run(resolve_identity(lab_site, username, no_auth_state)) is None
 
 
 def test_claims_need_a_provider_that_can_give_them():

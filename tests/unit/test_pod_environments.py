@@ -22,6 +22,7 @@ from kioskhub.spawner.environment_kinds import BACKEND_KINDS, refusal
 from kioskhub.spawner.kube import KioskKubeSpawner
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, build_launch_spec
 from kioskhub.spawner.local_process import KioskSpawner
+from kioskhub.spawner.openstack import OpenStackSpawner
 from kioskhub.spawner.pod_manifest import PodTarget, build_pod, environment_image
 from kioskhub.spawner.podman import PodmanSpawner
 from kioskhub.spawner.podman_plan import pod_reachable_env
@@ -191,7 +192,7 @@ def test_code_in_a_podman_pod_reaches_the_dask_gateway_on_the_hosts_loopback(tmp
 
 
 @pytest.mark.parametrize(
-    "spawner_class", [KioskSpawner, PodmanSpawner, KioskKubeSpawner]
+    "spawner_class", [KioskSpawner, PodmanSpawner, KioskKubeSpawner, OpenStackSpawner]
 )
 def test_each_backend_runs_the_kinds_of_its_row_in_the_one_table(spawner_class):
     assert spawner_class.runnable_kinds == BACKEND_KINDS[spawner_class.backend_name]
@@ -205,8 +206,8 @@ UNBUILT = Environment(name="thesis", kind="repository", repository="https://git.
 def test_what_a_user_is_told_where_an_environment_cannot_run():
     assert refusal(IMAGE, "local") == (
         "The environment 'rstudio' is a container image, which the local backend cannot run; "
-        "it runs on sites whose spawner.backend is podman or kubernetes. Choose another "
-        "environment."
+        "it runs on sites whose spawner.backend is podman, kubernetes or "
+        "openstack. Choose another environment."
     )
     assert refusal(VENV, "podman") == (
         "The environment 'lab-venv' is a venv on the hub's machine, which the podman backend "
@@ -232,8 +233,8 @@ def test_the_form_shows_an_environment_the_backend_cannot_run_disabled_with_the_
         '<span class="kh-title">rstudio</span><div class="kh-desc"></div>'
         f'<div class="kh-res">{PINNED}</div>'
         '<div class="kh-why">The environment &#x27;rstudio&#x27; is a container image, which '
-        "the local backend cannot run; it runs on sites whose spawner.backend is podman or "
-        "kubernetes. Choose another environment.</div></label>"
+        "the local backend cannot run; it runs on sites whose spawner.backend is podman, "
+        "kubernetes or openstack. Choose another environment.</div></label>"
     ) in form
     assert '<input type="radio" name="environment" value="default" checked>' in form
     assert "<img" not in form and "&lt;img src=x onerror=alert(1)&gt;" in form

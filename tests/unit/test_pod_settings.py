@@ -90,6 +90,7 @@ def test_a_full_pods_section_is_accepted(tmp_path):
         ({"pods": {"profiles": [{"name": "small", "node_selector": {"bad key!": "x"}}]}},
          "not a Kubernetes label key: bad key!"),
         ({"spawner": {"backend": "docker"}}, "spawner.backend"),
+        ({"pods": {"hub_connect_url": "hub:8081"}}, "pods.hub_connect_url"),
     ],
 )
 def test_pod_config_mistakes_name_the_key_and_the_fix(tmp_path, config, message):
@@ -110,7 +111,8 @@ def test_pod_config_mistakes_name_the_key_and_the_fix(tmp_path, config, message)
 def test_the_backend_picks_the_spawner_class_and_hands_it_the_site(
     tmp_path, backend, spawner_class
 ):
-    pods = {"image": "quay.io/jupyter/base-notebook", "namespace": "lab"}
+    pods = {"image": "quay.io/jupyter/base-notebook", "namespace": "lab",
+            "hub_connect_url": "http://hub.lab.svc:8081/"}
     site = load_site(write(tmp_path, spawner={"backend": backend, "start_timeout": 77}, pods=pods))
     settings = jupyterhub_settings(site, Passwords("u" * 12, "a" * 32), "chp")
 
@@ -120,6 +122,9 @@ def test_the_backend_picks_the_spawner_class_and_hands_it_the_site(
     assert class_settings["start_timeout"] == 77
     if backend == "kubernetes":
         assert class_settings["namespace"] == "lab"
+        assert class_settings["hub_connect_url"] == "http://hub.lab.svc:8081"
+    else:
+        assert "hub_connect_url" not in class_settings
 
 
 def ada(server_name: str = "") -> LaunchSpec:

@@ -19,7 +19,7 @@ from kioskhub.hub.schema.site import RESERVED_USERNAMES, Site, check_username
 RESERVED = [
     "build", "site", "environments", "dask-gateway", "gallery-run", "root", "nobody", "daemon"
 ]
-LOOK_ALIKES = ["kh-ada", "kh-build", "systemd-network", "ws-x", "ws-abc234-001"]
+LOOK_ALIKES = ["kh-ada", "kh-build", "systemd-network", "ws-x", "ws-abc234-001", "rv-0a1b2c3d4e"]
 
 
 @pytest.mark.parametrize("name", RESERVED + LOOK_ALIKES)

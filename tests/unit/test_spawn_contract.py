@@ -271,16 +271,16 @@ def test_a_choice_the_backend_cannot_run_is_refused_with_the_reason(tmp_path):
     assert refused.status_code == 400
     assert (refused.log_message % refused.args) == (
         "The environment 'rstudio' is a container image, which the loopback backend cannot "
-        "run; it runs on sites whose spawner.backend is podman or kubernetes. Choose another "
-        "environment."
+        "run; it runs on sites whose spawner.backend is podman, kubernetes or "
+        "openstack. Choose another environment."
     )
     assert spawner.steps == []
     assert 'value="default" checked>' in form
     assert 'value="rstudio" disabled>' in form
     assert (
         '<div class="kh-why">The environment &#x27;rstudio&#x27; is a container image, which '
-        "the loopback backend cannot run; it runs on sites whose spawner.backend is podman or "
-        "kubernetes. Choose another environment.</div>"
+        "the loopback backend cannot run; it runs on sites whose spawner.backend is podman, "
+        "kubernetes or openstack. Choose another environment.</div>"
     ) in form
 
 

@@ -247,3 +247,20 @@ def test_no_record_is_kept_when_accounting_is_off(tmp_path):
     assert asyncio.run(recorder.reserve(record(end=None), is_admin=False)) is None
     asyncio.run(recorder.started(at("2026-02-01")))
     assert recorder.record_id == "" and not (tmp_path / "usage.sqlite").exists()
+
+
+def test_a_vm_record_carries_its_flavors_cores_memory_and_disk(tmp_path):
+    """A VM's record is sized to its flavor (2 vCPUs, 4096 MiB, 20 GB) and its cloud record
+    says so, Disk included; a store of the earlier version gets the disk column."""
+    path = tmp_path / "usage.sqlite"
+    with usage_store.connect(path) as db:  # the store as the previous version made it
+        db.execute("ALTER TABLE usage DROP COLUMN disk_gb")
+    vm = record(backend="openstack", end=None)
+    usage_store.open_record(path, vm)
+    usage_store.size_record(path, vm.record_id, 2, 4096 * 2**20, 20)
+    (stored,) = usage_store.records(path)
+    assert (stored.cpu_cores, stored.memory_requested, stored.disk_gb) == (2, 4096 * 2**20, 20)
+    parsed = parse_cloud_message(
+        usage_apel.cloud_message([stored], SETTINGS, "hub", 0, at("2026-04-01"))
+    )
+    assert {(p["CpuCount"], p["Memory"], p["Disk"]) for p in parsed} == {(2, 4096, 20)}

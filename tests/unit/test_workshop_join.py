@@ -14,7 +14,12 @@ from kioskhub.hub.workshop_admission import (
     shown_time,
     window_refusal,
 )
-from kioskhub.hub.workshop_join import JoinCodeFormHandler, JoinEventHandler, join_hub_settings
+from kioskhub.hub.workshop_join import (
+    JoinCodeFormHandler,
+    JoinEventHandler,
+    is_lab_account,
+    join_hub_settings,
+)
 from kioskhub.hub.workshop_materials import pull_link, pull_outcome
 from kioskhub.hub.workshop_store import Event
 
@@ -221,3 +226,11 @@ def test_temporary_seats_are_numbered_among_themselves_so_the_first_get_the_warm
     assert workshop_store.temporary_seats_taken(path, "abc234") == 2
     with pytest.raises(workshop_store.SeatsTaken):
         workshop_store.take_seat(path, "abc234", "Di", START)
+
+
+def test_temporary_users_never_join_as_themselves():
+    """A participant or a gallery reviewer's seat joins as a new participant, so a seat
+    never enters an event's group."""
+    assert is_lab_account("ada")
+    assert not is_lab_account("ws-abc234-001")
+    assert not is_lab_account("rv-0a1b2c3d4e")
