@@ -7,13 +7,15 @@ The compute of the Nova simulation hands a ``VmRequest`` to ``QemuMachine``, whi
 - boots qemu straight into the image's Debian kernel and small initrd (``-kernel``/
   ``-initrd``, read out of the ext4 image with ``debugfs``, no mount), and the image's small
   init (``vm_image.py``) instead of a boot loader and systemd: seconds even without KVM;
-- hands cloud-init the user-data and meta-data through NoCloud: a seed served over HTTP
-  on loopback, at a path no one else can guess, that the guest reaches as
-  ``http://10.0.2.2:PORT/<secret>/`` (qemu's user network maps 10.0.2.2 to the host), named
-  on the kernel command line as ``ds=nocloud-net;s=URL``;
+- hands cloud-init the user-data and meta-data through NoCloud: qemu passes the two files
+  (0600, in the VM's own 0700 folder) to the guest as firmware configuration entries
+  (``-fw_cfg name=opt/org.kioskhub/user-data,file=...``), and the image's init copies them
+  into cloud-init's seed folder ``/var/lib/cloud/seed/nocloud``. Nothing on the host serves
+  them, and qemu's command line, which every local account can read, holds only paths;
 - forwards each of ``forward_ports`` from ``address:port`` on the host to the same port of
   the guest (one 127.0.0.x address per VM, so two VMs can both serve 8888);
-- attaches each volume as a virtio disk (``/dev/vdb``, ``/dev/vdc``, ...);
+- attaches each volume as a virtio disk (``/dev/vdb``, ``/dev/vdc``, ...), its serial the
+  file's name as Nova's is the volume id (``/dev/disk/by-id/virtio-<name>``);
 - captures the serial console in ``console.log`` (kernel, init and cloud-init output).
 
 KVM is used when ``/dev/kvm`` opens and a probe guest actually runs on it (on some machines
@@ -31,7 +33,6 @@ import ipaddress
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import tempfile
@@ -44,6 +45,8 @@ from .vm_image import KERNEL as KERNEL_IN_IMAGE
 GUEST_HOST_ADDRESS = "10.0.2.2"
 """How the guest reaches the host's loopback on qemu's user network."""
 GUEST_ADDRESS = "10.0.2.15"
+SEED_FW_CFG = "opt/org.kioskhub"
+"""Where the guest finds the seed: /sys/firmware/qemu_fw_cfg/by_name/opt/org.kioskhub/."""
 TOOLS = {
     "qemu-system-x86_64": "qemu-system-x86",
     "qemu-img": "qemu-utils",
@@ -100,14 +103,14 @@ def check_request(request: VmRequest) -> None:
         raise VmError(f"VM {request.name}: needs at least 1 CPU and 256 MB of memory")
 
 
-def kernel_command_line(seed_url: str) -> str:
-    """The kernel's command line: serial console, and the NoCloud seed for cloud-init."""
+def kernel_command_line() -> str:
+    """The kernel's command line: serial console, classic interface names (eth0)."""
     return " ".join(
         [
             "console=ttyS0",
             "quiet",
+            "net.ifnames=0",
             "panic=1",
-            f"ds=nocloud-net;s={seed_url}",
         ]
     )
 
@@ -115,6 +118,12 @@ def kernel_command_line(seed_url: str) -> str:
 def volume_format(volume: Path) -> str:
     """qcow2 for ``*.qcow2`` volumes, raw for any other file."""
     return "qcow2" if Path(volume).suffix == ".qcow2" else "raw"
+
+
+def volume_serial(volume: Path) -> str:
+    """The disk's serial, as Nova sets a volume's id: the guest finds the volume as
+    ``/dev/disk/by-id/virtio-<serial>`` (the file's name without suffix, 20 characters)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", Path(volume).stem)[:20]
 
 
 def qemu_argv(
@@ -125,7 +134,7 @@ def qemu_argv(
     initrd: Path,
     root_disk: Path,
     console: Path,
-    seed_url: str,
+    seed: Path,
 ) -> list[str]:
     """The qemu command line for ``request`` (pure). The monitor is on qemu's stdin."""
     forwards = "".join(
@@ -153,12 +162,19 @@ def qemu_argv(
         "-initrd",
         str(initrd),
         "-append",
-        kernel_command_line(seed_url),
+        kernel_command_line(),
         "-drive",
-        f"file={root_disk},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+        f"file={_option(root_disk)},if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+        "-device",
+        "virtio-blk-pci,drive=root",
     ]
-    for volume in request.volumes:
-        argv += ["-drive", f"file={volume},if=virtio,format={volume_format(volume)}"]
+    for number, volume in enumerate(request.volumes, start=1):
+        argv += [
+            "-drive",
+            f"file={_option(volume)},if=none,id=volume{number},format={volume_format(volume)}",
+            "-device",
+            f"virtio-blk-pci,drive=volume{number},serial={volume_serial(volume)}",
+        ]
     argv += [
         "-netdev",
         f"user,id=net0,net=10.0.2.0/24,host={GUEST_HOST_ADDRESS}{forwards}",
@@ -166,12 +182,23 @@ def qemu_argv(
         "virtio-net-pci,netdev=net0",
         "-device",
         "virtio-rng-pci",
+        "-fw_cfg",
+        f"name={SEED_FW_CFG}/user-data,file={_option(seed / 'user-data')}",
+        "-fw_cfg",
+        f"name={SEED_FW_CFG}/meta-data,file={_option(seed / 'meta-data')}",
+        "-chardev",
+        f"file,id=console,path={_option(console)}",
         "-serial",
-        f"file:{console}",
+        "chardev:console",
         "-monitor",
         "stdio",
     ]
     return argv
+
+
+def _option(path: Path) -> str:
+    """A path as the value of a qemu option, where a comma is written twice."""
+    return str(path).replace(",", ",,")
 
 
 def seed_documents(request: VmRequest) -> dict[str, bytes]:
@@ -181,9 +208,20 @@ def seed_documents(request: VmRequest) -> dict[str, bytes]:
     return {
         "user-data": request.user_data.encode(),
         "meta-data": json.dumps(meta_data, indent=1).encode(),
-        "vendor-data": b"",
-        "network-config": b"",
     }
+
+
+def write_seed(request: VmRequest, folder: Path) -> Path:
+    """The seed's files in ``folder`` (made 0700), each 0600: they hold the server's token."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.chmod(0o700)
+    for name, data in seed_documents(request).items():
+        path = folder / name
+        path.unlink(missing_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "wb") as seed_file:
+            seed_file.write(data)
+    return folder
 
 
 _PROBE_BOOT_SECTOR = bytes([0xB0, 0x01, 0xE6, 0xF4, 0xEB, 0xFE]).ljust(510, b"\0") + b"\x55\xaa"
@@ -210,55 +248,9 @@ def accelerator() -> str:
     return "kvm" if probe.returncode == 3 else "tcg"
 
 
-class SeedServer:
-    """Serves the NoCloud seed on 127.0.0.1, under a secret path, with plain HTTP/1.0."""
-
-    def __init__(self, documents: dict[str, bytes]):
-        self.documents = documents
-        self.secret = secrets.token_urlsafe(16)
-        self.server: asyncio.base_events.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._answer, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    @property
-    def guest_url(self) -> str:
-        return f"http://{GUEST_HOST_ADDRESS}:{self.port}/{self.secret}/"
-
-    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request_line = await asyncio.wait_for(reader.readline(), 30)
-            while (await asyncio.wait_for(reader.readline(), 30)).strip():
-                pass
-            parts = request_line.decode("latin-1").split()
-            path = parts[1] if len(parts) > 1 else ""
-            prefix = f"/{self.secret}/"
-            name = path[len(prefix):] if path.startswith(prefix) else None
-            if parts[:1] == ["GET"] and name in self.documents:
-                body, status = self.documents[name], "200 OK"
-            else:
-                body, status = b"not found\n", "404 Not Found"
-            writer.write(
-                f"HTTP/1.0 {status}\r\nContent-Type: text/plain\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body
-            )
-            await writer.drain()
-        except (TimeoutError, OSError):
-            pass
-        finally:
-            writer.close()
-
-    async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            await self.server.wait_closed()
-
-
-async def _run(*argv: str) -> None:
+async def _run(*argv: str, cwd: Path | None = None) -> None:
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=cwd
     )
     output, _ = await process.communicate()
     if process.returncode != 0:
@@ -269,7 +261,10 @@ async def extract_boot_files(image: Path, folder: Path) -> tuple[Path, Path]:
     """Copy the image's kernel and initrd out of its ext4 file system (debugfs, no mount)."""
     kernel, initrd = folder / "vmlinux", folder / "initrd.img"
     for inside, outside in ((KERNEL_IN_IMAGE, kernel), (INITRD_IN_IMAGE, initrd)):
-        await _run("debugfs", "-R", f"dump -p {inside} {outside}", str(image))
+        outside.unlink(missing_ok=True)
+        # debugfs parses its command itself: give it a plain name, written in ``folder``.
+        await _run("debugfs", "-R", f"dump -p {inside} {outside.name}", str(image.resolve()),
+                   cwd=folder)
         if not outside.is_file() or outside.stat().st_size == 0:
             raise VmError(f"{image} has no {inside}: it is not a KioskHub VM image")
     return kernel, initrd
@@ -281,7 +276,6 @@ class QemuMachine:
     def __init__(self, request: VmRequest):
         self.request = request
         self.process: asyncio.subprocess.Process | None = None
-        self.seed: SeedServer | None = None
         self.console_path = request.workdir / "console.log"
         self.accelerator = ""
 
@@ -307,18 +301,17 @@ class QemuMachine:
             )
         request = self.request
         check_request(request)
-        request.workdir.mkdir(parents=True, exist_ok=True)
+        request.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        request.workdir.chmod(0o700)
         kernel, initrd = await extract_boot_files(request.image_path, request.workdir)
         root_disk = request.workdir / "root.qcow2"
         root_disk.unlink(missing_ok=True)
         await _run("qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw",
                    "-b", str(request.image_path.resolve()), str(root_disk))
-        self.seed = SeedServer(seed_documents(request))
-        await self.seed.start()
+        seed = write_seed(request, request.workdir / "seed")
         self.accelerator = await asyncio.to_thread(accelerator)
         argv = qemu_argv(request, accelerator=self.accelerator, kernel=kernel, initrd=initrd,
-                         root_disk=root_disk, console=self.console_path,
-                         seed_url=self.seed.guest_url)
+                         root_disk=root_disk, console=self.console_path, seed=seed)
         self.console_path.write_bytes(b"")
         with open(request.workdir / "qemu.log", "wb") as log:
             self.process = await asyncio.create_subprocess_exec(
@@ -329,7 +322,6 @@ class QemuMachine:
             await asyncio.wait_for(self.process.wait(), 0.5)
         except TimeoutError:
             return
-        await self.seed.stop()
         output = (request.workdir / "qemu.log").read_text(errors="replace").strip()
         raise VmError(f"qemu exited at once (exit {self.process.returncode}): {output}")
 
@@ -352,5 +344,3 @@ class QemuMachine:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
-        if self.seed is not None:
-            await self.seed.stop()

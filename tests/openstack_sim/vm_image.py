@@ -15,8 +15,10 @@ a few minutes, runs as root and mounts nothing:
 
 Booting it (``qemu.py``) skips the boot loader and systemd: qemu loads the image's kernel
 and initrd itself, and ``INIT`` runs as process 1: it brings up the network of qemu's user
-mode (10.0.2.15, gateway and host 10.0.2.2, DNS 10.0.2.3), runs cloud-init's four stages in
-order, writing to the serial console, then reaps orphans until Ctrl-Alt-Del, on which it
+mode (10.0.2.15, gateway and host 10.0.2.2, DNS 10.0.2.3), copies cloud-init's seed from
+qemu's firmware configuration into ``/var/lib/cloud/seed/nocloud``, runs cloud-init's stages in
+order (after udev has settled the devices), writing to the serial console, then reaps
+orphans until Ctrl-Alt-Del, on which it
 stops every process, unmounts and powers off.
 """
 
@@ -36,7 +38,7 @@ from pathlib import Path
 
 from kioskhub.spawner.pod_image import DEFAULT_MIRROR, debian_mirror, read_apt_sources
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 3
 """Raise when the build steps change in a way the recipe's digest would not see."""
 SUITE = "bookworm"
 DEBIAN_PACKAGES = (
@@ -47,6 +49,7 @@ DEBIAN_PACKAGES = (
     "python3-venv",
     "ca-certificates",
     "iproute2",
+    "udev",
     "e2fsprogs",
     "fdisk",
     "procps",
@@ -109,6 +112,25 @@ def mount(kind, target, options=""):
         run("mount", "-t", kind, "-o", options or "defaults", kind, target)
 
 
+def copy_seed():
+    """cloud-init's NoCloud seed, from the files qemu passed as firmware configuration."""
+    run("modprobe", "qemu_fw_cfg")
+    source = "/sys/firmware/qemu_fw_cfg/by_name/opt/org.kioskhub"
+    target = "/var/lib/cloud/seed/nocloud"
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    for name in ("user-data", "meta-data"):
+        try:
+            with open(f"{source}/{name}/raw", "rb") as entry:
+                data = entry.read()
+        except OSError as error:
+            say(f"no {name} from the firmware configuration ({error})")
+            continue
+        descriptor = os.open(f"{target}/{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as seed:
+            seed.write(data)
+    say(f"cloud-init's seed from the firmware configuration in {target}")
+
+
 def on_signal(number, frame):
     raise Shutdown()
 
@@ -153,6 +175,12 @@ def main():
         mount("devpts", "/dev/pts", "gid=5,mode=620")
         mount("tmpfs", "/dev/shm", "mode=1777")
         mount("tmpfs", "/run", "mode=755")
+        # udev: drivers for what qemu attached, /dev/disk/by-*, and the file system types
+        # that lsblk reports to cloud-init (without them disk_setup formats a used volume).
+        run("/usr/lib/systemd/systemd-udevd", "--daemon")
+        run("udevadm", "trigger", "--action=add", "--type=subsystems")
+        run("udevadm", "trigger", "--action=add", "--type=devices")
+        run("udevadm", "settle", "--timeout=60")
         run("modprobe", "-a", "virtio_net", "virtio_rng")
         run("ip", "link", "set", "lo", "up")
         run("ip", "link", "set", "eth0", "up")
@@ -161,6 +189,7 @@ def main():
         with open("/etc/resolv.conf", "w") as resolv:
             resolv.write("nameserver 10.0.2.3\n")
         say("network up (10.0.2.15, gateway 10.0.2.2)")
+        copy_seed()
         for stage in STAGES:
             start = time.monotonic()
             code = run("cloud-init", *stage)
@@ -180,7 +209,7 @@ main()
 '''
 
 CLOUD_CFG = """\
-# KioskHub VM image: the seed comes from NoCloud (kernel command line or a cidata disk);
+# KioskHub VM image: the seed comes from NoCloud (the seed folder, a cidata disk or a URL);
 # the image's init brings the network up, so cloud-init leaves it alone.
 datasource_list: [NoCloud, None]
 network: {config: disabled}

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.openstack_sim.qemu import (
-    SeedServer,
     VmError,
     VmRequest,
     check_request,
     kernel_command_line,
     qemu_argv,
     seed_documents,
+    volume_serial,
+    write_seed,
 )
 from tests.openstack_sim.vm_image import (
     ImageBuildError,
@@ -44,29 +43,50 @@ def test_qemu_command_line(tmp_path):
     request = make_request(tmp_path)
     argv = qemu_argv(
         request, accelerator="tcg", kernel=Path("/vm/vmlinuz"), initrd=Path("/vm/initrd.img"),
-        root_disk=Path("/vm/root.qcow2"), console=Path("/vm/console.log"),
-        seed_url="http://10.0.2.2:4242/s3cret/",
+        root_disk=Path("/vm/root.qcow2"), console=Path("/vm/console.log"), seed=Path("/vm/seed"),
     )
     assert argv == [
         "qemu-system-x86_64", "-name", "guest=kh-ada-1", "-nodefaults", "-no-user-config",
         "-no-reboot", "-display", "none", "-accel", "tcg,thread=multi", "-cpu", "max",
         "-smp", "2", "-m", "2048", "-kernel", "/vm/vmlinuz", "-initrd", "/vm/initrd.img",
         "-append",
-        "console=ttyS0 quiet panic=1 ds=nocloud-net;s=http://10.0.2.2:4242/s3cret/",
-        "-drive", "file=/vm/root.qcow2,if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-        "-drive", f"file={tmp_path}/home.raw,if=virtio,format=raw",
+        "console=ttyS0 quiet net.ifnames=0 panic=1",
+        "-drive", "file=/vm/root.qcow2,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap",
+        "-device", "virtio-blk-pci,drive=root",
+        "-drive", f"file={tmp_path}/home.raw,if=none,id=volume1,format=raw",
+        "-device", "virtio-blk-pci,drive=volume1,serial=home",
         "-netdev",
         "user,id=net0,net=10.0.2.0/24,host=10.0.2.2,hostfwd=tcp:127.0.0.7:8888-:8888",
         "-device", "virtio-net-pci,netdev=net0", "-device", "virtio-rng-pci",
-        "-serial", "file:/vm/console.log", "-monitor", "stdio",
+        "-fw_cfg", "name=opt/org.kioskhub/user-data,file=/vm/seed/user-data",
+        "-fw_cfg", "name=opt/org.kioskhub/meta-data,file=/vm/seed/meta-data",
+        "-chardev", "file,id=console,path=/vm/console.log", "-serial", "chardev:console",
+        "-monitor", "stdio",
     ]
 
 
 def test_kvm_uses_the_host_cpu(tmp_path):
     argv = qemu_argv(make_request(tmp_path), accelerator="kvm", kernel=Path("k"),
-                     initrd=Path("i"), root_disk=Path("r"), console=Path("c"), seed_url="u")
+                     initrd=Path("i"), root_disk=Path("r"), console=Path("c"), seed=Path("s"))
     assert argv[argv.index("-accel") + 1] == "kvm"
     assert argv[argv.index("-cpu") + 1] == "host"
+
+
+def test_volume_serials_are_safe_names():
+    volume = Path("/v/0b3e6f2a-8c1d-4e5f-9a7b-1234567890ab.raw")
+    assert volume_serial(volume) == "0b3e6f2a-8c1d-4e5f-9"
+    assert volume_serial(Path("/v/a,file=x.qcow2")) == "a-file-x"
+
+
+def test_commas_in_paths_cannot_add_drive_options(tmp_path):
+    volume = tmp_path / "v,snapshot=on,file=x.raw"
+    volume.write_bytes(b"")
+    argv = qemu_argv(make_request(tmp_path, volumes=[volume]), accelerator="tcg",
+                     kernel=Path("k"), initrd=Path("i"), root_disk=Path("/r,format=raw"),
+                     console=Path("/c,x"), seed=Path("s"))
+    assert f"file={tmp_path}/v,,snapshot=on,,file=x.raw,if=none,id=volume1,format=raw" in argv
+    assert "file=/r,,format=raw,if=none,id=root,format=qcow2,cache=unsafe,discard=unmap" in argv
+    assert "file,id=console,path=/c,,x" in argv
 
 
 def test_seed_documents(tmp_path):
@@ -76,8 +96,7 @@ def test_seed_documents(tmp_path):
     assert json.loads(documents["meta-data"]) == {
         "instance-id": "i-0001", "local-hostname": "kh-ada-1", "public-keys": [],
     }
-    assert documents["vendor-data"] == b""
-    assert kernel_command_line("http://10.0.2.2:1/x/").endswith(" ds=nocloud-net;s=http://10.0.2.2:1/x/")
+    assert set(documents) == {"user-data", "meta-data"}
 
 
 @pytest.mark.parametrize(
@@ -106,34 +125,32 @@ def test_missing_image_is_named(tmp_path):
         check_request(make_request(tmp_path, image_path=tmp_path / "nope.raw"))
 
 
-def test_seed_server_answers_only_under_its_secret_path():
-    async def fetch_all() -> dict[str, int | bytes]:
-        seed = SeedServer({"user-data": b"#cloud-config\n", "meta-data": b"{}"})
-        await seed.start()
-        base = f"http://127.0.0.1:{seed.port}"
-        urls = {
-            "right": f"{base}/{seed.secret}/user-data",
-            "wrong secret": f"{base}/{seed.secret[:-1]}x/user-data",
-            "no secret": f"{base}/user-data",
-            "traversal": f"{base}/{seed.secret}/../user-data",
-            "unknown": f"{base}/{seed.secret}/../../etc/passwd",
-        }
-        try:
-            return {name: await asyncio.to_thread(_status, url) for name, url in urls.items()}
-        finally:
-            await seed.stop()
-
-    seen = asyncio.run(fetch_all())
-    assert seen == {"right": b"#cloud-config\n", "wrong secret": 404, "no secret": 404,
-                    "traversal": 404, "unknown": 404}
+def test_the_seed_reaches_the_guest_only_through_private_files(tmp_path):
+    """The user-data holds the server's token: not on qemu's command line (which every
+    account can read in /proc), and in files only root can read."""
+    token = "f00dfeedf00dfeedf00dfeedf00dfeed"
+    request = make_request(tmp_path, user_data=f"#cloud-config\n# {token}\n")
+    (tmp_path / "vm").mkdir(mode=0o755)
+    seed = write_seed(request, tmp_path / "vm" / "seed")
+    assert (seed / "user-data").read_text() == f"#cloud-config\n# {token}\n"
+    assert seed.stat().st_mode & 0o777 == 0o700
+    for name in ("user-data", "meta-data"):
+        assert (seed / name).stat().st_mode & 0o777 == 0o600
+    argv = qemu_argv(request, accelerator="tcg", kernel=Path("k"), initrd=Path("i"),
+                     root_disk=Path("r"), console=Path("c"), seed=seed)
+    assert not any(token in arg for arg in argv)
+    assert token not in kernel_command_line()
 
 
-def _status(url: str) -> int | bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as answer:
-            return answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code
+def test_a_planted_link_in_the_seed_folder_is_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.write_text("untouched")
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    (seed / "user-data").symlink_to(outside)
+    write_seed(make_request(tmp_path), seed)
+    assert outside.read_text() == "untouched"
+    assert not (seed / "user-data").is_symlink()
 
 
 def test_image_key_follows_the_recipe():
