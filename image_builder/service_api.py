@@ -302,9 +302,9 @@ class LogHandler(APIHandler):
 
     @requires("see")
     async def get(self, viewer: Viewer, session: Session, row: EnvironmentRecord):
-        if not row.builds:
+        if not row.own_builds:
             raise NotFound(f"{row.name!r} has no builds")
-        build = row.builds[-1]
+        build = row.own_builds[-1]
         build_id, status, text, error = build.id, build.status, build.log, build.error
         progress, phase = build.progress, build.phase
         session.close()
