@@ -11,6 +11,11 @@ and every reader (the builder service, the spawner, the GitLab CI path):
   that run elsewhere (GitLab CI) keep their pipeline in ``external_id`` / ``external_url``
   and anything else they need in ``builder_state`` (JSON text).
 
+A *pinned* build (``BuildRecord.pinned``) rebuilds a commit already built for its
+environment, beside it, for a gallery version pinned to that commit: it never becomes the
+environment's artifact nor changes its status. A ``PinGrant`` names a user who asked (through
+the gallery) to launch it; only they are offered it (``spawn_catalog``).
+
 Site environments from the config are rows too, with owner ``SITE_OWNER`` (``@site``, which no
 hub username can be: a user named ``site`` owns nothing of the site's) and builder ``site``.
 The schema changes only through alembic revisions in ``image_builder/migrations``.
@@ -22,7 +27,7 @@ import json
 import re
 from datetime import UTC, datetime
 
-from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 BUILDERS = ("local", "container", "gitlab-ci", "site")
@@ -121,8 +126,14 @@ class EnvironmentRecord(Base):
     def spawn_name(self) -> str:
         return spawn_name(self.owner, self.name)
 
+    @property
+    def own_builds(self) -> list[BuildRecord]:
+        """Its builds, less the pinned ones (which never make its artifact)."""
+        return [build for build in self.builds if not build.pinned]
+
     def to_dict(self) -> dict:
-        latest = self.builds[-1] if self.builds else None
+        own = self.own_builds
+        latest = own[-1] if own else None
         return {
             "id": self.id,
             "name": self.name,
@@ -177,6 +188,7 @@ class BuildRecord(Base):
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     external_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     builder_state: Mapped[str | None] = mapped_column(Text, nullable=True)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
@@ -201,6 +213,7 @@ class BuildRecord(Base):
                 "content_hash": self.content_hash,
                 "notes": json.loads(self.notes or "[]"),
             },
+            "pinned": self.pinned,
             "external_id": self.external_id,
             "external_url": self.external_url,
             "created_at": _iso(self.created_at),
@@ -210,6 +223,26 @@ class BuildRecord(Base):
         if with_log:
             data["log"] = self.log
         return data
+
+
+class PinGrant(Base):
+    """User ``username`` may launch pinned build ``build_id`` (the gallery asked for them)."""
+
+    __tablename__ = "pin_grants"
+    __table_args__ = (UniqueConstraint("build_id", "username", name="uq_pin_grants_build_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    build_id: Mapped[int] = mapped_column(
+        ForeignKey("builds.id", ondelete="CASCADE"), index=True
+    )
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def pinned_choice_name(identity: str) -> str:
+    """The spawn name of a pinned build: ``pin-`` and the start of its content hash (or of
+    its image digest's hex)."""
+    return f"pin-{identity.removeprefix('sha256:')[:24]}"
 
 
 def _iso(value: datetime | None) -> str | None:

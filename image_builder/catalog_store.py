@@ -20,6 +20,7 @@ from .catalog import (
     SITE_OWNER,
     BuildRecord,
     EnvironmentRecord,
+    PinGrant,
     check_environment_name,
     check_visibility,
     utcnow,
@@ -132,7 +133,9 @@ def queue_build(session: Session, row: EnvironmentRecord) -> BuildRecord:
 
 
 def start_build(session: Session, build: BuildRecord) -> None:
-    build.status = build.environment.status = "building"
+    build.status = "building"
+    if not build.pinned:
+        build.environment.status = "building"
     build.started_at = utcnow()
 
 
@@ -153,6 +156,8 @@ def finish_ready(session: Session, build: BuildRecord, artifact: Artifact, log_t
         artifact.image_digest,
     )
     build.notes = json.dumps(artifact.notes) if artifact.notes else None
+    if build.pinned:
+        return
     row = build.environment
     row.status = "ready"
     row.commit_sha = artifact.commit_sha
@@ -173,7 +178,83 @@ def finish_failed(session: Session, build: BuildRecord, error: str, log_text: st
     build.error = error
     build.phase = "failed"
     build.log = log_text if log_text else build.log
-    build.environment.status = "failed"
+    if not build.pinned:
+        build.environment.status = "failed"
+
+
+class PinRefused(CatalogError):
+    status = 403
+
+
+def queue_pinned_build(
+    session: Session, row: EnvironmentRecord, commit: str, username: str
+) -> tuple[BuildRecord, bool]:
+    """A pinned build of ``row`` at ``commit`` for ``username``, and whether it is new.
+
+    Only a commit that a successful build of ``row`` already built may be pinned
+    (PinRefused otherwise): a pinned build never fetches anything the environment's owner
+    did not build. A pinned build of that commit that is ready or under way is reused; a
+    new one is queued. ``username`` is granted its launch either way.
+    """
+    if row.owner == SITE_OWNER and row.builder == "site":
+        raise PinRefused(f"{row.name!r} comes from the site config; nothing to rebuild")
+    built = session.scalar(
+        select(BuildRecord).where(
+            BuildRecord.environment_id == row.id,
+            BuildRecord.status == "ready",
+            BuildRecord.commit_sha == commit,
+        )
+    )
+    if built is None:
+        raise PinRefused(
+            f"commit {commit!r} was never built for {row.spawn_name!r}; only a commit it "
+            "was built from can be rebuilt"
+        )
+    existing = session.scalar(
+        select(BuildRecord)
+        .where(
+            BuildRecord.environment_id == row.id,
+            BuildRecord.pinned.is_(True),
+            BuildRecord.ref == commit,
+            BuildRecord.status.in_(("queued", "building", "ready")),
+        )
+        .order_by(BuildRecord.id.desc())
+    )
+    new = existing is None
+    if new:
+        existing = BuildRecord(
+            environment=row,
+            builder=row.builder,
+            status="queued",
+            ref=commit,
+            phase="queued",
+            pinned=True,
+        )
+        session.add(existing)
+        session.flush()
+    grant_pin(session, existing, username)
+    return existing, new
+
+
+def grant_pin(session: Session, build: BuildRecord, username: str) -> None:
+    granted = session.scalar(
+        select(PinGrant).where(PinGrant.build_id == build.id, PinGrant.username == username)
+    )
+    if granted is None:
+        session.add(PinGrant(build_id=build.id, username=username))
+        session.flush()
+
+
+def pinned_builds_for(session: Session, username: str) -> list[BuildRecord]:
+    """The ready pinned builds ``username`` was granted, oldest first."""
+    return list(
+        session.scalars(
+            select(BuildRecord)
+            .join(PinGrant, PinGrant.build_id == BuildRecord.id)
+            .where(PinGrant.username == username, BuildRecord.status == "ready")
+            .order_by(BuildRecord.id)
+        ).all()
+    )
 
 
 def unfinished_builds(session: Session) -> list[BuildRecord]:

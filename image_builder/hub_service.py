@@ -24,6 +24,8 @@ SERVICE_NAME = "environments"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 SERVICE_SCOPES = ["read:users:name", "read:users:groups", "admin:auth_state"]
 SITE_VARIABLE = "KIOSKHUB_SITE_JSON"
+PINNED_BUILDS_SCOPE = "custom:environments:pinned-builds"
+"""Ask for a pinned build (``pinned_builds_api``): held by the gallery's token alone."""
 
 
 def builder_hub_settings(site: Site, *, python: str) -> dict[str, Any]:

@@ -232,6 +232,48 @@ def openapi_document(prefix: str) -> dict[str, Any]:
                     },
                 },
             },
+            "/api/pinned-builds": {
+                "post": {
+                    "summary": "The gallery's token only (custom:environments:pinned-builds): "
+                    "rebuild, beside environment {environment}, a commit it was built from, "
+                    "for reader {user}",
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["environment", "commit", "user"],
+                                    "properties": {
+                                        "environment": {"type": "string"},
+                                        "commit": {"type": "string"},
+                                        "user": {"type": "string"},
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "200": _reply("a pinned build of that commit, ready or under way"),
+                        "202": _reply("queued"),
+                        **_errors(400, 403, 404, 429),
+                    },
+                }
+            },
+            "/api/pinned-builds/{build_id}": {
+                "parameters": [
+                    {
+                        "name": "build_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    },
+                    {"name": "user", "in": "query", "required": True, "schema": {"type": "string"}},
+                ],
+                "get": {
+                    "summary": "The gallery's token only: a pinned build asked for {user}",
+                    "responses": {"200": _reply("the pinned build"), **_errors(403, 404)},
+                },
+            },
             "/api/openapi.json": {
                 "get": {
                     "summary": "This document",

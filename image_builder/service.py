@@ -40,6 +40,7 @@ from .gitlab_webhook import PipelineEventBus
 from .hub_service import SERVICE_NAME
 from .local_builder import LocalBuilder, site_toolchain
 from .metrics_handler import metrics_routes
+from .pinned_builds_api import pinned_build_routes
 from .podman_image_builder import BuildOptions, PodmanImageBuilder
 from .python_versions import effective_policy
 from .service_api import BuilderState, api_routes
@@ -140,7 +141,11 @@ def make_app(
     state = BuilderState(catalog, runner, site.builder, gitlab_url=site.gitlab.url)
     gitlab = gitlab_routes(prefix, site.gitlab, events) if events and site.gitlab.url else []
     return web.Application(
-        api_routes(prefix, state) + page_routes(prefix, state) + metrics_routes(prefix) + gitlab,
+        api_routes(prefix, state)
+        + pinned_build_routes(prefix, state)
+        + page_routes(prefix, state)
+        + metrics_routes(prefix)
+        + gitlab,
         cookie_secret=secrets.token_bytes(32),
         xsrf_cookies=True,
         service_prefix=prefix,

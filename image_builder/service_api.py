@@ -6,6 +6,10 @@ Every handler method says who may call it with ``@requires(...)``:
 - ``"see"``: a user who may see environment ``<id>`` (owner, shared group, site-wide, admin);
 - ``"manage"``: its owner or an admin (site environments: admins only).
 
+A temporary reviewer seat (hub user ``rv-…``) is none of these: it launches the one version
+its reviewer link opens, through the gallery, and every route here answers it 403
+(``refuse_seat``), so it cannot register, build or list environments.
+
 An environment that a user may not see answers 404, as one that does not exist. Registering
 or rebuilding a repository on the site's GitLab checks the asking user's own access with their
 GitLab token first (``user_gitlab_credentials``), and that build alone fetches with it. The
@@ -24,6 +28,7 @@ from tornado import web
 from tornado.iostream import StreamClosedError
 
 from kioskhub.hub.schema.builder import BuilderSettings
+from kioskhub.hub.schema.gallery import SEAT_PREFIX
 
 from .build_queue import QueueFull
 from .build_runner import BuildRunner, check_source
@@ -103,6 +108,7 @@ class APIHandler(TokenOrCookie, LimitedBody):
 
     async def viewer(self) -> Viewer:
         model = self.hub_user("only hub users have environments")
+        refuse_seat(model["name"])
         return await hub_viewer(self.hub_auth, model["name"])
 
     async def credentials(self, viewer: Viewer, source: RepositorySource) -> GitCredentials | None:
@@ -155,6 +161,18 @@ class APIHandler(TokenOrCookie, LimitedBody):
     @property
     def state_prefix(self) -> str:
         return self.hub_auth.base_url if hasattr(self.hub_auth, "base_url") else "/"
+
+
+SEAT_REFUSAL = (
+    "a temporary reviewer seat launches only the gallery version it was opened for; it may "
+    "not register, build or list environments (ask the lab for an account to do that)"
+)
+
+
+def refuse_seat(name: str) -> None:
+    """403 for a temporary reviewer seat (``rv-…``): it uses environments only by launching."""
+    if name.startswith(SEAT_PREFIX):
+        raise web.HTTPError(403, SEAT_REFUSAL)
 
 
 async def hub_viewer(hub_auth, name: str) -> Viewer:
@@ -284,9 +302,9 @@ class LogHandler(APIHandler):
 
     @requires("see")
     async def get(self, viewer: Viewer, session: Session, row: EnvironmentRecord):
-        if not row.builds:
+        if not row.own_builds:
             raise NotFound(f"{row.name!r} has no builds")
-        build = row.builds[-1]
+        build = row.own_builds[-1]
         build_id, status, text, error = build.id, build.status, build.log, build.error
         progress, phase = build.progress, build.phase
         session.close()

@@ -13,7 +13,9 @@ from pathlib import Path
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado import web
 
-from .service_api import BuilderState, hub_viewer
+from kioskhub.hub.schema.gallery import SEAT_PREFIX
+
+from .service_api import SEAT_REFUSAL, BuilderState, hub_viewer
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -62,6 +64,12 @@ spawn form.</p>
 </body></html>
 """
 
+SEAT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Environments · KioskHub</title></head>
+<body><main><h1>Environments</h1>
+<p id="kh-environments-seat" role="alert">{message}.</p></main></body></html>
+"""
+
 
 class PageHandler(HubOAuthenticated, web.RequestHandler):
     """The page; any signed-in user (the API decides what they may do)."""
@@ -72,6 +80,12 @@ class PageHandler(HubOAuthenticated, web.RequestHandler):
     @web.authenticated
     async def get(self):
         model = self.get_current_user()
+        if model["name"].startswith(SEAT_PREFIX):
+            self.set_status(403)
+            self.finish(
+                SEAT_PAGE.format(message=escape(SEAT_REFUSAL[0].upper() + SEAT_REFUSAL[1:]))
+            )
+            return
         viewer = await hub_viewer(self.hub_auth, model["name"])
         prefix = self.hub_auth.base_url
         groups = sorted(viewer.groups)

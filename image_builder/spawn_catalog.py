@@ -6,7 +6,9 @@ the catalog in a worker thread (never on the hub's event loop) and returns the c
 environments (those of kind ``repository`` replaced by their built venv or image, once
 built) plus the user's own and shared catalog environments, each pinned to the commit of
 its last successful build, with the repository's files kept at that commit (in a venv, or
-beside the environments for an image: ``repository_files``).
+beside the environments for an image: ``repository_files``). A user the gallery asked a
+pinned build for (``pinned_builds_api``) is offered that build too, as ``pin-<hash>``, while
+they may still see its environment; no one else is.
 Everything after that (the form, the choice, the LaunchSpec, the launch) is the spawner's
 ordinary path.
 
@@ -33,9 +35,10 @@ from kioskhub.hub.schema.builder import catalog_url, environments_dir
 from kioskhub.hub.schema.choices import Environment
 from kioskhub.hub.schema.site import Site
 
-from .catalog import SITE_OWNER, EnvironmentRecord
+from .catalog import SITE_OWNER, BuildRecord, EnvironmentRecord, pinned_choice_name
 from .catalog_access import Viewer, can_see
 from .catalog_db import Catalog, has_schema, open_catalog
+from .catalog_store import pinned_builds_for
 from .gitlab_connection import GitLabAuthError, GitLabError
 from .gitlab_registry import BuiltImage, gitlab_token_from_auth_state, list_user_images
 from .gitlab_registry import user_connection as gitlab_user_connection
@@ -105,18 +108,35 @@ def environments_for(
     except SQLAlchemyError:
         log.warning("The environment catalog could not be read", exc_info=True)
         return site.environments
+    viewer = Viewer(username, frozenset(groups))
     by_site_name = {row.name: row for row in rows if row.owner == SITE_OWNER}
     files_root = environments_dir(site.builder, site.hub.state_dir)
     resolved = [
         _resolve_site(env, by_site_name.get(env.name), files_root) for env in site.environments
     ]
-    viewer = Viewer(username, frozenset(groups))
     own_and_shared = [
         _as_choice(row, files_root)
         for row in rows
         if row.owner != SITE_OWNER and row.launchable and can_see(row, viewer)
     ]
-    return tuple(resolved + own_and_shared)
+    return tuple(resolved + own_and_shared + pinned_for(catalog, viewer, files_root))
+
+
+def pinned_for(catalog: Catalog, viewer: Viewer, files_root: Path) -> list[Environment]:
+    """The ready pinned builds granted to ``viewer`` whose environment they may still see
+    ([] when the catalog cannot say: the other environments are offered all the same)."""
+    choices: dict[str, Environment] = {}
+    try:
+        with catalog.session() as session:
+            for build in pinned_builds_for(session, viewer.name):
+                identity = build.content_hash or build.image_digest
+                artifact = build.venv_path or build.image_ref
+                if identity and artifact and can_see(build.environment, viewer):
+                    choice = _pinned_choice(build, files_root)
+                    choices.setdefault(choice.name, choice)
+    except SQLAlchemyError:
+        log.warning("The pinned builds of the catalog could not be read", exc_info=True)
+    return list(choices.values())
 
 
 def _resolve_site(
@@ -143,6 +163,33 @@ def _as_choice(row: EnvironmentRecord, files_root: Path) -> Environment:
         display_name=f"{title} ({row.owner})",
         description=_pinned(row.description, row),
         **_artifact(row, files_root),
+    )
+
+
+def _pinned_choice(build: BuildRecord, files_root: Path) -> Environment:
+    """A pinned build as a choice: its own venv or image, and the files at its commit."""
+    row = build.environment
+    commit = build.commit_sha or build.ref
+    title = f"{row.display_name or row.name} at {commit[:12]} (pinned)"
+    description = f"Rebuilt from {row.repo_url or ''} @ {commit[:12]} for a gallery version."
+    if build.venv_path:
+        holder = Path(build.venv_path)
+        artifact = {"kind": "venv", "path": holder}
+    else:
+        holder = image_files_holder(files_root, row.owner, row.name)
+        artifact = {"kind": "image", "image": build.image_ref}
+    source = kept_source(holder, commit)
+    if is_kept(source):
+        artifact |= {
+            "files_source": source,
+            "files_commit": commit,
+            "files_folder": folder_name(row.repo_url or ""),
+        }
+    return Environment(
+        name=pinned_choice_name(build.content_hash or build.image_digest or ""),
+        display_name=title,
+        description=description,
+        **artifact,
     )
 
 

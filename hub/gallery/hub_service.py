@@ -8,7 +8,10 @@ a version's environment), and it starts, uses and stops the one server that re-e
 versions (``custom:gallery:reexecute``, ``access:servers!user=gallery-run``:
 ``reexec_hub_api``), and asks the hub to remove temporary reviewer seats past their end
 (``custom:gallery:seats``: ``seats_hub``, which removes only ``rv-`` seats the gallery's
-database says ended); nothing else. The hub serves the seat page ``/hub/gallery-seat/…``.
+database says ended), and, where the site builds environments, asks the Environments
+service for a pinned build of a version's commit on a reader's behalf
+(``custom:environments:pinned-builds``, ``access:services!service=environments``:
+``reproduce_pinned``); nothing else. The hub serves the seat page ``/hub/gallery-seat/…``.
 Every user may access the service
 (``access:services!service=gallery``), which decides per handler what each may do
 (``access``). Every hub page links it ("Gallery" in the navigation bar).
@@ -20,7 +23,8 @@ from typing import Any
 
 from kioskhub.hub.dask_gateway import SERVER_SCOPES
 from kioskhub.hub.schema.site import Site
-from kioskhub.image_builder.hub_service import SITE_VARIABLE, site_json
+from kioskhub.image_builder.hub_service import ACCESS_SCOPE as BUILDER_ACCESS_SCOPE
+from kioskhub.image_builder.hub_service import PINNED_BUILDS_SCOPE, SITE_VARIABLE, site_json
 
 from .reexec_hub_api import REEXECUTE_SCOPE, REEXECUTION_USER, reexecution_hub_routes
 from .seats_hub import SEATS_SCOPE, seat_hub_routes
@@ -42,6 +46,23 @@ def gallery_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
     """The JupyterHub settings that run the gallery service, or {} when it is off."""
     if not site.gallery.enabled:
         return {}
+    scopes, custom_scopes = (
+        list(SERVICE_SCOPES),
+        {
+            REEXECUTE_SCOPE: {
+                "description": "Start and stop the server that re-executes gallery versions"
+            },
+            SEATS_SCOPE: {
+                "description": "Remove the gallery's temporary reviewer seats that ended"
+            },
+        },
+    )
+    if site.builder.enabled:
+        scopes += [PINNED_BUILDS_SCOPE, BUILDER_ACCESS_SCOPE]
+        custom_scopes[PINNED_BUILDS_SCOPE] = {
+            "description": "Ask the Environments service to rebuild, beside an environment, a "
+            "commit it was built from, for a gallery version pinned to it"
+        }
     return {
         "JupyterHub": {
             "services": [
@@ -63,17 +84,10 @@ def gallery_hub_settings(site: Site, *, python: str) -> dict[str, Any]:
                     "servers' options; starts, uses and stops the re-execution server; "
                     "removes temporary reviewer seats that ended",
                     "services": [SERVICE_NAME],
-                    "scopes": SERVICE_SCOPES,
+                    "scopes": scopes,
                 },
             ],
-            "custom_scopes": {
-                REEXECUTE_SCOPE: {
-                    "description": "Start and stop the server that re-executes gallery versions"
-                },
-                SEATS_SCOPE: {
-                    "description": "Remove the gallery's temporary reviewer seats that ended"
-                },
-            },
+            "custom_scopes": custom_scopes,
             "extra_handlers": reexecution_hub_routes(site) + seat_hub_routes(site),
             "template_vars": {"kh_gallery_url": SERVICE_PREFIX},
         },

@@ -24,6 +24,7 @@ from .api_base import GalleryHandler, GalleryState, SafeHeaders, requires
 from .reading import get_version
 from .reexec_store import reexecution_model
 from .reproduce_build import reproduce_panel
+from .reproduce_open import rebuild_panel
 from .search import page_of, query_from
 from .seats_offer import SeatOffer
 from .store import EntryRow
@@ -68,13 +69,16 @@ async def render_entry_page(
     can_reexecute: bool = False,
     open_action: str | None = None,
     seat: SeatOffer | None = None,
+    rebuild: tuple[Viewer, int] | None = None,
 ) -> None:
     """Version ``number`` of ``entry``: texts, pinning, files, versions, the render frame,
     its review threads (``threads_work.page_threads``) and, for signed-in readers
     (``open_action``: where the "Open in my server" form posts), reproducing it; a
     reviewer link's page offers a temporary seat (``seat``, ``seats_offer``) or says why it
     cannot be opened here. The re-execution report, and
-    the form that asks for one when ``can_reexecute`` (its author or an admin)."""
+    the form that asks for one when ``can_reexecute`` (its author or an admin). ``rebuild``
+    (the reader and a pinned build's id): the page follows that rebuild of the pinned
+    environment, refreshing itself, and opens the reader's server in it once ready."""
     version = await get_version(state, entry, number)
     versions = await state.call(store.versions, entry.entry_id)
     run = await state.call(reexec_store.get, entry.entry_id, number)
@@ -84,6 +88,11 @@ async def render_entry_page(
     reproduce = None
     if open_action is not None:
         reproduce = await reproduce_panel(state, version, open_action)
+        if rebuild is not None:
+            reader, build_id = rebuild
+            reproduce["rebuild"] = await rebuild_panel(
+                state, handler.hub_auth, reader, entry.entry_id, version, build_id
+            )
     handler.set_header("Content-Type", "text/html; charset=utf-8")
     handler.finish(
         templates.get_template("gallery_entry.html").render(
@@ -157,6 +166,7 @@ class EntryPageHandler(PageHandler):
             render=f"{self.prefix}render/{entry.entry_id}/",
         )
         number = int(number or entry.latest)
+        rebuild = self.get_argument("rebuild", "")
         threads = await page_threads(
             self.state, entry, number, Actor(viewer=viewer), xsrf=self.xsrf_token,
             action=f"{urls.api}versions/{number}/threads",
@@ -165,6 +175,7 @@ class EntryPageHandler(PageHandler):
             self, self.state, entry, number, urls=urls, show_author=True, threads=threads,
             can_reexecute=can_manage(entry.rules, viewer),
             open_action=f"{urls.page}v{number}/open",
+            rebuild=(viewer, int(rebuild)) if rebuild.isdigit() else None,
         )  # fmt: skip
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from .api_base import GalleryState
 from .pinning import pinning_for
-from .reproduce import BUILDER_PAGE, BuildCheck, build_check
+from .reproduce import BUILDER_PAGE, BuildCheck, build_check, build_identity
+from .reproduce_pinned import can_rebuild
 
 
 def hub_base_url() -> str:
@@ -30,7 +31,15 @@ async def current_build(state: GalleryState, pinned: dict[str, Any]) -> BuildChe
 
 async def reproduce_panel(state: GalleryState, version: dict[str, Any], action: str) -> dict:
     """What the version page shows beside its "Open in my server" button."""
-    check = await current_build(state, version["pinning"])
+    pinned = version["pinning"]
+    check = await current_build(state, pinned)
+    if can_rebuild(state.site, pinned, check):
+        check = BuildCheck(
+            check.status,
+            f"The environment {pinned.get('environment')!r} was rebuilt since this version: "
+            f"Open rebuilds commit {pinned['commit']} beside it and opens your server in that "
+            f"build ({build_identity(pinned)}).",
+        )
     return {
         "check": check,
         "action": action,

@@ -8,21 +8,26 @@ and profile, or straight to their running server when it already runs that envir
 either way ``next`` is their server's fetch endpoint, which copies the files as the reader.
 A server running another environment is left running, and the reader is told so. The
 service only reads servers (``read:servers``); it never starts or stops one.
+
+When the environment was rebuilt since the version (and the site builds environments),
+"Open" asks for a pinned build of the version's commit (``reproduce_pinned``): a ready one
+with the pinned content hash or digest is opened at once, as ``pin-<hash>``; otherwise the
+browser goes back to the version page with ``?rebuild=<build>``, which follows the build
+and opens the server once it is ready (``rebuild_panel``).
 """
 
 from __future__ import annotations
 
 from tornado import web
 
-from kioskhub.image_builder.user_gitlab_credentials import hub_user_model
-
 from .access import Viewer
 from .api_base import GalleryState, requires
 from .pages import PageHandler, templates
-from .pinning import environment_name
 from .reading import get_version
-from .reproduce import BUILDER_PAGE, BUSY, OTHER, REUSE, fetch_url, server_decision, spawn_url
+from .reproduce import BUILDER_PAGE, OTHER
 from .reproduce_build import current_build, hub_base_url
+from .reproduce_open import open_target
+from .reproduce_pinned import PinnedBuildRefused, ask_pinned_build, can_rebuild, same_build
 from .store import EntryRow
 
 
@@ -41,23 +46,23 @@ class OpenHandler(PageHandler):
         if not check.can_open:
             builder = base + BUILDER_PAGE if check.builder_link else None
             return self.outcome(409, check.message, back, builder=builder)
-        user = await hub_user_model(self.hub_auth, viewer.name)
-        server = (user.get("servers") or {}).get("")
-        running = None
-        if server:
-            running, _ = environment_name(
-                self.state.site, server.get("user_options") or {}, viewer.groups
-            )
-        decision = server_decision(server, running, environment)
-        if decision.action == OTHER:
-            return self.outcome(409, decision.message, back, home=f"{base}hub/home")
-        if decision.action == BUSY:
-            return self.outcome(409, decision.message, back)
-        fetch = fetch_url(base, viewer.name, entry.entry_id, version["number"])
-        if decision.action == REUSE:
-            return self.redirect(fetch, status=303)
-        target = spawn_url(base, viewer.name, environment, pinned.get("profile"), fetch)
-        self.redirect(target, status=303)
+        if can_rebuild(self.state.site, pinned, check):
+            try:
+                build = await ask_pinned_build(
+                    self.state.site, self.hub_auth.api_token, pinned, viewer.name
+                )
+            except PinnedBuildRefused as refused:
+                return self.outcome(refused.status, str(refused), back)
+            if build.get("status") != "ready" or not same_build(pinned, build):
+                return self.redirect(f"{back}?rebuild={int(build['id'])}", status=303)
+            environment = build["spawn_name"]
+        target, decision = await open_target(
+            self.state, self.hub_auth, viewer, entry.entry_id, version, environment
+        )
+        if target:
+            return self.redirect(target, status=303)
+        home = {"home": f"{base}hub/home"} if decision.action == OTHER else {}
+        self.outcome(409, decision.message, back, **home)
 
     def outcome(self, status: int, message: str, back: str, **links) -> None:
         self.set_status(status)

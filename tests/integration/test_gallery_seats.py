@@ -3,7 +3,8 @@ presses "Open in a temporary seat", gets an ``rv-`` hub user signed in by the hu
 page, a server started with the version's pinned environment and profile, and lands in
 JupyterLab on the version's files, copied as the seat's own account (the notebook without
 the author's metadata). The seat reads that entry alone: another entry, the list,
-publishing, comments and the gallery's pages are refused, and it is in no group. Tickets
+publishing, comments and the gallery's pages are refused, and it is in no group; the
+Environments service refuses it everything (listing, registering, rebuilding, its page). Tickets
 are single-use, short-lived, bound to their link's entry, and only the gallery's count;
 the per-link and site caps say so. When a seat ends, the gallery has the hub remove its
 server, hub user, home (with a link to a root-owned file planted in it, which survives)
@@ -41,6 +42,7 @@ ENVIRONMENTS = [
     {"name": "analysis", "display_name": "Analysis"},
     {"name": "lab-only", "groups": ["physics"]},
 ]
+ENVIRONMENTS_SERVICE = "/services/environments"
 SEAT_PAGE = re.compile(r"^/hub/gallery-seat/([A-Za-z0-9_-]{43})$")
 SWEEP_WAIT_S = 120
 
@@ -54,6 +56,7 @@ def site():
         folder,
         auth={"shared_password": SHARED_PASSWORD, "admin_password": ADMIN_PASSWORD},
         gallery={"enabled": True, "port": free_port(), "reviewer_seats": seats},
+        builder={"enabled": True, "port": free_port(), "allow_local_paths": True},
         environments=ENVIRONMENTS,
         groups={"physics": ["ada"]},
     )
@@ -219,6 +222,36 @@ def test_a_reviewer_without_an_account_runs_the_version_in_a_temporary_seat(site
         assert seat_says in refused.text, refused.text[-500:]
     joined = seat.api("/groups/physics/users", "POST", json={"users": [name]})
     assert joined.status_code == 403
+
+    # The Environments service: a seat launches, and does nothing else there.
+    listed = requests.get(
+        f"{hub.url}{ENVIRONMENTS_SERVICE}/api/environments",
+        headers={"Authorization": f"token {ada.token}"}, timeout=30,
+    )  # fmt: skip
+    assert listed.status_code == 200, listed.text
+    site_environment = listed.json()["environments"][0]["id"]
+    builder_says = (
+        "a temporary reviewer seat launches only the gallery version it was opened for; it may "
+        "not register, build or list environments"
+    )
+    repository = {"name": "mine", "repository": str(folder / "data")}
+    for method, path, body in [
+        ("GET", "/api/environments", None),
+        ("POST", "/api/environments", repository),
+        ("GET", f"/api/environments/{site_environment}", None),
+        ("POST", f"/api/environments/{site_environment}/rebuild", {}),
+        ("GET", f"/api/environments/{site_environment}/log", None),
+    ]:
+        refused = requests.request(
+            method, f"{hub.url}{ENVIRONMENTS_SERVICE}{path}", json=body, timeout=30,
+            headers={"Authorization": f"token {seat.token}"},
+        )  # fmt: skip
+        assert refused.status_code == 403, (path, refused.text[-500:])
+        assert refused.json()["message"].startswith(builder_says), refused.text[-500:]
+    environments_page = browser.get(f"{hub.url}{ENVIRONMENTS_SERVICE}/", timeout=60)
+    assert environments_page.status_code == 403, environments_page.text[-2000:]
+    assert "A temporary reviewer seat launches only" in environments_page.text
+    assert "Register and build" not in environments_page.text
 
     # The ticket opened one seat; it opens no second.
     _, again = redeem(hub.url, ticket)

@@ -8,6 +8,7 @@ from kioskhub.hub.schema.site import Site
 from kioskhub.image_builder import service_api
 from kioskhub.image_builder.hub_service import builder_hub_settings, site_from_json
 from kioskhub.image_builder.openapi import openapi_document
+from kioskhub.image_builder.pinned_builds_api import pinned_build_routes
 
 
 def site(tmp_path, **builder) -> Site:
@@ -70,6 +71,11 @@ def test_every_api_method_declares_who_may_call_it():
                     "see",
                     "manage",
                 ), f"{handler.__name__}.{method}"
+    for _, handler, *_ in pinned_build_routes("/services/environments/", state=None):
+        for method in ("get", "post", "put", "delete"):
+            if method in handler.__dict__:
+                permission = handler.__dict__[method].permission
+                assert permission == "custom:environments:pinned-builds", handler.__name__
     assert service_api.EnvironmentHandler.delete.permission == "manage"
     assert service_api.EnvironmentHandler.get.permission == "see"
     assert service_api.VisibilityHandler.put.permission == "manage"
@@ -87,6 +93,8 @@ def test_openapi_document_lists_every_route():
         "/api/environments/{id}/visibility",
         "/api/environments/{id}/log",
         "/api/environments/{id}/builds/{build_id}",
+        "/api/pinned-builds",
+        "/api/pinned-builds/{build_id}",
         "/api/openapi.json",
     }
     assert set(document["paths"]["/api/environments/{id}"]) == {"parameters", "get", "delete"}

@@ -80,6 +80,6 @@ def test_a_catalog_of_the_previous_revision_keeps_its_site_rows(tmp_path):
         }
     with catalog.engine.connect() as connection:
         assert connection.execute(text("select version_num from alembic_version")).scalar() == (
-            "0003"
+            "0004"
         )
     catalog.close()

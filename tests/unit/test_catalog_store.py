@@ -15,10 +15,13 @@ from kioskhub.image_builder.catalog_access import Viewer, can_manage, can_see, c
 from kioskhub.image_builder.catalog_db import open_catalog
 from kioskhub.image_builder.catalog_store import (
     Conflict,
+    PinRefused,
     finish_failed,
     finish_ready,
     queue_build,
+    queue_pinned_build,
     register,
+    start_build,
     sync_site_environments,
     visible,
 )
@@ -59,8 +62,8 @@ def test_migrations_make_the_schema_once(tmp_path):
         with catalog.engine.connect() as connection:
             version = connection.execute(text("select version_num from alembic_version")).scalar()
         catalog.close()
-    assert {"environments", "builds", "alembic_version"} <= tables
-    assert version == "0003"
+    assert {"environments", "builds", "pin_grants", "alembic_version"} <= tables
+    assert version == "0004"
     assert (tmp_path / "c.sqlite").stat().st_mode & 0o777 == 0o600
 
 
@@ -195,3 +198,46 @@ def test_a_builds_notes_show_on_the_environment_and_the_build(catalog):
         )
         assert row.to_dict()["artifact"]["notes"] == [note]
         assert build.to_dict()["artifact"]["notes"] == [note]
+
+
+def test_a_pinned_build_rebuilds_a_built_commit_beside_the_environment(catalog, tmp_path):
+    site = site_with(tmp_path, [{"name": "default", "default": True}])
+    with catalog.session() as session:
+        row, build = add(session, visibility="group:physics")
+        finish_ready(session, build, Artifact("a" * 40, "h1", venv_path="/envs/h1"), "")
+        finish_ready(
+            session, queue_build(session, row), Artifact("b" * 40, "h2", venv_path="/envs/h2"), ""
+        )
+        # Only a commit a ready build of it was built from may be pinned.
+        with pytest.raises(PinRefused, match="commit 'ffff.*' was never built for 'ada.tomli'"):
+            queue_pinned_build(session, row, "f" * 40, "cy")
+        pinned, new = queue_pinned_build(session, row, "a" * 40, "cy")
+        assert new and pinned.pinned and pinned.ref == "a" * 40
+        again, new = queue_pinned_build(session, row, "a" * 40, "ada")
+        assert again.id == pinned.id and not new
+        start_build(session, pinned)
+        assert row.status == "ready"
+        finish_ready(session, pinned, Artifact("a" * 40, "h1", venv_path="/envs/h1"), "")
+        # The environment keeps its own build, status and latest build.
+        assert (row.content_hash, row.venv_path, row.status) == ("h2", "/envs/h2", "ready")
+        assert row.to_dict()["latest_build"]["pinned"] is False
+    cy = environments_for(site, "cy", ["physics"], catalog)
+    assert [e.name for e in cy] == ["default", "ada.tomli", "pin-h1"]
+    assert cy[-1].path == Path("/envs/h1")
+    assert cy[-1].display_name == f"tomli at {'a' * 12} (pinned)"
+    # Granted to cy and ada only; bob is granted nothing, and could not see it anyway.
+    assert [e.name for e in environments_for(site, "ada", ["physics"], catalog)][-1] == "pin-h1"
+    assert [e.name for e in environments_for(site, "bob", [], catalog)] == ["default"]
+    # Granted, but no longer in the group: not offered.
+    assert [e.name for e in environments_for(site, "cy", [], catalog)] == ["default"]
+
+
+def test_a_failed_pinned_build_leaves_the_environment_alone(catalog):
+    with catalog.session() as session:
+        row, build = add(session)
+        finish_ready(session, build, Artifact("a" * 40, "h1", venv_path="/envs/h1"), "")
+        pinned, _ = queue_pinned_build(session, row, "a" * 40, "ada")
+        finish_failed(session, pinned, "the package index did not answer", "")
+        assert row.status == "ready"
+        retried, new = queue_pinned_build(session, row, "a" * 40, "ada")
+        assert new and retried.id != pinned.id

@@ -132,3 +132,22 @@ def test_the_gallery_and_workshops_each_keep_their_custom_scope(tmp_path):
     assert sorted(scopes) == [
         "custom:gallery:reexecute", "custom:gallery:seats", "custom:workshops:prewarm"
     ]  # fmt: skip
+
+
+def test_the_gallery_alone_may_ask_for_pinned_builds_where_the_site_builds(tmp_path):
+    passwords = Passwords(user="correct-horse", admin="a" * 32, auth_state_key="f" * 64)
+    site = small_site(
+        tmp_path, gallery={"enabled": True, "port": 8123}, builder={"enabled": True, "port": 8124}
+    )
+    hub = jupyterhub_settings(site, passwords, "/path/chp")["JupyterHub"]
+    roles = {role["name"]: role for role in hub["load_roles"]}
+    pinned = "custom:environments:pinned-builds"
+    assert pinned in hub["custom_scopes"]
+    assert roles["kioskhub-gallery"]["scopes"][-2:] == [
+        pinned, "access:services!service=environments"
+    ]  # fmt: skip
+    holders = [name for name, role in roles.items() if pinned in role.get("scopes", ())]
+    assert holders == ["kioskhub-gallery"]
+    without = small_site(tmp_path, gallery={"enabled": True, "port": 8123})
+    settings = jupyterhub_settings(without, passwords, "/path/chp")["JupyterHub"]
+    assert pinned not in settings["custom_scopes"]
