@@ -1,5 +1,13 @@
 """A real hub with ``spawner.backend: kubernetes``, pointed at the API simulation by KUBECONFIG.
 
+Its kioskhub.yaml is the one the chart gives the hub pod: helm 4 renders the chart with this
+lab's values, and the ConfigMap's ``kioskhub.yaml`` is taken as the pod would read it (the
+backend, the pods' namespace and image, the profiles and the servers' uid/gid all come from
+there). Only what a hub on this machine, outside a pod, cannot use is replaced, each named in
+``outside_the_cluster``: its URL and ports, its state folder (the chart's is the hub's claim),
+``pods.hub_connect_url`` (the chart's is the hub's Service, a name only cluster DNS resolves)
+and the builder's port and registry.
+
 The hub runs KioskKubeSpawner with the site handed over by KioskHub's settings: its spawn
 form is KubeSpawner's, listing the profiles the user's groups allow; a refused choice is a 400
 with the reason; a spawn creates the home claim and the shared Pod manifest in the configured
@@ -36,7 +44,8 @@ from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.integration.test_builder_environments import SERVICE, Env, git, start_builder_hub
 from tests.integration.test_builder_podman_images import remove_images
 from tests.kube_sim import HOST_LOOPBACK, KubernetesSimulation
-from tests.support.hub_process import free_port, write_site_config
+from tests.support.helm import helm
+from tests.support.hub_process import free_port
 from tests.support.podman import build_base_image, pods_with_label
 from tests.support.user_session import UserSession
 
@@ -47,48 +56,120 @@ XSS = "<img src=x onerror=alert(1)>"
 START_TIMEOUT = 15
 
 
+def chart_values(image: str) -> dict:
+    """The chart's values for this lab: what a site would give ``helm install``."""
+    return {
+        "site": {
+            "auth": {"shared_password": SHARED_PASSWORD},
+            "hub": {"admin_users": ["admin"]},
+            "home": {"root": "homes"},
+            "spawner": {"http_timeout": 90, "start_timeout": START_TIMEOUT},
+            "environments": [
+                {"name": "default", "display_name": "Python 3", "default": True},
+                {"name": "shared", "kind": "image", "image": UNPULLABLE, "display_name": XSS},
+            ],
+            "profiles": [
+                {"name": "small", "cpu": 0.5, "memory": "1Gi", "default": True,
+                 "display_name": f"Small {XSS}", "description": XSS},
+                {"name": "gpu", "cpu": 4, "memory": "16Gi", "gpu": {"count": 1},
+                 "groups": ["physics"]},
+                {"name": "eight-gpus", "display_name": "Eight GPUs", "cpu": 1,
+                 "memory": "1Gi", "gpu": {"count": 8}},
+            ],
+            "data_mounts": [{"name": "data", "source": "data", "mount_path": "/data"}],
+            "pods": {"image": image, "uid": 1000, "gid": 100},
+            "groups": {"physics": ["ada"]},
+            "builder": {"enabled": True, "allow_local_paths": True,
+                        "default_builder": "container", "registry_insecure": True,
+                        "build_timeout": 900},
+        },
+    }
+
+
+def rendered_site_config(folder, values: dict) -> dict:
+    """The kioskhub.yaml the hub pod reads: the chart's ConfigMap, rendered by helm 4."""
+    values_file = folder / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values))
+    config_map = next(
+        doc for doc in helm("helm4").template(values_file)
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"] == "kh-config"
+    )
+    return yaml.safe_load(config_map["data"]["kioskhub.yaml"])
+
+
+def outside_the_cluster(folder, hub_port: int, registry: str) -> dict:
+    """What a hub on this machine, not in a pod, needs instead of the rendered values."""
+    return {
+        "hub": {
+            # Free loopback ports: the chart's URL is the Ingress's, its ports the pod's own.
+            "url": f"http://127.0.0.1:{free_port()}",
+            "internal_ports": {"hub": hub_port, "proxy_api": free_port()},
+            # The chart's /srv/kioskhub/state is the hub's claim, mounted only in its pod.
+            "state_dir": str(folder / "state"),
+        },
+        "pods": {
+            # The chart's http://kh-hub:8081 is the hub's Service, a name only cluster DNS
+            # resolves; the simulation's pods reach this machine's loopback here.
+            "hub_connect_url": f"http://{HOST_LOOPBACK}:{hub_port}",
+        },
+        "builder": {
+            # The builder listens on a free port, and pushes to this run's loopback registry.
+            "port": free_port(),
+            "registry": f"{registry}/kioskhub",
+        },
+    }
+
+
 @pytest.fixture(scope="module")
 def kube_hub(loopback_registry):
     image = build_base_image().image
     folder = open_folder("kube")
     write_sample_data(folder / "data")
     hub_port = free_port()
+    rendered = rendered_site_config(folder, chart_values(image))
+    (folder / "rendered-kioskhub.yaml").write_text(yaml.safe_dump(rendered))
+    config = {**rendered}
+    for section, values in outside_the_cluster(folder, hub_port, loopback_registry.host).items():
+        config[section] = {**rendered.get(section, {}), **values}
+    (folder / "kioskhub.yaml").write_text(yaml.safe_dump(config))
     with pytest.MonkeyPatch.context() as monkeypatch, KubernetesSimulation(
         insecure_registries=[loopback_registry.host]
     ) as cluster:
-        cluster.add_namespace("lab")
+        cluster.add_namespace(rendered["pods"]["namespace"])
+        # The hub's ServiceAccount in a cluster; the simulation's API here.
         monkeypatch.setenv("KUBECONFIG", str(cluster.write_kubeconfig(folder / "kubeconfig")))
-        config = write_site_config(
-            folder,
-            hub={"internal_ports": {"hub": hub_port, "proxy_api": free_port()}},
-            spawner={"backend": "kubernetes", "http_timeout": 90,
-                     "start_timeout": START_TIMEOUT},
-            environments=[
-                {"name": "default", "display_name": "Python 3", "default": True},
-                {"name": "shared", "kind": "image", "image": UNPULLABLE, "display_name": XSS},
-            ],
-            profiles=[
-                {"name": "small", "cpu": 0.5, "memory": "1Gi", "default": True,
-                 "display_name": f"Small {XSS}", "description": XSS},
-                {"name": "gpu", "cpu": 4, "memory": "16Gi", "gpu": {"count": 1},
-                 "groups": ["physics"]},
-                {"name": "eight-gpus", "display_name": "Eight GPUs", "cpu": 1, "memory": "1Gi",
-                 "gpu": {"count": 8}},
-            ],
-            data_mounts=[{"name": "data", "source": "data", "mount_path": "/data"}],
-            pods={"image": image, "namespace": "lab",
-                  "hub_connect_url": f"http://{HOST_LOOPBACK}:{hub_port}"},
-            groups={"physics": ["ada"]},
-            builder={"enabled": True, "port": free_port(), "allow_local_paths": True,
-                     "default_builder": "container",
-                     "registry": f"{loopback_registry.host}/kioskhub",
-                     "registry_insecure": True, "build_timeout": 900},
-        )
-        hub = start_builder_hub(config, folder / "hub.log")
+        hub = start_builder_hub(folder / "kioskhub.yaml", folder / "hub.log")
         yield hub, cluster, folder
         if hub.process.poll() is None:
             hub.stop()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def rendered_pods(folder) -> dict:
+    return yaml.safe_load((folder / "rendered-kioskhub.yaml").read_text())["pods"]
+
+
+def test_the_hub_runs_on_the_config_the_chart_rendered(kube_hub):
+    """Only what a hub outside the cluster must change differs from the chart's config."""
+    hub, cluster, folder = kube_hub
+    rendered = yaml.safe_load((folder / "rendered-kioskhub.yaml").read_text())
+    running = yaml.safe_load(hub.config.read_text())
+    overridden = outside_the_cluster(folder, 0, "registry").items()
+    assert {(section, key) for section, keys in overridden for key in keys} == {
+        ("hub", "url"), ("hub", "internal_ports"), ("hub", "state_dir"),
+        ("pods", "hub_connect_url"), ("builder", "port"), ("builder", "registry")}
+    for section, keys in overridden:
+        assert {k: v for k, v in running[section].items() if k not in keys} == {
+            k: v for k, v in rendered[section].items() if k not in keys}
+    assert {k: v for k, v in running.items() if k not in dict(overridden)} == {
+        k: v for k, v in rendered.items() if k not in dict(overridden)}
+    # What the chart decides, not the values: the backend and the release's namespace.
+    assert rendered["spawner"]["backend"] == "kubernetes"
+    assert rendered["pods"]["namespace"] == "lab"
+    assert rendered["pods"]["hub_connect_url"] == "http://kh-hub:8081"
+    assert rendered["hub"]["state_dir"] == "/srv/kioskhub/state"
+    assert [p["name"] for p in rendered["profiles"]] == ["small", "gpu", "eight-gpus"]
+    assert (rendered["pods"]["uid"], rendered["pods"]["gid"]) == (1000, 100)
 
 
 def signed_in(hub, name: str) -> UserSession:
@@ -147,6 +228,12 @@ def test_a_user_gets_jupyterlab_in_a_pod_whose_home_outlives_it(kube_hub):
     assert pod["status"]["phase"] == "Running"
     assert pod["status"]["podIP"].startswith("127.244.0.")
     assert podman_pods(cluster) == [f"ksim-{cluster.cluster_id}-lab-jupyter-bob"]
+    chart = rendered_pods(folder)  # the pod is run as the chart's rendered config says
+    security = {**pod["spec"]["securityContext"], **pod["spec"]["containers"][0]["securityContext"]}
+    assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) == (
+        chart["uid"], chart["gid"], chart["gid"])
+    assert security["runAsNonRoot"] and security["capabilities"] == {"drop": ["ALL"]}
+    assert pod["spec"]["containers"][0]["image"] == chart["image"]
 
     reply = bob.execute(PROBE, timeout=90)  # through the hub's proxy, to the pod's kernel
     assert reply["error"] is None, reply
