@@ -76,7 +76,8 @@ def test_a_full_machine_sends_the_next_server_to_the_cloud(bursting_hub):
     bob = signed_in(hub, "bob")
     events = bob.spawn({}, timeout=120)
     assert events[-1].get("ready"), (events, hub.log_text()[-3000:])
-    assert "Your server runs on this machine." in messages(events)
+    # A local start can be ready before the progress stream opens, which then sends only
+    # "ready": the home page says where the server runs.
     assert cloud.servers() == []
     assert "· on local" in bob.http.get(f"{hub.url}/hub/home", timeout=30).text
 

@@ -1,11 +1,14 @@
-"""End to end on a real VM: a hub with ``spawner.backend: openstack`` starts a user's server in
-a qemu VM that the simulated Nova boots from KioskHub's Debian image.
+"""End to end on a real VM, by bursting: a hub whose profile lists ``backends: [local,
+openstack]``, with room for one server on this machine (``spawner.local_cpu: 1``). A first user's
+server fills the machine; the next user's server goes to a qemu VM that the simulated Nova boots
+from KioskHub's Debian image, and the user is told it runs there and why.
 
 cloud-init in the VM runs the user-data the hub rendered: the environment file, the home volume
 (formatted on the first boot), jupyterhub-singleuser from the image's /opt/kioskhub, which calls
 back to the hub at 10.0.2.2 (the host's loopback as qemu's user network shows it). A kernel
-executes code through the proxy; stop deletes the VM and keeps the volume; the next start
-reattaches it with the file written before. Two VM boots in all.
+executes code through the proxy; stop deletes the VM and keeps the volume; the next start (the
+machine still full, so it bursts again) reattaches it with the file written before. Two VM boots
+in all.
 """
 
 from __future__ import annotations
@@ -43,7 +46,11 @@ def vm_hub(keystone, vm_image_path):  # noqa: F811
         cloud.add_image("kioskhub-vm", str(vm_image_path))
         config = write_site_config(
             folder,
-            spawner={"backend": "openstack"},
+            spawner={"backend": "local", "local_cpu": 1, "start_timeout": 60},
+            profiles=[
+                {"name": "small", "cpu": 1, "memory": "2G", "default": True,
+                 "backends": ["local", "openstack"]},
+            ],
             openstack={
                 "application_credential": {
                     "auth_url": keystone.url,
@@ -68,20 +75,50 @@ def vm_hub(keystone, vm_image_path):  # noqa: F811
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_and_wait(ada: UserSession, hub) -> None:
+BURST = (
+    "Your server runs on a virtual machine in the OpenStack cloud (local: this machine's "
+    "servers hold 1 of 1 cores)."
+)
+
+
+def signed_in(hub, name: str) -> UserSession:
+    session = UserSession(hub.url, name)
+    session.login(SHARED_PASSWORD)
+    session.request_token()
+    return session
+
+
+def messages(events: list[dict]) -> list[str]:
+    return [event.get("message", "") for event in events]
+
+
+def home_page(user: UserSession, hub) -> str:
+    return user.http.get(f"{hub.url}/hub/home", timeout=30).text
+
+
+def start_and_wait(ada: UserSession, hub) -> list[dict]:
     events = ada.spawn({"profile": "small"}, timeout=BOOT_TIMEOUT + 60)
     assert events and events[-1].get("ready"), (events, hub.log_text()[-4000:])
+    return events
 
 
-def test_a_users_server_runs_in_a_vm_and_its_home_volume_outlives_it(vm_hub):
+@pytest.mark.timeout(2 * BOOT_TIMEOUT + 600)
+def test_a_full_machine_bursts_to_a_vm_whose_home_volume_outlives_it(vm_hub):
     hub, cloud = vm_hub
-    ada = UserSession(hub.url, "ada")
-    ada.login(SHARED_PASSWORD)
-    ada.request_token()
+    bob = signed_in(hub, "bob")
+    events = bob.spawn({}, timeout=120)
+    assert events[-1].get("ready"), (events, hub.log_text()[-3000:])
+    # A local start can be ready before the progress stream opens, which then sends only
+    # "ready": the home page says where the server runs.
+    assert cloud.servers() == []
+    assert "· on local" in home_page(bob, hub)
 
+    ada = signed_in(hub, "ada")
     began = time.monotonic()
-    start_and_wait(ada, hub)
+    events = start_and_wait(ada, hub)
     first_start = time.monotonic() - began
+    assert BURST in messages(events), messages(events)
+    assert "· on openstack" in home_page(ada, hub)
     (server,) = cloud.servers()
     assert server["status"] == "ACTIVE"
     answer = ada.execute(
@@ -98,16 +135,24 @@ def test_a_users_server_runs_in_a_vm_and_its_home_volume_outlives_it(vm_hub):
     (volume,) = [v for v in cloud.volumes() if v["name"].endswith("-home-ada")]
     assert volume["status"] == "available"
 
-    start_and_wait(ada, hub)
+    # bob's server still holds this machine's core: the second start bursts again.
+    events = start_and_wait(ada, hub)
+    assert BURST in messages(events), messages(events)
     (second,) = cloud.servers()
     assert second["id"] != server["id"]
     answer = ada.execute("print(open('/home/jovyan/kept.txt').read())", timeout=180)
     assert answer["stdout"].strip() == "written in the first VM", answer
     ada.stop_server(timeout=120)
     assert [v["status"] for v in cloud.volumes()] == ["available"]
+    bob.stop_server()
 
-    # Accounting: both VMs' records carry the flavor's size, and their APEL cloud records.
+    # Accounting: bob's local record, and both VMs' records with the flavor's size and their
+    # APEL cloud records.
     records = usage_store.records(hub.config.parent / "state" / "usage.sqlite")
+    assert [(r.username, r.backend, r.cpu_cores) for r in records if r.username == "bob"] == [
+        ("bob", "local", 1)
+    ]
+    records = [r for r in records if r.username == "ada"]
     assert [(r.username, r.backend, r.cpu_cores, r.memory_requested, r.disk_gb)
             for r in records] == [("ada", "openstack", 2, 2048 * 2**20, 10)] * 2
     assert all(r.end is not None for r in records)
