@@ -161,6 +161,7 @@ def run_child(control: socket.socket, channel_fd: int, launcher: types.ModuleTyp
         os.environ.update(request["env"])
         show_environment(request["env"])  # ... which now holds this server's
         random.seed()
+        reread_environment_config()
         sys.argv = list(request["argv"])
         channel.sendall(b'{"running": true}')
         channel.close()
@@ -181,6 +182,21 @@ def run_child(control: socket.socket, channel_fd: int, launcher: types.ModuleTyp
             except (OSError, ValueError):
                 pass
         os._exit(status)
+
+
+def reread_environment_config() -> None:
+    """Read again what a preloaded module took from the parent's environment and home when
+    it was imported: dask's configuration (``dask.config``, imported with the Dask lab
+    extension), where the server finds its gateway (``DASK_GATEWAY__*`` variables) and the
+    user's ``~/.config/dask``."""
+    config = sys.modules.get("dask.config")
+    if config is None:
+        return
+    if hasattr(config, "_get_paths"):
+        config.paths[:] = config._get_paths()
+    home_config = os.path.join(os.path.expanduser("~"), ".config", "dask")
+    config.PATH = os.environ.get("DASK_CONFIG", home_config)
+    config.refresh()
 
 
 def take_log(log_fd: int) -> None:
