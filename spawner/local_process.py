@@ -33,20 +33,9 @@ from .launch_spec import ChoiceError, LaunchSpec
 from .local_accounts import server_account
 from .local_limits import limit_server, limits_state, reattach_limits
 from .local_plan import local_launch
+from .pod_image import SERVER_EXTENSIONS
 from .readiness import accepts_connections
 from .spawn_form import format_bytes
-
-SERVER_EXTENSIONS = (
-    "kioskhub.extensions.memory_notice",
-    "kioskhub.extensions.cull_notice",
-    "kioskhub.extensions.workshop_notice",
-    "kioskhub.extensions.data_reads_server",
-    "kioskhub.extensions.gallery_publish",
-    "kioskhub.extensions.gallery_fetch",
-    "kioskhub.extensions.gallery_reexecute",
-)
-"""KioskHub's server extensions, enabled on every server's command line (each a no-op where
-the environment lacks KioskHub's extensions package); fork servers import them ahead."""
 
 PREVIOUS_STATE_KEYS = ("pid_started", "log_path", "limits")
 """The local state of version 1 kept these beside ``pid``, with ``version`` and ``gpus``."""

@@ -61,7 +61,9 @@ SERVER_EXTENSIONS = (
     "kioskhub.extensions.gallery_fetch",
     "kioskhub.extensions.gallery_reexecute",
 )
-"""The Jupyter server extensions the image enables for every server."""
+"""KioskHub's Jupyter server extensions: the image enables them for every server, the local
+backend on every server's command line (a no-op where the environment lacks KioskHub's
+extensions package), and fork servers import them ahead."""
 EXTENSIONS_SOURCE = Path(__file__).resolve().parent.parent / "extensions"
 RECIPE_VERSION = 2
 """Raise when the Containerfile below changes in a way that the digest would not see."""
