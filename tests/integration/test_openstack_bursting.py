@@ -23,9 +23,6 @@ pytestmark = pytest.mark.integration
 def bursting_hub(keystone):
     folder = open_folder("bursting")
     write_sample_data(folder / "data")
-    secret = folder / "credential-secret"
-    secret.write_text(keystone.credential_secret)
-    secret.chmod(0o600)
     with OpenStackSimulation(keystone, IdleMachines(folder)) as cloud:
         cloud.add_flavor("m1.small", 1, 1024, 10)
         cloud.add_image("debian-kioskhub")
@@ -37,17 +34,10 @@ def bursting_hub(keystone):
                  "backends": ["local", "openstack"]},
             ],
             openstack={
-                "application_credential": {
-                    "auth_url": keystone.url,
-                    "id": keystone.credential_id,
-                    "secret_file": str(secret),
-                },
-                "network": "lab-net",
-                "hub_address": "10.0.2.2",
+                **keystone.site_openstack(folder),
                 "images": [{"environment": "default", "image": "debian-kioskhub"}],
                 "flavors": [{"profile": "small", "flavor": "m1.small"}],
                 "boot_timeout": 10,
-                "home_volume_size": 1,
             },
         )
         hub = start_hub(config, folder / "hub.log")

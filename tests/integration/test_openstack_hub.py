@@ -34,9 +34,6 @@ CONTAINER_IMAGE = "localhost:5000/kioskhub/base:1"
 def openstack_hub(keystone):
     folder = open_folder("openstack")
     write_sample_data(folder / "data")
-    secret = folder / "credential-secret"
-    secret.write_text(keystone.credential_secret + "\n")
-    secret.chmod(0o600)
     with OpenStackSimulation(keystone, IdleMachines(folder)) as cloud:
         cloud.add_flavor("m1.small", 1, 2048, 10)
         cloud.add_flavor("m1.medium", 2, 4096, 20)
@@ -56,13 +53,7 @@ def openstack_hub(keystone):
             ],
             pods={"image": CONTAINER_IMAGE},
             openstack={
-                "application_credential": {
-                    "auth_url": keystone.url,
-                    "id": keystone.credential_id,
-                    "secret_file": str(secret),
-                },
-                "network": "lab-net",
-                "hub_address": "10.0.2.2",
+                **keystone.site_openstack(folder),
                 "image": "debian-kioskhub",
                 "images": [{"environment": "legacy", "image": "centos-7-legacy"}],
                 "flavors": [
@@ -71,7 +62,6 @@ def openstack_hub(keystone):
                     {"profile": "huge", "flavor": "g1.huge"},
                 ],
                 "boot_timeout": 10,
-                "home_volume_size": 1,
             },
         )
         hub = start_hub(config, folder / "hub.log")

@@ -38,9 +38,6 @@ BOOT_TIMEOUT = 480
 def vm_hub(keystone, vm_image_path):  # noqa: F811
     folder = open_folder("openstack-vm")
     write_sample_data(folder / "data")
-    secret = folder / "credential-secret"
-    secret.write_text(keystone.credential_secret)
-    secret.chmod(0o600)
     with OpenStackSimulation(keystone, QemuMachines(folder)) as cloud:
         cloud.add_flavor("m1.lab", 2, 2048, 10)
         cloud.add_image("kioskhub-vm", str(vm_image_path))
@@ -52,17 +49,10 @@ def vm_hub(keystone, vm_image_path):  # noqa: F811
                  "backends": ["local", "openstack"]},
             ],
             openstack={
-                "application_credential": {
-                    "auth_url": keystone.url,
-                    "id": keystone.credential_id,
-                    "secret_file": str(secret),
-                },
-                "network": "lab-net",
-                "hub_address": "10.0.2.2",
+                **keystone.site_openstack(folder),
                 "images": [{"environment": "default", "image": "kioskhub-vm"}],
                 "flavors": [{"profile": "small", "flavor": "m1.lab"}],
                 "boot_timeout": BOOT_TIMEOUT,
-                "home_volume_size": 1,
             },
         )
         hub = start_hub(config, folder / "hub.log")

@@ -103,6 +103,22 @@ class Keystone:
             region_name=REGION,
         )
 
+    def site_openstack(self, folder: Path) -> dict:
+        """The ``openstack:`` keys every test hub shares: the application credential (its
+        secret in a 0600 file under ``folder``), the lab's network, the hub as qemu's VMs
+        reach it, and 1 GB homes."""
+        secret = folder / "credential-secret"
+        secret.write_text(self.credential_secret + "\n")
+        secret.chmod(0o600)
+        return {
+            "application_credential": {
+                "auth_url": self.url, "id": self.credential_id, "secret_file": str(secret),
+            },
+            "network": "lab-net",
+            "hub_address": "10.0.2.2",
+            "home_volume_size": 1,
+        }
+
     def register_service(self, service_type: str, name: str, url: str) -> None:
         """Put a service with its public endpoint ``url`` into the catalog."""
         admin = self.admin()
