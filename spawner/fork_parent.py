@@ -13,7 +13,9 @@ on that private pair, so no user's secret is ever in the memory the next child i
 
 The child does what the launcher does for a fresh start, in the same order (private
 mounts, the server's cgroups, the account, no new privileges, the home), sets its own
-environment and random seeds, and runs ``jupyterhub.singleuser.main()``.
+environment and random seeds, and runs ``jupyterhub.singleuser.main()``. Where the hub
+asks for it (``spawner.fork_kernels``), it first forks its server's kernel zygote
+(``kernel_zygote``) and makes the zygote's provisioner (``forked_kernels``) the server's.
 """
 
 from __future__ import annotations

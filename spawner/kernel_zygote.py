@@ -141,10 +141,13 @@ def run_ipykernel() -> int:
     for number in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP):
         signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    from ipykernel import kernelapp
+    from ipykernel.kernelapp import IPKernelApp
 
+    # ``IPKernelApp`` read the parent's pid (JPY_PARENT_PID, which its parent poller
+    # watches) when the fork server imported it; this kernel's is in its own environment.
+    parent = int(os.environ.get("JPY_PARENT_PID") or 0)
     try:
-        kernelapp.launch_new_instance()
+        IPKernelApp.launch_instance(parent_handle=parent)
         code = 0
     except SystemExit as leaving:
         code = leaving.code

@@ -375,7 +375,10 @@ def test_a_venv_others_could_write_is_never_imported_by_root(site, forked):
 
 def test_a_changed_environment_gets_a_new_parent_and_a_dead_one_comes_back(site, forked):
     hub = site["hub"]
+    zygote = int(forked["ada"].execute("import os; print(os.getppid())")["stdout"])
+    assert Path(f"/proc/{zygote}/comm").read_text() == "kernel-zygote\n"
     forked["ada"].stop_server()
+    wait_for(lambda: not psutil.pid_exists(zygote), timeout=20)  # it stops with its server
     before = {p.pid for p in fork_parents(hub)}
     analysis = next(p for p in fork_parents(hub) if p.cmdline()[0].startswith(str(site["venv"])))
     os.kill(analysis.pid, signal.SIGKILL)
@@ -511,6 +514,23 @@ def test_a_kernelspec_that_changes_how_python_starts_gets_a_new_process(site, fo
         f"Kernel {kernel_id} starts as a new process: its environment changes how python "
         "starts (PYTHONPATH)" in server_log(site, "bob").read_text()
     )
+
+
+def test_kernels_start_as_new_processes_once_the_zygote_is_gone(site, forked):
+    bob = forked["bob"]
+    kernel_id = start_kernel(bob)
+    reply = bob._execute_in(kernel_id, "import os; print(os.getpid(), os.getppid())", 30)
+    pid, zygote = (int(n) for n in reply["stdout"].split())
+    assert Path(f"/proc/{zygote}/comm").read_text() == "kernel-zygote\n"
+    os.kill(zygote, signal.SIGKILL)
+    # The kernel stops when its parent is gone, as a fresh one does when its server is; the
+    # server sees it dead and starts it again, now as a new process.
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    again = wait_for(lambda: kernel_pid(bob, kernel_id), timeout=90)
+    assert again != pid and psutil.Process(again).ppid() != zygote
+    log = server_log(site, "bob").read_text()
+    assert f"Kernel {kernel_id} starts as a new process: the zygote does not answer" in log
+    bob.server(f"/api/kernels/{kernel_id}", "DELETE")
 
 
 def test_a_forked_server_is_what_a_fresh_one_is(site, forked):
