@@ -11,8 +11,10 @@ options of the kernel's own after it, which the kernel reads as a fresh one does
 environment does not change how python starts, is forked from the zygote; anything else,
 or a zygote that does not answer, starts as a fresh process, with a line in the server's
 log. A forked kernel is a ``ForkedKernel``, which behaves as the ``Popen`` that
-``LocalProvisioner`` drives (poll, wait, signals): the zygote reports its exit status, and
-signals go through a pidfd, so they never reach a process that reused its pid.
+``LocalProvisioner`` drives (poll, wait, signals): the zygote reports its exit status. As
+for a fresh kernel, ``LocalProvisioner`` signals the kernel's process group (the kernel
+leads its own session); where that fails, ``ForkedKernel`` signals the kernel through a
+pidfd, which never reaches a process that reused its pid.
 """
 
 from __future__ import annotations
