@@ -96,12 +96,21 @@ def server_processes(hub: psutil.Process) -> list[psutil.Process]:
 
 
 def fork_parents(hub: psutil.Process) -> list[psutil.Process]:
-    parents = []
+    """The topmost processes that run ``fork_parent.py``: what they forked (servers, their
+    kernel zygotes and kernels) shows the parent's command line too."""
+    forked = {}
     for proc in hub.children(recursive=True):
         try:
-            if proc.name() != FORKED_SERVER_NAME and any(FORK_PARENT in p for p in proc.cmdline()):
-                parents.append(proc)
+            if any(FORK_PARENT in p for p in proc.cmdline()):
+                forked[proc.pid] = proc
         except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    parents = []
+    for proc in forked.values():
+        try:
+            if proc.ppid() not in forked:
+                parents.append(proc)
+        except psutil.NoSuchProcess:
             continue
     return parents
 

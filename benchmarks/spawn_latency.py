@@ -8,9 +8,10 @@ result, what a user waits for. Rounds alternate between the hubs; after each rou
 server is stopped. The first round is each user's first start (KioskHub then also makes their
 system account and home); later rounds are returning users.
 
-Three hubs: plain JupyterHub, KioskHub with its default fork server (``spawner.fork_server``,
-the default environment pre-warmed) and KioskHub with ``fork_server: false`` (every server a
-fresh process).
+Four hubs: plain JupyterHub, KioskHub as it comes (fork servers, ``spawner.fork_server``, the
+default environment pre-warmed, whose servers fork their kernels too, ``spawner.fork_kernels``),
+KioskHub with fork servers but ``fork_kernels: false`` (each kernel a new process) and
+KioskHub with ``fork_server: false`` (every server and kernel a fresh process).
 
     .venv/bin/python -m benchmarks.spawn_latency --users 20 --concurrency 1 10
 """
@@ -40,10 +41,11 @@ TOLERANCE = 0.10
 FORK_TARGETS = {1: 0.3, 10: 0.2}
 """Fork-server spawn p50 at most this share of plain JupyterHub's, by concurrency."""
 FIRST_CELL_TARGET = 0.3
-HUBS = ("jupyterhub", "kioskhub-fresh", "kioskhub")
+HUBS = ("jupyterhub", "kioskhub-fresh", "kioskhub-new-kernels", "kioskhub")
 LABELS = {"jupyterhub": "plain JupyterHub (SimpleLocalProcessSpawner)",
           "kioskhub-fresh": "KioskHub (local backend, fork_server: false)",
-          "kioskhub": "KioskHub (local backend, fork server)"}
+          "kioskhub-new-kernels": "KioskHub (local backend, fork server, fork_kernels: false)",
+          "kioskhub": "KioskHub (local backend, fork server and forked kernels)"}
 CELL, CELL_OUTPUT = "print(6 * 7)", "42"
 
 
@@ -260,6 +262,13 @@ def plot(rounds: list[dict], cond: dict) -> None:
         ax.boxplot(data, tick_labels=[r["hub"] for r in mine], whis=(5, 95), showfliers=True)
         for i, values in enumerate(data, start=1):
             ax.plot([i] * len(values), values, "o", alpha=0.4, markersize=4)
+        cells = [(i, r["first_cell_s"].get("p50")) for i, r in enumerate(mine, start=1)]
+        cells = [(i, p50) for i, p50 in cells if p50 is not None]
+        if cells:
+            ax.plot(*zip(*cells, strict=True), "D", color="black", markersize=5,
+                    label="Start → first cell, p50")
+            ax.legend(fontsize=7, loc="upper right")
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
         ax.set_title(f"C={c}, N={mine[0]['users']}")
         ax.set_ylabel("seconds to ready")
         ax.set_ylim(bottom=0)
@@ -286,6 +295,10 @@ async def run(args) -> dict:
             if kind == "kioskhub":
                 hubs[kind] = start_kioskhub(
                     "spawn", spawner={"fork_server_prewarm": ["default"]})
+            elif kind == "kioskhub-new-kernels":
+                hubs[kind] = start_kioskhub("spawn-new-kernels", spawner={
+                    "fork_server_prewarm": ["default"], "fork_kernels": False})
+                hubs[kind].kind = kind
             elif kind == "kioskhub-fresh":
                 hubs[kind] = start_kioskhub("spawn-fresh", spawner={"fork_server": False})
                 hubs[kind].kind = kind
@@ -297,8 +310,10 @@ async def run(args) -> dict:
             report.progress(f"  {kind} at {hubs[kind].url}, limits {hubs[kind].limits}")
         for index, c in enumerate(concurrencies):
             order = list(args.hubs) if index % 2 == 0 else list(reversed(args.hubs))
-            if index == 0 and "kioskhub" in hubs:
-                await wait_prewarmed(hubs["kioskhub"])
+            if index == 0:
+                for kind in ("kioskhub", "kioskhub-new-kernels"):
+                    if kind in hubs:
+                        await wait_prewarmed(hubs[kind])
             for kind in order:
                 report.progress(f"{LABELS[kind]}: {len(names)} spawns at C={c}")
                 rounds.append(await spawn_round(hubs[kind], clients[kind], names, c, index == 0,

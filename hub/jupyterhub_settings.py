@@ -137,7 +137,12 @@ def hub_fork_servers(site: Site) -> ForkServers | None:
         return None
     isolation = site.spawner.isolation
     as_root = isolation == "system-users" or (isolation == "auto" and os.geteuid() == 0)
-    return ForkServers(site.hub.state_dir / "logs", SERVER_EXTENSIONS, as_root=as_root)
+    return ForkServers(
+        site.hub.state_dir / "logs",
+        SERVER_EXTENSIONS,
+        as_root=as_root,
+        fork_kernels=site.spawner.fork_kernels,
+    )
 
 
 def with_builder_base_image(site: Site) -> Site:

@@ -22,6 +22,16 @@ KEPT_FROM_HUB = ("PYTHONPATH", "LANG", "LC_ALL", "JUPYTERHUB_SINGLEUSER_APP")
 """The hub's variables a server inherits (LocalProcessSpawner's ``env_keep``, besides PATH
 and VIRTUAL_ENV) that may change what it imports: its parent imports with them too."""
 
+KERNEL_MODULES = (
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+    "ipykernel.zmqshell",
+    "ipykernel.comm",
+    "IPython.core.interactiveshell",
+)
+"""Imported on top by every parent when its servers fork their kernels too
+(``spawner.fork_kernels``): the modules ``python -m ipykernel_launcher`` loads."""
+
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 ENVIRONMENT_SPACE = "KIOSKHUB_FORK_ENVIRONMENT_SPACE"

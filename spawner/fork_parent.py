@@ -13,7 +13,9 @@ on that private pair, so no user's secret is ever in the memory the next child i
 
 The child does what the launcher does for a fresh start, in the same order (private
 mounts, the server's cgroups, the account, no new privileges, the home), sets its own
-environment and random seeds, and runs ``jupyterhub.singleuser.main()``.
+environment and random seeds, and runs ``jupyterhub.singleuser.main()``. Where the hub
+asks for it (``spawner.fork_kernels``), it first forks its server's kernel zygote
+(``kernel_zygote``) and makes the zygote's provisioner (``forked_kernels``) the server's.
 """
 
 from __future__ import annotations
@@ -166,6 +168,8 @@ def run_child(control: socket.socket, channel_fd: int, launcher: types.ModuleTyp
         channel.sendall(b'{"running": true}')
         channel.close()
         channel = None
+        if request.get("fork_kernels"):
+            start_kernel_zygote()
         status = run_server()
     except BaseException as error:  # noqa: BLE001 - reported to the hub, then exit
         line = f"kioskhub launcher: cannot start the server: {describe(error, launcher)}"
@@ -182,6 +186,24 @@ def run_child(control: socket.socket, channel_fd: int, launcher: types.ModuleTyp
             except (OSError, ValueError):
                 pass
         os._exit(status)
+
+
+def start_kernel_zygote() -> None:
+    """Fork this server's kernel zygote (``kernel_zygote``) and make its provisioner
+    (``forked_kernels``) the server's; where that fails, kernels start as new processes."""
+    try:
+        zygote = importlib.import_module("_kioskhub_fork.kernel_zygote")
+        control, pid = zygote.start(prepare_kernel)
+        importlib.import_module("_kioskhub_fork.forked_kernels").install(control, pid)
+    except Exception as error:  # noqa: BLE001 - the server runs; its kernels start fresh
+        print(f"kioskhub: no kernel zygote ({type(error).__name__}: {error})", file=sys.stderr)
+
+
+def prepare_kernel(env: dict[str, str]) -> None:
+    """What a kernel forked from the zygote does once its environment is set, as a forked
+    server does: show it in ``/proc``, read configuration taken at import again."""
+    show_environment(env)
+    reread_environment_config()
 
 
 def reread_environment_config() -> None:

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .fork_choice import parent_environment
+from .fork_choice import KERNEL_MODULES, parent_environment
 
 log = logging.getLogger("JupyterHub")
 
@@ -163,8 +163,16 @@ class ForkServer:
     def alive(self) -> bool:
         return self.process.returncode is None
 
-    async def fork(self, argv: list[str], env: Mapping[str, str], plan: dict, log_fd: int) -> int:
-        """Fork a child that starts ``argv`` as ``plan`` says; its pid once it runs."""
+    async def fork(
+        self,
+        argv: list[str],
+        env: Mapping[str, str],
+        plan: dict,
+        log_fd: int,
+        fork_kernels: bool = False,
+    ) -> int:
+        """Fork a child that starts ``argv`` as ``plan`` says; its pid once it runs. With
+        ``fork_kernels``, the child forks a kernel zygote for its server (``kernel_zygote``)."""
         hub_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with hub_end:
             try:
@@ -177,7 +185,7 @@ class ForkServer:
             loop = asyncio.get_running_loop()
             hello = await self._receive(loop, hub_end, "its pid")
             pid = int(hello["pid"])
-            request = {"argv": argv, "env": dict(env), "plan": plan}
+            request = {"argv": argv, "env": dict(env), "plan": plan, "fork_kernels": fork_kernels}
             try:
                 socket.send_fds(hub_end, [json.dumps(request).encode()], [log_fd])
             except OSError as error:
@@ -210,10 +218,13 @@ class ForkServer:
 class ForkServers:
     """The hub's fork servers by venv: started on demand, replaced, restarted."""
 
-    def __init__(self, log_dir: Path, preload: tuple[str, ...], as_root: bool):
+    def __init__(
+        self, log_dir: Path, preload: tuple[str, ...], as_root: bool, fork_kernels: bool = False
+    ):
         self.log_dir = log_dir
-        self.preload = preload
+        self.preload = (*preload, *KERNEL_MODULES) if fork_kernels else preload
         self.as_root = as_root
+        self.fork_kernels = fork_kernels
         self.servers: dict[Path, ForkServer] = {}
         self.prewarmed: set[Path] = set()
         self._locks: dict[Path, asyncio.Lock] = {}
@@ -229,7 +240,7 @@ class ForkServers:
     ) -> int:
         server = await self.server_for(prefix)
         try:
-            return await server.fork(argv, env, plan, log_fd)
+            return await server.fork(argv, env, plan, log_fd, self.fork_kernels)
         except ForkServerError:
             if not server.alive:
                 self.servers.pop(prefix, None)

@@ -226,6 +226,14 @@ class SpawnerSettings(Section):
         "with a "
         "line in the hub's log. Off: every server starts as a fresh process.",
     )
+    fork_kernels: bool = Field(
+        True,
+        description="With fork_server: each forked server also forks its IPython kernels "
+        "from a zygote of its own (running as the user, in the server's mounts and cgroup) "
+        "that its fork server had imported ipykernel for, instead of starting a new python "
+        "per kernel. Kernels of other kernelspecs, or whose environment changes how python "
+        "starts, start normally. Off: every kernel starts as a new process.",
+    )
     fork_server_prewarm: tuple[str, ...] = Field(
         (),
         description="Environments (kind venv) whose fork server starts with the hub; the "

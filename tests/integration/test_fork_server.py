@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
@@ -40,8 +41,23 @@ VOLATILE = {
 """Variables that differ between any two starts (a new token, port, start time, pid)."""
 
 VIEW = """
-import json, os, sys
-print(json.dumps({"env": dict(os.environ), "server": os.getppid(), "kernel": os.getpid()}))
+import json, os, resource, sys
+names = [n for n in dir(resource) if n.startswith("RLIMIT_")]
+limits = [resource.getrlimit(getattr(resource, n)) for n in names]
+kernel = {
+    "path": sys.path, "cwd": os.getcwd(), "executable": sys.executable,
+    # The connection file's name is new at each start; its folder is not.
+    "argv": [os.path.dirname(a) if a.endswith(".json") else a for a in sys.argv],
+    "ids": [os.getuid(), os.geteuid(), os.getgid(), sorted(os.getgroups())],
+    "session_leader": os.getsid(0) == os.getpid(), "limits": limits, "umask": os.umask(0o22),
+}
+server = os.getppid()
+if open(f"/proc/{server}/comm").read() == "kernel-zygote\\n":  # a forked kernel's parent
+    server = int(open(f"/proc/{server}/status").read().split("PPid:")[1].split()[0])
+print(json.dumps({
+    "env": dict(os.environ), "server": server, "kernel": os.getpid(),
+    "kernel_view": kernel,
+}))
 """
 
 
@@ -139,11 +155,20 @@ def wait_for(condition, timeout: float = 60):
 
 
 def user_view(session: UserSession, site) -> dict:
-    """Everything of the server a user can look at, but what differs between any starts."""
-    reply = session.execute(VIEW)
+    """Everything of the server and a kernel a user can look at, but what differs between
+    any starts."""
+    kernel_id = start_kernel(session)
+    try:
+        return running_view(session, site, kernel_id)
+    finally:
+        session.server(f"/api/kernels/{kernel_id}", "DELETE")
+
+
+def running_view(session: UserSession, site, kernel_id: str) -> dict:
+    reply = session._execute_in(kernel_id, VIEW, 60)
     assert reply["error"] is None, reply
     seen = json.loads(reply["stdout"])
-    pid = seen["server"]
+    pid, kernel = seen["server"], seen["kernel"]
     status = Path(f"/proc/{pid}/status").read_text()
     fields = ("Uid", "Gid", "Groups", "NoNewPrivs", "CapInh", "CapPrm", "CapEff", "CapBnd")
     log = server_log(site, session.username).read_text()  # each start begins a new log
@@ -165,6 +190,23 @@ def user_view(session: UserSession, site) -> dict:
         "linked": sorted(set(re.findall(r"(\S+) \| extension was successfully linked", log))),
         "loaded": sorted(set(re.findall(r"(\S+) \| extension was successfully loaded", log))),
         "lab": sorted(e["name"] for e in session.server("/lab/api/extensions").json()),
+        # The kernel: what it sees of itself, and what the system shows of it.
+        "kernel": seen["kernel_view"],
+        "kernel_status": [
+            line
+            for line in Path(f"/proc/{kernel}/status").read_text().splitlines()
+            if line.split(":")[0] in fields
+        ],
+        "kernel_mounts": sorted(
+            m for m in mount_lines(kernel) if m.startswith((str(site["folder"]), "/ "))
+        ),
+        "kernel_cgroup": Path(f"/proc/{kernel}/cgroup").read_text(),
+        "kernel_limits": cgroup_limits(kernel),
+        "kernel_proc_environ": {
+            k: v for k, v in psutil.Process(kernel).environ().items() if k not in VOLATILE
+        },
+        "kernel_cwd": os.readlink(f"/proc/{kernel}/cwd"),
+        "kernel_comm": Path(f"/proc/{kernel}/comm").read_text(),
     }
 
 
@@ -237,12 +279,11 @@ def forked(site):
     log = site["hub"].log_text()
     about_forks = "\n".join(line for line in log.splitlines() if "fork server" in line.lower())
     assert "Forked the server of ada" in log and "Forked the server of bob" in log, about_forks
-    return {
-        "ada": ada,
-        "bob": bob,
-        "ada_view": user_view(ada, site),
-        "bob_view": user_view(bob, site),
-    }
+    views = {"ada_view": user_view(ada, site), "bob_view": user_view(bob, site)}
+    for name in ("ada", "bob"):
+        text = server_log(site, name).read_text()
+        assert "Forked kernel" in text, [line for line in text.splitlines() if "ernel" in line]
+    return {"ada": ada, "bob": bob, **views}
 
 
 def test_the_prewarmed_parent_was_ready_before_anyone_started(site, forked):
@@ -287,6 +328,8 @@ def test_a_user_cannot_reach_the_control_channel(site, forked):
         "import os, signal\n"
         f"parents, sockets = {[p.pid for p in parents]}, {sockets}\n"
         "server = os.getppid()\n"
+        "if open(f'/proc/{server}/comm').read() == 'kernel-zygote\\n':\n"
+        "    server = int(open(f'/proc/{server}/status').read().split('PPid:')[1].split()[0])\n"
         "print(open(f'/proc/{server}/status').read().split('PPid:')[1].split()[0])\n"
         "for pid in parents:\n"
         "    for how in ('fd', 'mem', 'environ'):\n"
@@ -332,7 +375,10 @@ def test_a_venv_others_could_write_is_never_imported_by_root(site, forked):
 
 def test_a_changed_environment_gets_a_new_parent_and_a_dead_one_comes_back(site, forked):
     hub = site["hub"]
+    zygote = int(forked["ada"].execute("import os; print(os.getppid())")["stdout"])
+    assert Path(f"/proc/{zygote}/comm").read_text() == "kernel-zygote\n"
     forked["ada"].stop_server()
+    wait_for(lambda: not psutil.pid_exists(zygote), timeout=20)  # it stops with its server
     before = {p.pid for p in fork_parents(hub)}
     analysis = next(p for p in fork_parents(hub) if p.cmdline()[0].startswith(str(site["venv"])))
     os.kill(analysis.pid, signal.SIGKILL)
@@ -348,6 +394,143 @@ def test_a_changed_environment_gets_a_new_parent_and_a_dead_one_comes_back(site,
     log = hub.log_text()
     assert "is replaced: its environment changed" in log
     assert log.count("Forked the server of ada") == 2
+
+
+def start_kernel(session: UserSession, name: str = "python3") -> str:
+    reply = session.server("/api/kernels", "POST", json={"name": name})
+    reply.raise_for_status()
+    return reply.json()["id"]
+
+
+def kernel_pid(session: UserSession, kernel_id: str) -> int | None:
+    """The pid of the kernel's process, or None while it does not answer."""
+    try:
+        reply = session._execute_in(kernel_id, "import os; print(os.getpid())", 10)
+    except (TimeoutError, OSError):
+        return None
+    return int(reply["stdout"]) if reply["stdout"].strip() else None
+
+
+def test_a_forked_kernel_is_interrupted_restarted_and_comes_back_when_it_dies(site, forked):
+    ada, log = forked["ada"], server_log(site, "ada")
+    kernel_id = start_kernel(ada)
+    forks = f"Forked kernel {kernel_id}"
+    assert forks in log.read_text()
+    first = kernel_pid(ada, kernel_id)
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(
+            ada._execute_in, kernel_id, "print('go', flush=True)\nimport time; time.sleep(60)", 60
+        )
+        wait_for(
+            lambda: ada.server(f"/api/kernels/{kernel_id}").json()["execution_state"] == "busy",
+            timeout=20,
+        )
+        time.sleep(0.5)
+        assert ada.server(f"/api/kernels/{kernel_id}/interrupt", "POST").status_code == 204
+        assert running.result()["error"].startswith("KeyboardInterrupt"), running.result()
+    assert ada.server(f"/api/kernels/{kernel_id}/restart", "POST").status_code == 200
+    second = kernel_pid(ada, kernel_id)
+    assert second != first and not psutil.pid_exists(first)
+    assert log.read_text().count(forks) == 2
+    # It exits by itself, then it is killed: each time the server sees it dead and restarts it.
+    assert ada._execute_in(kernel_id, "import os; os._exit(3)", 30)["died"]
+    third = wait_for(
+        lambda: (kernel_pid(ada, kernel_id) or second) != second and kernel_pid(ada, kernel_id)
+    )
+    os.kill(third, signal.SIGKILL)
+    fourth = wait_for(
+        lambda: (kernel_pid(ada, kernel_id) or third) != third and kernel_pid(ada, kernel_id)
+    )
+    assert log.read_text().count(forks) == 4  # every start forked, none fresh
+    assert ada.server(f"/api/kernels/{kernel_id}", "DELETE").status_code == 204
+    wait_for(lambda: not psutil.pid_exists(fourth), timeout=20)  # gone, and reaped
+
+
+def test_a_kernel_cannot_reach_another_users_kernel_zygote(site, forked):
+    ada, bob = forked["ada"], forked["bob"]
+    token_code = "import os; print(os.environ['JUPYTERHUB_API_TOKEN'], os.getppid())"
+    ada_token, ada_zygote = ada.execute(token_code)["stdout"].split()
+    bob_zygote = int(bob.execute(token_code)["stdout"].split()[1])
+    ada_zygote = int(ada_zygote)
+    for zygote, name in ((ada_zygote, "kh-ada"), (bob_zygote, "kh-bob")):
+        assert Path(f"/proc/{zygote}/comm").read_text() == "kernel-zygote\n"
+        assert psutil.Process(zygote).username() == name
+    # ada's server token is in her own zygote (as in her server), never in bob's.
+    assert memory_holds(ada_zygote, ada_token.encode())
+    assert not memory_holds(bob_zygote, ada_token.encode())
+    attack = (
+        "import ctypes, os, signal\n"
+        f"zygote = {ada_zygote}\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print('ptrace', libc.ptrace(16, zygote, 0, 0), os.strerror(ctypes.get_errno()))\n"
+        "for how in ('mem', 'environ'):\n"
+        "    try:\n"
+        "        open(f'/proc/{zygote}/{how}', 'rb').read(1); print(how, 'open')\n"
+        "    except OSError as error:\n"
+        "        print(how, error.strerror)\n"
+        "try:\n"
+        "    os.kill(zygote, signal.SIGKILL); print('kill', 'sent')\n"
+        "except OSError as error:\n"
+        "    print('kill', error.strerror)\n"
+    )
+    reply = bob.execute(attack)
+    assert reply["error"] is None, reply
+    assert reply["stdout"].splitlines() == [
+        "ptrace -1 Operation not permitted",
+        "mem Permission denied",
+        "environ Permission denied",
+        "kill Operation not permitted",
+    ]
+    assert psutil.pid_exists(ada_zygote)
+    kernel_id = start_kernel(ada)
+    assert kernel_pid(ada, kernel_id)
+    assert f"Forked kernel {kernel_id}" in server_log(site, "ada").read_text()
+    ada.server(f"/api/kernels/{kernel_id}", "DELETE")
+
+
+def test_a_kernelspec_that_changes_how_python_starts_gets_a_new_process(site, forked):
+    """bob's own kernelspec puts a folder of his on PYTHONPATH: a forked kernel would not
+    see it (its python started long before), so the kernel starts as a new process."""
+    bob = forked["bob"]
+    setup = (
+        "import json, os, sys\n"
+        "home = os.path.expanduser('~')\n"
+        "os.makedirs(f'{home}/probe_modules', exist_ok=True)\n"
+        "open(f'{home}/probe_modules/kioskhub_probe.py', 'w').write('VALUE = 42\\n')\n"
+        "spec = f'{home}/.local/share/jupyter/kernels/probe'\n"
+        "os.makedirs(spec, exist_ok=True)\n"
+        "json.dump({'argv': [sys.executable, '-m', 'ipykernel_launcher', '-f',\n"
+        "  '{connection_file}'], 'display_name': 'probe', 'language': 'python',\n"
+        "  'env': {'PYTHONPATH': f'{home}/probe_modules'}}, open(f'{spec}/kernel.json', 'w'))\n"
+    )
+    assert bob.execute(setup)["error"] is None
+    kernel_id = start_kernel(bob, "probe")
+    try:
+        reply = bob._execute_in(kernel_id, "import kioskhub_probe; print(kioskhub_probe.VALUE)", 60)
+        assert reply["stdout"] == "42\n", reply
+    finally:
+        bob.server(f"/api/kernels/{kernel_id}", "DELETE")
+    assert (
+        f"Kernel {kernel_id} starts as a new process: its environment changes how python "
+        "starts (PYTHONPATH)" in server_log(site, "bob").read_text()
+    )
+
+
+def test_kernels_start_as_new_processes_once_the_zygote_is_gone(site, forked):
+    bob = forked["bob"]
+    kernel_id = start_kernel(bob)
+    reply = bob._execute_in(kernel_id, "import os; print(os.getpid(), os.getppid())", 30)
+    pid, zygote = (int(n) for n in reply["stdout"].split())
+    assert Path(f"/proc/{zygote}/comm").read_text() == "kernel-zygote\n"
+    os.kill(zygote, signal.SIGKILL)
+    # The kernel stops when its parent is gone, as a fresh one does when its server is; the
+    # server sees it dead and starts it again, now as a new process.
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie")
+    again = wait_for(lambda: kernel_pid(bob, kernel_id), timeout=90)
+    assert again != pid and psutil.Process(again).ppid() != zygote
+    log = server_log(site, "bob").read_text()
+    assert f"Kernel {kernel_id} starts as a new process: the zygote does not answer" in log
+    bob.server(f"/api/kernels/{kernel_id}", "DELETE")
 
 
 def test_a_forked_server_is_what_a_fresh_one_is(site, forked):

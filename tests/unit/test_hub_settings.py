@@ -27,6 +27,7 @@ from kioskhub.hub.schema.site import (
 )
 from kioskhub.hub.state_dir import SECRETS_FILE, Passwords, prepare_state_dir
 from kioskhub.hub.usage_pages import UsageAPIHandler, UsagePageHandler
+from kioskhub.spawner.fork_choice import KERNEL_MODULES
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, MountSpec, build_launch_spec
 from kioskhub.spawner.local_process import SERVER_EXTENSIONS
 
@@ -70,9 +71,15 @@ def test_jupyterhub_settings(tmp_path):
     fork_servers = settings["KioskSpawner"].pop("fork_servers")
     assert (fork_servers.log_dir, fork_servers.preload, fork_servers.as_root) == (
         tmp_path / "state" / "logs",
-        SERVER_EXTENSIONS,
+        (*SERVER_EXTENSIONS, *KERNEL_MODULES),
         os.geteuid() == 0,
     )
+    assert fork_servers.fork_kernels
+    no_kernels = site.model_copy(
+        update={"spawner": site.spawner.model_copy(update={"fork_kernels": False})}
+    )
+    plain = jupyterhub_settings(no_kernels, passwords, "/path/chp")["KioskSpawner"]["fork_servers"]
+    assert (plain.preload, plain.fork_kernels) == (SERVER_EXTENSIONS, False)
     off = site.model_copy(
         update={"spawner": site.spawner.model_copy(update={"fork_server": False})}
     )
