@@ -12,6 +12,11 @@ memory limits, a non-root account with no capabilities, a read-only host folder)
   ``podman exec true``, so that imports minus exec is the interpreter's own time;
 - ``add``: ``podman run --pod`` of a trivial container into a pod that already exists:
   what a start would still pay to podman if the pod (infra, network, port) were made ahead;
+- ``fresh_server``: ``jupyter server`` started in such a pod by ``podman exec`` until it
+  answers (a fresh Python, as every pod start is now);
+- ``parked_server``: the same server from a Python in the pod that has imported it ahead and
+  waits for its token on stdin: from handing over the token until it answers (what a pod
+  made ahead for its user, with the server imported, would take to start);
 - ``remove``: ``podman pod rm`` of the pod;
 - the memory an idle pod holds (its cgroup, infra and sleeping container) and the largest
   resident size of a Python that has imported the server (what a pod kept warm with the
@@ -26,29 +31,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import shutil
 import subprocess
 import time
 from pathlib import Path
 
+import aiohttp
 import yaml
 
 from kioskhub.spawner.cgroup_layout import current_usage_dirs
 from kioskhub.spawner.pod_image import SERVER_EXTENSIONS
-from kioskhub.spawner.podman_cli import run_podman
+from kioskhub.spawner.podman_cli import podman_command, podman_env, podman_workdir, run_podman
 from kioskhub.spawner.podman_plan import POD_NETWORK
 
 from . import report
 from .stats import summarize
 
 PREFIX = "kh-bench-breakdown"
+TOKEN = secrets.token_hex(16)
 SERVER_IMPORTS = ("jupyterhub.singleuser", "jupyterlab", "jupyter_server.serverapp",
                   *SERVER_EXTENSIONS)
 IMPORT_CODE = ("import importlib, resource\n"
                f"for name in {list(SERVER_IMPORTS)!r}:\n"
                "    importlib.import_module(name)\n"
                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n")
-STEPS = ("play", "exec", "imports", "add", "remove")
+SERVER_ARGS = ("--ip=0.0.0.0", "--ServerApp.root_dir=/tmp", "--ServerApp.open_browser=False")
+PARKED_CODE = ("import importlib, sys\n"
+               f"for name in {list(SERVER_IMPORTS)!r}:\n"
+               "    importlib.import_module(name)\n"
+               "print('parked', flush=True)\n"
+               "token = sys.stdin.readline().strip()\n"
+               "from jupyter_server.serverapp import ServerApp\n"
+               "ServerApp.launch_instance(argv=[*sys.argv[1:], '--port=8889',\n"
+               "                                f'--IdentityProvider.token={token}'])\n")
+PARKED_PORT_OFFSET = 1000
+STEPS = ("play", "exec", "imports", "add", "fresh_server", "parked_server", "remove")
 
 
 def trivial_pod(name: str, image: str, port: int, data: Path) -> dict:
@@ -65,7 +83,9 @@ def trivial_pod(name: str, image: str, port: int, data: Path) -> dict:
                 "name": "notebook",
                 "image": image,
                 "command": ["sleep", "infinity"],
-                "ports": [{"containerPort": 8888, "hostIP": "127.0.0.1", "hostPort": port}],
+                "ports": [{"containerPort": 8888, "hostIP": "127.0.0.1", "hostPort": port},
+                          {"containerPort": 8889, "hostIP": "127.0.0.1",
+                           "hostPort": port + PARKED_PORT_OFFSET}],
                 "resources": {"limits": {"cpu": "1", "memory": "1Gi"},
                               "requests": {"cpu": "1", "memory": "1Gi"}},
                 "securityContext": {"allowPrivilegeEscalation": False,
@@ -88,6 +108,7 @@ async def one_pod(index: int, image: str, data: Path, port: int) -> dict:
     pod = yaml.safe_dump(trivial_pod(name, image, port, data)).encode()
     container = f"{name}-notebook"
     out: dict = {}
+    parked = None
     try:
         out["play"], _ = await timed("kube", "play", "--network", POD_NETWORK, "-", stdin=pod)
         out["idle_pod_mib"] = await pod_memory_mib(name)
@@ -97,11 +118,62 @@ async def one_pod(index: int, image: str, data: Path, port: int) -> dict:
         out["add"], _ = await timed("run", "-d", "--pod", name, "--user", "1000:100",
                                     "--cap-drop", "all", "--name", f"{name}-added", image,
                                     "sleep", "infinity")
+        out["fresh_server"] = await fresh_server(container, port)
+        parked = await park(container)
+        out["parked_server"] = await unpark(parked, port + PARKED_PORT_OFFSET)
     finally:
         began = time.perf_counter()
         await run_podman("pod", "rm", "--force", "--ignore", "--time", "0", name, check=False)
         out["remove"] = time.perf_counter() - began
+        if parked is not None:
+            await parked.wait()
     return out
+
+
+async def fresh_server(container: str, port: int) -> float:
+    """Seconds from ``podman exec`` of ``jupyter server`` (a fresh Python) until it answers."""
+    began = time.perf_counter()
+    await run_podman("exec", "-d", container, "jupyter", "server", "--port=8888",
+                     f"--IdentityProvider.token={TOKEN}", *SERVER_ARGS)
+    await answers(port)
+    return time.perf_counter() - began
+
+
+async def park(container: str) -> asyncio.subprocess.Process:
+    """A Python in the pod that has imported the server and waits for its token."""
+    process = await asyncio.create_subprocess_exec(
+        *podman_command("exec", "-i", container, "python", "-c", PARKED_CODE, *SERVER_ARGS),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL, env=podman_env(), cwd=podman_workdir())
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), 300)
+    if line.strip() != b"parked":
+        raise RuntimeError(f"the parked Python said {line!r}")
+    return process
+
+
+async def unpark(process: asyncio.subprocess.Process, port: int) -> float:
+    """Seconds from handing the parked Python its token until its server answers."""
+    assert process.stdin is not None
+    began = time.perf_counter()
+    process.stdin.write(f"{TOKEN}\n".encode())
+    await process.stdin.drain()
+    await answers(port)
+    return time.perf_counter() - began
+
+
+async def answers(port: int, timeout: float = 300) -> None:
+    """Until ``/api/status`` answers 200 on the host's loopback ``port``."""
+    url = f"http://127.0.0.1:{port}/api/status?token={TOKEN}"
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with session.get(url) as reply:
+                    if reply.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"no server answered on 127.0.0.1:{port} in {timeout:.0f} s")
 
 
 async def pod_memory_mib(pod: str) -> float | None:

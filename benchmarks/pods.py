@@ -212,11 +212,15 @@ def plot(results: dict, breakdown: dict, cond: dict) -> None:
     ax.tick_params(axis="x", labelsize=7)
     ax = axes[1]
     levels = [k for k in breakdown if k.startswith("C=")]
-    parts = (("play", "kube play (podman)"), ("imports", "server imports (python)"),
-             ("add", "container into an existing pod"))
+    parts = (("play", "kube play of a trivial pod"), ("imports", "server imports in a pod"),
+             ("add", "a container into an existing pod"),
+             ("fresh_server", "jupyter server in a pod, fresh"),
+             ("parked_server", "jupyter server in a pod, parked (imported ahead)"))
+    width = 0.8 / len(parts)
     for j, (step, label) in enumerate(parts):
         values = [breakdown[level][f"{step}_s"]["p50"] or 0 for level in levels]
-        ax.bar([i + (j - 1) * 0.27 for i in range(len(levels))], values, 0.27, label=label)
+        ax.bar([i + (j - (len(parts) - 1) / 2) * width for i in range(len(levels))], values,
+               width, label=label)
     ax.set_xticks(range(len(levels)), levels)
     ax.set_ylabel("seconds, p50 (podman directly)")
     ax.set_title("where a pod's start goes", fontsize=9)
