@@ -41,6 +41,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import psutil
+
 from . import pod_breakdown, report
 from .hub_client import HubClient, admin_client
 from .hubs import ADMIN, ADMIN_PASSWORD, BenchHub, open_folder, start_kioskhub
@@ -74,32 +76,44 @@ def missing_piece() -> str | None:
     return None
 
 
-async def rounds(clients: dict[str, HubClient], users: int) -> dict:
+async def rounds(clients: dict[str, HubClient], pids: dict[str, int], users: int) -> dict:
     """C=1: each variant starts ``users`` servers one at a time, the order rotating."""
     outcomes: dict[str, list] = {kind: [] for kind in clients}
+    helpers = dict.fromkeys(clients, 0.0)
     kinds = list(clients)
     for i in range(users):
         shift = i % len(kinds)
         for kind in kinds[shift:] + kinds[:shift]:
             name = f"pod-{i:03d}"
+            before = helpers_cpu(pids[kind])
             outcome = await clients[kind].spawn(name)
+            helpers[kind] += helpers_cpu(pids[kind]) - before
             outcomes[kind].append(outcome)
             say(kind, f"{i + 1}/{users} {name}", outcome)
             await stop_all(clients[kind], [name], 1)
-    return {kind: summary(found) for kind, found in outcomes.items()}
+    return {kind: summary(found, helpers[kind]) for kind, found in outcomes.items()}
 
 
-async def burst(clients: dict[str, HubClient], concurrency: int) -> dict:
+async def burst(clients: dict[str, HubClient], pids: dict[str, int], concurrency: int) -> dict:
     """Each variant in turn starts ``concurrency`` servers at once."""
     results = {}
     for kind, client in clients.items():
         names = [f"pod-{i:03d}" for i in range(concurrency)]
+        before = helpers_cpu(pids[kind])
         found = await asyncio.gather(*(client.spawn(name) for name in names))
+        helpers = helpers_cpu(pids[kind]) - before
         for name, outcome in zip(names, found, strict=True):
             say(kind, f"C={concurrency} {name}", outcome)
         await stop_all(client, names, concurrency)
-        results[kind] = summary(list(found))
+        results[kind] = summary(list(found), helpers)
     return results
+
+
+def helpers_cpu(hub_pid: int) -> float:
+    """CPU seconds of the hub's finished subprocesses so far (the podman commands it ran;
+    a local server counts only once it has ended, so not while it starts)."""
+    times = psutil.Process(hub_pid).cpu_times()
+    return times.children_user + times.children_system
 
 
 def say(kind: str, label: str, outcome) -> None:
@@ -124,10 +138,12 @@ def phases(outcome) -> dict[str, float] | None:
             "server": outcome.seconds - arrivals["play"]}
 
 
-def summary(outcomes: list) -> dict:
+def summary(outcomes: list, helpers_cpu_s: float | None = None) -> dict:
     ok = [o for o in outcomes if o.ok]
     split = [p for p in (phases(o) for o in ok) if p]
     return {"latency_s": summarize([o.seconds for o in ok]),
+            "hub_subprocess_cpu_s_per_start": helpers_cpu_s / len(outcomes)
+            if helpers_cpu_s is not None and outcomes else None,
             "latencies_s": [o.seconds for o in ok],
             "phases_s": {name: summarize([p[name] for p in split])
                          for name in ("prepare", "play", "server")} if split else None,
@@ -167,7 +183,9 @@ async def measure(users: int, variants: tuple[str, ...], concurrencies: tuple[in
             hubs[kind] = start_kioskhub("pods", **site_overrides(kind, lean))
             clients[kind] = await admin_client(hubs[kind].url, ADMIN, ADMIN_PASSWORD)
             await create_users(clients[kind], names)
-        return {f"C={c}": await (rounds(clients, users) if c == 1 else burst(clients, c))
+        pids = {kind: hub.pid for kind, hub in hubs.items()}
+        return {f"C={c}": await (rounds(clients, pids, users) if c == 1
+                                 else burst(clients, pids, c))
                 for c in concurrencies}
     finally:
         for client in clients.values():
@@ -234,9 +252,10 @@ def print_results(results: dict, breakdown: dict, cond: dict) -> float | None:
     print()
     print(report.conditions_line(cond))
     rows = [[kind, level, r["latency_s"]["count"], r["latency_s"]["p50"], r["latency_s"]["p95"],
-             r["latency_s"]["max"], len(r["failures"])]
+             r["latency_s"]["max"], len(r["failures"]), r["hub_subprocess_cpu_s_per_start"]]
             for level, by_kind in results.items() for kind, r in by_kind.items()]
-    report.print_table(["backend", "C", "runs", "p50 s", "p95 s", "max s", "fail"], rows,
+    report.print_table(["backend", "C", "runs", "p50 s", "p95 s", "max s", "fail",
+                        "hub's subprocess CPU-s per start"], rows,
                        title="Pods: time to ready through the hub")
     rows = [[level, phase, values["p50"], values["max"]]
             for level, by_kind in results.items()

@@ -34,3 +34,9 @@ def test_the_summary_counts_failures_apart_from_the_timed_starts():
     assert found["latencies_s"] == [7.0]
     assert found["failures"] == ["eve: HubError: no"]
     assert found["phases_s"]["server"]["p50"] == 5.25
+
+
+def test_the_hubs_subprocess_cpu_is_shared_among_the_starts_it_was_measured_over():
+    starts = [outcome("ada", 7.0, POD_EVENTS), outcome("bob", 5.0, POD_EVENTS)]
+    assert summary(starts, 3.0)["hub_subprocess_cpu_s_per_start"] == 1.5
+    assert summary(starts)["hub_subprocess_cpu_s_per_start"] is None
