@@ -137,6 +137,9 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
     state_version: ClassVar[int] = 1
     assigns_gpus: ClassVar[bool] = False
     waits_for_answer: ClassVar[bool] = True
+    start_poll_interval: ClassVar[float] = 0.0
+    """Seconds between ``poll_server`` calls while a start waits for its server to answer
+    (0: at every probe). A backend whose poll runs a process says how often it may."""
     isolation_warning = ""
     checked_environments: tuple[Environment, ...] = ()
     environment_notes: tuple[str, ...] = ()
@@ -397,15 +400,18 @@ class SpawnBackend(SpawnFeedback, LoggingConfigurable):
     async def wait_until_answering(self) -> None:
         """Return once ``answering()``; explain with the server's log when it cannot."""
         deadline = time.monotonic() + max(self.start_timeout - 3, 2)
+        next_poll = 0.0
         while time.monotonic() < deadline:
-            status = await self.poll_server()
-            if status is not None:
-                raise web.HTTPError(
-                    500,
-                    "%s",
-                    f"Your server exited during start (exit status {status}). "
-                    f"Its last log lines:\n{await self.log_tail()}",
-                )
+            if time.monotonic() >= next_poll:
+                status = await self.poll_server()
+                if status is not None:
+                    raise web.HTTPError(
+                        500,
+                        "%s",
+                        f"Your server exited during start (exit status {status}). "
+                        f"Its last log lines:\n{await self.log_tail()}",
+                    )
+                next_poll = time.monotonic() + self.start_poll_interval
             if await self.answering():
                 return
             await asyncio.sleep(0.2)

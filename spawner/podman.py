@@ -70,6 +70,9 @@ class PodmanSpawner(SpawnBackend, Spawner):
     runnable_kinds = POD_KINDS
     backend_name = "podman"
     state_version = 2
+    start_poll_interval = 2.0
+    """Each poll is a ``podman container inspect`` (a process of its own, ~0.1 CPU-seconds):
+    asked at every probe, five starting pods spent the CPUs their servers needed to start."""
 
     pod_name = Unicode("", help="Name of the running pod (kept in the state).")
     host_port = Integer(0, help="Loopback port the server is published on.")

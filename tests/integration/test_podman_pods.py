@@ -4,8 +4,9 @@ A real hub with ``spawner.backend: podman`` spawns two users' servers as podman 
 site base image (built once per run by `kioskhub image build-base`). The tests execute code
 in the kernels: the account is not root, the data mount refuses writes, the memory limit
 kills a cell that allocates past it, the two users' pods see neither each other's files
-nor processes, a restarted hub re-adopts a running pod, and a pod's usage record has the
-CPU time its cgroup counted.
+nor processes, a restarted hub re-adopts a running pod, a pod's usage record has the
+CPU time its cgroup counted, and a server killed in its start (a profile too small for it)
+is explained with its exit status well before the start timeout.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def site():
             {"name": "small", "cpu": 0.5, "memory": "400Mi", "default": True},
             {"name": "large", "cpu": 1, "memory": "1Gi", "groups": ["physics"]},
             {"name": "gpu", "cpu": 1, "memory": "1Gi", "gpu": {"count": 1}},
+            {"name": "tiny", "cpu": 0.5, "memory": "24Mi"},
         ],
         data_mounts=[{"name": "data", "source": "data", "mount_path": "/data"}],
         groups={"physics": ["ada"]},
@@ -213,6 +215,18 @@ def test_an_image_podman_does_not_hold_fails_the_start_saying_what_to_do(site):
         "cannot use (a pod has only its image); it runs on sites whose spawner.backend is "
         "local. Choose another environment."
     )
+
+
+def test_a_server_killed_during_its_start_is_explained_soon_with_its_exit_status(site):
+    """The backend polls a starting pod's container every 2 s: a server that dies in its
+    start is still reported, with its exit status, long before the start timeout."""
+    erin = signed_in(site["hub"], "erin")
+    began = time.monotonic()
+    reply = erin.api("/users/erin/server", "POST", json={"profile": "tiny"})
+    events = erin.wait_ready(120) if reply.status_code == 202 else []
+    message = events[-1]["message"] if events else reply.json()["message"]
+    assert "Your server exited during start (exit status 137)" in message, (reply.text, events)
+    assert time.monotonic() - began < 60, "noticed only at the 90 s start timeout"
 
 
 def test_a_restarted_hub_readopts_the_pod_and_stop_removes_it(site, ada):

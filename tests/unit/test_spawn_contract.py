@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
 import psutil
@@ -240,6 +241,59 @@ def test_a_server_that_never_answers_times_out_and_is_torn_down(tmp_path):
         "Your server did not start within 3 seconds. Its last log lines:"
     )
     assert spawner.steps[-3:] == ["tear down ['process']", "stop", "release"]
+
+
+class PollsSparingly(LoopbackBackend):
+    """Its poll costs a process (as podman's does), so it asks to be polled every 0.5 s; its
+    server answers from the tenth probe on."""
+
+    start_poll_interval = 0.5
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.polls = self.probes = 0
+
+    async def poll_server(self):
+        self.polls += 1
+        return await super().poll_server()
+
+    async def answering(self):
+        self.probes += 1
+        return self.probes >= 10 and await super().answering()
+
+
+class ExitsDuringSparseStart(ExitsDuringStart):
+    start_poll_interval = 0.5
+
+
+def test_a_backend_with_a_costly_poll_is_polled_at_its_interval_while_its_server_starts(
+    tmp_path,
+):
+    async def scenario():
+        spawner = backend(PollsSparingly, tmp_path)
+        began = time.monotonic()
+        await spawn(spawner)
+        return spawner, time.monotonic() - began
+
+    spawner, seconds = asyncio.run(scenario())
+
+    assert spawner.probes == 10
+    assert 1 <= spawner.polls <= seconds / 0.5 + 1
+    assert spawner.polls < spawner.probes
+
+
+def test_a_server_that_exits_during_a_sparsely_polled_start_is_still_explained(tmp_path):
+    async def scenario():
+        spawner = backend(ExitsDuringSparseStart, tmp_path)
+        with pytest.raises(web.HTTPError) as failed:
+            await spawn(spawner)
+        return failed.value
+
+    error = asyncio.run(scenario())
+
+    assert (error.log_message % error.args).startswith(
+        "Your server exited during start (exit status 3)."
+    )
 
 
 def test_poll_says_running_while_a_start_is_in_progress(tmp_path):
