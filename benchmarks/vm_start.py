@@ -10,6 +10,11 @@ Two KioskHubs run side by side, one per variant, each with the same profile (1 C
   emulation (TCG) otherwise: the conditions say which;
 - ``podman``: ``spawner.backend: podman`` (a pod of the site base image, ``kioskhub image
   build-base``), as in ``benchmarks/pods.py``.
+- ``openstack, generic image`` (only when asked for): the same hub and cloud, but the VM boots
+  the generic image (the test image with podman, ``podman_recipe``), whose cloud-init pulls
+  the default environment's container image (the site base image, pushed first to a registry
+  on loopback) and runs the server in it with podman, as ``openstack.image`` does for
+  environments without a Glance image of their own.
 
 Each starts N servers one at a time, the order alternating, each timed from the API spawn
 request: the progress stream's steps as they arrive, the server ready (progress says ready and
@@ -44,9 +49,12 @@ from .hubs import ADMIN, ADMIN_PASSWORD, BenchHub, open_folder, start_kioskhub
 from .stats import ratio, summarize
 
 NAME = "vm_start"
-VARIANTS = ("openstack", "podman")
-TIMEOUT = 600.0
+VARIANTS = ("openstack", "podman", "openstack, generic image")
 BOOT_TIMEOUT = 540
+GENERIC_BOOT_TIMEOUT = 1200
+"""The generic image pulls the environment's container image (~0.9 GB) under emulation."""
+HOST_FROM_GUEST = "10.0.2.2"
+"""The host's loopback as qemu's user network shows it to the VM."""
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_CACHE = REPO / ".pytest_cache" / "d" / "kioskhub-vm-images"
 """Where the tests' fixture keeps the VM image (pytest's cache), so both share one build."""
@@ -100,6 +108,19 @@ def podman_missing() -> str | None:
     return None
 
 
+def generic_missing() -> str | None:
+    """Why the generic image cannot be measured: what VMs and pods need, and a registry."""
+    from tests.support.registry import registry_program
+
+    if why := openstack_missing() or podman_missing():
+        return why
+    try:
+        registry_program()
+    except FileNotFoundError as error:
+        return str(error)
+    return None
+
+
 # ---- the timeline of one start ------------------------------------------------------------
 
 
@@ -121,10 +142,12 @@ def hub_callback_at(log_text: str, name: str, since_epoch: float) -> float | Non
     return None
 
 
-async def watch_console(folder: Path, began: float, seen: dict[str, float]) -> None:
-    """Until cancelled: time the console marks of the newest VM under ``folder``."""
+async def watch_console(folder: Path, earlier: set[Path], began: float,
+                        seen: dict[str, float]) -> None:
+    """Until cancelled: time the console marks of the VM that appears under ``folder``
+    (``earlier``: the consoles of VMs started before, whose folders stay)."""
     while True:
-        consoles = sorted(folder.glob("vm-*/console.log"), key=lambda p: p.stat().st_mtime)
+        consoles = [path for path in folder.glob("vm-*/console.log") if path not in earlier]
         if consoles:
             with contextlib.suppress(OSError):
                 text = consoles[-1].read_text(errors="replace")
@@ -161,16 +184,19 @@ def step_label(message: str) -> str:
     return re.sub(r"\s*\(localhost/[^)]*\)", "", message)[:60]
 
 
-async def start_once(client: HubClient, hub: BenchHub, name: str, vm_folder: Path | None) -> dict:
+async def start_once(client: HubClient, hub: BenchHub, name: str, vm_folder: Path | None,
+                     timeout: float) -> dict:
     """Spawn ``name``'s server, time its steps, a kernel's answer and the stop."""
     seen: dict[str, float] = {}
     load_before = os.getloadavg()[0]
     began_epoch = time.time()
     began = time.perf_counter()
-    watcher = (asyncio.create_task(watch_console(vm_folder, began, seen))
-               if vm_folder is not None else None)
+    watcher = None
+    if vm_folder is not None:
+        earlier = set(vm_folder.glob("vm-*/console.log"))
+        watcher = asyncio.create_task(watch_console(vm_folder, earlier, began, seen))
     try:
-        outcome = await client.spawn(name, {"profile": PROFILE["name"]}, timeout=TIMEOUT)
+        outcome = await client.spawn(name, {"profile": PROFILE["name"]}, timeout=timeout)
     finally:
         if watcher is not None:
             watcher.cancel()
@@ -215,53 +241,125 @@ def milestones(run: dict) -> list[tuple[str, float]]:
     return sorted(points, key=lambda point: point[1])
 
 
+# ---- the generic image: the environment's container image run by podman in the VM -----------
+
+PODMAN_PACKAGES = ("podman", "crun", "conmon", "containernetworking-plugins")
+CONTAINERS_CONF = """\
+# KioskHub's generic VM image: podman without systemd. The image's init mounts no cgroup file
+# system and the VM holds one server, so containers run without cgroups of their own.
+[containers]
+cgroups = "disabled"
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+runtime = "crun"
+"""
+
+
+def podman_recipe():
+    """The test image's recipe with podman added: what a site's generic image needs."""
+    from dataclasses import dataclass
+
+    from tests.openstack_sim.vm_image import default_recipe
+
+    base = default_recipe()
+
+    @dataclass(frozen=True)
+    class PodmanRecipe(type(base)):
+        def files(self) -> dict[str, tuple[int, str]]:
+            return {**super().files(), "/etc/containers/containers.conf": (0o644, CONTAINERS_CONF)}
+
+    return PodmanRecipe(mirror=base.mirror,
+                        debian_packages=base.debian_packages + PODMAN_PACKAGES)
+
+
 # ---- the hubs ---------------------------------------------------------------------------------
 
 
 @contextlib.asynccontextmanager
-async def openstack_hub(names: list[str]):
-    """Keystone, the simulated cloud with qemu machines, and a KioskHub on it."""
+async def openstack_hub(generic: bool = False):
+    """Keystone, the simulated cloud with qemu machines, and a KioskHub on it. ``generic``:
+    the VM boots the generic image (``podman_recipe``), whose cloud-init pulls the default
+    environment's container image (the site base image, pushed first to a registry on
+    loopback, which the VM reaches at 10.0.2.2) and runs it with podman."""
     from tests.openstack_sim.machines import QemuMachines
     from tests.openstack_sim.server import OpenStackSimulation
     from tests.openstack_sim.vm_image import build_vm_image
     from tests.support.keystone import start_keystone
 
-    image = await asyncio.to_thread(build_vm_image, IMAGE_CACHE, report=report.progress)
+    recipe = podman_recipe() if generic else None
+    image = await asyncio.to_thread(build_vm_image, IMAGE_CACHE, recipe, report.progress)
     folder = open_folder("vmstart-cloud")
+    registry = None
+    site: dict = {"images": [{"environment": "default", "image": "kioskhub-vm"}]}
+    pods: dict = {}
+    if generic:
+        registry, reference = await asyncio.to_thread(push_base_image, folder / "registry")
+        site = {"image": "kioskhub-vm"}
+        pods = {"pods": {"image": reference,
+                         "insecure_registries": [reference.split("/", 1)[0]]}}
     report.progress("starting Keystone")
     keystone = await asyncio.to_thread(start_keystone, folder / "keystone")
     hub = None
+    kind = "openstack, generic image" if generic else "openstack"
     try:
         with OpenStackSimulation(keystone, QemuMachines(folder)) as cloud:
             cloud.add_flavor(*FLAVOR)
             cloud.add_image("kioskhub-vm", str(image))
-            report.progress("starting KioskHub: openstack")
+            report.progress(f"starting KioskHub: {kind}")
+            boot_timeout = boot_timeout_of(kind)
             hub = await asyncio.to_thread(
                 start_kioskhub, "vmstart-openstack",
-                spawner={"backend": "openstack", "start_timeout": BOOT_TIMEOUT + 60},
+                spawner={"backend": "openstack", "start_timeout": boot_timeout + 60},
                 profiles=[PROFILE],
                 openstack={
-                    **keystone.site_openstack(folder),
-                    "images": [{"environment": "default", "image": "kioskhub-vm"}],
+                    **keystone.site_openstack(folder), **site,
                     "flavors": [{"profile": PROFILE["name"], "flavor": FLAVOR[0]}],
-                    "boot_timeout": BOOT_TIMEOUT,
+                    "boot_timeout": boot_timeout,
                 },
+                **pods,
             )
             try:
                 yield hub, folder
             finally:
-                report.progress("stopping the hub: openstack")
+                report.progress(f"stopping the hub: {kind}")
                 with contextlib.suppress(Exception):
                     hub.stop()
                 hub.remove()
                 cloud.delete_everything()
     finally:
         keystone.stop()
+        if registry is not None:
+            registry.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def boot_timeout_of(kind: str) -> int:
+    return GENERIC_BOOT_TIMEOUT if kind == "openstack, generic image" else BOOT_TIMEOUT
+
+
+def push_base_image(folder: Path):
+    """A registry on loopback holding the site base image; its reference as a VM sees it."""
+    from kioskhub.spawner.pod_image import BaseImageRecipe
+    from kioskhub.spawner.podman_cli import podman_command, podman_env
+    from tests.support.registry import LoopbackRegistry
+
+    registry = LoopbackRegistry(folder).start()
+    image = BaseImageRecipe().image_ref
+    tag = image.rsplit(":", 1)[1]
+    report.progress(f"pushing {image} to the registry on loopback")
+    pushed = subprocess.run(
+        podman_command("push", "--tls-verify=false", image,
+                       f"{registry.host}/kioskhub/base:{tag}"),
+        env=podman_env(), capture_output=True, text=True, timeout=900)
+    if pushed.returncode != 0:
+        registry.stop()
+        raise RuntimeError(f"podman push failed: {pushed.stderr[-1000:]}")
+    return registry, f"{HOST_FROM_GUEST}:{registry.port}/kioskhub/base:{tag}"
+
+
 @contextlib.asynccontextmanager
-async def podman_hub(names: list[str]):
+async def podman_hub():
     from .pods import remove_home_volumes
 
     report.progress("starting KioskHub: podman")
@@ -285,8 +383,9 @@ async def measure(starts: int, variants: tuple[str, ...]) -> dict:
     async with contextlib.AsyncExitStack() as stack:
         hubs, clients, folders = {}, {}, {}
         for variant in variants:
-            opened = openstack_hub if variant == "openstack" else podman_hub
-            hubs[variant], folders[variant] = await stack.enter_async_context(opened(names))
+            opened = (podman_hub() if variant == "podman"
+                      else openstack_hub(generic=variant == "openstack, generic image"))
+            hubs[variant], folders[variant] = await stack.enter_async_context(opened)
             clients[variant] = await admin_client(hubs[variant].url, ADMIN, ADMIN_PASSWORD)
             stack.push_async_callback(clients[variant].close)
             await create_users(clients[variant], names)
@@ -294,7 +393,8 @@ async def measure(starts: int, variants: tuple[str, ...]) -> dict:
             order = variants if i % 2 == 0 else tuple(reversed(variants))
             for variant in order:
                 report.progress(f"{variant} {i + 1}/{starts}: {name}")
-                run = await start_once(clients[variant], hubs[variant], name, folders[variant])
+                run = await start_once(clients[variant], hubs[variant], name, folders[variant],
+                                       boot_timeout_of(variant) + 120)
                 runs[variant].append(run)
                 for label, at in milestones(run):
                     report.progress(f"  {at:7.1f} s  {label}")
@@ -354,9 +454,10 @@ def plot(results: dict, cond: dict) -> None:
         values = [results[v][key].get("p50") or 0 for v in variants]
         right.bar([i + offset * width for i in range(len(variants))], values, width, label=label)
     accelerator = cond["parameters"].get("vm_accelerator")
+    names = {"openstack": f"VM ({accelerator})", "podman": "pod",
+             "openstack, generic image": f"VM, generic\nimage ({accelerator})"}
     right.set_xticks([i + width / 2 for i in range(len(variants))],
-                     [f"openstack VM ({accelerator})" if v == "openstack" else f"{v} pod"
-                      for v in variants])
+                     [names[v] for v in variants])
     right.set_ylabel("seconds from the spawn request (p50)")
     right.set_title("KioskHub: VM vs pod, request → ready → kernel")
     right.legend()
@@ -385,14 +486,18 @@ def print_tables(results: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--starts", "-n", type=int, default=2, help="starts per variant (2)")
-    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:2]),
+                   help="what to start (openstack and podman; the generic image's start "
+                   "pulls 0.9 GB into an emulated VM and takes a quarter of an hour)")
     args = p.parse_args(argv)
     from tests.openstack_sim.qemu import accelerator
 
-    checks = {"openstack": openstack_missing, "podman": podman_missing}
+    checks = {"openstack": openstack_missing, "podman": podman_missing,
+              "openstack, generic image": generic_missing}
     reasons = {variant: why for variant in args.variants if (why := checks[variant]())}
     variants = tuple(variant for variant in args.variants if variant not in reasons)
-    vm_accelerator = accelerator() if "openstack" in variants else None
+    vm_accelerator = (accelerator() if any(v.startswith("openstack") for v in variants)
+                      else None)
     cond = report.conditions(
         starts=args.starts, C=1, variants=list(variants), not_measured=reasons,
         vm_accelerator=vm_accelerator,
