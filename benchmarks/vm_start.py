@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import json
 import os
 import re
 import shutil
@@ -432,28 +433,29 @@ def summary(runs: list[dict]) -> dict:
 
 
 def plot(results: dict, cond: dict) -> None:
-    figure, axes = report.new_figure(2, width=6, height=4.5)
+    import matplotlib
+
+    figure, axes = report.new_figure(2, width=6, height=6)
     rows = [(variant, i, run) for variant, r in results.items()
             for i, run in enumerate(r["runs"], start=1) if run["ok"]]
     left = axes[0]
-    colours = {}
-    palette = iter(["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860",
-                    "#da8bc3", "#8c8c8c", "#ccb974", "#64b5cd", "#2f4b7c", "#a05195"] * 3)
+    colours: dict[str, tuple] = {}
+    palette = matplotlib.colormaps["tab20"].colors
     for y, (_, _, run) in enumerate(rows):
         previous = 0.0
         for label, at in milestones(run):
-            if label not in colours:
-                colours[label] = next(palette)
+            colours.setdefault(label, palette[len(colours) % len(palette)])
             left.barh(y, at - previous, left=previous, color=colours[label], edgecolor="white",
                       linewidth=0.5, label=label)
             previous = at
     left.set_yticks(range(len(rows)), [f"{variant} #{i}" for variant, i, _ in rows])
     left.invert_yaxis()
-    left.set_xlabel("seconds from the spawn request (each bar ends at the step's time)")
+    left.set_xlabel("seconds from the spawn request")
     left.set_title("Start timeline through the hub")
     handles, labels = left.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
-    left.legend(unique.values(), unique.keys(), fontsize=5, loc="lower right")
+    left.legend(unique.values(), unique.keys(), fontsize=6, ncol=2, loc="upper center",
+                bbox_to_anchor=(0.5, -0.14), title="each bar ends at", title_fontsize=6)
     right = axes[1]
     variants = list(results)
     width = 0.35
@@ -497,7 +499,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS[:2]),
                    help="what to start (openstack and podman; the generic image's start "
                    "pulls 0.9 GB into an emulated VM: over 15 minutes here)")
+    p.add_argument("--plot-only", action="store_true",
+                   help="draw results/vm_start.png again from results/vm_start.json")
     args = p.parse_args(argv)
+    if args.plot_only:
+        stored = json.loads((report.RESULTS / f"{NAME}.json").read_text())
+        plot(stored["results"], stored["conditions"])
+        return 0
     from tests.openstack_sim.qemu import accelerator
 
     checks = {"openstack": openstack_missing, "podman": podman_missing,
