@@ -67,7 +67,12 @@ finally:
     cluster.shutdown()
 print("CLUSTERS LEFT", len(gateway.list_clusters()))
 """
+# A refused ``new_cluster`` leaves its cluster's own ``Gateway`` in a reference cycle with the
+# exception. dask_gateway's ``Gateway.__del__`` closes it through its event loop and waits,
+# so if the cycle is collected on that loop's thread the kernel hangs; ``gc.collect()`` here
+# collects it on the kernel's main thread, as a notebook that catches the error may need to.
 ATTEMPT = """
+import gc
 from dask_gateway import Gateway
 gateway = Gateway()
 for name in {names!r}:
@@ -77,6 +82,8 @@ for name in {names!r}:
         cluster.shutdown()
     except Exception as error:
         print("REFUSED", type(error).__name__, error)
+        del error
+        gc.collect()
 """
 
 
