@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -20,10 +21,35 @@ REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 
+HANDED_OUT_PORTS: set[int] = set()
+"""Ports this test process has handed out already: none is given twice."""
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nobody listens on, below the kernel's ephemeral range.
+
+    Ports the kernel gives for ``bind(0)`` come from the range it also gives outgoing
+    connections, so one picked that way can be taken by any connection (or handed out again)
+    before the hub binds it; one below that range stays free until the test uses it.
+    """
+    first, last = ephemeral_port_range()
+    outside = [*range(20000, first), *range(last + 1, 65536)] or list(range(1024, first))
+    while True:
+        port = random.choice(outside)
+        if port in HANDED_OUT_PORTS:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        HANDED_OUT_PORTS.add(port)
+        return port
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    return int(text[0]), int(text[1])
 
 
 def write_site_config(folder: Path, **overrides) -> Path:

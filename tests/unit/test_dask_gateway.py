@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import pwd
-import socket
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -59,6 +58,7 @@ from kioskhub.hub.schema.site import Site
 from kioskhub.hub.state_dir import Passwords
 from kioskhub.spawner.dask_clusters import stop_user_clusters
 from kioskhub.spawner.launch_spec import build_launch_spec
+from tests.support.hub_process import free_port
 
 DASK = {
     "enabled": True,
@@ -559,12 +559,6 @@ class FakeGateway:
         return web.Application([(prefix, Clusters), (prefix + "([a-z0-9]+)", OneCluster)])
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_stop_user_clusters_deletes_each_with_the_servers_token(tmp_path):
     port = free_port()
     site = dask_site(tmp_path, ports={"http": port, "scheduler_proxy": 8083, "api": 8084})
@@ -661,7 +655,10 @@ def test_get_token_takes_both_schemes_and_nothing_else():
         return auth.get_token(SimpleNamespace(headers={"Authorization": header} if header else {}))
 
     assert [token("jupyterhub t1"), token("token t2"), token("Bearer t3"), token("")] == [
-        "t1", "t2", None, None
+        "t1",
+        "t2",
+        None,
+        None,
     ]
 
 
