@@ -28,6 +28,13 @@ KERNEL_MODULES = (
     "ipykernel.zmqshell",
     "ipykernel.comm",
     "IPython.core.interactiveshell",
+    # What a kernel imports only while it starts; measured: about a third of its start.
+    "ipykernel.debugger",  # with debugpy and its pydevd (see ``forked_kernels``)
+    "IPython.core.completerlib",
+    "IPython.core.debugger",
+    "IPython.core.logger",
+    "IPython.core.oinspect",
+    "IPython.extensions.storemagic",
 )
 """Imported on top by every parent when its servers fork their kernels too
 (``spawner.fork_kernels``): the modules ``python -m ipykernel_launcher`` loads."""

@@ -8,7 +8,8 @@ makes ``ForkedKernelProvisioner`` jupyter_client's default provisioner for the s
 The provisioner is jupyter_client's ``LocalProvisioner`` with one difference: a kernel
 whose command is this environment's own ``python -m ipykernel_launcher -f FILE`` (with any
 options of the kernel's own after it, which the kernel reads as a fresh one does), and whose
-environment does not change how python starts, is forked from the zygote; anything else,
+environment neither changes how python starts nor sets what the preloaded debugger read at
+import, is forked from the zygote; anything else,
 or a zygote that does not answer, starts as a fresh process, with a line in the server's
 log. A forked kernel is a ``ForkedKernel``, which behaves as the ``Popen`` that
 ``LocalProvisioner`` drives (poll, wait, signals): the zygote reports its exit status. As
@@ -40,6 +41,18 @@ START_TIMEOUT = 30
 STARTUP_VARIABLES = ("PYTHON", "LD_", "GLIBC_TUNABLES", "MALLOC_")
 """Variables (by prefix) that change how python starts or what it loads: a kernel whose
 environment sets them otherwise than its server starts fresh."""
+DEBUGGER_VARIABLES = (
+    "PYDEVD",
+    "PYDEV_",
+    "DEBUGPY",
+    "DEBUG_PYDEVD",
+    "IDE_PROJECT_ROOTS",
+    "LIBRARY_ROOTS",
+    "PATHS_FROM_ECLIPSE_TO_PYTHON",
+)
+"""Variables (by prefix) that ipykernel's debugger (debugpy's pydevd) reads when it is
+imported, which the fork server's parent did without them: a kernel whose environment sets
+one starts fresh."""
 LAUNCH_OPTIONS = frozenset({"env", "cwd", "kernel_id", "extra_arguments"})
 """What ``launch_kernel`` may be given for a forked start; other ``Popen`` options
 (pipes, a new console) start the kernel fresh."""
@@ -70,6 +83,9 @@ def kernel_fork_refusal(
     )
     if changed:
         return f"its environment changes how python starts ({', '.join(changed)})"
+    debugger = sorted(key for key in env if key.startswith(DEBUGGER_VARIABLES))
+    if debugger:
+        return f"its environment sets what the debugger reads at import ({', '.join(debugger)})"
     return None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from kioskhub.hub.sample_data import write_sample_data
-from kioskhub.spawner.home import EXAMPLES_LEDGER
+from kioskhub.spawner.home_setup import EXAMPLES_LEDGER
 from kioskhub.spawner.server_log import LOG_MAX_BYTES
 from tests.conftest import SHARED_PASSWORD, open_folder
 from tests.support.hub_process import start_hub, write_site_config

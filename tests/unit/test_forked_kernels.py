@@ -61,6 +61,16 @@ def test_an_environment_that_changes_how_python_starts_starts_a_new_process():
     assert refusal(env={**SERVER_ENV, "MY_SETTING": "x", "HOME": "/elsewhere"}) is None
 
 
+def test_an_environment_for_the_preloaded_debugger_starts_a_new_process():
+    debugging = {**SERVER_ENV, "PYDEVD_DEBUG": "True", "DEBUGPY_LOG_DIR": "/home/ada/logs"}
+    assert refusal(env=debugging) == (
+        "its environment sets what the debugger reads at import (DEBUGPY_LOG_DIR, PYDEVD_DEBUG)"
+    )
+    assert refusal(env={**SERVER_ENV, "IDE_PROJECT_ROOTS": "/home/ada"}) == (
+        "its environment sets what the debugger reads at import (IDE_PROJECT_ROOTS)"
+    )
+
+
 def test_parents_import_the_kernel_only_when_kernels_are_forked(tmp_path):
     plain = ForkServers(tmp_path, ("ext",), as_root=True)
     kernels = ForkServers(tmp_path, ("ext",), as_root=True, fork_kernels=True)

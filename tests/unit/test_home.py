@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from kioskhub.spawner.home import EXAMPLES_LEDGER, HomeError, files_group, prepare_home
+from kioskhub.spawner.home import HomeError, files_group, prepare_home
+from kioskhub.spawner.home_setup import EXAMPLES_LEDGER
 from kioskhub.spawner.launch_spec import EnvironmentSpec, LaunchSpec, RepositoryFiles
 from tests.conftest import open_folder
 
