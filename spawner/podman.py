@@ -12,6 +12,8 @@ through slirp4netns' address of the host's loopback (``podman_plan``). Every pod
 command uses the project's ``containers.conf`` (``podman_cli``). The pod's name and port
 are kept in the spawner state (versioned), so a restarted hub re-adopts a running pod;
 so are the pod's cgroup folders, as podman reports them, for its usage record.
+With ``pods.park_minutes``, a stopped server's pod is made again, parked for its user's
+next start of the same launch (``parked_pods``).
 The steps of a start are ``SpawnBackend``'s (base.py).
 """
 
@@ -21,6 +23,7 @@ import asyncio
 import dataclasses
 import json
 import socket
+import time
 
 import yaml
 from jupyterhub.spawner import Spawner
@@ -33,9 +36,35 @@ from .base import LOG_TAIL_LINES, SpawnBackend
 from .cgroup_layout import current_usage_dirs
 from .home import files_group, prepare_home
 from .launch_spec import ChoiceError, LaunchSpec
+from .parked_handover import (
+    HandoverError,
+    clear_handover,
+    handover_folder,
+    make_handover_folder,
+    write_handover,
+)
+from .parked_pods import (
+    PARKED_LAUNCH,
+    PARKED_MESSAGE,
+    PARKED_PORT,
+    handover_document,
+    launch_key,
+    parked_manifest,
+    unusable_reason,
+    waiter_command,
+    with_launch_label,
+)
 from .pod_image import BaseImageRecipe
-from .pod_manifest import SERVER_PORT, PodTarget, build_home_claim, build_pod, environment_image
+from .pod_manifest import (
+    SERVER_PORT,
+    PodTarget,
+    build_home_claim,
+    build_pod,
+    environment_image,
+    pod_env,
+)
 from .podman_cli import PodmanError, run_podman
+from .podman_parking import image_id, inspect_pod, remove_parked, sweep_parked
 from .podman_plan import (
     POD_NETWORK,
     PodmanNames,
@@ -53,6 +82,10 @@ from .readiness import answers_http
 from .spawn_form import format_bytes
 
 STOP_GRACE_SECONDS = 5
+PARKED_ANSWER_SECONDS = 20
+"""How long a parked pod's server may take to answer once handed its start; after that
+the pod is removed and a fresh one played."""
+SWEEP_GRACE_SECONDS = 5
 RUNNING = ("running", "created", "configured", "initialized")
 POD_KINDS = frozenset({"image", "own"})
 """What a pod runs: image environments, and KioskHub's own in the site image."""
@@ -79,6 +112,8 @@ class PodmanSpawner(SpawnBackend, Spawner):
     image = Unicode("", help="Image the running pod was started from.")
     names = Any(None, allow_none=True, help="PodmanNames of the running pod.")
     pod_cgroup_dirs = Any((), help="The running pod's cgroup folders (CPU time, memory).")
+    _served = False
+    """Whether the current server answered (only such a server's stop parks a pod)."""
     base_image = Unicode(
         help="The site base image, for KioskHub's own environment when pods.image is empty."
     ).tag(config=True)
@@ -122,23 +157,39 @@ class PodmanSpawner(SpawnBackend, Spawner):
         self.image = image
         self.default_url = spec.default_url
 
-    async def launch(self, spec: LaunchSpec):
-        names = podman_names(spec, hub_tag(self.site.hub.state_dir))
-        await self._ensure_home_volume(spec, names)
-        self.ip, self.port = "0.0.0.0", SERVER_PORT
-        host_port = free_loopback_port()
-        pod = build_pod(
+    def _pod(self, spec: LaunchSpec, names: PodmanNames, image: str, host_port: int, **run):
+        """The Pod manifest of ``spec`` on this host; ``run``: the command and server_env."""
+        return build_pod(
             dataclasses.replace(spec, env=pod_reachable_env(spec.env)),
             self.site.pods,
             PodTarget(
                 pod_name=names.pod,
                 home_claim=names.home_claim,
-                image=self.image,
-                command=("jupyterhub-singleuser", *self.get_args()),
-                server_env=pod_reachable_env(self.get_env()),
+                image=image,
                 labels=hub_labels(names),
                 publish=("127.0.0.1", host_port),
+                **run,
             ),
+        )
+
+    async def launch(self, spec: LaunchSpec):
+        names = podman_names(spec, hub_tag(self.site.hub.state_dir))
+        await self._ensure_home_volume(spec, names)
+        self.ip, self.port = "0.0.0.0", SERVER_PORT
+        self._served = False
+        if self.site.pods.park_minutes:
+            async for checkpoint in self._use_parked_pod(spec, names):
+                yield checkpoint
+            if self._served:
+                return
+        host_port = free_loopback_port()
+        pod = self._pod(
+            spec,
+            names,
+            self.image,
+            host_port,
+            command=("jupyterhub-singleuser", *self.get_args()),
+            server_env=pod_reachable_env(self.get_env()),
         )
         self.report(
             45,
@@ -173,6 +224,106 @@ class PodmanSpawner(SpawnBackend, Spawner):
             self.log.warning("No cgroup of pod %s for its usage record: %s", pod, error)
             return ()
 
+    # ---- parked pods ----------------------------------------------------------------
+
+    def _parked_pod(self, spec, names, image: str, until: int, host_port: int, image_ref: str):
+        """The parked pod of ``spec`` (pure but for the names): manifest with launch label."""
+        folder = str(handover_folder(self.site.hub.state_dir, names.pod))
+        pod = self._pod(spec, names, image, host_port, command=waiter_command(until))
+        manifest = parked_manifest(pod, folder, until, host_port)
+        return with_launch_label(manifest, launch_key(manifest, image_ref))
+
+    async def _use_parked_pod(self, spec: LaunchSpec, names: PodmanNames):
+        """Checkpoints of a start in the pod parked for this launch; ``_served`` once its
+        server answers. Any other pod under the name is left to the fresh start's removal."""
+        parking = getattr(self, "_parking", None)
+        if parking is not None:
+            await asyncio.wait([parking])
+        found, image_ref = await asyncio.gather(inspect_pod(names.pod), image_id(self.image))
+        wanted = self._parked_pod(spec, names, self.image, 0, 0, image_ref)
+        key = wanted["metadata"]["labels"][PARKED_LAUNCH]
+        reason = unusable_reason(found, key, time.time()) if image_ref else "no image ID"
+        if reason is None:
+            self.report(45, PARKED_MESSAGE)
+            checkpoint = pod_state(names, int(found.labels[PARKED_PORT]), self.image)["podman"]
+            self.readopt(checkpoint)
+            yield checkpoint
+            folder = handover_folder(self.site.hub.state_dir, names.pod)
+            env = pod_env(
+                dataclasses.replace(spec, env=pod_reachable_env(spec.env)),
+                self.site.pods,
+                pod_reachable_env(self.get_env()),
+            )
+            try:
+                document = handover_document(env, tuple(self.get_args()))
+                await asyncio.to_thread(write_handover, folder, document)
+            except (HandoverError, OSError) as error:
+                self.log.error("Could not hand %s its start: %s", names.pod, error)
+            else:
+                self.pod_cgroup_dirs = await self._find_cgroup_dirs(names.pod)
+                yield {"cgroup_dirs": list(self.pod_cgroup_dirs)}
+                if await self._answers_soon(PARKED_ANSWER_SECONDS):
+                    await asyncio.to_thread(clear_handover, folder)
+                    self._served = True
+                    return
+            reason = "its server did not answer"
+        if reason:
+            self.log.info("Not using the pod parked for %s: %s", spec.username, reason)
+            await remove_parked(self.site.hub.state_dir, names.pod)
+
+    async def _answers_soon(self, seconds: float) -> bool:
+        """Whether the server answers within ``seconds`` (False at once if it exited)."""
+        deadline = time.monotonic() + seconds
+        checked = 0.0
+        while time.monotonic() < deadline:
+            if await self.answering():
+                return True
+            if time.monotonic() - checked > 1:
+                checked = time.monotonic()
+                if (await self._container_status())[0] not in RUNNING:
+                    return False
+            await asyncio.sleep(0.1)
+        return False
+
+    def _park_after_stop(self) -> None:
+        """Park a pod for this user's next start of the same launch (in the background)."""
+        if not (self.site.pods.park_minutes and self.spec and self.image):
+            return
+        if not getattr(self, "_served", False):
+            return
+        self._served = False
+        self._parking = asyncio.ensure_future(self._park(self.spec, self.image))
+
+    async def _park(self, spec: LaunchSpec, image: str) -> None:
+        state_dir, tag = self.site.hub.state_dir, hub_tag(self.site.hub.state_dir)
+        names = podman_names(spec, tag)
+        seconds = self.site.pods.park_minutes * 60
+        try:
+            await asyncio.to_thread(make_handover_folder, state_dir, names.pod)
+            image_ref = await image_id(image)
+            if not image_ref:
+                raise PodmanError(f"podman has no image {image}")
+            manifest = self._parked_pod(
+                spec, names, image, int(time.time() + seconds), free_loopback_port(), image_ref
+            )
+            await run_podman(
+                "kube", "play", "--network", POD_NETWORK,
+                *tls_arguments(image, self.site.pull_insecure_registries()),
+                "-", stdin=yaml.safe_dump(manifest).encode(),
+            )  # fmt: skip
+        except (PodmanError, HandoverError, OSError) as error:
+            self.log.warning("Could not park a pod for %s: %s", spec.username, error)
+            await remove_parked(state_dir, names.pod)
+            return
+        self.log.info("Parked pod %s for %s for %d min", names.pod, spec.username, seconds // 60)
+        asyncio.get_running_loop().call_later(
+            seconds + SWEEP_GRACE_SECONDS, self._sweep_soon, state_dir, tag
+        )
+        await sweep_parked(state_dir, tag)
+
+    def _sweep_soon(self, state_dir, tag: str) -> None:
+        self._sweeping = asyncio.ensure_future(sweep_parked(state_dir, tag))
+
     def usage_cgroup_dirs(self) -> tuple[str, ...]:
         return self.pod_cgroup_dirs
 
@@ -182,7 +333,9 @@ class PodmanSpawner(SpawnBackend, Spawner):
     async def answering(self) -> bool:
         """By HTTP: podman's port forwarder accepts connections before the server does."""
         base_url = self.server.base_url if self.server else "/"
-        return await answers_http(f"http://127.0.0.1:{self.host_port}{base_url}api")
+        answered = await answers_http(f"http://127.0.0.1:{self.host_port}{base_url}api")
+        self._served = self._served or answered
+        return answered
 
     async def _podman(self, *args: str, stdin: bytes | None = None):
         try:
@@ -241,6 +394,12 @@ class PodmanSpawner(SpawnBackend, Spawner):
     async def stop_server(self, now: bool) -> None:
         await self.usage.update()  # the pod's final CPU time: its cgroup goes with it
         await self._remove_pod(grace=0 if now else STOP_GRACE_SECONDS)
+        self._park_after_stop()
+
+    async def tear_down(self) -> None:
+        """A failed start's pod is removed, never parked."""
+        self._served = False
+        await self.stop_server(True)
 
     async def _remove_pod(self, grace: int) -> None:
         if not self.names:
