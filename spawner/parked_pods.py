@@ -34,10 +34,17 @@ PARKED_UNTIL = f"{LABEL_PREFIX}/parked-until"
 PARKED_LAUNCH = f"{LABEL_PREFIX}/parked-launch"
 PARKED_PORT = f"{LABEL_PREFIX}/parked-port"
 PARKED_MESSAGE = "Using the pod parked for you"
+WAITING = "Parked: the server is imported, waiting for its start"
+"""What the waiter prints once its imports are done (in the pod's log)."""
 WAIT_INTERVAL = 0.05
 """Seconds between the waiter's looks for its hand-over file (a stat each)."""
-SERVER_IMPORTS = ("jupyter_server.serverapp", "jupyterlab", "jupyterhub.singleuser.extension",
-                  "jupyterhub.singleuser.app", *SERVER_EXTENSIONS)  # fmt: skip
+SERVER_IMPORTS = ("jupyter_server.serverapp", "jupyter_server.extension.application",
+                  "jupyterlab.labapp", "jupyterhub.services.auth", "jupyterhub.utils",
+                  "jupyterhub.log", "jupyterhub.httpclient", *SERVER_EXTENSIONS)  # fmt: skip
+"""What the waiter imports ahead: the server, JupyterLab, KioskHub's server extensions and
+what ``jupyterhub.singleuser`` builds on, but not that package itself: it picks its
+application from the environment when imported (and its legacy application patches the
+server's handlers), so it is imported once the start's environment is in place."""
 
 WAITER = f"""\
 import importlib, json, os, sys, time
@@ -47,6 +54,7 @@ for name in {list(SERVER_IMPORTS)!r}:
         importlib.import_module(name)
     except ImportError:
         pass
+print({WAITING!r}, flush=True)
 path = os.path.join({str(HANDOVER_MOUNT)!r}, {HANDOVER_FILE!r})
 while not os.path.exists(path):
     if time.time() > deadline:
@@ -56,13 +64,11 @@ with open(path) as handed:
     start = json.load(handed)
 os.environ.update(start["env"])
 sys.argv = start["argv"]
-import jupyterhub.singleuser
-importlib.reload(jupyterhub.singleuser)
-sys.exit(jupyterhub.singleuser.main())
+from jupyterhub.singleuser import main
+sys.exit(main())
 """
-"""The parked pod's program. ``jupyterhub.singleuser`` picks its application from the
-environment when it is imported, so it is imported again once the start's environment is
-in place: the server that runs is the one ``jupyterhub-singleuser`` would have started."""
+"""The parked pod's program: once handed its start, it runs what ``jupyterhub-singleuser``
+runs, with the same environment and arguments."""
 
 
 def waiter_command(until: int) -> tuple[str, ...]:

@@ -236,14 +236,12 @@ class PodmanSpawner(SpawnBackend, Spawner):
     async def _use_parked_pod(self, spec: LaunchSpec, names: PodmanNames):
         """Checkpoints of a start in the pod parked for this launch; ``_served`` once its
         server answers. Any other pod under the name is left to the fresh start's removal."""
-        parking = getattr(self, "_parking", None)
-        if parking is not None:
-            await asyncio.wait([parking])
         found, image_ref = await asyncio.gather(inspect_pod(names.pod), image_id(self.image))
         wanted = self._parked_pod(spec, names, self.image, 0, 0, image_ref)
         key = wanted["metadata"]["labels"][PARKED_LAUNCH]
         reason = unusable_reason(found, key, time.time()) if image_ref else "no image ID"
         if reason is None:
+            self.log.info("%s: %s", PARKED_MESSAGE, spec.username)
             self.report(45, PARKED_MESSAGE)
             checkpoint = pod_state(names, int(found.labels[PARKED_PORT]), self.image)["podman"]
             self.readopt(checkpoint)
@@ -285,14 +283,12 @@ class PodmanSpawner(SpawnBackend, Spawner):
             await asyncio.sleep(0.1)
         return False
 
-    def _park_after_stop(self) -> None:
-        """Park a pod for this user's next start of the same launch (in the background)."""
-        if not (self.site.pods.park_minutes and self.spec and self.image):
-            return
-        if not getattr(self, "_served", False):
-            return
-        self._served = False
-        self._parking = asyncio.ensure_future(self._park(self.spec, self.image))
+    async def _park_after_stop(self) -> None:
+        """Park a pod for this user's next start of the same launch, when the server that
+        stopped had answered (a failed start parks nothing)."""
+        if self.site.pods.park_minutes and self.spec and self.image and self._served:
+            self._served = False
+            await self._park(self.spec, self.image)
 
     async def _park(self, spec: LaunchSpec, image: str) -> None:
         state_dir, tag = self.site.hub.state_dir, hub_tag(self.site.hub.state_dir)
@@ -394,7 +390,7 @@ class PodmanSpawner(SpawnBackend, Spawner):
     async def stop_server(self, now: bool) -> None:
         await self.usage.update()  # the pod's final CPU time: its cgroup goes with it
         await self._remove_pod(grace=0 if now else STOP_GRACE_SECONDS)
-        self._park_after_stop()
+        await self._park_after_stop()
 
     async def tear_down(self) -> None:
         """A failed start's pod is removed, never parked."""
