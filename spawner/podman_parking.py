@@ -55,7 +55,7 @@ from .podman_plan import (
 from .podman_pull import tls_arguments
 
 log = logging.getLogger(__name__)
-PARKED_ANSWER_SECONDS = 20
+PARKED_ANSWER_SECONDS = 30
 """How long a parked pod's server may take to answer once handed its start; after that
 the pod is removed and a fresh one played."""
 SWEEP_GRACE_SECONDS = 5
@@ -130,28 +130,34 @@ class ParkedPodStarts:
             checkpoint = pod_state(names, int(found.labels[PARKED_PORT]), self.image)["podman"]
             self.readopt(checkpoint)
             yield checkpoint
-            folder = handover_folder(self.site.hub.state_dir, names.pod)
-            env = pod_env(
-                dataclasses.replace(spec, env=pod_reachable_env(spec.env)),
-                self.site.pods,
-                pod_reachable_env(self.get_env()),
-            )
-            try:
-                document = handover_document(env, tuple(self.get_args()))
-                await asyncio.to_thread(write_handover, folder, document)
-            except (HandoverError, OSError) as error:
-                self.log.error("Could not hand %s its start: %s", names.pod, error)
-            else:
+            reason = await self._hand_over(spec, names)
+            if reason is None:
                 self.pod_cgroup_dirs = await self._find_cgroup_dirs(names.pod)
                 yield {"cgroup_dirs": list(self.pod_cgroup_dirs)}
-                if await self._answers_soon(PARKED_ANSWER_SECONDS):
-                    await asyncio.to_thread(clear_handover, folder)
-                    self._served = True
-                    return
-            reason = "its server did not answer"
+                self._served = True
+                return
         if reason:
             self.log.info("Not using the pod parked for %s: %s", spec.username, reason)
             await remove_parked(self.site.hub.state_dir, names.pod)
+
+    async def _hand_over(self, spec: LaunchSpec, names: PodmanNames) -> str | None:
+        """Hand the parked pod this start's environment and arguments; None once its
+        server answers, else why it could not be used."""
+        folder = handover_folder(self.site.hub.state_dir, names.pod)
+        env = pod_env(
+            dataclasses.replace(spec, env=pod_reachable_env(spec.env)),
+            self.site.pods,
+            pod_reachable_env(self.get_env()),
+        )
+        try:
+            document = handover_document(env, tuple(self.get_args()))
+            await asyncio.to_thread(write_handover, folder, document)
+        except (HandoverError, OSError) as error:
+            self.log.error("Could not hand %s its start: %s", names.pod, error)
+            return "its hand-over folder could not be written"
+        answered = await self._answers_soon(PARKED_ANSWER_SECONDS)
+        await asyncio.to_thread(clear_handover, folder)
+        return None if answered else "its server did not answer"
 
     async def _answers_soon(self, seconds: float) -> bool:
         """Whether the server answers within ``seconds`` (False at once if it exited)."""

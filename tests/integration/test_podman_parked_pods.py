@@ -5,14 +5,16 @@ the same launch is made again whose Python has imported the server and waits, ho
 token. Her next start runs in that very pod (the same podman pod ID; the hub logs "Using
 the pod parked for you", also the start's progress message), a kernel runs code, and the
 server's environment and extensions are those of her fresh start. The hand-over path is
-attacked: her server cannot write it, and bob's parked pod never gets her start. A start
-of another profile removes the parked pod and starts fresh.
+attacked: her server cannot write it, and bob's parked pod never gets her start. A
+restarted hub uses the pod it finds parked. A start of another profile removes the parked
+pod and starts fresh.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 
 import pytest
@@ -21,8 +23,14 @@ from kioskhub.hub.sample_data import write_sample_data
 from kioskhub.spawner.parked_pods import WAITING
 from kioskhub.spawner.podman_plan import hub_tag
 from tests.conftest import SHARED_PASSWORD, open_folder
-from tests.support.hub_process import write_site_config
-from tests.support.podman import build_base_image, podman, podman_hub, pods_with_label
+from tests.support.hub_process import start_hub, write_site_config
+from tests.support.podman import (
+    build_base_image,
+    podman,
+    pods_with_label,
+    remove_pods_with_label,
+    remove_volumes_with_prefix,
+)
 from tests.support.user_session import UserSession
 
 pytestmark = pytest.mark.integration
@@ -40,6 +48,7 @@ def site():
     write_sample_data(folder / "data")
     config = write_site_config(
         folder,
+        hub={"cleanup_servers": False},
         spawner={"backend": "podman", "start_timeout": 90},
         pods={"park_minutes": 5},
         profiles=[
@@ -48,8 +57,15 @@ def site():
         ],
         data_mounts=[{"name": "data", "source": "data", "mount_path": "/data"}],
     )
-    with podman_hub(config, folder) as hub:
-        yield {"hub": hub, "folder": folder, "tag": hub_tag(folder / "state")}
+    tag = hub_tag(folder / "state")
+    state = {"hub": start_hub(config, folder / "hub.log"), "folder": folder, "tag": tag,
+             "config": config}  # fmt: skip
+    yield state
+    if state["hub"].process.poll() is None:
+        state["hub"].stop()
+    remove_pods_with_label(f"kioskhub/hub={tag}")
+    remove_volumes_with_prefix(f"kh-{tag}-")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def signed_in(site, name: str) -> UserSession:
@@ -147,6 +163,17 @@ def test_the_handover_reaches_only_its_own_pod_and_its_server_cannot_write_it(si
     assert token not in json.dumps(container_env(bobs))
     still = parked_pod(site, "bob", timeout=5)
     assert still["Id"] == bobs["Id"]
+
+
+def test_a_restarted_hub_uses_the_pod_it_finds_parked(site):
+    ada = signed_in(site, "ada")
+    ada.stop_server()
+    waiting = parked_pod(site, "ada")
+    assert site["hub"].stop() == 0
+    site["hub"] = start_hub(site["config"], site["folder"] / "hub.log")
+
+    assert started(ada, site)["Id"] == waiting["Id"]
+    assert ada.execute("print(6 * 7)")["stdout"].strip() == "42"
 
 
 def test_a_start_of_another_launch_removes_the_parked_pod_and_starts_fresh(site):
