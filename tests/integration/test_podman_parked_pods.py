@@ -52,7 +52,7 @@ def site():
         spawner={"backend": "podman", "start_timeout": 90},
         pods={"park_minutes": 5},
         profiles=[
-            {"name": "small", "cpu": 0.5, "memory": "400Mi", "default": True},
+            {"name": "small", "cpu": 1, "memory": "400Mi", "default": True},
             {"name": "large", "cpu": 1, "memory": "600Mi"},
         ],
         data_mounts=[{"name": "data", "source": "data", "mount_path": "/data"}],
