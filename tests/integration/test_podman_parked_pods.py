@@ -6,8 +6,8 @@ token. Her next start runs in that very pod (the same podman pod ID; the hub log
 the pod parked for you", also the start's progress message), a kernel runs code, and the
 server's environment and extensions are those of her fresh start. The hand-over path is
 attacked: her server cannot write it, and bob's parked pod never gets her start. A
-restarted hub uses the pod it finds parked. A start of another profile removes the parked
-pod and starts fresh.
+restarted hub uses the pod it finds parked. A start of another profile, or one that finds
+the parked pod's server dead, removes the parked pod and starts fresh.
 """
 
 from __future__ import annotations
@@ -188,3 +188,17 @@ def test_a_start_of_another_launch_removes_the_parked_pod_and_starts_fresh(site)
     assert "kioskhub/parked-launch" not in running["Labels"]
     reply = bob.execute("import os\nprint(os.environ['KIOSKHUB_PROFILE'])")
     assert reply["stdout"].strip() == "large", reply
+
+
+def test_a_parked_pod_whose_server_died_is_replaced_by_a_fresh_one(site):
+    bob = signed_in(site, "bob")
+    bob.stop_server()
+    dead = parked_pod(site, "bob")
+    podman("kill", f"{dead['Name']}-notebook")
+
+    running = started(bob, site, {"profile": "large"})
+    assert running["Id"] != dead["Id"]
+    assert "Not using the pod parked for bob: its waiting server is gone" in (
+        site["hub"].log_text()
+    )
+    assert bob.execute("print(6 * 7)")["stdout"].strip() == "42"
