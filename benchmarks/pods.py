@@ -4,6 +4,9 @@ KioskHubs run side by side, one per variant:
 
 - ``podman``: ``spawner.backend: podman`` (the Pod manifest run by ``podman kube play``) from
   the site base image, which holds jupyterhub, jupyterlab and ipykernel at the hub's versions;
+- ``podman, parked``: the same with ``pods.park_minutes``: every user has started and stopped
+  once before, so each start finds the pod parked for it (its Python has imported the
+  server and waits for the start); timed like the others, once the parked pods wait;
 - ``local, same packages``: the local backend with a venv of exactly those packages (made
   here with uv, bytecode compiled as pip does in the image), so that the server software is
   the same as in the pod; its servers are forked from a warm parent (the fork server, on by
@@ -52,7 +55,8 @@ from .stats import ratio, summarize
 
 NAME = "pods"
 SPAWNER = Path(__file__).resolve().parents[1] / "spawner"
-VARIANTS = ("podman", "local, same packages", "local, fresh", "local, own env")
+VARIANTS = ("podman", "local, same packages", "local, fresh", "local, own env", "podman, parked")
+PARKED = "podman, parked"
 
 
 def missing_piece() -> str | None:
@@ -76,7 +80,38 @@ def missing_piece() -> str | None:
     return None
 
 
-async def rounds(clients: dict[str, HubClient], pids: dict[str, int], users: int) -> dict:
+async def park_ahead(client: HubClient, names: list[str], state_dir: Path) -> None:
+    """Start and stop each user's server once, so that a pod is parked for each; then wait
+    until every parked pod's Python has imported the server."""
+    for name in names:
+        await client.spawn(name)
+        await stop_all(client, [name], 1)
+    await parked_and_waiting(state_dir, len(names))
+
+
+async def parked_and_waiting(state_dir: Path, count: int, timeout: float = 600) -> None:
+    """Until ``count`` pods of the hub at ``state_dir`` are parked and their waiter waits."""
+    from kioskhub.spawner.parked_pods import PARKED_LAUNCH, WAITING
+    from kioskhub.spawner.podman_cli import run_podman
+    from kioskhub.spawner.podman_plan import hub_tag
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        listed = await run_podman("pod", "ps", "--format", "{{.Name}}",
+                                  "--filter", f"label=kioskhub/hub={hub_tag(state_dir)}",
+                                  "--filter", f"label={PARKED_LAUNCH}")
+        waiting = 0
+        for pod in listed.stdout.split():
+            logs = await run_podman("logs", f"{pod}-notebook", check=False)
+            waiting += WAITING in logs.stdout + logs.stderr
+        if waiting >= count:
+            return
+        await asyncio.sleep(1)
+    raise TimeoutError(f"fewer than {count} parked pods wait after {timeout:.0f} s")
+
+
+async def rounds(clients: dict[str, HubClient], pids: dict[str, int], users: int,
+                 hubs: dict[str, BenchHub], parked_users: int) -> dict:
     """C=1: each variant starts ``users`` servers one at a time, the order rotating."""
     outcomes: dict[str, list] = {kind: [] for kind in clients}
     helpers = dict.fromkeys(clients, 0.0)
@@ -85,6 +120,8 @@ async def rounds(clients: dict[str, HubClient], pids: dict[str, int], users: int
         shift = i % len(kinds)
         for kind in kinds[shift:] + kinds[:shift]:
             name = f"pod-{i:03d}"
+            if kind == PARKED:
+                await parked_and_waiting(hubs[kind].folder / "state", parked_users)
             before = helpers_cpu(pids[kind])
             outcome = await clients[kind].spawn(name)
             helpers[kind] += helpers_cpu(pids[kind]) - before
@@ -94,11 +131,14 @@ async def rounds(clients: dict[str, HubClient], pids: dict[str, int], users: int
     return {kind: summary(found, helpers[kind]) for kind, found in outcomes.items()}
 
 
-async def burst(clients: dict[str, HubClient], pids: dict[str, int], concurrency: int) -> dict:
+async def burst(clients: dict[str, HubClient], pids: dict[str, int], concurrency: int,
+                hubs: dict[str, BenchHub], parked_users: int) -> dict:
     """Each variant in turn starts ``concurrency`` servers at once."""
     results = {}
     for kind, client in clients.items():
         names = [f"pod-{i:03d}" for i in range(concurrency)]
+        if kind == PARKED:
+            await parked_and_waiting(hubs[kind].folder / "state", parked_users)
         before = helpers_cpu(pids[kind])
         found = await asyncio.gather(*(client.spawn(name) for name in names))
         helpers = helpers_cpu(pids[kind]) - before
@@ -153,6 +193,8 @@ def summary(outcomes: list, helpers_cpu_s: float | None = None) -> dict:
 def site_overrides(kind: str, lean_venv: Path) -> dict:
     if kind == "podman":
         return {"spawner": {"backend": "podman"}}
+    if kind == PARKED:
+        return {"spawner": {"backend": "podman"}, "pods": {"park_minutes": 60}}
     lean = {"environments": [{"name": "lean", "display_name": "Server packages only",
                               "path": str(lean_venv), "default": True}]}
     if kind == "local, same packages":
@@ -183,9 +225,12 @@ async def measure(users: int, variants: tuple[str, ...], concurrencies: tuple[in
             hubs[kind] = start_kioskhub("pods", **site_overrides(kind, lean))
             clients[kind] = await admin_client(hubs[kind].url, ADMIN, ADMIN_PASSWORD)
             await create_users(clients[kind], names)
+            if kind == PARKED:
+                report.progress(f"parking a pod for each of {len(names)} users")
+                await park_ahead(clients[kind], names, hubs[kind].folder / "state")
         pids = {kind: hub.pid for kind, hub in hubs.items()}
-        return {f"C={c}": await (rounds(clients, pids, users) if c == 1
-                                 else burst(clients, pids, c))
+        return {f"C={c}": await (rounds(clients, pids, users, hubs, len(names)) if c == 1
+                                 else burst(clients, pids, c, hubs, len(names)))
                 for c in concurrencies}
     finally:
         for client in clients.values():
@@ -194,16 +239,24 @@ async def measure(users: int, variants: tuple[str, ...], concurrencies: tuple[in
             report.progress(f"stopping the hub: {kind}")
             with contextlib.suppress(Exception):
                 hub.stop()
-            if kind == "podman":
+            if kind.startswith("podman"):
                 remove_home_volumes(hub.folder / "state")
             hub.remove()
         shutil.rmtree(venv_folder, ignore_errors=True)
 
 
 def remove_home_volumes(state_dir: Path) -> None:
-    """Remove the home volumes that this run's podman hub made (homes outlive pods)."""
+    """Remove the pods left (parked ones) and the home volumes that this run's podman hub
+    made (homes outlive pods)."""
     from kioskhub.spawner.podman_cli import podman_command, podman_env
     from kioskhub.spawner.podman_plan import hub_tag
+
+    pods = subprocess.run(podman_command("pod", "ps", "--format", "{{.Name}}", "--filter",
+                                         f"label=kioskhub/hub={hub_tag(state_dir)}"),
+                          env=podman_env(), capture_output=True, text=True, timeout=60)
+    for pod in pods.stdout.split():
+        subprocess.run(podman_command("pod", "rm", "--force", "--time", "0", pod),
+                       env=podman_env(), capture_output=True, timeout=120)
 
     listing = subprocess.run(podman_command("volume", "ls", "--format", "{{.Name}}"),
                              env=podman_env(), capture_output=True, text=True, timeout=60)

@@ -12,6 +12,8 @@ through slirp4netns' address of the host's loopback (``podman_plan``). Every pod
 command uses the project's ``containers.conf`` (``podman_cli``). The pod's name and port
 are kept in the spawner state (versioned), so a restarted hub re-adopts a running pod;
 so are the pod's cgroup folders, as podman reports them, for its usage record.
+With ``pods.park_minutes``, a stopped server's pod is made again, parked for its user's
+next start of the same launch (``parked_pods``).
 The steps of a start are ``SpawnBackend``'s (base.py).
 """
 
@@ -20,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import socket
 
 import yaml
 from jupyterhub.spawner import Spawner
@@ -36,6 +37,7 @@ from .launch_spec import ChoiceError, LaunchSpec
 from .pod_image import BaseImageRecipe
 from .pod_manifest import SERVER_PORT, PodTarget, build_home_claim, build_pod, environment_image
 from .podman_cli import PodmanError, run_podman
+from .podman_parking import RUNNING, ParkedPodStarts, free_loopback_port
 from .podman_plan import (
     POD_NETWORK,
     PodmanNames,
@@ -53,18 +55,11 @@ from .readiness import answers_http
 from .spawn_form import format_bytes
 
 STOP_GRACE_SECONDS = 5
-RUNNING = ("running", "created", "configured", "initialized")
 POD_KINDS = frozenset({"image", "own"})
 """What a pod runs: image environments, and KioskHub's own in the site image."""
 
 
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PodmanSpawner(SpawnBackend, Spawner):
+class PodmanSpawner(ParkedPodStarts, SpawnBackend, Spawner):
     """Start each user's JupyterLab as a podman pod from the shared Pod manifest."""
 
     runnable_kinds = POD_KINDS
@@ -122,23 +117,39 @@ class PodmanSpawner(SpawnBackend, Spawner):
         self.image = image
         self.default_url = spec.default_url
 
-    async def launch(self, spec: LaunchSpec):
-        names = podman_names(spec, hub_tag(self.site.hub.state_dir))
-        await self._ensure_home_volume(spec, names)
-        self.ip, self.port = "0.0.0.0", SERVER_PORT
-        host_port = free_loopback_port()
-        pod = build_pod(
+    def _pod(self, spec: LaunchSpec, names: PodmanNames, image: str, host_port: int, **run):
+        """The Pod manifest of ``spec`` on this host; ``run``: the command and server_env."""
+        return build_pod(
             dataclasses.replace(spec, env=pod_reachable_env(spec.env)),
             self.site.pods,
             PodTarget(
                 pod_name=names.pod,
                 home_claim=names.home_claim,
-                image=self.image,
-                command=("jupyterhub-singleuser", *self.get_args()),
-                server_env=pod_reachable_env(self.get_env()),
+                image=image,
                 labels=hub_labels(names),
                 publish=("127.0.0.1", host_port),
+                **run,
             ),
+        )
+
+    async def launch(self, spec: LaunchSpec):
+        names = podman_names(spec, hub_tag(self.site.hub.state_dir))
+        await self._ensure_home_volume(spec, names)
+        self.ip, self.port = "0.0.0.0", SERVER_PORT
+        self._served = False
+        if self.site.pods.park_minutes:
+            async for checkpoint in self._use_parked_pod(spec, names):
+                yield checkpoint
+            if self._served:
+                return
+        host_port = free_loopback_port()
+        pod = self._pod(
+            spec,
+            names,
+            self.image,
+            host_port,
+            command=("jupyterhub-singleuser", *self.get_args()),
+            server_env=pod_reachable_env(self.get_env()),
         )
         self.report(
             45,
@@ -182,7 +193,9 @@ class PodmanSpawner(SpawnBackend, Spawner):
     async def answering(self) -> bool:
         """By HTTP: podman's port forwarder accepts connections before the server does."""
         base_url = self.server.base_url if self.server else "/"
-        return await answers_http(f"http://127.0.0.1:{self.host_port}{base_url}api")
+        answered = await answers_http(f"http://127.0.0.1:{self.host_port}{base_url}api")
+        self._served = self._served or answered
+        return answered
 
     async def _podman(self, *args: str, stdin: bytes | None = None):
         try:
@@ -241,6 +254,12 @@ class PodmanSpawner(SpawnBackend, Spawner):
     async def stop_server(self, now: bool) -> None:
         await self.usage.update()  # the pod's final CPU time: its cgroup goes with it
         await self._remove_pod(grace=0 if now else STOP_GRACE_SECONDS)
+        await self._park_after_stop()
+
+    async def tear_down(self) -> None:
+        """A failed start's pod is removed, never parked."""
+        self._served = False
+        await self.stop_server(True)
 
     async def _remove_pod(self, grace: int) -> None:
         if not self.names:

@@ -164,6 +164,16 @@ class PodSettings(Section):
         "hub's own address. podman pods reach the hub's loopback by themselves.",
     )
 
+    park_minutes: int = Field(
+        0,
+        ge=0,
+        le=7 * 24 * 60,
+        description="podman: minutes a user's pod stays parked after their server stops, "
+        "ready for their next start of the same environment and profile (its Python has "
+        "imported the server and waits for the start's token): about 120 MiB of memory per "
+        "parked pod. 0 (the default) parks nothing.",
+    )
+
     @field_validator("insecure_registries")
     @classmethod
     def _registry_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -206,6 +216,11 @@ def pod_settings_problems(
                 f"pods.profiles: {profile.name} is not a resource profile; the profiles "
                 f"are: {', '.join(profiles)}"
             )
+    if backend != "podman" and pods.park_minutes:
+        problems.append(
+            f"pods.park_minutes: parked pods are made by the podman backend; this site's "
+            f"spawner.backend is {backend}: set pods.park_minutes to 0"
+        )
     if backend == "kubernetes" and not pods.image:
         problems.append(
             "pods.image: the kubernetes backend needs the image of KioskHub's own "

@@ -91,6 +91,10 @@ def test_a_full_pods_section_is_accepted(tmp_path):
          "not a Kubernetes label key: bad key!"),
         ({"spawner": {"backend": "docker"}}, "spawner.backend"),
         ({"pods": {"hub_connect_url": "hub:8081"}}, "pods.hub_connect_url"),
+        ({"pods": {"park_minutes": 30}},
+         "pods.park_minutes: parked pods are made by the podman backend; this site's "
+         "spawner.backend is local: set pods.park_minutes to 0"),
+        ({"spawner": {"backend": "podman"}, "pods": {"park_minutes": -1}}, "pods.park_minutes"),
         ({"spawner": {"backend": "kubernetes"}, "pods": {"image": "lab/notebook:1"},
           "builder": {"enabled": True, "default_builder": "container"}},
          "builder.registry: the kubernetes backend's nodes pull environment images from a "
