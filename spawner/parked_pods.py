@@ -36,6 +36,8 @@ PARKED_PORT = f"{LABEL_PREFIX}/parked-port"
 PARKED_MESSAGE = "Using the pod parked for you"
 WAITING = "Parked: the server is imported, waiting for its start"
 """What the waiter prints once its imports are done (in the pod's log)."""
+GONE = ("exited", "stopped", "dead")
+"""States of a parked pod's server container that has exited."""
 WAIT_INTERVAL = 0.05
 """Seconds between the waiter's looks for its hand-over file (a stat each)."""
 SERVER_IMPORTS = ("jupyter_server.serverapp", "jupyter_server.extension.application",
@@ -173,6 +175,3 @@ def sweepable(listed: list[dict[str, Any]]) -> list[str]:
         if any(c.get("Status") in GONE for c in notebook):
             names.append(pod["Name"])
     return names
-
-
-GONE = ("exited", "stopped", "dead")

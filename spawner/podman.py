@@ -36,10 +36,11 @@ from .home import files_group, prepare_home
 from .launch_spec import ChoiceError, LaunchSpec
 from .pod_image import BaseImageRecipe
 from .pod_manifest import SERVER_PORT, PodTarget, build_home_claim, build_pod, environment_image
-from .podman_cli import PodmanError, run_podman
-from .podman_parking import RUNNING, ParkedPodStarts, free_loopback_port
+from .podman_cli import PodmanError, free_loopback_port, run_podman
+from .podman_parking import ParkedPodStarts
 from .podman_plan import (
     POD_NETWORK,
+    RUNNING,
     PodmanNames,
     bound_claim,
     hub_labels,

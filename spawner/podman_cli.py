@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,3 +122,10 @@ async def stream_podman(*args: str, on_line: Callable[[str], None]) -> PodmanRes
             + "\n".join(lines[-5:])
         )
     return PodmanResult(returncode, output, "")
+
+
+def free_loopback_port() -> int:
+    """A loopback port for a pod's published server port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

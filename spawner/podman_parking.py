@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import json
 import logging
-import socket
 import time
 from pathlib import Path
 
@@ -43,9 +42,10 @@ from .parked_pods import (
     with_launch_label,
 )
 from .pod_manifest import pod_env
-from .podman_cli import PodmanError, run_podman
+from .podman_cli import PodmanError, free_loopback_port, run_podman
 from .podman_plan import (
     POD_NETWORK,
+    RUNNING,
     PodmanNames,
     hub_tag,
     pod_reachable_env,
@@ -59,13 +59,6 @@ PARKED_ANSWER_SECONDS = 30
 """How long a parked pod's server may take to answer once handed its start; after that
 the pod is removed and a fresh one played."""
 SWEEP_GRACE_SECONDS = 5
-RUNNING = ("running", "created", "configured", "initialized")
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def image_id(image: str) -> str:

@@ -23,6 +23,8 @@ from .pod_manifest import CONTAINER_NAME, LABEL_PREFIX
 HOST_LOOPBACK = "10.0.2.2"
 """The host's 127.0.0.1 as a pod sees it (slirp4netns with allow_host_loopback)."""
 POD_NETWORK = "slirp4netns:allow_host_loopback=true"
+RUNNING = ("running", "created", "configured", "initialized")
+"""Container states of a server that is starting or running."""
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 STATE_VERSION = 1
 

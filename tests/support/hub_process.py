@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -32,8 +33,7 @@ def free_port() -> int:
     connections, so one picked that way can be taken by any connection (or handed out again)
     before the hub binds it; one below that range stays free until the test uses it.
     """
-    first, last = ephemeral_port_range()
-    outside = [*range(20000, first), *range(last + 1, 65536)] or list(range(1024, first))
+    outside = ports_outside_ephemeral_range()
     while True:
         port = random.choice(outside)
         if port in HANDED_OUT_PORTS:
@@ -47,9 +47,10 @@ def free_port() -> int:
         return port
 
 
-def ephemeral_port_range() -> tuple[int, int]:
-    text = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-    return int(text[0]), int(text[1])
+@functools.cache
+def ports_outside_ephemeral_range() -> tuple[int, ...]:
+    first, last = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    return (*range(20000, first), *range(last + 1, 65536)) or tuple(range(1024, first))
 
 
 def write_site_config(folder: Path, **overrides) -> Path:
